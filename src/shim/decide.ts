@@ -1,0 +1,103 @@
+// Deciding what the real linker gets: the same argv, or the same argv with an
+// unwritable --thinlto-cache-dir moved to <root>/<release>/<key>.
+import fs from 'node:fs';
+import path from 'node:path';
+import { META_FILE, NO_KERNEL, keyName, releaseName, resolveRoot, unusableReason, type Metadata } from '../shared/layout.js';
+import { absoluteDir, bytesToBuffer, scanArgs, toBytes, withCacheDir, type Bytes } from './argv.js';
+
+export type Plan = {
+	args: Bytes[];
+	/** The redirected cache directory, when there is one. */
+	cacheDir?: string;
+	/** What was done and why, for LTOCACHE_VERBOSE. */
+	note?: string;
+	/** Said on stderr even when not verbose. */
+	warning?: string;
+};
+
+/**
+ * The kernel release a link belongs to: $KERNELRELEASE (Kbuild and DKMS set
+ * it), the tree's include/config/kernel.release, or the <rel> of a
+ * /lib/modules/<rel>/build working directory.
+ */
+export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
+	if (env.KERNELRELEASE?.trim()) return env.KERNELRELEASE.trim();
+	try {
+		const release = fs.readFileSync(path.join(cwd, 'include/config/kernel.release'), 'utf8').trim();
+		if (release) return release;
+	} catch {}
+	for (const dir of [env.PWD, cwd]) {
+		const match = dir && /^\/(?:usr\/)?lib\/modules\/([^/]+)\/build(?:\/|$)/.exec(dir);
+		if (match) return match[1];
+	}
+	return NO_KERNEL;
+}
+
+/** The external module a link belongs to, if Kbuild says (KBUILD_EXTMOD, or M as given on make's command line). */
+function externalModule(cwd: string, env: NodeJS.ProcessEnv): string | undefined {
+	const extmod = env.KBUILD_EXTMOD || env.M;
+	return extmod ? path.resolve(cwd, extmod) : undefined;
+}
+
+/** Make the redirected directory and record what it stands for. Returns false if it cannot be made. */
+function prepare(dir: string, meta: Metadata): boolean {
+	try {
+		fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+	} catch {
+		return false;
+	}
+	const file = path.join(dir, META_FILE);
+	const now = new Date();
+	try {
+		// Touched on every link so the manager can tell a directory in use
+		// from an idle one; written only the first time.
+		fs.utimesSync(file, now, now);
+	} catch {
+		try {
+			const tmp = `${file}.${process.pid}.tmp`;
+			fs.writeFileSync(tmp, JSON.stringify(meta) + '\n', { mode: 0o600 });
+			fs.renameSync(tmp, file);
+		} catch {} // metadata is for display; a link never fails for it
+	}
+	return true;
+}
+
+export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan {
+	const pass = (note?: string): Plan => ({ args, note });
+	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
+
+	// Most links have no cache flag and no response file: no file system work.
+	if (!args.some((a) => a.startsWith('@') || a.includes('thinlto-cache-dir'))) return pass();
+
+	const scan = scanArgs(args, cwd);
+	if (scan.kind === 'unsure') return pass(`${scan.why}: passing argv through`);
+	if (scan.kind === 'none' || scan.flag.value === '') return pass();
+
+	const { flag } = scan;
+	const original = absoluteDir(flag.value, cwd);
+	const reason = unusableReason(bytesToBuffer(original));
+	const shown = bytesToBuffer(flag.value).toString('utf8');
+	if (reason === undefined) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
+
+	const drop = (why: string, warn: boolean): Plan => {
+		const text = `ltocache: --thinlto-cache-dir=${shown} is not writable (${reason}); ${why}, linking without a ThinLTO cache`;
+		return { args: withCacheDir(args, flag, ''), note: text, warning: warn ? text : undefined };
+	};
+	if (env.LTOCACHE_MODE === 'drop') return drop('LTOCACHE_MODE=drop', false);
+
+	const root = resolveRoot(env);
+	if (root === undefined) return drop('no safe cache root (see ltocache doctor)', true);
+
+	const release = kernelRelease(cwd, env);
+	const extmod = externalModule(cwd, env);
+	const originalText = bytesToBuffer(original).toString('utf8');
+	const dir = path.join(root, releaseName(release), keyName(extmod ?? bytesToBuffer(original)));
+	if (!prepare(dir, { version: 1, release, extmod, original: originalText })) {
+		return drop(`cannot create ${dir}`, true);
+	}
+	return {
+		args: withCacheDir(args, flag, toBytes(dir)),
+		cacheDir: dir,
+		note: `ltocache: --thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
+	};
+}

@@ -1,0 +1,39 @@
+// The ld.lld shim, top to bottom: read argv, decide on the cache directory,
+// find the real linker, run it. Nothing here may make a link fail that would
+// have succeeded without the shim.
+import fs from 'node:fs';
+import path from 'node:path';
+import { rawArgs } from './argv.js';
+import { decide, type Plan } from './decide.js';
+import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
+import { runLinker } from './run.js';
+
+export function main(): void {
+	const env = process.env;
+	const invokedAs = process.argv[1];
+	const name = path.basename(invokedAs);
+	const self = fs.realpathSync(invokedAs);
+
+	const args = rawArgs();
+	let plan: Plan;
+	try {
+		plan = decide(args, process.cwd(), env);
+	} catch (error) {
+		plan = { args, note: `ltocache: unexpected ${String(error)}; passing argv through` };
+	}
+
+	const located = locateLinker(name, self, env);
+	if ('error' in located) {
+		process.stderr.write(`ltocache: ${located.error}; set LTOCACHE_LD to the real linker\n`);
+		process.exit(127);
+	}
+	const { linker } = located;
+
+	if (env.LTOCACHE_VERBOSE === '1') {
+		process.stderr.write(`ltocache: running ${linker.file}\n`);
+		if (plan.note) process.stderr.write(plan.note + '\n');
+	} else if (plan.warning) {
+		process.stderr.write(plan.warning + '\n');
+	}
+	runLinker(linker.file, name, plan.args, { ...env, [CHAIN_VAR]: nextChain(env, self, linker) });
+}

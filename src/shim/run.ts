@@ -1,0 +1,56 @@
+// Running the real linker as if the build had run it directly: inherited
+// stdio, its exit status, its death signal, and the build's signals passed on.
+//
+// node:child_process rather than execa: importing execa costs ~100 ms, more
+// than Node's own start-up, on every link; the shim needs only spawn.
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import { bytesToBuffer, type Bytes } from './argv.js';
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+
+const isUtf8 = (bytes: Bytes) => {
+	const buffer = bytesToBuffer(bytes);
+	return Buffer.from(buffer.toString('utf8'), 'utf8').equals(buffer);
+};
+
+/**
+ * spawn() takes strings and encodes them as UTF-8, so an argument that is not
+ * UTF-8 cannot pass through it intact. For those (rare) links, /bin/sh
+ * rebuilds each argument from octal escapes with printf and execs the linker.
+ */
+function command(file: string, args: Bytes[]): { file: string; args: string[]; argv0?: string } {
+	if (args.every(isUtf8)) return { file, args: args.map((a) => bytesToBuffer(a).toString('utf8')) };
+	const escape = (bytes: Bytes) =>
+		[...bytes].map((c) => (/[A-Za-z0-9_./=-]/.test(c) ? c : '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'))).join('');
+	// `for a` expands the escaped list once; each step drops one escaped
+	// argument from the front and appends its decoded bytes (the trailing x
+	// keeps trailing newlines from being eaten by $(...)).
+	const script = 'real=$1; shift; for a do shift; b=$(printf "${a}x"); set -- "$@" "${b%x}"; done; exec "$real" "$@"';
+	return { file: '/bin/sh', args: ['-c', script, 'sh', file, ...args.map(escape)] };
+}
+
+/** Run the linker; resolves only by exiting (or dying) the way the linker did. */
+export function runLinker(file: string, argv0: string, args: Bytes[], env: NodeJS.ProcessEnv, onExit?: () => void): void {
+	const cmd = command(file, args);
+	const child = spawn(cmd.file, cmd.args, { argv0: cmd.file === file ? argv0 : undefined, env, stdio: 'inherit' });
+
+	const forward = (signal: NodeJS.Signals) => child.kill(signal);
+	for (const signal of FORWARDED) process.on(signal, forward);
+
+	child.on('error', (error: NodeJS.ErrnoException) => {
+		process.stderr.write(`ltocache: cannot run ${file}: ${error.message}\n`);
+		process.exit(error.code === 'ENOENT' ? 127 : 126);
+	});
+	child.on('exit', (code, signal) => {
+		for (const s of FORWARDED) process.off(s, forward);
+		onExit?.();
+		if (signal) {
+			// Die of the same signal, so make and shells see 128+n, core dumps and all.
+			process.kill(process.pid, signal);
+			// Still here: the signal is ignored by Node (SIGPIPE) or by inheritance.
+			process.exit(128 + (os.constants.signals[signal] ?? 0));
+		}
+		process.exit(code ?? 1);
+	});
+}
