@@ -80,7 +80,7 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 	if (reason === undefined) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
 
 	const drop = (why: string, warn: boolean): Plan => {
-		const text = `ltocache: --thinlto-cache-dir=${shown} is not writable (${reason}); ${why}, linking without a ThinLTO cache`;
+		const text = `--thinlto-cache-dir=${shown} is not writable (${reason}); ${why}, linking without a ThinLTO cache`;
 		return { args: withCacheDir(args, flag, ''), note: text, warning: warn ? text : undefined };
 	};
 	if (env.LTOCACHE_MODE === 'drop') return drop('LTOCACHE_MODE=drop', false);
@@ -98,6 +98,6 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),
 		cacheDir: dir,
-		note: `ltocache: --thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
+		note: `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
 	};
 }

@@ -19,7 +19,7 @@ export function main(): void {
 	try {
 		plan = decide(args, process.cwd(), env);
 	} catch (error) {
-		plan = { args, note: `ltocache: unexpected ${String(error)}; passing argv through` };
+		plan = { args, note: `unexpected ${String(error)}; passing argv through` };
 	}
 
 	const located = locateLinker(name, self, env);
@@ -31,9 +31,9 @@ export function main(): void {
 
 	if (env.LTOCACHE_VERBOSE === '1') {
 		process.stderr.write(`ltocache: running ${linker.file}\n`);
-		if (plan.note) process.stderr.write(plan.note + '\n');
+		if (plan.note) process.stderr.write(`ltocache: ${plan.note}\n`);
 	} else if (plan.warning) {
-		process.stderr.write(plan.warning + '\n');
+		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
 	runLinker(linker.file, name, plan.args, { ...env, [CHAIN_VAR]: nextChain(env, self, linker) });
 }

@@ -4,6 +4,7 @@
 // node:child_process rather than execa: importing execa costs ~100 ms, more
 // than Node's own start-up, on every link; the shim needs only spawn.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import { bytesToBuffer, type Bytes } from './argv.js';
 
@@ -16,24 +17,26 @@ const isUtf8 = (bytes: Bytes) => {
 
 /**
  * spawn() takes strings and encodes them as UTF-8, so an argument that is not
- * UTF-8 cannot pass through it intact. For those (rare) links, /bin/sh
- * rebuilds each argument from octal escapes with printf and execs the linker.
+ * UTF-8 cannot pass through it intact. For those (rare) links a shell
+ * rebuilds each argument from octal escapes with printf and execs the linker
+ * (bash, for `exec -a` to keep argv[0]; else POSIX sh, with the path as argv[0]).
  */
-function command(file: string, args: Bytes[]): { file: string; args: string[]; argv0?: string } {
-	if (args.every(isUtf8)) return { file, args: args.map((a) => bytesToBuffer(a).toString('utf8')) };
+function command(file: string, argv0: string, args: Bytes[]): { file: string; args: string[]; argv0?: string } {
+	if (args.every(isUtf8)) return { file, argv0, args: args.map((a) => bytesToBuffer(a).toString('utf8')) };
 	const escape = (bytes: Bytes) =>
-		[...bytes].map((c) => (/[A-Za-z0-9_./=-]/.test(c) ? c : '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'))).join('');
+		[...bytes].map((c) => (/[A-Za-z0-9_./=]/.test(c) ? c : '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'))).join('');
+	const bash = fs.existsSync('/bin/bash');
 	// `for a` expands the escaped list once; each step drops one escaped
 	// argument from the front and appends its decoded bytes (the trailing x
 	// keeps trailing newlines from being eaten by $(...)).
-	const script = 'real=$1; shift; for a do shift; b=$(printf "${a}x"); set -- "$@" "${b%x}"; done; exec "$real" "$@"';
-	return { file: '/bin/sh', args: ['-c', script, 'sh', file, ...args.map(escape)] };
+	const script = `real=$1; name=$2; shift 2; for a do shift; b=$(printf "\${a}x"); set -- "$@" "\${b%x}"; done; exec ${bash ? '-a "$name" ' : ''}"$real" "$@"`;
+	return { file: bash ? '/bin/bash' : '/bin/sh', args: ['-c', script, 'sh', file, argv0, ...args.map(escape)] };
 }
 
 /** Run the linker; resolves only by exiting (or dying) the way the linker did. */
 export function runLinker(file: string, argv0: string, args: Bytes[], env: NodeJS.ProcessEnv, onExit?: () => void): void {
-	const cmd = command(file, args);
-	const child = spawn(cmd.file, cmd.args, { argv0: cmd.file === file ? argv0 : undefined, env, stdio: 'inherit' });
+	const cmd = command(file, argv0, args);
+	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio: 'inherit' });
 
 	const forward = (signal: NodeJS.Signals) => child.kill(signal);
 	for (const signal of FORWARDED) process.on(signal, forward);

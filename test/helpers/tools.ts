@@ -1,0 +1,136 @@
+// Shared test plumbing: real tools (clang, ld.lld), a recording stand-in
+// linker, temporary trees, and ways to make a directory really unwritable
+// (an unprivileged user, a read-only bind mount) even when tests run as root.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, execaSync, type Options } from 'execa';
+import { afterAll, describe, it } from 'vitest';
+
+export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const SHIM = path.join(repo, 'bin/ld.lld');
+export const CLI = path.join(repo, 'bin/ltocache');
+export const fixtures = path.join(repo, 'test/fixtures');
+
+export const isRoot = process.getuid?.() === 0;
+export const inCI = ['true', '1'].includes(process.env.CI ?? '');
+
+export function onPath(name: string): string | undefined {
+	for (const dir of (process.env.PATH ?? '').split(':')) {
+		const file = path.join(dir || '.', name);
+		try {
+			fs.accessSync(file, fs.constants.X_OK);
+			return file;
+		} catch {}
+	}
+	return undefined;
+}
+
+/**
+ * describe, or a skip with the reason when a prerequisite is missing. In CI
+ * (CI=true) a missing prerequisite is a failing test, never a silent skip.
+ */
+export function describeIf(ok: boolean, needs: string): (name: string, body: () => void) => void {
+	if (ok) return describe;
+	if (inCI) return (name) => describe(name, () => it(`has ${needs}`, () => {
+		throw new Error(`CI must run this suite, but it lacks ${needs}`);
+	}));
+	return (name, body) => describe.skip(`${name} [skipped: needs ${needs}]`, body);
+}
+
+export const hasToolchain = Boolean(onPath('clang') && onPath('ld.lld'));
+
+/** A fresh directory under one per-file root, world-readable so an unprivileged user can reach it. */
+export function scratchRoot(): (name?: string) => string {
+	const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-test-'));
+	fs.chmodSync(root, 0o755);
+	afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+	let n = 0;
+	return (name = 'd') => {
+		const dir = path.join(root, `${name}-${n++}`);
+		fs.mkdirSync(dir, { mode: 0o755 });
+		fs.chmodSync(dir, 0o755);
+		return dir;
+	};
+}
+
+/** Compile the two fixture sources to ThinLTO bitcode objects with the real clang. */
+export function compileThin(dir: string, clang = 'clang'): string[] {
+	const objects = ['a', 'b'].map((n) => path.join(dir, `${n}.o`));
+	for (const [i, n] of ['a', 'b'].entries()) {
+		execaSync(clang, ['-flto=thin', '-O2', '-c', path.join(fixtures, `${n}.c`), '-o', objects[i]]);
+	}
+	for (const o of objects) fs.chmodSync(o, 0o644);
+	return objects;
+}
+
+/** Build the recording stand-in linker into dir, under each of the given names. */
+export function fakeLinker(dir: string, names = ['ld.lld', 'ld.lld-16']): string {
+	const binary = path.join(dir, 'fake-ld');
+	execaSync('clang', ['-O1', '-o', binary, path.join(fixtures, 'fake-ld.c')]);
+	for (const name of names) fs.symlinkSync(binary, path.join(dir, name));
+	return binary;
+}
+
+/** A directory of symlinks to the shim, the way `ltocache install` lays them out. */
+export function shimDir(dir: string, shim = SHIM, names = ['ld.lld', 'ld.lld-16']): string {
+	for (const name of names) fs.symlinkSync(shim, path.join(dir, name));
+	return dir;
+}
+
+/**
+ * A copy of the built package an unprivileged user can read (the checkout
+ * may sit under a directory only root can enter), like an installed one.
+ */
+export function stagedShim(dir: string): string {
+	for (const part of ['package.json', 'bin', 'dist', 'node_modules/xdg-basedir']) {
+		fs.cpSync(path.join(repo, part), path.join(dir, part), { recursive: true });
+	}
+	execaSync('chmod', ['-R', 'a+rX', dir]);
+	return path.join(dir, 'bin/ld.lld');
+}
+
+export const NOBODY = 65534;
+
+/** Run a command as the unprivileged user nobody with exactly the given environment. */
+export function asNobody(command: string, args: string[], env: Record<string, string>, options: Options = {}) {
+	const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+	return execa('runuser', ['-u', 'nobody', '--', 'env', '-i', ...pairs, command, ...args], { reject: false, ...options });
+}
+
+/** Run a command (as root) with dir mounted read-only in a private mount namespace. */
+export function withReadOnly(dir: string, command: string, args: string[], options: Options = {}) {
+	return execa('unshare', ['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec "$@"', dir, command, ...args], { reject: false, ...options });
+}
+
+/** The cache entries lld wrote into a directory. */
+export function entries(dir: string): string[] {
+	try {
+		return fs.readdirSync(dir).filter((f) => f.startsWith('llvmcache-') && f !== 'llvmcache.timestamp').sort();
+	} catch {
+		return [];
+	}
+}
+
+/** Every llvmcache entry anywhere below dir, as paths relative to it. */
+export function entriesBelow(dir: string): string[] {
+	if (!fs.existsSync(dir)) return [];
+	return (fs.readdirSync(dir, { recursive: true }) as string[])
+		.filter((f) => path.basename(f).startsWith('llvmcache-') && path.basename(f) !== 'llvmcache.timestamp')
+		.sort();
+}
+
+/** The NUL-separated argv a fake linker recorded. */
+export function recorded(file: string): Buffer[] {
+	const data = fs.readFileSync(file);
+	const out: Buffer[] = [];
+	let start = 0;
+	for (let i = 0; i < data.length; i++) {
+		if (data[i] === 0) {
+			out.push(data.subarray(start, i));
+			start = i + 1;
+		}
+	}
+	return out;
+}

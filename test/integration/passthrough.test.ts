@@ -1,0 +1,182 @@
+// The shim in front of a recording stand-in linker: argv byte for byte,
+// names, PATH search, exit status, signals. Real links are in link.test.ts.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, expect, it } from 'vitest';
+import { SHIM, asNobody, describeIf, fakeLinker, hasToolchain, isRoot, recorded, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+
+describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front of a stand-in linker', () => {
+	let fakeDir: string;
+	let shims: string;
+	let record: string;
+	let node: string; // a directory with node and nothing else, for the shim's #!/usr/bin/env node
+	const run = (args: string[], env: Record<string, string | undefined> = {}, name = 'ld.lld', cwd = scratch('cwd')) =>
+		execa(path.join(shims, name), args, {
+			cwd,
+			reject: false,
+			stripFinalNewline: false,
+			env: { FAKE_LD_RECORD: record, ...env, PATH: `${env.PATH ?? `${shims}:${fakeDir}`}:${node}` },
+			extendEnv: false,
+		});
+
+	beforeAll(() => {
+		fakeDir = scratch('fake');
+		fakeLinker(fakeDir);
+		shims = shimDir(scratch('shims'));
+		record = path.join(scratch('rec'), 'argv');
+		node = scratch('node');
+		fs.symlinkSync(process.execPath, path.join(node, 'node'));
+	});
+
+	it('passes argv byte for byte, with argv[0] as the build called it', async () => {
+		const tree = scratch('tree');
+		const odd = ['', ' ', 'two  spaces', 'tab\there', 'new\nline', '"quotes\'', '\\', 'é', '--thinlto-cache-dir=' + tree];
+		const result = await run(['-r', ...odd, '-o', 'out.o']);
+		expect(result.exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual(['ld.lld', '-r', ...odd, '-o', 'out.o']);
+		expect(result.stdout).toBe('fake-ld stdout\n');
+		expect(result.stderr).toBe('fake-ld stderr\n');
+	});
+
+	it('passes bytes that are not UTF-8 intact', async () => {
+		// execa takes strings: hand the bytes over through a shell's printf.
+		const result = await execa('sh', ['-c', `exec "$0" -r "$(printf '\\377\\376\\200')" '' "$(printf 'a\\200b')x" @none`, path.join(shims, 'ld.lld')], {
+			reject: false,
+			stripFinalNewline: false,
+			env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_RECORD: record },
+			extendEnv: false,
+		});
+		expect(result.exitCode).toBe(0);
+		expect(recorded(record)).toEqual([Buffer.from('ld.lld'), Buffer.from('-r'), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from(''), Buffer.from([0x61, 0x80, 0x62, 0x78]), Buffer.from('@none')]);
+	});
+
+	it('runs the real linker of the name it was called by', async () => {
+		const result = await run(['--version'], {}, 'ld.lld-16');
+		expect(result.exitCode).toBe(0);
+		expect(recorded(record)[0].toString()).toBe('ld.lld-16');
+	});
+
+	it('skips every PATH entry that resolves to the shim, under any name or directory', async () => {
+		const again = shimDir(scratch('again'));
+		const viaLink = scratch('vialink');
+		fs.symlinkSync(path.join(again, 'ld.lld'), path.join(viaLink, 'ld.lld'));
+		const result = await run(['x'], { PATH: `${shims}:${again}:${viaLink}:${fakeDir}` });
+		expect(result.exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual(['ld.lld', 'x']);
+	});
+
+	it('says what it searched and exits 127 when there is no real linker', async () => {
+		const result = await run(['x'], { PATH: `${shims}:/nonexistent` });
+		expect(result.exitCode).toBe(127);
+		const lines = result.stderr.trim().split('\n');
+		expect(lines).toHaveLength(1);
+		expect(lines[0]).toContain(`no real ld.lld found on PATH=${shims}:/nonexistent`);
+		expect(lines[0]).toContain(path.join(shims, 'ld.lld'));
+	});
+
+	it('uses LTOCACHE_LD, and refuses one that is the shim itself', async () => {
+		const other = scratch('other');
+		const binary = fakeLinker(other, []);
+		expect((await run(['y'], { PATH: shims, LTOCACHE_LD: binary })).exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual(['ld.lld', 'y']);
+		const self = await run(['y'], { PATH: shims, LTOCACHE_LD: SHIM });
+		expect(self.exitCode).toBe(127);
+		expect(self.stderr).toContain('is the ltocache shim itself');
+	});
+
+	it('cannot loop with another wrapper that skips only itself', async () => {
+		// A ccache-style wrapper: runs the first ld.lld on PATH that is not itself.
+		const wrapperDir = scratch('wrapper');
+		const wrapper = path.join(wrapperDir, 'ld.lld');
+		fs.writeFileSync(wrapper, `#!/bin/sh
+echo wrapper >> "$FAKE_LD_RECORD.trail"
+IFS=:; for d in $PATH; do
+  [ "$(/usr/bin/readlink -f "$d/ld.lld")" = "$(/usr/bin/readlink -f "$0")" ] && continue
+  [ -x "$d/ld.lld" ] && exec "$d/ld.lld" "$@"
+done
+exit 99
+`, { mode: 0o755 });
+		const result = await run(['z'], { PATH: `${shims}:${wrapperDir}:${fakeDir}` });
+		expect(result.exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual(['ld.lld', 'z']);
+		expect(fs.readFileSync(`${record}.trail`, 'utf8')).toBe('wrapper\n');
+	});
+
+	it('exits with the linker status', async () => {
+		for (const status of [1, 3, 255]) {
+			expect((await run([], { FAKE_LD_MODE: `exit:${status}` })).exitCode).toBe(status);
+		}
+	});
+
+	it('dies of the signal the linker died of', async () => {
+		for (const [n, name] of [[6, 'SIGABRT'], [11, 'SIGSEGV'], [15, 'SIGTERM']] as const) {
+			const result = await run([], { FAKE_LD_MODE: `signal:${n}` });
+			expect(result.signal).toBe(name);
+		}
+		const shell = await execa('sh', ['-c', '"$0"; echo "status $?"', path.join(shims, 'ld.lld')], {
+			reject: false,
+			env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_MODE: 'signal:6' },
+			extendEnv: false,
+		});
+		expect(shell.stdout).toContain('status 134');
+	});
+
+	it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('passes %s on to the linker', async (signal) => {
+		const dir = scratch('sig');
+		const ready = path.join(dir, 'ready');
+		const got = path.join(dir, 'got');
+		const child = run([], { FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got });
+		const deadline = Date.now() + 10_000;
+		while (!fs.existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+		child.kill(signal);
+		const result = await child;
+		expect(fs.readFileSync(got, 'utf8')).toBe(String({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1 }[signal]));
+		expect(result.signal).toBe(signal);
+	});
+
+	it('is silent on a normal link and explains itself with LTOCACHE_VERBOSE=1', async () => {
+		const tree = scratch('tree');
+		const quiet = await run([`--thinlto-cache-dir=${tree}/.thinlto-cache`]);
+		expect(quiet.stderr).toBe('fake-ld stderr\n');
+		const verbose = await run([`--thinlto-cache-dir=${tree}/.thinlto-cache`], { LTOCACHE_VERBOSE: '1' });
+		expect(verbose.stderr).toMatch(/^ltocache: running .*fake.*\/ld\.lld\nltocache: .*is usable: passing argv through\n/);
+	});
+
+	describeIf(isRoot, 'root (to run as nobody)')('as an unprivileged user', () => {
+		it('rewrites only the effective flag, in place or after its @file, and leaves @files alone', async () => {
+			const staged = stagedShim(scratch('pkg'));
+			const stagedShims = shimDir(scratch('staged-shims'), staged);
+			const tree = scratch('tree'); // root-owned 0755: nobody cannot write it
+			const cache = scratch('xdg');
+			fs.chmodSync(cache, 0o777);
+			const out = scratch('out');
+			fs.chmodSync(out, 0o777);
+			const rec = path.join(out, 'argv');
+			const rsp = path.join(tree, 'x.mod');
+			fs.writeFileSync(rsp, '--thinlto-cache-dir=.thinlto-cache a.o\n');
+			const before = fs.readFileSync(rsp);
+			const env = { PATH: `${stagedShims}:${fakeDir}:/usr/bin:/bin`, FAKE_LD_RECORD: rec, XDG_CACHE_HOME: cache, HOME: '/nonexistent', KERNELRELEASE: '6.1.0-test', KBUILD_EXTMOD: '/src/hello' };
+			const direct = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=keep -r --thinlto-cache-dir=.thinlto-cache '' -o x.o`], env);
+			expect(direct.exitCode).toBe(0);
+			const target = fs.readdirSync(path.join(cache, 'ltocache/6.1.0-test')).map((k) => path.join(cache, 'ltocache/6.1.0-test', k));
+			expect(target).toHaveLength(1);
+			expect(recorded(rec).map(String)).toEqual(['ld.lld', '--thinlto-cache-dir=keep', '-r', `--thinlto-cache-dir=${target[0]}`, '', '-o', 'x.o']);
+			expect(fs.statSync(target[0]).mode & 0o777).toBe(0o700);
+			expect(JSON.parse(fs.readFileSync(path.join(target[0], 'ltocache.json'), 'utf8'))).toEqual({
+				version: 1, release: '6.1.0-test', extmod: '/src/hello', original: path.join(tree, '.thinlto-cache'),
+			});
+
+			const viaFile = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld -r @x.mod -o x.o`], env);
+			expect(viaFile.exitCode).toBe(0);
+			expect(recorded(rec).map(String)).toEqual(['ld.lld', '-r', '@x.mod', `--thinlto-cache-dir=${target[0]}`, '-o', 'x.o']);
+			expect(fs.readFileSync(rsp)).toEqual(before);
+
+			const disabled = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=.thinlto-cache`], { ...env, LTOCACHE_DISABLE: '1' });
+			expect(disabled.exitCode).toBe(0);
+			expect(recorded(rec).map(String)).toEqual(['ld.lld', '--thinlto-cache-dir=.thinlto-cache']);
+		});
+	});
+});
