@@ -19,5 +19,8 @@ export default defineConfig({
 		testTimeout: 60_000,
 		hookTimeout: 600_000,
 		reporters: ['default', noSkipsInCI],
+		// A detached prune outliving a test would race the removal of its
+		// scratch directory; the tests of automatic pruning turn it back on.
+		env: { LTOCACHE_AUTO_PRUNE: '0' },
 	},
 });

@@ -69,9 +69,9 @@ export function unusableReason(dir: string | Buffer): string | undefined {
  * directory, owned by us, with no group or other access: /var/tmp is shared,
  * so anyone could have planted a symlink or an open directory there first.
  */
-export function ensurePrivateDir(dir: string): boolean {
+export function ensurePrivateDir(dir: string, create = true): boolean {
 	try {
-		fs.mkdirSync(dir, { mode: 0o700 });
+		if (create) fs.mkdirSync(dir, { mode: 0o700 });
 	} catch (error) {
 		if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false;
 	}
@@ -83,13 +83,16 @@ export function ensurePrivateDir(dir: string): boolean {
 	}
 }
 
-/** The cache root to use, or undefined if there is no safe one. */
-export function resolveRoot(env: NodeJS.ProcessEnv = process.env): string | undefined {
+/**
+ * The cache root to use, or undefined if there is no safe one. The shim
+ * creates the fallback; the manager (create = false) only looks at it.
+ */
+export function resolveRoot(env: NodeJS.ProcessEnv = process.env, create = true): string | undefined {
 	for (const root of rootCandidates(env)) {
 		if (unusableReason(root) === undefined) return root;
 	}
 	const fallback = fallbackRoot();
-	return ensurePrivateDir(fallback) ? fallback : undefined;
+	return ensurePrivateDir(fallback, create) ? fallback : undefined;
 }
 
 // node:crypto adds ~3 ms to every link (measured with hyperfine against

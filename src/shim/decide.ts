@@ -7,8 +7,9 @@ import { absoluteDir, bytesToBuffer, scanArgs, toBytes, withCacheDir, type Bytes
 
 export type Plan = {
 	args: Bytes[];
-	/** The redirected cache directory, when there is one. */
+	/** The redirected cache directory and the root it lies in, when there is one. */
 	cacheDir?: string;
+	root?: string;
 	/** What was done and why, for LTOCACHE_VERBOSE. */
 	note?: string;
 	/** Said on stderr even when not verbose. */
@@ -98,6 +99,7 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),
 		cacheDir: dir,
+		root,
 		note: `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
 	};
 }

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { rawArgs } from './argv.js';
+import { maybeStartPrune } from './autoprune.js';
 import { decide, type Plan } from './decide.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
 import { runLinker } from './run.js';
@@ -35,5 +36,6 @@ export function main(): void {
 	} else if (plan.warning) {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
-	runLinker(linker.file, name, plan.args, { ...env, [CHAIN_VAR]: nextChain(env, self, linker) });
+	const { root } = plan;
+	runLinker(linker.file, name, plan.args, { ...env, [CHAIN_VAR]: nextChain(env, self, linker) }, root ? () => maybeStartPrune(root, env) : undefined);
 }

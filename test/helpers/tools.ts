@@ -84,18 +84,32 @@ export function shimDir(dir: string, shim = SHIM, names = ['ld.lld', 'ld.lld-16'
  * may sit under a directory only root can enter), like an installed one.
  */
 export function stagedShim(dir: string): string {
-	for (const part of ['package.json', 'bin', 'dist', 'node_modules/xdg-basedir']) {
+	for (const part of ['package.json', 'bin', 'dist', ...runtimeModules()]) {
 		fs.cpSync(path.join(repo, part), path.join(dir, part), { recursive: true });
 	}
 	execaSync('chmod', ['-R', 'a+rX', dir]);
 	return path.join(dir, 'bin/ld.lld');
 }
 
+let runtime: string[] | undefined;
+/** node_modules/* that the package needs at run time (its dependencies, not the test tools). */
+function runtimeModules(): string[] {
+	runtime ??= execaSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: repo, reject: false })
+		.stdout.split('\n')
+		.map((line) => path.relative(repo, line))
+		.filter((rel) => rel.startsWith('node_modules/') && !rel.slice('node_modules/'.length).includes('/node_modules/'));
+	return runtime;
+}
+
 export const NOBODY = 65534;
 
-/** Run a command as the unprivileged user nobody with exactly the given environment. */
+/**
+ * Run a command as the unprivileged user nobody with exactly the given
+ * environment (plus LTOCACHE_AUTO_PRUNE=0 unless given: a detached prune
+ * outliving the test would race the removal of its scratch directory).
+ */
 export function asNobody(command: string, args: string[], env: Record<string, string>, options: Options = {}) {
-	const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+	const pairs = Object.entries({ LTOCACHE_AUTO_PRUNE: '0', ...env }).map(([k, v]) => `${k}=${v}`);
 	return execa('runuser', ['-u', 'nobody', '--', 'env', '-i', ...pairs, command, ...args], { reject: false, ...options });
 }
 

@@ -83,7 +83,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 		const root = scratch('root');
 		const out = path.join(work, 'ro.o');
 		const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
-		const env = { PATH: `${shims}:/usr/bin:/bin`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro' };
+		const env = { PATH: `${shims}:/usr/bin:/bin`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro', LTOCACHE_AUTO_PRUNE: '0' };
 
 		const bare = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], { env });
 		expect(bare.stderr).toMatch(/Read-only file system/);
@@ -180,7 +180,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 	 */
 	function privateVarTmp(plant: string, cwd: string, args: string[]) {
 		const script = `mount -t tmpfs tmpfs /var/tmp && ${plant} && cd "$0" &&
-			runuser -u nobody -- env -i PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME=/nonexistent ld.lld "$@" || exit $?
+			runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME=/nonexistent ld.lld "$@" || exit $?
 			[ -d /var/tmp/ltocache-65534 ] && ! [ -L /var/tmp/ltocache-65534 ] && stat -c '%A %U' /var/tmp/ltocache-65534 && find /var/tmp/ltocache-65534 -name 'llvmcache-*' -type f | wc -l; exit 0`;
 		return execa('unshare', ['-m', 'sh', '-c', script, cwd, ...args], { reject: false });
 	}

@@ -1,0 +1,117 @@
+// Reading a cache root into memory: every kernel release, every key
+// directory, every file in it, classified. Nothing here deletes anything.
+//
+// Symlinks are never followed: entries are read with lstat and only real
+// directories are descended into, so nothing outside the root is ever seen.
+import fs from 'node:fs';
+import path from 'node:path';
+import { ENTRY_PREFIX, META_FILE, NO_KERNEL, type Metadata } from '../shared/layout.js';
+
+/** A temporary file older than this belongs to a link that died: fair game for prune. */
+export const STALE_TEMP_MS = 3600_000;
+/** A key directory whose metadata was touched more recently than this may have a link in flight. */
+export const IDLE_DIR_MS = 3600_000;
+
+export type Entry = { file: string; bytes: number; lastUse: number };
+export type Temp = { file: string; bytes: number; mtime: number };
+
+export type Key = {
+	name: string;
+	dir: string;
+	meta?: Metadata;
+	/** When a link last used the directory (the shim touches the metadata on each link). */
+	touched: number;
+	entries: Entry[];
+	temps: Temp[];
+	/** Files that are neither entries, temporaries nor ours: never deleted. */
+	foreign: number;
+};
+
+export type Kernel = { release: string; dir: string; installed: boolean; keys: Key[] };
+
+export type Scope = { kernel?: string };
+
+/** Whether a kernel release has modules installed on this machine. */
+export function isInstalled(release: string): boolean {
+	return ['/lib/modules', '/usr/lib/modules'].some((base) => fs.existsSync(path.join(base, release)));
+}
+
+/** Files of a running link: lld writes an entry as Thin-*.tmp.o and renames it in; the shim writes its metadata via *.tmp. */
+const isTemp = (name: string) => name.startsWith('Thin-') || name.endsWith('.tmp') || name.endsWith('.tmp.o');
+/** Ours or LLVM's bookkeeping, never counted and removed only with an idle directory. */
+const isBookkeeping = (name: string) => name === META_FILE || name === 'llvmcache.timestamp';
+
+function dirents(dir: string): fs.Dirent[] {
+	try {
+		return fs.readdirSync(dir, { withFileTypes: true });
+	} catch (error) {
+		if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+		throw error;
+	}
+}
+
+function readMeta(file: string): Metadata | undefined {
+	try {
+		const meta = JSON.parse(fs.readFileSync(file, 'utf8')) as Metadata;
+		return typeof meta === 'object' && meta !== null && typeof meta.original === 'string' ? meta : undefined;
+	} catch {
+		return undefined;
+	}
+}
+
+export function scanKey(dir: string, name: string): Key {
+	const key: Key = { name, dir, touched: 0, entries: [], temps: [], foreign: 0 };
+	for (const dirent of dirents(dir)) {
+		const file = path.join(dir, dirent.name);
+		// Only regular files are ours to count; lstat (not stat) so a symlink is never followed.
+		const st = dirent.isFile() ? fs.lstatSync(file, { throwIfNoEntry: false }) : undefined;
+		if (!st?.isFile()) {
+			key.foreign++;
+		} else if (dirent.name.startsWith(ENTRY_PREFIX)) {
+			key.entries.push({ file, bytes: st.size, lastUse: Math.max(st.atimeMs, st.mtimeMs) });
+		} else if (dirent.name === META_FILE) {
+			key.meta = readMeta(file);
+			key.touched = st.mtimeMs;
+		} else if (isBookkeeping(dirent.name)) {
+			// llvmcache.timestamp: LLVM's own prune-interval marker
+		} else if (isTemp(dirent.name)) {
+			key.temps.push({ file, bytes: st.size, mtime: st.mtimeMs });
+		} else {
+			key.foreign++;
+		}
+	}
+	return key;
+}
+
+export function scanRoot(root: string, scope: Scope = {}): Kernel[] {
+	const kernels: Kernel[] = [];
+	for (const release of dirents(root)) {
+		if (!release.isDirectory()) continue; // the lock, the prune stamp, anything foreign
+		if (scope.kernel !== undefined && release.name !== scope.kernel) continue;
+		const dir = path.join(root, release.name);
+		const keys = dirents(dir)
+			.filter((d) => d.isDirectory())
+			.map((d) => scanKey(path.join(dir, d.name), d.name));
+		kernels.push({ release: release.name, dir, installed: release.name !== NO_KERNEL && isInstalled(release.name), keys });
+	}
+	return kernels.sort((a, b) => a.release.localeCompare(b.release, 'en', { numeric: true }));
+}
+
+export type Totals = { entries: number; bytes: number; lastUse: number | null; temps: number };
+
+export function totals(keys: Key[]): Totals {
+	let entries = 0;
+	let bytes = 0;
+	let lastUse = 0;
+	let temps = 0;
+	for (const key of keys) {
+		entries += key.entries.length;
+		temps += key.temps.length;
+		lastUse = Math.max(lastUse, key.touched);
+		for (const entry of key.entries) {
+			bytes += entry.bytes;
+			if (entry.lastUse > lastUse) lastUse = entry.lastUse;
+		}
+	}
+	return { entries, bytes, lastUse: lastUse || null, temps };
+}

@@ -1,0 +1,98 @@
+// `ltocache stats`: what is cached, per kernel release and per module.
+import prettyBytes from 'pretty-bytes';
+import { scanRoot, totals, type Kernel, type Scope } from './scan.js';
+
+/** The --json schema (documented in ltocache(1)); fields are only ever added. */
+export type StatsJson = {
+	schema: 1;
+	root: string | null;
+	totalEntries: number;
+	totalBytes: number;
+	tempFiles: number;
+	kernels: {
+		release: string;
+		installed: boolean;
+		entries: number;
+		bytes: number;
+		lastUse: string | null;
+		tempFiles: number;
+		keys: {
+			key: string;
+			extmod: string | null;
+			original: string | null;
+			entries: number;
+			bytes: number;
+			lastUse: string | null;
+			tempFiles: number;
+			foreignFiles: number;
+		}[];
+	}[];
+};
+
+const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
+
+export function collectStats(root: string | undefined, scope: Scope): StatsJson {
+	const kernels: Kernel[] = root ? scanRoot(root, scope) : [];
+	const all = totals(kernels.flatMap((k) => k.keys));
+	return {
+		schema: 1,
+		root: root ?? null,
+		totalEntries: all.entries,
+		totalBytes: all.bytes,
+		tempFiles: all.temps,
+		kernels: kernels.map((kernel) => {
+			const t = totals(kernel.keys);
+			return {
+				release: kernel.release,
+				installed: kernel.installed,
+				entries: t.entries,
+				bytes: t.bytes,
+				lastUse: iso(t.lastUse),
+				tempFiles: t.temps,
+				keys: kernel.keys.map((key) => {
+					const k = totals([key]);
+					return {
+						key: key.name,
+						extmod: key.meta?.extmod ?? null,
+						original: key.meta?.original ?? null,
+						entries: k.entries,
+						bytes: k.bytes,
+						lastUse: iso(k.lastUse),
+						tempFiles: k.temps,
+						foreignFiles: key.foreign,
+					};
+				}),
+			};
+		}),
+	};
+}
+
+function when(isoDate: string | null): string {
+	if (!isoDate) return '-';
+	const d = new Date(isoDate);
+	const pad = (n: number) => String(n).padStart(2, '0');
+	return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** Columns: left-aligned text first, right-aligned numbers after. */
+export function table(rows: string[][], leftColumns = 1): string {
+	const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+	return rows
+		.map((r) => r.map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ').trimEnd())
+		.join('\n');
+}
+
+export function renderStats(stats: StatsJson): string {
+	if (stats.root === null) return 'cache root: none usable (see ltocache doctor)\nnothing cached\n';
+	const rows = [['KERNEL / MODULE', 'INSTALLED', 'ENTRIES', 'SIZE', 'LAST USE']];
+	for (const kernel of stats.kernels) {
+		rows.push([kernel.release, kernel.installed ? 'yes' : 'no', String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
+		for (const key of kernel.keys) {
+			rows.push([`  ${key.extmod ?? key.original ?? key.key}`, '', String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
+		}
+	}
+	rows.push(['total', '', String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
+	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
+	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
+	return lines.join('\n') + '\n';
+}

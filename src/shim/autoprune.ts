@@ -1,0 +1,29 @@
+// After a redirected link: start `ltocache prune` with its defaults, at most
+// once a day, detached so that make and DKMS never wait for it. On every
+// other link this costs one stat of the stamp file.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PRUNE_STAMP } from '../shared/layout.js';
+
+const DAY_MS = 86400_000;
+
+export function maybeStartPrune(root: string, env: NodeJS.ProcessEnv): void {
+	if (env.LTOCACHE_AUTO_PRUNE === '0') return;
+	const stamp = path.join(root, PRUNE_STAMP);
+	try {
+		const last = fs.statSync(stamp, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+		if (Date.now() - last < DAY_MS) return;
+		// Stamp first: the other links of a parallel build then skip.
+		fs.writeFileSync(stamp, '');
+		const cli = fileURLToPath(new URL('../../bin/ltocache', import.meta.url));
+		const child = spawn(process.execPath, [cli, 'prune'], {
+			detached: true,
+			stdio: 'ignore',
+			env: { ...env, LTOCACHE_DIR: root },
+		});
+		child.on('error', () => {});
+		child.unref();
+	} catch {} // housekeeping never fails a link
+}
