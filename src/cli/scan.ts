@@ -5,7 +5,7 @@
 // directories are descended into, so nothing outside the root is ever seen.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ENTRY_PREFIX, META_FILE, NO_KERNEL, type Metadata } from '../shared/layout.js';
+import { ENTRY_PREFIX, LOCK_NAME, META_FILE, NO_KERNEL, modulesDirs, type Metadata } from '../shared/layout.js';
 
 /** A temporary file older than this belongs to a link that died: fair game for prune. */
 export const STALE_TEMP_MS = 3600_000;
@@ -32,8 +32,8 @@ export type Kernel = { release: string; dir: string; installed: boolean; keys: K
 export type Scope = { kernel?: string };
 
 /** Whether a kernel release has modules installed on this machine. */
-export function isInstalled(release: string): boolean {
-	return ['/lib/modules', '/usr/lib/modules'].some((base) => fs.existsSync(path.join(base, release)));
+export function isInstalled(release: string, env: NodeJS.ProcessEnv = process.env): boolean {
+	return modulesDirs(env).some((base) => fs.existsSync(path.join(base, release)));
 }
 
 /** Files of a running link: lld writes an entry as Thin-*.tmp.o and renames it in; the shim writes its metadata via *.tmp. */
@@ -86,7 +86,8 @@ export function scanKey(dir: string, name: string): Key {
 export function scanRoot(root: string, scope: Scope = {}): Kernel[] {
 	const kernels: Kernel[] = [];
 	for (const release of dirents(root)) {
-		if (!release.isDirectory()) continue; // the lock, the prune stamp, anything foreign
+		// Skips the prune stamp, foreign files, and the lock, which is a directory.
+		if (!release.isDirectory() || release.name === LOCK_NAME) continue;
 		if (scope.kernel !== undefined && release.name !== scope.kernel) continue;
 		const dir = path.join(root, release.name);
 		const keys = dirents(dir)

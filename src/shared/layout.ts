@@ -34,6 +34,11 @@ export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
 	return roots;
 }
 
+/** Where installed kernels keep their modules (and build trees): $LTOCACHE_MODULES (colon-separated) or the usual two. */
+export function modulesDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+	return env.LTOCACHE_MODULES ? env.LTOCACHE_MODULES.split(':').filter(Boolean) : ['/lib/modules', '/usr/lib/modules'];
+}
+
 /** The last resort when no configured root is usable; trusted only if private (see ensurePrivateDir). */
 export function fallbackRoot(uid = process.getuid?.() ?? 0): string {
 	return `/var/tmp/ltocache-${uid}`;

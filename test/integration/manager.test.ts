@@ -1,0 +1,298 @@
+// ltocache stats, prune and clear on real directory trees, run as a child
+// process the way users run it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Report } from '../../src/cli/maintain.js';
+import type { StatsJson } from '../../src/cli/stats.js';
+import { LOCK_NAME } from '../../src/shared/layout.js';
+import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
+import { scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+
+async function stats(root: string, args: string[] = [], env: Record<string, string> = {}): Promise<StatsJson> {
+	const result = await ltocache(root, ['stats', '--json', ...args], env);
+	expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+	return JSON.parse(result.stdout) as StatsJson;
+}
+
+async function run(root: string, args: string[], env: Record<string, string> = {}): Promise<Report> {
+	const result = await ltocache(root, [...args, '--json'], env);
+	expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+	return JSON.parse(result.stdout) as Report;
+}
+
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+describe('ltocache stats', () => {
+	it('counts exactly the llvmcache-* regular files, per kernel and module', async () => {
+		const root = scratch('root');
+		const outside = scratch('outside');
+		const big = path.join(outside, 'llvmcache-big');
+		fs.writeFileSync(big, Buffer.alloc(50_000));
+		const k1 = makeKey(root, '6.1.0-1', '/src/one');
+		const k2 = makeKey(root, '6.1.0-1', '/src/two');
+		const k3 = makeKey(root, '5.15.0-9', '/var/lib/dkms/hello/1.0/build');
+		for (let i = 0; i < 30; i++) makeEntry([k1, k2, k3][i % 3], { bytes: 1000 + i * 37 });
+		// Not entries: a symlink to a file outside, a directory named like an entry,
+		// an in-flight temporary, LLVM's timestamp, a foreign file.
+		fs.symlinkSync(big, path.join(k1, 'llvmcache-symlink'));
+		fs.mkdirSync(path.join(k2, 'llvmcache-dir'));
+		fs.writeFileSync(path.join(k2, 'Thin-abc123.tmp.o'), 'partial');
+		fs.writeFileSync(path.join(k3, 'llvmcache.timestamp'), '');
+		fs.writeFileSync(path.join(k3, 'notes.txt'), 'mine');
+		// A symlinked release directory pointing outside is not followed.
+		fs.symlinkSync(outside, path.join(root, '9.9.9-link'));
+
+		const truth = onDisk(root);
+		const s = await stats(root, [], { LTOCACHE_MODULES: scratch('modules') });
+		expect(s.root).toBe(root);
+		expect(s.totalEntries).toBe(30);
+		expect(s.totalEntries).toBe(truth.size);
+		expect(s.totalBytes).toBe(sum(truth));
+		expect(s.tempFiles).toBe(1);
+		expect(s.kernels.map((k) => k.release)).toEqual(['5.15.0-9', '6.1.0-1']);
+		const [old, cur] = s.kernels;
+		expect(old).toMatchObject({ installed: false, entries: 10 });
+		expect(cur.keys.map((k) => k.extmod).sort()).toEqual(['/src/one', '/src/two']);
+		expect(cur.entries + old.entries).toBe(30);
+		expect(old.keys[0]).toMatchObject({ extmod: '/var/lib/dkms/hello/1.0/build', original: '/usr/src/linux/.thinlto-cache', foreignFiles: 1 });
+		expect(Date.parse(cur.lastUse!)).toBeGreaterThan(Date.now() - 60_000);
+	});
+
+	it('tells installed kernels from the rest, limits to --kernel, and prints an aligned table', async () => {
+		const root = scratch('root');
+		const modules = scratch('modules');
+		fs.mkdirSync(path.join(modules, '6.1.0-1'));
+		makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { bytes: 2048 });
+		makeEntry(makeKey(root, '5.10.0-old', '/src/one'), { bytes: 10 });
+		const env = { LTOCACHE_MODULES: modules };
+
+		const s = await stats(root, [], env);
+		expect(s.kernels.map((k) => [k.release, k.installed])).toEqual([['5.10.0-old', false], ['6.1.0-1', true]]);
+		expect((await stats(root, ['--kernel', '6.1.0-1'], env)).kernels.map((k) => k.release)).toEqual(['6.1.0-1']);
+
+		const human = await ltocache(root, ['stats'], env);
+		expect(human.exitCode).toBe(0);
+		const lines = human.stdout.split('\n');
+		expect(lines[0]).toBe(`cache root: ${root}`);
+		expect(human.stdout).toMatch(/^6\.1\.0-1 +yes +1 +2\.05 kB +\d{4}-\d\d-\d\d \d\d:\d\d$/m);
+		expect(human.stdout).toMatch(/^ {2}\/src\/one +1 +2\.05 kB/m);
+		expect(human.stdout).toMatch(/^total +2 +2\.06 kB$/m);
+		// Aligned: every row's SIZE column ends at the same place.
+		const sizeEnd = lines[1].indexOf('SIZE') + 4;
+		for (const line of lines.slice(2, -1)) expect(line.slice(0, sizeEnd)).toMatch(/B$/);
+	});
+
+	it('reports an empty or missing root as empty', async () => {
+		const root = path.join(scratch('root'), 'not-yet');
+		expect(await stats(root)).toMatchObject({ root, totalEntries: 0, totalBytes: 0, kernels: [] });
+		expect(fs.existsSync(root)).toBe(false);
+	});
+});
+
+describe('ltocache prune', () => {
+	it('evicts least recently used first, where last use is the later of atime and mtime', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		// mtime ages 1..10 days; entry 9 (old mtime) was read yesterday: a cache hit moves atime only.
+		const files = Array.from({ length: 10 }, (_, i) => makeEntry(key, { bytes: 1000, ageDays: i + 1 }));
+		setAge(files[9], 10, 0.5);
+
+		const report = await run(root, ['prune', '--max-size', '4000']);
+		expect(report.removed).toMatchObject({ entries: 6, bytes: 6000 });
+		expect(report.remaining).toEqual({ entries: 4, bytes: 4000 });
+		const kept = files.filter((f) => fs.existsSync(f));
+		expect(kept).toEqual([files[0], files[1], files[2], files[9]]);
+	});
+
+	it('honours --max-age, --max-files, --policy and --kernel', async () => {
+		const root = scratch('root');
+		const a = makeKey(root, '6.1.0-1', '/src/one');
+		const b = makeKey(root, '6.6.0-2', '/src/one');
+		const aFiles = [1, 5, 20, 40].map((age) => makeEntry(a, { ageDays: age }));
+		const bFiles = [1, 5, 20, 40].map((age) => makeEntry(b, { ageDays: age }));
+		const exists = (files: string[]) => files.map((f) => fs.existsSync(f));
+
+		expect((await run(root, ['prune', '--max-age', '30d', '--kernel', '6.6.0-2'])).removed.entries).toBe(1);
+		expect(exists(aFiles)).toEqual([true, true, true, true]);
+		expect(exists(bFiles)).toEqual([true, true, true, false]);
+
+		expect((await run(root, ['prune', '--max-age', '2w'])).removed.entries).toBe(3);
+		expect(exists(aFiles)).toEqual([true, true, false, false]);
+		expect(exists(bFiles)).toEqual([true, true, false, false]);
+
+		expect((await run(root, ['prune', '--max-files', '3'])).removed.entries).toBe(1);
+		expect(exists([...aFiles, ...bFiles]).filter(Boolean)).toHaveLength(3);
+
+		// LLVM's policy syntax: 48 hours, and at most one file.
+		const report = await run(root, ['prune', '--policy', 'prune_after=48h:cache_size_files=1']);
+		expect(report.remaining.entries).toBe(1);
+		expect(onDisk(root).size).toBe(1);
+	});
+
+	it('drops kernels that are no longer installed with --stale-kernels', async () => {
+		const root = scratch('root');
+		const modules = scratch('modules');
+		fs.mkdirSync(path.join(modules, '6.1.0-1'));
+		const kept = makeEntry(makeKey(root, '6.1.0-1', '/src/one'));
+		const gone = makeEntry(makeKey(root, '5.10.0-old', '/src/one'));
+		const report = await run(root, ['prune', '--stale-kernels'], { LTOCACHE_MODULES: modules });
+		expect(report.removed.entries).toBe(1);
+		expect([fs.existsSync(kept), fs.existsSync(gone)]).toEqual([true, false]);
+	});
+
+	it('applies 5 GiB and 30 days by default, overridable from the environment', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		const fresh = makeEntry(key, { ageDays: 1 });
+		const old = makeEntry(key, { ageDays: 31 });
+		expect((await run(root, ['prune'])).removed.entries).toBe(1);
+		expect([fs.existsSync(fresh), fs.existsSync(old)]).toEqual([true, false]);
+		makeEntry(key, { ageDays: 2, bytes: 300 });
+		const report = await run(root, ['prune'], { LTOCACHE_MAX_SIZE: '200', LTOCACHE_MAX_AGE: '90d' });
+		expect(report.removed.entries).toBe(1);
+		expect(report.remaining).toEqual({ entries: 1, bytes: 100 });
+	});
+
+	it('--dry-run reports the same and deletes nothing', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		for (let i = 0; i < 8; i++) makeEntry(key, { ageDays: i });
+		const before = onDisk(root);
+		const dry = await run(root, ['prune', '--max-files', '3', '--dry-run']);
+		expect(dry).toMatchObject({ dryRun: true, removed: { entries: 5, bytes: 500 }, remaining: { entries: 3, bytes: 300 } });
+		expect(onDisk(root)).toEqual(before);
+		const human = await ltocache(root, ['prune', '--max-files', '3', '--dry-run']);
+		expect(human.stdout).toBe(`would remove 5 entries (500 B)\nwould keep 3 entries (300 B) in ${root}`);
+		const real = await run(root, ['prune', '--max-files', '3']);
+		expect(real.removed).toEqual(dry.removed);
+		expect(onDisk(root).size).toBe(3);
+	});
+});
+
+describe('safety', () => {
+	it('never deletes foreign files, never follows symlinks, never leaves the root', async () => {
+		const root = scratch('root');
+		const outside = scratch('outside');
+		const victims = [0, 1, 2].map(() => makeEntry(outside, { ageDays: 100 }));
+		const key = makeKey(root, '6.1.0-1', '/src/one', 2);
+		fs.symlinkSync(victims[0], path.join(key, 'llvmcache-0000000000000000000000000000000000000fff'));
+		fs.symlinkSync(outside, path.join(key, 'llvmcache-dir-link'));
+		fs.symlinkSync(outside, path.join(root, '6.1.0-1', 'key-link'));
+		fs.symlinkSync(outside, path.join(root, '5.0.0-link'));
+		const foreign = path.join(key, 'README');
+		fs.writeFileSync(foreign, 'kept');
+		setAge(foreign, 100);
+		makeEntry(key, { ageDays: 100 });
+
+		for (const args of [['prune', '--max-size', '0'], ['clear']]) {
+			await run(root, args);
+			expect(victims.every((v) => fs.existsSync(v))).toBe(true);
+			expect(fs.existsSync(foreign)).toBe(true);
+			expect(fs.readlinkSync(path.join(key, 'llvmcache-dir-link'))).toBe(outside);
+			expect(fs.readlinkSync(path.join(root, '5.0.0-link'))).toBe(outside);
+		}
+		expect(onDisk(key).size).toBe(0);
+	});
+
+	it('leaves temporaries of links in flight alone until they are an hour old', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		const fresh = path.join(key, 'Thin-fresh.tmp.o');
+		const stale = path.join(key, 'Thin-stale.tmp.o');
+		fs.writeFileSync(fresh, 'x');
+		fs.writeFileSync(stale, 'x');
+		setAge(stale, 2 / 24);
+		const report = await run(root, ['clear']);
+		expect(report.removed.tempFiles).toBe(1);
+		expect([fs.existsSync(fresh), fs.existsSync(stale)]).toEqual([true, false]);
+	});
+
+	it('removes a key directory only when empty and idle for an hour', async () => {
+		const root = scratch('root');
+		const idle = makeKey(root, '6.1.0-1', '/src/idle', 1);
+		const busy = makeKey(root, '6.1.0-1', '/src/busy', 0);
+		makeEntry(idle, { ageDays: 1 });
+		makeEntry(busy, { ageDays: 1 });
+		fs.writeFileSync(path.join(idle, 'llvmcache.timestamp'), '');
+		const report = await run(root, ['clear']);
+		expect(report.removed).toMatchObject({ entries: 2, directories: 1 });
+		expect(fs.existsSync(idle)).toBe(false);
+		expect(fs.readdirSync(busy)).toEqual(['ltocache.json']);
+		// Once nothing is left in a release, it goes too.
+		setAge(path.join(busy, 'ltocache.json'), 1);
+		expect((await run(root, ['clear'])).removed.directories).toBe(2);
+		expect(fs.readdirSync(root).filter((f) => f !== LOCK_NAME)).toEqual([]);
+	});
+
+	it('rejects bad input with one line and exit status 2, deleting nothing', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		for (let i = 0; i < 3; i++) makeEntry(key, { ageDays: 100 });
+		const before = onDisk(root);
+		const cases: [string[], string, Record<string, string>?][] = [
+			[['prune', '--max-size', '10Q'], "invalid --max-size '10Q'"],
+			[['prune', '--max-age', '-1d'], "invalid --max-age '-1d'"],
+			[['prune', '--max-files', 'many'], "invalid --max-files 'many'"],
+			[['prune', '--policy', 'cache_size=lots'], "invalid --policy 'cache_size=lots'"],
+			[['prune', '--max-age=1d', '--bogus'], "Unknown option '--bogus'"],
+			[['prune'], "invalid LTOCACHE_MAX_AGE '30'", { LTOCACHE_MAX_AGE: '30' }],
+			[['clear', 'everything'], "Unexpected argument 'everything'"],
+			[['frobnicate'], "unknown command 'frobnicate'"],
+			[['stats', '--kernel'], "'--kernel <value>' argument missing"],
+		];
+		for (const [args, message, env] of cases) {
+			const result = await ltocache(root, args, env);
+			expect(result.exitCode, args.join(' ')).toBe(2);
+			expect(result.stderr).toContain(message);
+			expect(result.stderr.trim().split('\n')).toHaveLength(1);
+			expect(result.stdout).toBe('');
+		}
+		expect(onDisk(root)).toEqual(before);
+	});
+
+	it('has --help for every command and --version', async () => {
+		const root = scratch('root');
+		for (const command of ['stats', 'prune', 'clear', 'install', 'uninstall', 'doctor', 'demo']) {
+			const result = await ltocache(root, [command, '--help']);
+			expect(result, command).toMatchObject({ exitCode: 0 });
+			expect(result.stdout).toMatch(new RegExp(`^Usage: ltocache ${command}`));
+		}
+		const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+		expect((await ltocache(root, ['--version'])).stdout).toBe(`ltocache ${pkg.version}`);
+		expect((await ltocache(root, ['--help'])).stdout).toMatch(/^Usage: ltocache <command>/);
+	});
+});
+
+describe('locking', () => {
+	it('runs concurrent prunes and clears one at a time, without errors', async () => {
+		const root = scratch('root');
+		const keys = [1, 2, 3, 4].map((n) => makeKey(root, `6.1.0-${n}`, '/src/one', 1));
+		for (let i = 0; i < 2000; i++) makeEntry(keys[i % 4], { ageDays: (i % 50) + 1 });
+		const results = await Promise.all([
+			ltocache(root, ['prune', '--max-files', '1500', '--json']),
+			ltocache(root, ['prune', '--max-files', '1000', '--json']),
+			ltocache(root, ['clear', '--kernel', '6.1.0-4', '--json']),
+			ltocache(root, ['prune', '--max-age', '40d', '--json']),
+		]);
+		for (const r of results) expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+		const removed = results.reduce((n, r) => n + (JSON.parse(r.stdout) as Report).removed.entries, 0);
+		expect(2000 - removed).toBe(onDisk(root).size);
+		expect(onDisk(root).size).toBeLessThanOrEqual(1000);
+		expect(fs.existsSync(path.join(root, LOCK_NAME))).toBe(false);
+	});
+
+	it('recovers a lock left by a killed process', async () => {
+		const root = scratch('root');
+		makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 });
+		const lock = path.join(root, LOCK_NAME);
+		fs.mkdirSync(lock);
+		const started = Date.now();
+		const report = await run(root, ['prune', '--max-age', '1d']);
+		expect(report.removed.entries).toBe(1);
+		expect(Date.now() - started).toBeLessThan(20_000);
+		expect(fs.existsSync(lock)).toBe(false);
+	});
+});
