@@ -127,6 +127,18 @@ function version(): string {
 	return (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
+type Subcommand = {
+	HELP: Record<string, string>;
+	run: (command: string, args: string[], env: NodeJS.ProcessEnv, parse: typeof parseOptions) => Promise<number>;
+};
+// Loaded on demand: stats and prune need none of it (doctor and demo load execa).
+const LOADERS: Record<string, () => Promise<Subcommand>> = {
+	install: () => import('./install.js'),
+	uninstall: () => import('./install.js'),
+	doctor: () => import('./doctor.js'),
+	demo: () => import('./demo.js'),
+};
+
 async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 	const [command = '', ...rest] = argv;
 	if (command === '' || command === '-h' || command === '--help' || command === 'help') {
@@ -175,11 +187,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 		case 'uninstall':
 		case 'doctor':
 		case 'demo': {
-			// Loaded on demand: stats and prune need none of it.
-			const module = (await import(`./${command === 'uninstall' ? 'install' : command}.js`)) as {
-				HELP: Record<string, string>;
-				run: (command: string, args: string[], env: NodeJS.ProcessEnv, parse: typeof parseOptions) => Promise<number>;
-			};
+			const module = await LOADERS[command]();
 			if (wantsHelp) {
 				out(module.HELP[command]);
 				return 0;

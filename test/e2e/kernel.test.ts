@@ -1,0 +1,114 @@
+// The product's reason to exist, end to end: an unprivileged user builds an
+// out-of-tree module against a real Clang ThinLTO kernel tree they cannot
+// write. Needs root (to prepare the tree and to run as nobody) and Debian's
+// linux-source-6.1, clang, lld, llvm, clang-16, lld-16 (.ci/run installs them).
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa, execaSync } from 'execa';
+import { beforeAll, expect, it } from 'vitest';
+import type { StatsJson } from '../../src/cli/stats.js';
+import { asNobody, describeIf, entriesBelow, isRoot, onPath, repo, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+
+const KERNEL_CACHE = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
+const ready = isRoot && fs.existsSync('/usr/src/linux-source-6.1.tar.xz') && Boolean(onPath('clang') && onPath('ld.lld') && onPath('ld.lld-16'));
+const needs = 'root, and Debian packages linux-source-6.1 clang lld llvm clang-16 lld-16 llvm-16 bc flex bison libelf-dev libssl-dev (run: sudo .ci/run)';
+
+describeIf(ready, needs)('building an out-of-tree module against a read-only Clang ThinLTO kernel tree', () => {
+	const scratch = scratchRoot();
+	let tree = '';
+	let release = '';
+	let shims = '';
+	let cli = '';
+
+	beforeAll(async () => {
+		const prepared = await execa(path.join(repo, 'test/e2e/prepare-kernel.sh'), [KERNEL_CACHE]);
+		tree = prepared.stdout.trim().split('\n').pop()!;
+		release = fs.readFileSync(path.join(tree, 'include/config/kernel.release'), 'utf8').trim();
+		const staged = stagedShim(scratch('package'));
+		cli = path.join(path.dirname(staged), 'ltocache');
+		shims = shimDir(scratch('shims'), staged);
+	});
+
+	/** A two-file module (Kbuild links it through an @hello.mod response file), owned by nobody. */
+	function moduleSource(): string {
+		const dir = scratch('module');
+		fs.writeFileSync(
+			path.join(dir, 'main.c'),
+			'#include <linux/module.h>\nint hello_helper(int);\n' +
+				'static int __init hello_init(void) { pr_info("hello %d\\n", hello_helper(1)); return 0; }\n' +
+				'static void __exit hello_exit(void) {}\nmodule_init(hello_init);\nmodule_exit(hello_exit);\nMODULE_LICENSE("GPL");\n',
+		);
+		fs.writeFileSync(path.join(dir, 'helper.c'), 'int hello_helper(int x) { return x + 41; }\n');
+		fs.writeFileSync(path.join(dir, 'Kbuild'), 'obj-m := hello.o\nhello-y := main.o helper.o\n');
+		execaSync('chown', ['-R', 'nobody', dir]);
+		return dir;
+	}
+
+	function cacheHome(): string {
+		const dir = scratch('xdg');
+		execaSync('chown', ['nobody', dir]);
+		return dir;
+	}
+
+	// The tree is configured by clang 14, which passes a flag clang 16 warns
+	// about (and -Werror turns fatal); a kernel built by clang 16 would not.
+	const make = (moddir: string, target: string, env: Record<string, string>, llvm = '1') =>
+		asNobody(
+			'make',
+			['-C', tree, `M=${moddir}`, `LLVM=${llvm}`, 'KBUILD_MODPOST_WARN=1', ...(llvm === '1' ? [] : ['KCFLAGS=-Wno-unused-command-line-argument']), target],
+			{ HOME: '/nonexistent', ...env },
+		);
+
+	it('fails without the shim: the bug this project exists for', async () => {
+		const moddir = moduleSource();
+		const result = await make(moddir, 'modules', { PATH: '/usr/bin:/bin' });
+		expect(result.exitCode).not.toBe(0);
+		expect(result.stderr).toMatch(/LLVM ERROR: Permission denied/);
+		expect(fs.existsSync(path.join(tree, '.thinlto-cache'))).toBe(false);
+	});
+
+	it('builds through the shim, caches under the user\'s XDG cache by kernel release, and reuses the cache', async () => {
+		const moddir = moduleSource();
+		const xdg = cacheHome();
+		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg };
+		const build = await make(moddir, 'modules', env);
+		expect(build.stderr).not.toMatch(/LLVM ERROR|ltocache:/);
+		expect(build.exitCode).toBe(0);
+		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(true);
+		// Linked through a response file: proves the shim passes @files on.
+		expect(fs.readFileSync(path.join(moddir, 'hello.mod'), 'utf8')).toMatch(/main\.o.*helper\.o/s);
+		expect(fs.existsSync(path.join(tree, '.thinlto-cache'))).toBe(false);
+
+		const cached = entriesBelow(path.join(xdg, 'ltocache', release));
+		expect(cached.length).toBeGreaterThan(0);
+		const stats = await asNobody('node', [cli, 'stats', '--json'], { ...env, HOME: '/nonexistent' });
+		expect(stats.exitCode).toBe(0);
+		const json = JSON.parse(String(stats.stdout)) as StatsJson;
+		expect(json.root).toBe(path.join(xdg, 'ltocache'));
+		expect(json.kernels.map((k) => k.release)).toEqual([release]);
+		expect(json.kernels[0].keys[0].extmod).toBe(moddir);
+		expect(json.totalEntries).toBe(cached.length);
+
+		expect((await make(moddir, 'clean', env)).exitCode).toBe(0);
+		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(false);
+		const rebuild = await make(moddir, 'modules', env);
+		expect(rebuild.exitCode).toBe(0);
+		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(true);
+		expect(entriesBelow(path.join(xdg, 'ltocache', release))).toEqual(cached);
+	});
+
+	it('builds with LLVM=-16, where Kbuild calls ld.lld-16', async () => {
+		const moddir = moduleSource();
+		const xdg = cacheHome();
+		const bare = await make(moduleSource(), 'modules', { PATH: '/usr/bin:/bin' }, '-16');
+		expect(bare.stderr).toMatch(/LLVM ERROR: Permission denied/);
+
+		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg, LTOCACHE_VERBOSE: '1' };
+		const build = await make(moddir, 'modules', env, '-16');
+		expect(build.exitCode).toBe(0);
+		expect(build.stderr).toMatch(/ltocache: running \/usr\/bin\/ld\.lld-16/);
+		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(true);
+		expect(entriesBelow(path.join(xdg, 'ltocache', release)).length).toBeGreaterThan(0);
+		expect(fs.existsSync(path.join(tree, '.thinlto-cache'))).toBe(false);
+	});
+});
