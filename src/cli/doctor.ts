@@ -101,6 +101,9 @@ function kernelFindings(env: NodeJS.ProcessEnv, shimFirst: boolean): Finding[] {
 			}
 		}
 	}
+	if (findings.length === 0) {
+		findings.push({ level: 'ok', check: 'kernels', message: `no installed kernel build trees in ${modulesDirs(env).join(', ')}` });
+	}
 	return findings;
 }
 

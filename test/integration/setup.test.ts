@@ -1,0 +1,127 @@
+// ltocache install, uninstall, doctor and demo, run as users run them.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, expect, it } from 'vitest';
+import { CLI, SHIM, asNobody, describeIf, hasToolchain, isRoot, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const nodeDir = path.dirname(process.execPath);
+const cli = (args: string[], env: Record<string, string> = {}) =>
+	execa(process.execPath, [CLI, ...args], { reject: false, env: { PATH: `${nodeDir}:/usr/bin:/bin`, ...env }, extendEnv: false });
+
+describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache install and uninstall', () => {
+	it('links ld.lld and every ld.lld-NN on PATH to the shim, idempotently', async () => {
+		const dir = scratch('bin');
+		const versions = fs.readdirSync('/usr/bin').filter((n) => /^ld\.lld-\d+$/.test(n));
+		const first = await cli(['install', '--dir', dir]);
+		expect(first.stderr).toBe('');
+		expect(fs.readdirSync(dir).sort()).toEqual(['ld.lld', ...versions].sort());
+		for (const name of fs.readdirSync(dir)) expect(fs.readlinkSync(path.join(dir, name))).toBe(SHIM);
+		expect(first.stdout).toContain(`linked ${dir}/ld.lld -> ${SHIM}`);
+		expect(first.stdout).toContain(`${dir} is not on your PATH`);
+
+		const again = await cli(['install', '--dir', dir], { PATH: `${dir}:${nodeDir}:/usr/bin:/bin` });
+		expect(again.exitCode).toBe(0);
+		expect(again.stdout).toContain(`${dir}/ld.lld already points at the shim`);
+		expect(again.stdout).not.toContain('not on your PATH');
+		expect(fs.readdirSync(dir).sort()).toEqual(['ld.lld', ...versions].sort());
+	});
+
+	it('never replaces a file that is not its own, and uninstall removes only its own links', async () => {
+		const dir = scratch('bin');
+		const custom = path.join(dir, 'ld.lld');
+		fs.writeFileSync(custom, '#!/bin/sh\n# a custom LLVM build\n', { mode: 0o755 });
+		fs.symlinkSync('/usr/bin/ld.lld-16', path.join(dir, 'ld.lld-16'));
+
+		const install = await cli(['install', '--dir', dir]);
+		expect(install.exitCode).toBe(1);
+		expect(install.stdout).toContain(`left ${custom} alone`);
+		expect(fs.readFileSync(custom, 'utf8')).toContain('custom LLVM');
+		expect(fs.readlinkSync(path.join(dir, 'ld.lld-16'))).toBe('/usr/bin/ld.lld-16');
+
+		fs.symlinkSync(SHIM, path.join(dir, 'ld.lld-99'));
+		for (let i = 0; i < 2; i++) {
+			const uninstall = await cli(['uninstall', '--dir', dir]);
+			expect(uninstall.exitCode).toBe(0);
+			expect(fs.readdirSync(dir).sort()).toEqual(['ld.lld', 'ld.lld-16']);
+		}
+		expect(fs.readFileSync(custom, 'utf8')).toContain('custom LLVM');
+	});
+
+	it('--dry-run changes nothing; --system with --dir is a usage error', async () => {
+		const dir = path.join(scratch('bin'), 'new');
+		const dry = await cli(['install', '--dir', dir, '--dry-run']);
+		expect(dry.exitCode).toBe(0);
+		expect(dry.stdout).toContain(`(dry run) linked ${dir}/ld.lld`);
+		expect(fs.existsSync(dir)).toBe(false);
+		const both = await cli(['install', '--system', '--dir', dir]);
+		expect(both).toMatchObject({ exitCode: 2, stderr: 'ltocache: --system and --dir cannot be used together' });
+	});
+});
+
+describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')('ltocache doctor', () => {
+	let modules = '';
+	let staged = '';
+	beforeAll(() => {
+		// Installed kernels: ThinLTO with the in-tree cache flag, ThinLTO without it, and no LTO.
+		modules = scratch('modules');
+		const kernel = (release: string, config: string, makefile: string) => {
+			const build = path.join(modules, release, 'build');
+			fs.mkdirSync(build, { recursive: true });
+			fs.writeFileSync(path.join(build, '.config'), config);
+			fs.writeFileSync(path.join(build, 'Makefile'), makefile);
+		};
+		kernel('6.1.0-lto', 'CONFIG_LTO_CLANG=y\nCONFIG_LTO_CLANG_THIN=y\n', 'KBUILD_LDFLAGS += --thinlto-cache-dir=$(extmod_prefix).thinlto-cache\n');
+		kernel('6.12.0-lto', 'CONFIG_LTO_CLANG_THIN=y\n', 'KBUILD_LDFLAGS += --lto-O2\n');
+		kernel('6.1.0-gcc', 'CONFIG_LTO_NONE=y\n', 'KBUILD_LDFLAGS += --thinlto-cache-dir=x\n');
+		staged = stagedShim(scratch('package'));
+	});
+
+	const doctor = (pathValue: string, extra: string[] = []) =>
+		asNobody('node', [path.join(path.dirname(staged), 'ltocache'), 'doctor', ...extra], {
+			PATH: pathValue,
+			HOME: '/nonexistent',
+			XDG_CACHE_HOME: '/nonexistent',
+			LTOCACHE_MODULES: modules,
+		});
+
+	it('fails for a ThinLTO kernel whose cache the user cannot write while the shim is not on PATH', async () => {
+		const result = await doctor('/usr/bin:/bin');
+		expect(result.exitCode).toBe(1);
+		const lines = String(result.stdout).split('\n');
+		expect(lines).toContainEqual(expect.stringMatching(/^fail  kernel 6\.1\.0-lto: .*\.thinlto-cache is not writable \(EACCES\).*ltocache install/));
+		expect(lines).toContainEqual(expect.stringMatching(/^ok    kernel 6\.12\.0-lto: .*without a cache directory/));
+		expect(lines).toContainEqual(expect.stringMatching(/^ok    kernel 6\.1\.0-gcc: .*not built with Clang ThinLTO/));
+		expect(lines).toContainEqual(expect.stringMatching(/^warn  ld\.lld on PATH: \/usr\/bin\/ld\.lld is the real linker \(.*LLD 1\d.*\), not the shim/));
+		expect(lines).toContainEqual(expect.stringMatching(/^warn  cache root: not usable: .*links will use \/var\/tmp\/ltocache-65534/));
+	});
+
+	it('is content once the shim is first on PATH, naming the real linker behind it', async () => {
+		const shims = shimDir(scratch('shims'), staged);
+		const result = await doctor(`${shims}:/usr/bin:/bin`, ['--json']);
+		const { findings } = JSON.parse(String(result.stdout)) as { findings: { level: string; check: string; message: string }[] };
+		expect(findings.filter((f) => f.level === 'fail')).toEqual([]);
+		expect(result.exitCode).toBe(0);
+		expect(findings).toContainEqual({ level: 'ok', check: 'ld.lld on PATH', message: expect.stringMatching(new RegExp(`^${shims}/ld.lld is the shim; real linker /usr/bin/ld.lld \\(.*LLD`)) });
+		expect(findings).toContainEqual({ level: 'ok', check: 'kernel 6.1.0-lto', message: expect.stringContaining('the shim redirects it') });
+	});
+});
+
+describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache demo', () => {
+	it('shows the failure, the redirect and the reuse', async () => {
+		const result = await cli(['demo']);
+		expect(result.stderr).toBe('');
+		expect(result.exitCode).toBe(0);
+		expect(result.stdout).toMatch(/LLVM ERROR: (Permission denied|Read-only file system)/);
+		expect(result.stdout).toMatch(/is not writable \((EACCES|EROFS)\); using .*\/6\.1\.0-demo\//);
+		expect(result.stdout).toContain('no new entries: every module came from the cache');
+		expect(result.stdout).toMatch(/^ {4}6\.1\.0-demo +no +2 /m);
+	});
+
+	it('names the packages to install when clang is missing', async () => {
+		const result = await cli(['demo'], { PATH: scratch('empty') });
+		expect(result.exitCode).toBe(1);
+		expect(result.stderr).toMatch(/clang and ld\.lld not found on PATH .*apt install clang lld.*pacman -S clang lld.*dnf install clang lld/);
+	});
+});
