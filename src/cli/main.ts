@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import prettyBytes from 'pretty-bytes';
 import { resolveRoot } from '../shared/layout.js';
-import { clear, prune, type Limits, type Report } from './maintain.js';
+import type { Limits, Report } from './maintain.js';
 import { collectStats, renderStats } from './stats.js';
 import { UsageError, parseCount, parseDuration, parsePolicy, parseSize } from './units.js';
 
@@ -172,6 +172,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 				'dry-run': { type: 'boolean' },
 			});
 			const limits = limitsFrom(v, env);
+			const { prune } = await import('./maintain.js'); // proper-lockfile: ~13 ms that stats does without
 			const report = await prune(root(env), limits, { kernel: v.kernel as string | undefined }, Boolean(v['dry-run']));
 			out(renderReport(report, Boolean(v.json)));
 			return 0;
@@ -179,6 +180,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 		case 'clear': {
 			const v = parse(rest, { kernel: { type: 'string' }, extmod: { type: 'string' }, 'dry-run': { type: 'boolean' } });
 			const extmod = typeof v.extmod === 'string' ? path.resolve(v.extmod) : undefined;
+			const { clear } = await import('./maintain.js');
 			const report = await clear(root(env), { kernel: v.kernel as string | undefined, extmod }, Boolean(v['dry-run']));
 			out(renderReport(report, Boolean(v.json)));
 			return 0;
