@@ -157,7 +157,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 	switch (command) {
 		case 'stats': {
 			const v = parse(rest, { kernel: { type: 'string' } });
-			const stats = collectStats(resolveRoot(env, false), { kernel: v.kernel as string | undefined });
+			const stats = await collectStats(resolveRoot(env, false), { kernel: v.kernel as string | undefined });
 			out(v.json ? JSON.stringify(stats, null, 2) + '\n' : renderStats(stats));
 			return 0;
 		}

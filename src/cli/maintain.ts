@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { LOCK_NAME, META_FILE, NO_KERNEL, keyName } from '../shared/layout.js';
-import { IDLE_DIR_MS, STALE_TEMP_MS, scanRoot, totals, type Entry, type Kernel, type Key, type Scope, type Temp } from './scan.js';
+import { IDLE_DIR_MS, STALE_TEMP_MS, scanRoot, totals, yieldToTimers, type Entry, type Kernel, type Key, type Scope, type Temp } from './scan.js';
 
 export type Limits = {
 	maxBytes?: number;
@@ -33,7 +33,7 @@ export type Report = {
  * stale after a few seconds without updates and is taken over; the retries
  * outlast that.
  */
-export async function withLock<T>(root: string, fn: (lost: () => boolean) => T): Promise<T> {
+export async function withLock<T>(root: string, fn: (lost: () => boolean) => Promise<T>): Promise<T> {
 	let compromised = false;
 	const release = await lockfile.lock(root, {
 		lockfilePath: path.join(root, LOCK_NAME),
@@ -45,7 +45,7 @@ export async function withLock<T>(root: string, fn: (lost: () => boolean) => T):
 		},
 	});
 	try {
-		return fn(() => compromised);
+		return await fn(() => compromised);
 	} finally {
 		await release().catch(() => {});
 	}
@@ -115,10 +115,11 @@ function removeIfIdle(key: Key, evicted: Set<string>, now: number): boolean {
  * Delete the given entries, stale temporaries and idle empty directories
  * under the scanned kernels. With dryRun, only count.
  */
-function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun: boolean, lost: () => boolean, now: number): Report {
+async function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun: boolean, lost: () => boolean, now: number): Promise<Report> {
 	const report: Report = { root, dryRun, removed: { entries: 0, bytes: 0, tempFiles: 0, directories: 0 }, remaining: { entries: 0, bytes: 0 } };
 	const evicted = new Set<string>();
-	for (const entry of evict) {
+	for (const [i, entry] of evict.entries()) {
+		if (i % 1000 === 999) await yieldToTimers();
 		if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
 		if (dryRun || unlink(entry.file)) {
 			report.removed.entries++;
@@ -160,9 +161,9 @@ function emptyReport(root: string, dryRun: boolean): Report {
 
 export async function prune(root: string, limits: Limits, scope: Scope, dryRun: boolean): Promise<Report> {
 	if (!fs.existsSync(root)) return emptyReport(root, dryRun);
-	return withLock(root, (lost) => {
+	return withLock(root, async (lost) => {
 		const now = Date.now();
-		const kernels = scanRoot(root, scope);
+		const kernels = await scanRoot(root, scope);
 		const evict = planPrune(kernels, limits, now, limits.maxPercent === undefined ? 0 : freeSpace(root));
 		return carryOut(root, kernels, evict, dryRun, lost, now);
 	});
@@ -175,9 +176,9 @@ export function keyMatches(key: Key, dir: string): boolean {
 
 export async function clear(root: string, scope: Scope & { extmod?: string }, dryRun: boolean): Promise<Report> {
 	if (!fs.existsSync(root)) return emptyReport(root, dryRun);
-	return withLock(root, (lost) => {
+	return withLock(root, async (lost) => {
 		const now = Date.now();
-		const kernels = scanRoot(root, scope);
+		const kernels = await scanRoot(root, scope);
 		if (scope.extmod !== undefined) {
 			for (const kernel of kernels) kernel.keys = kernel.keys.filter((key) => keyMatches(key, scope.extmod!));
 		}

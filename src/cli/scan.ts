@@ -84,16 +84,22 @@ export function scanKey(dir: string, name: string): Key {
 	return key;
 }
 
-export function scanRoot(root: string, scope: Scope = {}): Kernel[] {
+/** Lets timers run: proper-lockfile refreshes the lock from one, and a lock not refreshed for 5 s is taken over. */
+export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function scanRoot(root: string, scope: Scope = {}): Promise<Kernel[]> {
 	const kernels: Kernel[] = [];
 	for (const release of dirents(root)) {
 		// Skips the prune stamp, foreign files, and the lock, which is a directory.
 		if (!release.isDirectory() || release.name === LOCK_NAME) continue;
 		if (scope.kernel !== undefined && release.name !== scope.kernel) continue;
 		const dir = path.join(root, release.name);
-		const keys = dirents(dir)
-			.filter((d) => d.isDirectory())
-			.map((d) => scanKey(path.join(dir, d.name), d.name));
+		const keys: Key[] = [];
+		for (const d of dirents(dir)) {
+			if (!d.isDirectory()) continue;
+			keys.push(scanKey(path.join(dir, d.name), d.name));
+			await yieldToTimers();
+		}
 		kernels.push({ release: release.name, dir, installed: release.name !== NO_KERNEL && isInstalled(release.name), keys });
 	}
 	return kernels.sort((a, b) => a.release.localeCompare(b.release, 'en', { numeric: true }));

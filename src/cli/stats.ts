@@ -31,8 +31,8 @@ export type StatsJson = {
 
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
-export function collectStats(root: string | undefined, scope: Scope): StatsJson {
-	const kernels: Kernel[] = root ? scanRoot(root, scope) : [];
+export async function collectStats(root: string | undefined, scope: Scope): Promise<StatsJson> {
+	const kernels: Kernel[] = root ? await scanRoot(root, scope) : [];
 	const all = totals(kernels.flatMap((k) => k.keys));
 	return {
 		schema: 1,

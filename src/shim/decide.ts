@@ -40,12 +40,24 @@ function externalModule(cwd: string, env: NodeJS.ProcessEnv): string | undefined
 	return extmod ? path.resolve(cwd, extmod) : undefined;
 }
 
-/** Make the redirected directory and record what it stands for. Returns false if it cannot be made. */
-function prepare(dir: string, meta: Metadata): boolean {
+/**
+ * lld aborts a link when it cannot write a cache entry (ENOSPC included), so
+ * a cache root this close to full is not worth the risk: the link goes
+ * without a cache instead.
+ */
+const MIN_FREE_BYTES = 32 * 1024 * 1024;
+
+const code = (error: unknown) => (error as NodeJS.ErrnoException).code ?? String(error);
+
+/**
+ * Make the redirected directory and record what it stands for. Returns why
+ * it cannot be used, or undefined if it can.
+ */
+function prepare(dir: string, meta: Metadata): string | undefined {
 	try {
 		fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-	} catch {
-		return false;
+	} catch (error) {
+		return `cannot create ${dir} (${code(error)})`;
 	}
 	const file = path.join(dir, META_FILE);
 	const now = new Date();
@@ -54,13 +66,21 @@ function prepare(dir: string, meta: Metadata): boolean {
 		// from an idle one; written only the first time.
 		fs.utimesSync(file, now, now);
 	} catch {
+		const tmp = `${file}.${process.pid}.tmp`;
 		try {
-			const tmp = `${file}.${process.pid}.tmp`;
 			fs.writeFileSync(tmp, JSON.stringify(meta) + '\n', { mode: 0o600 });
 			fs.renameSync(tmp, file);
-		} catch {} // metadata is for display; a link never fails for it
+		} catch (error) {
+			fs.rmSync(tmp, { force: true });
+			// The metadata is only for display, but a disk that cannot take it cannot take lld's entries either.
+			if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(code(error))) return `cannot write in ${dir} (${code(error)})`;
+		}
 	}
-	return true;
+	try {
+		const st = fs.statfsSync(dir);
+		if (st.bavail * st.bsize < MIN_FREE_BYTES) return `${dir} is on a nearly full file system`;
+	} catch {} // cannot tell: let lld try
+	return undefined;
 }
 
 export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan {
@@ -93,9 +113,8 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 	const extmod = externalModule(cwd, env);
 	const originalText = bytesToBuffer(original).toString('utf8');
 	const dir = path.join(root, releaseName(release), keyName(extmod ?? bytesToBuffer(original)));
-	if (!prepare(dir, { version: 1, release, extmod, original: originalText })) {
-		return drop(`cannot create ${dir}`, true);
-	}
+	const unusable = prepare(dir, { version: 1, release, extmod, original: originalText });
+	if (unusable) return drop(unusable, true);
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),
 		cacheDir: dir,

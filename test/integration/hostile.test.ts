@@ -1,0 +1,158 @@
+// Hostile conditions: links racing prune and clear, prunes killed mid-way, a
+// full disk, and paths with spaces, newlines, `..` and bytes that are not
+// UTF-8. The bar: a cache problem never breaks a link, and the manager never
+// loses track of what it owns.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa, execaSync } from 'execa';
+import { beforeAll, expect, it } from 'vitest';
+import type { StatsJson } from '../../src/cli/stats.js';
+import { LOCK_NAME } from '../../src/shared/layout.js';
+import { ltocache, makeEntry, makeKey, onDisk } from '../helpers/cache.js';
+import { SHIM, compileThin, describeIf, entriesBelow, fixtures, hasToolchain, isRoot, scratchRoot, withReadOnly } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+
+/** A small deterministic generator, so a failing run can be repeated. */
+function random(seed: number): () => number {
+	return () => {
+		seed = (seed * 1103515245 + 12345) % 2 ** 31;
+		return seed / 2 ** 31;
+	};
+}
+
+describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')('hostile conditions', () => {
+	// Four different pairs of ThinLTO objects, and each linked directly without a cache.
+	const variants: { objects: string[]; reference: Buffer }[] = [];
+	beforeAll(() => {
+		for (const opt of ['-O1', '-O2', '-O3', '-Os']) {
+			const dir = scratch('obj');
+			const objects = ['a', 'b'].map((n) => {
+				const object = path.join(dir, `${n}.o`);
+				execaSync('clang', ['-flto=thin', opt, '-c', path.join(fixtures, `${n}.c`), '-o', object]);
+				return object;
+			});
+			execaSync('ld.lld', ['-r', '-o', path.join(dir, 'reference.o'), ...objects]);
+			variants.push({ objects, reference: fs.readFileSync(path.join(dir, 'reference.o')) });
+		}
+	});
+
+	/** A link through the shim with the kernel tree on a read-only mount, so the cache is redirected. */
+	function link(tree: string, out: string, objects: string[], env: Record<string, string>, cacheFlag = '--thinlto-cache-dir=.thinlto-cache') {
+		return withReadOnly(tree, 'sh', ['-c', 'cd "$0" && exec "$@"', tree, SHIM, cacheFlag, '-r', '-o', out, ...objects], { env: { LTOCACHE_AUTO_PRUNE: '0', ...env } });
+	}
+
+	it('keeps 24 concurrent links into one cache directory correct while prune and clear run in a loop', async () => {
+		const root = scratch('root');
+		const tree = scratch('tree');
+		const outDir = scratch('out');
+		const env = { LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-race', KBUILD_EXTMOD: '/src/race' };
+		let linking = true;
+		const manager = (async () => {
+			const runs = [];
+			for (let i = 0; linking; i++) {
+				const args = i % 2 === 0 ? ['prune', '--max-size', '1K'] : ['clear'];
+				runs.push(await ltocache(root, args));
+			}
+			return runs;
+		})();
+		const links = [];
+		const queue = Array.from({ length: 24 }, (_, i) => i);
+		const worker = async () => {
+			for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+				const variant = variants[i % variants.length];
+				const out = path.join(outDir, `${i}.o`);
+				links.push({ variant, out, result: await link(tree, out, variant.objects, env) });
+			}
+		};
+		await Promise.all([worker(), worker(), worker(), worker()]);
+		linking = false;
+		const runs = await manager;
+
+		expect(links).toHaveLength(24);
+		for (const { variant, out, result } of links) {
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out).equals(variant.reference)).toBe(true);
+		}
+		expect(runs.length).toBeGreaterThan(2);
+		for (const run of runs) expect(run).toMatchObject({ exitCode: 0, stderr: '' });
+		// Every link went into the one directory.
+		expect(fs.readdirSync(path.join(root, '6.1.0-race'))).toHaveLength(1);
+	});
+
+	it('recovers from prunes of 40,000 entries killed with SIGKILL at random points: lock taken over, stats exact', async () => {
+		const root = scratch('root');
+		const keys = [1, 2, 3, 4].map((n) => makeKey(root, `6.1.0-${n}`, `/src/m${n}`, 2));
+		for (let i = 0; i < 40_000; i++) makeEntry(keys[i % 4], { bytes: 10 + (i % 100), ageDays: (i % 300) / 10 });
+		const next = random(42);
+		let kills = 0;
+		for (const files of [30_000, 20_000, 10_000, 5000, 2000]) {
+			const child = execa('node', [path.join(path.dirname(SHIM), 'ltocache'), 'prune', '--max-files', String(files)], { env: { LTOCACHE_DIR: root }, reject: false });
+			await new Promise((r) => setTimeout(r, 50 + next() * 300));
+			child.kill('SIGKILL');
+			if ((await child).signal === 'SIGKILL') kills++;
+			const stats = JSON.parse((await ltocache(root, ['stats', '--json'])).stdout) as StatsJson;
+			const truth = onDisk(root);
+			expect(stats.totalEntries).toBe(truth.size);
+			expect(stats.totalBytes).toBe([...truth.values()].reduce((a, b) => a + b, 0));
+		}
+		expect(kills).toBeGreaterThan(0);
+		const final = await ltocache(root, ['prune', '--max-files', '1000', '--json']);
+		expect(final).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(onDisk(root).size).toBe(1000);
+		expect(fs.existsSync(path.join(root, LOCK_NAME))).toBe(false);
+	});
+
+	it('links without a cache when the cache root is full (lld would abort writing an entry)', async () => {
+		const tree = scratch('tree');
+		const root = scratch('full');
+		const out = path.join(scratch('out'), 'full.o');
+		const { objects, reference } = variants[0];
+		const script = `mount -t tmpfs -o size=64k tmpfs "$1" && (dd if=/dev/zero of="$1/filler" bs=4k count=64 2>/dev/null; true) &&
+			mount --bind -o ro "$0" "$0" && cd "$0" && shift && exec "$@"`;
+		const result = await execa('unshare', ['-m', 'sh', '-c', script, tree, root, SHIM, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], {
+			reject: false,
+			env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-full' },
+		});
+		expect(result.exitCode).toBe(0);
+		expect(result.stderr).toMatch(/^ltocache: --thinlto-cache-dir=\.thinlto-cache is not writable \(EROFS\); .*(ENOSPC|nearly full).*linking without a ThinLTO cache$/);
+		expect(fs.readFileSync(out).equals(reference)).toBe(true);
+	});
+
+	it('handles roots and module paths with spaces, newlines, .. and bytes that are not UTF-8', async () => {
+		const base = scratch('hostile');
+		const tree = path.join(base, 'kernel tree\nwith newline');
+		fs.mkdirSync(tree);
+		const root = path.join(base, 'cache root', '..', 'cache  root\n2');
+		const { objects, reference } = variants[1];
+		const cases: [string, Record<string, string>, string?][] = [
+			['spaces and newline in the root', { LTOCACHE_DIR: root, KBUILD_EXTMOD: '/src/a b\nc' }],
+			['.. in the module path', { LTOCACHE_DIR: root, KBUILD_EXTMOD: '/src/x/../../etc' }],
+			['relative module path', { LTOCACHE_DIR: root, M: '../mod' }],
+		];
+		for (const [what, env] of cases) {
+			const out = path.join(base, 'out.o');
+			const result = await link(tree, out, objects, { KERNELRELEASE: '6.1.0-odd', ...env });
+			expect(result, what).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out).equals(reference)).toBe(true);
+		}
+		const keys = fs.readdirSync(path.join(path.resolve(root), '6.1.0-odd'));
+		expect(keys).toHaveLength(3);
+		for (const key of keys) expect(key).toMatch(/^[A-Za-z0-9._+-]+-[0-9a-f]{12}$/);
+		// `..` is resolved, never used to climb out of the root.
+		expect(entriesBelow(path.join(base, 'etc'))).toEqual([]);
+
+		// An original cache path with bytes that are not UTF-8, passed as bytes.
+		const out = path.join(base, 'bytes.o');
+		const shell = await withReadOnly(tree, 'sh', ['-c', `cd "$0" && exec "$1" "$(printf -- '--thinlto-cache-dir=caf\\351\\377')" -r -o "$2" "$3" "$4"`, tree, SHIM, out, ...objects], {
+			env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-bytes' },
+		});
+		expect(shell).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(fs.readFileSync(out).equals(reference)).toBe(true);
+		const [key] = fs.readdirSync(path.join(path.resolve(root), '6.1.0-bytes'));
+		expect(key).toMatch(/^[A-Za-z0-9._+-]+-[0-9a-f]{12}$/);
+		const stats = JSON.parse((await ltocache(path.resolve(root), ['stats', '--json'])).stdout) as StatsJson;
+		expect(stats.kernels.map((k) => k.release)).toEqual(['6.1.0-bytes', '6.1.0-odd']);
+		expect(stats.totalEntries).toBe(onDisk(path.resolve(root)).size);
+	});
+});

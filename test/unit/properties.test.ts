@@ -1,0 +1,159 @@
+// Property-based tests: generated input for the argv and response-file
+// parser and for the limits users type. The real lld is the oracle in
+// test/integration/oracle.test.ts; here the properties are internal.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { UsageError, parseDuration, parsePolicy, parseSize } from '../../src/cli/units.js';
+import { CACHE_FLAG, scanArgs, tokenizeGnu } from '../../src/shim/argv.js';
+
+export const RUNS = 500;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-prop-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A byte string (one char per byte) without NUL, the only byte argv cannot hold. */
+const byteString = (min = 0) =>
+	fc.array(fc.integer({ min: 1, max: 255 }), { minLength: min, maxLength: 24 }).map((bytes) => String.fromCharCode(...bytes));
+/** Bytes that mean something to the GNU tokenizer, mixed in often. */
+const tricky = fc.constantFrom(' ', '\t', '\n', '\r', "'", '"', '\\', '@', '=', '\xff', '\xe9');
+const arg = (min = 0) => fc.array(fc.oneof(byteString(1), tricky), { minLength: min, maxLength: 6 }).map((parts) => parts.join(''));
+
+/** GNU quoting three ways: every byte escaped, single quotes, double quotes. */
+const quoters: ((a: string) => string)[] = [
+	(a) => a.replace(/[\s\S]/g, (c) => `\\${c}`),
+	(a) => `'${a.replace(/['\\]/g, (c) => `\\${c}`)}'`,
+	(a) => `"${a.replace(/["\\]/g, (c) => `\\${c}`)}"`,
+];
+const serialize = (args: string[], quoting: number[]) => args.map((a, i) => quoters[quoting[i % quoting.length]](a)).join(' \n\t');
+
+let files = 0;
+const writeRsp = (content: string) => {
+	const file = path.join(dir, `r${files++}.rsp`);
+	fs.writeFileSync(file, Buffer.from(content, 'latin1'));
+	return file;
+};
+
+describe('tokenizeGnu', () => {
+	it('reads back any non-empty arguments, however they are quoted', () => {
+		fc.assert(
+			fc.property(fc.array(arg(1), { maxLength: 12 }), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 4 }), (args, quoting) => {
+				expect(tokenizeGnu(serialize(args, quoting))).toEqual(args);
+			}),
+			{ numRuns: RUNS },
+		);
+	});
+
+	it('never throws, and never yields an empty token, on any bytes (unterminated quotes included)', () => {
+		fc.assert(
+			fc.property(fc.array(fc.oneof(byteString(), tricky)).map((p) => p.join('')), (src) => {
+				const tokens = tokenizeGnu(src);
+				expect(tokens.every((t) => t.length > 0)).toBe(true);
+			}),
+			{ numRuns: RUNS },
+		);
+	});
+});
+
+describe('scanArgs', () => {
+	const flagged = fc.array(fc.oneof(arg(), arg().map((a) => CACHE_FLAG + a)), { maxLength: 12 });
+	const lastFlag = (args: string[]) => args.filter((a) => a.startsWith(CACHE_FLAG)).pop()?.slice(CACHE_FLAG.length);
+	const scanned = (args: string[]) => {
+		const scan = scanArgs(args, dir);
+		return scan.kind === 'flag' ? scan.flag.value : scan.kind === 'none' ? undefined : scan;
+	};
+	const noAt = (args: string[]) => args.filter((a) => !a.startsWith('@') && !a.startsWith('--rsp-quoting='));
+
+	it('takes the last --thinlto-cache-dir= on the command line', () => {
+		fc.assert(
+			fc.property(flagged.map(noAt), (args) => {
+				expect(scanned(args)).toBe(lastFlag(args));
+			}),
+			{ numRuns: RUNS },
+		);
+	});
+
+	it('finds the same flag when the arguments sit in a response file, nested or not', () => {
+		fc.assert(
+			fc.property(flagged.map(noAt), flagged.map(noAt), fc.integer({ min: 0, max: 2 }), (before, inside, quoting) => {
+				const nonEmpty = inside.filter((a) => a !== '');
+				const inner = writeRsp(serialize(nonEmpty, [quoting]));
+				const outer = writeRsp(`@${inner}\n`);
+				const expected = lastFlag([...before, ...nonEmpty]);
+				expect(scanned([...before, `@${inner}`])).toBe(expected);
+				expect(scanned([...before, `@${outer}`])).toBe(expected);
+			}),
+			{ numRuns: 200 },
+		);
+	});
+
+	it('copes with a huge argv', () => {
+		const args = Array.from({ length: 200_000 }, (_, i) => (i % 1000 === 0 ? `${CACHE_FLAG}/c${i}` : `/obj/file${i}.o`));
+		expect(scanned(args)).toBe('/c199000');
+	});
+
+	it('is unsure, never looping, about response files that include each other', () => {
+		const a = path.join(dir, 'loop-a.rsp');
+		const b = path.join(dir, 'loop-b.rsp');
+		fs.writeFileSync(a, `-r @${b}`);
+		fs.writeFileSync(b, `@${a} ${CACHE_FLAG}x`);
+		expect(scanArgs([`@${a}`], dir)).toMatchObject({ kind: 'unsure', why: expect.stringContaining('recursive') });
+	});
+});
+
+describe('limits', () => {
+	/** Either a value, or a UsageError naming the input; never anything else. */
+	const total = (parse: (text: string) => number) => (text: string) => {
+		try {
+			const value = parse(text);
+			expect(Number.isFinite(value) && value >= 0).toBe(true);
+		} catch (error) {
+			expect(error).toBeInstanceOf(UsageError);
+			expect((error as Error).message).toContain(`'${text}'`);
+			expect((error as Error).message).not.toContain('\n');
+		}
+	};
+	const text = fc.oneof(fc.string(), fc.stringMatching(/^-?[0-9.]{0,6}[A-Za-z%]{0,4}$/));
+
+	it('parseSize and parseDuration return a finite value or a clear error, for any input', () => {
+		fc.assert(fc.property(text, total(parseSize)), { numRuns: RUNS });
+		fc.assert(fc.property(text, total(parseDuration)), { numRuns: RUNS });
+	});
+
+	it('parseSize agrees with the arithmetic for every well-formed size', () => {
+		const units = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, KiB: 1024, GiB: 1024 ** 3, KB: 1000, MB: 1e6 };
+		fc.assert(
+			fc.property(fc.integer({ min: 0, max: 1e6 }), fc.constantFrom(...Object.keys(units)), (n, unit) => {
+				expect(parseSize(`${n}${unit}`)).toBe(n * units[unit as keyof typeof units]);
+			}),
+			{ numRuns: RUNS },
+		);
+	});
+
+	it('parsePolicy accepts what LLVM accepts and rejects the rest by name', () => {
+		const pair = fc.oneof(
+			fc.tuple(fc.constantFrom('prune_after', 'prune_interval'), fc.nat(1000), fc.constantFrom('s', 'm', 'h')).map(([k, n, u]) => `${k}=${n}${u}`),
+			fc.nat(100).map((n) => `cache_size=${n}%`),
+			fc.tuple(fc.nat(1e6), fc.constantFrom('', 'k', 'm', 'g')).map(([n, u]) => `cache_size_bytes=${n}${u}`),
+			fc.nat(1e6).map((n) => `cache_size_files=${n}`),
+		);
+		fc.assert(
+			fc.property(fc.array(pair, { minLength: 1, maxLength: 5 }), (pairs) => {
+				expect(() => parsePolicy(pairs.join(':'))).not.toThrow();
+			}),
+			{ numRuns: RUNS },
+		);
+		fc.assert(
+			fc.property(fc.string(), (policy) => {
+				try {
+					parsePolicy(policy);
+				} catch (error) {
+					expect(error).toBeInstanceOf(UsageError);
+					expect((error as Error).message).toContain(`'${policy}'`);
+				}
+			}),
+			{ numRuns: RUNS },
+		);
+	});
+});
