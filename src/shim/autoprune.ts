@@ -4,12 +4,12 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PRUNE_STAMP } from '../shared/layout.js';
 
 const DAY_MS = 86400_000;
 
-export function maybeStartPrune(root: string, env: NodeJS.ProcessEnv): void {
+/** @param self the shim's resolved file, bin/ld.lld, beside which bin/ltocache lives */
+export function maybeStartPrune(root: string, self: string, env: NodeJS.ProcessEnv): void {
 	if (env.LTOCACHE_AUTO_PRUNE === '0') return;
 	const stamp = path.join(root, PRUNE_STAMP);
 	try {
@@ -17,7 +17,7 @@ export function maybeStartPrune(root: string, env: NodeJS.ProcessEnv): void {
 		if (Date.now() - last < DAY_MS) return;
 		// Stamp first: the other links of a parallel build then skip.
 		fs.writeFileSync(stamp, '');
-		const cli = fileURLToPath(new URL('../../bin/ltocache', import.meta.url));
+		const cli = path.join(path.dirname(self), 'ltocache');
 		const child = spawn(process.execPath, [cli, 'prune'], {
 			detached: true,
 			stdio: 'ignore',
