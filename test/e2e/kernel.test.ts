@@ -4,16 +4,13 @@
 // linux-source-6.1, clang, lld, llvm, clang-16, lld-16 (.ci/run installs them).
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa, execaSync } from 'execa';
+import { execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/stats.js';
-import { asNobody, describeIf, entriesBelow, isRoot, onPath, repo, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import { asNobody, describeIf, entriesBelow, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import { kernelNeeds, kernelReady, kernelTree, writeModule } from './kernel-tree.js';
 
-const KERNEL_CACHE = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
-const ready = isRoot && fs.existsSync('/usr/src/linux-source-6.1.tar.xz') && Boolean(onPath('clang') && onPath('ld.lld') && onPath('ld.lld-16'));
-const needs = 'root, and Debian packages linux-source-6.1 clang lld llvm clang-16 lld-16 llvm-16 bc flex bison libelf-dev libssl-dev (run: sudo .ci/run)';
-
-describeIf(ready, needs)('building an out-of-tree module against a read-only Clang ThinLTO kernel tree', () => {
+describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a read-only Clang ThinLTO kernel tree', () => {
 	const scratch = scratchRoot();
 	let tree = '';
 	let release = '';
@@ -21,25 +18,15 @@ describeIf(ready, needs)('building an out-of-tree module against a read-only Cla
 	let cli = '';
 
 	beforeAll(async () => {
-		const prepared = await execa(path.join(repo, 'test/e2e/prepare-kernel.sh'), [KERNEL_CACHE]);
-		tree = prepared.stdout.trim().split('\n').pop()!;
-		release = fs.readFileSync(path.join(tree, 'include/config/kernel.release'), 'utf8').trim();
+		({ tree, release } = await kernelTree());
 		const staged = stagedShim(scratch('package'));
 		cli = path.join(path.dirname(staged), 'ltocache');
 		shims = shimDir(scratch('shims'), staged);
 	});
 
-	/** A two-file module (Kbuild links it through an @hello.mod response file), owned by nobody. */
+	/** The two-file module, owned by nobody. */
 	function moduleSource(): string {
-		const dir = scratch('module');
-		fs.writeFileSync(
-			path.join(dir, 'main.c'),
-			'#include <linux/module.h>\nint hello_helper(int);\n' +
-				'static int __init hello_init(void) { pr_info("hello %d\\n", hello_helper(1)); return 0; }\n' +
-				'static void __exit hello_exit(void) {}\nmodule_init(hello_init);\nmodule_exit(hello_exit);\nMODULE_LICENSE("GPL");\n',
-		);
-		fs.writeFileSync(path.join(dir, 'helper.c'), 'int hello_helper(int x) { return x + 41; }\n');
-		fs.writeFileSync(path.join(dir, 'Kbuild'), 'obj-m := hello.o\nhello-y := main.o helper.o\n');
+		const dir = writeModule(scratch('module'));
 		execaSync('chown', ['-R', 'nobody', dir]);
 		return dir;
 	}
