@@ -2,6 +2,7 @@
 // detached for automatic pruning), so it may use what it likes.
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import prettyBytes from 'pretty-bytes';
 import { resolveRoot } from '../shared/layout.js';
@@ -123,7 +124,7 @@ export function limitsFrom(values: Record<string, unknown>, env: NodeJS.ProcessE
 }
 
 function version(): string {
-	const pkg = path.join(path.dirname(new URL(import.meta.url).pathname), '../../package.json');
+	const pkg = fileURLToPath(new URL('../../package.json', import.meta.url));
 	return (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
@@ -141,9 +142,14 @@ const LOADERS: Record<string, () => Promise<Subcommand>> = {
 
 async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 	const [command = '', ...rest] = argv;
-	if (command === '' || command === '-h' || command === '--help' || command === 'help') {
-		out(HELP[rest[0] ?? ''] ?? HELP['']);
-		return command === '' ? 2 : 0;
+	if (command === '') {
+		process.stderr.write(HELP['']);
+		return 2;
+	}
+	if (command === '-h' || command === '--help' || command === 'help') {
+		const topic = rest[0] ?? '';
+		out(HELP[topic] ?? (LOADERS[topic] ? (await LOADERS[topic]()).HELP[topic] : HELP['']));
+		return 0;
 	}
 	if (command === '-V' || command === '--version') {
 		out(`ltocache ${version()}\n`);

@@ -102,12 +102,16 @@ function rmdir(dir: string): boolean {
 }
 
 /** Remove a key directory that holds nothing but bookkeeping and has been idle for an hour. */
-function removeIfIdle(key: Key, evicted: Set<string>, now: number): boolean {
+function removeIfIdle(key: Key, evicted: Set<string>): boolean {
 	if (key.foreign > 0 || key.temps.length > 0 || key.entries.some((e) => !evicted.has(e.file))) return false;
-	const touched = key.touched || fs.lstatSync(key.dir, { throwIfNoEntry: false })?.mtimeMs || now;
-	if (now - touched < IDLE_DIR_MS) return false;
+	const meta = path.join(key.dir, META_FILE);
+	// Looked at again now, not at scan time: the shim touches the metadata
+	// before it runs lld, and lld needs milliseconds to start writing, so a
+	// link that starts after this check finds no directory and creates it.
+	const touched = fs.lstatSync(meta, { throwIfNoEntry: false })?.mtimeMs ?? fs.lstatSync(key.dir, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+	if (Date.now() - touched < IDLE_DIR_MS) return false;
 	unlink(path.join(key.dir, 'llvmcache.timestamp'));
-	unlink(path.join(key.dir, META_FILE));
+	unlink(meta);
 	return rmdir(key.dir);
 }
 
@@ -135,7 +139,7 @@ async function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun:
 		let removedKeys = 0;
 		for (const key of kernel.keys) {
 			key.temps = key.temps.filter((t) => !staleTemps.includes(t));
-			if (!dryRun && removeIfIdle(key, evicted, now)) removedKeys++;
+			if (!dryRun && removeIfIdle(key, evicted)) removedKeys++;
 		}
 		report.removed.directories += removedKeys;
 		if (!dryRun && removedKeys === kernel.keys.length && rmdir(kernel.dir)) report.removed.directories++;

@@ -85,6 +85,18 @@ describe('ltocache stats', () => {
 		for (const line of lines.slice(2, -1)) expect(line.slice(0, sizeEnd)).toMatch(/B$/);
 	});
 
+	it('is exact on 100,000 entries', async () => {
+		const root = scratch('root');
+		const keys = Array.from({ length: 40 }, (_, i) => makeKey(root, `6.${i % 4}.0-big`, `/src/m${i}`));
+		for (let i = 0; i < 100_000; i++) fs.writeFileSync(`${keys[i % 40]}/llvmcache-${i.toString(16).padStart(40, '0')}`, Buffer.alloc(i % 997));
+		const truth = onDisk(root);
+		expect(truth.size).toBe(100_000);
+		const s = await stats(root);
+		expect(s.totalEntries).toBe(100_000);
+		expect(s.totalBytes).toBe(sum(truth));
+		expect(s.kernels.map((k) => k.entries)).toEqual([25_000, 25_000, 25_000, 25_000]);
+	});
+
 	it('reports an empty or missing root as empty', async () => {
 		const root = path.join(scratch('root'), 'not-yet');
 		expect(await stats(root)).toMatchObject({ root, totalEntries: 0, totalBytes: 0, kernels: [] });
