@@ -103,6 +103,45 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		expect(fs.existsSync(path.join(root, LOCK_NAME))).toBe(false);
 	});
 
+	it('leaves the temporary file of a link killed mid-way to prune, once it is stale', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-killed', '/src/killed');
+		// A module big enough that lld is still writing when it is killed.
+		const dir = scratch('big');
+		const source = Array.from({ length: 400 }, (_, i) => `int f${i}(int x) { int s = 0; for (int j = 0; j < x; j++) s += (j * ${i}) ^ (s >> 3); return s; }`).join('\n');
+		fs.writeFileSync(path.join(dir, 'big.c'), source);
+		execaSync('clang', ['-flto=thin', '-O2', '-c', path.join(dir, 'big.c'), '-o', path.join(dir, 'big.o')]);
+		const lld = execa('ld.lld', [`--thinlto-cache-dir=${key}`, '-r', '-o', path.join(dir, 'out.o'), path.join(dir, 'big.o'), ...variants[0].objects], { reject: false });
+		const temp = await new Promise<string | undefined>((resolve) => {
+			const poll = setInterval(() => {
+				const found = fs.readdirSync(key).find((n) => n.startsWith('Thin-'));
+				if (found) {
+					lld.kill('SIGKILL');
+					clearInterval(poll);
+					resolve(found);
+				}
+			}, 0);
+			void lld.then(() => {
+				clearInterval(poll);
+				resolve(undefined);
+			});
+		});
+		expect((await lld).signal).toBe('SIGKILL');
+		expect(temp).toMatch(/^Thin-.*\.tmp\.o$/);
+		const tempFile = path.join(key, temp!);
+		expect(fs.existsSync(tempFile)).toBe(true);
+
+		const stats = JSON.parse((await ltocache(root, ['stats', '--json'])).stdout) as StatsJson;
+		expect(stats.tempFiles).toBe(1);
+		expect(stats.totalEntries).toBe(onDisk(root).size);
+		await ltocache(root, ['prune', '--max-size', '0']);
+		expect(fs.existsSync(tempFile)).toBe(true);
+		fs.utimesSync(tempFile, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+		const report = JSON.parse((await ltocache(root, ['prune', '--max-size', '0', '--json'])).stdout) as { removed: { tempFiles: number } };
+		expect(report.removed.tempFiles).toBe(1);
+		expect(fs.existsSync(tempFile)).toBe(false);
+	});
+
 	it('links without a cache when the cache root is full (lld would abort writing an entry)', async () => {
 		const tree = scratch('tree');
 		const root = scratch('full');
