@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execa, type Options } from 'execa';
+import { execa, execaSync, type Options } from 'execa';
 import { which } from './install.js';
 import type { parseOptions } from './main.js';
 
@@ -109,6 +109,9 @@ function makeReadOnly(tree: string): Runner {
 		return Object.assign((file: string, args: string[], options: Options) => execa(file, args, options), { how: 'mode 0555' });
 	}
 	const script = 'mount --bind -o ro "$0" "$0" && cd "$0" && exec "$@"';
+	if (execaSync('unshare', ['-m', 'sh', '-c', script, tree, 'true'], { reject: false }).exitCode !== 0) {
+		throw new Error('as root the demo needs a private read-only mount (unshare -m), which is not allowed here; run it as a normal user');
+	}
 	return Object.assign((file: string, args: string[], options: Options) => execa('unshare', ['-m', 'sh', '-c', script, tree, file, ...args], options), {
 		how: 'read-only bind mount',
 	});

@@ -1,5 +1,6 @@
 // `ltocache stats`: what is cached, per kernel release and per module.
 import prettyBytes from 'pretty-bytes';
+import { NO_KERNEL } from '../shared/layout.js';
 import { scanRoot, totals, type Kernel, type Scope } from './scan.js';
 
 /** The --json schema (documented in ltocache(1)); fields are only ever added. */
@@ -86,7 +87,7 @@ export function renderStats(stats: StatsJson): string {
 	if (stats.root === null) return 'cache root: none usable (see ltocache doctor)\nnothing cached\n';
 	const rows = [['KERNEL / MODULE', 'INSTALLED', 'ENTRIES', 'SIZE', 'LAST USE']];
 	for (const kernel of stats.kernels) {
-		rows.push([kernel.release, kernel.installed ? 'yes' : 'no', String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
+		rows.push([kernel.release, kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no', String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
 			rows.push([`  ${key.extmod ?? key.original ?? key.key}`, '', String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
 		}
