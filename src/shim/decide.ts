@@ -7,8 +7,7 @@ import { absoluteDir, bytesToBuffer, scanArgs, toBytes, withCacheDir, type Bytes
 
 export type Plan = {
 	args: Bytes[];
-	/** The redirected cache directory and the root it lies in, when there is one. */
-	cacheDir?: string;
+	/** The cache root the flag was redirected into, when it was. */
 	root?: string;
 	/** What was done and why, for LTOCACHE_VERBOSE. */
 	note?: string;
@@ -117,7 +116,6 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 	if (unusable) return drop(unusable, true);
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),
-		cacheDir: dir,
 		root,
 		note: `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
 	};
