@@ -2,7 +2,7 @@
 // chosen sizes and times, and running the manager against them.
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa, type Options } from 'execa';
+import { execa } from 'execa';
 import { META_FILE, keyName } from '../../src/shared/layout.js';
 import { CLI } from './tools.js';
 
@@ -39,8 +39,8 @@ export function setAge(file: string, ageDays: number, atimeAgeDays = ageDays): v
 }
 
 /** Run `ltocache ...` against a root; never throws on a non-zero exit. */
-export function ltocache(root: string, args: string[], env: Record<string, string> = {}, options: Options = {}) {
-	return execa('node', [CLI, ...args], { reject: false, env: { LTOCACHE_DIR: root, ...env }, ...options });
+export function ltocache(root: string, args: string[], env: Record<string, string> = {}) {
+	return execa('node', [CLI, ...args], { reject: false, env: { LTOCACHE_DIR: root, ...env } });
 }
 
 /** Every llvmcache-* regular file below dir with its size: the truth to compare stats with. */

@@ -9,7 +9,7 @@ import { beforeAll, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/stats.js';
 import { LOCK_NAME } from '../../src/shared/layout.js';
 import { ltocache, makeEntry, makeKey, onDisk } from '../helpers/cache.js';
-import { SHIM, compileThin, describeIf, entriesBelow, fixtures, hasToolchain, isRoot, scratchRoot, withReadOnly } from '../helpers/tools.js';
+import { SHIM, describeIf, entriesBelow, fixtures, hasToolchain, isRoot, scratchRoot, withReadOnly } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -56,7 +56,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 			}
 			return runs;
 		})();
-		const links = [];
+		const links: { variant: (typeof variants)[number]; out: string; result: Awaited<ReturnType<typeof link>> }[] = [];
 		const queue = Array.from({ length: 24 }, (_, i) => i);
 		const worker = async () => {
 			for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
