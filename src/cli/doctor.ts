@@ -125,10 +125,18 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 	const findings: Finding[] = [];
 	const userPath = env.PATH ?? '';
 	let shimFirst = false;
+	let rootShimFirst = false;
 	for (const name of linkerNames([...userPath.split(':'), ...ROOT_PATH.split(':')])) {
 		const mine = await resolveLinker(name, userPath, 'PATH', shim);
-		if (name === 'ld.lld') shimFirst = mine.shimFirst;
-		findings.push(mine.finding, (await resolveLinker(name, ROOT_PATH, "root's default PATH", shim)).finding);
+		const roots = await resolveLinker(name, ROOT_PATH, "root's default PATH", shim);
+		if (name === 'ld.lld') [shimFirst, rootShimFirst] = [mine.shimFirst, roots.shimFirst];
+		findings.push(mine.finding, roots.finding);
+	}
+	// The shim starts with `#!/usr/bin/env node`: where it is in front, node must be found too.
+	for (const [inFront, pathValue, where] of [[shimFirst, userPath, 'PATH'], [rootShimFirst, ROOT_PATH, "root's default PATH"]] as const) {
+		if (inFront && !which('node', pathValue)) {
+			findings.push({ level: 'fail', check: `node on ${where}`, message: `the shim is first on ${where} but node is not: links through it fail with "env: 'node': No such file or directory"` });
+		}
 	}
 	findings.push(cacheRootFinding(env), ...kernelFindings(env, shimFirst));
 	const clang = clangFinding(env, shim);

@@ -211,6 +211,11 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 export const parseOptions = parse;
 
 export async function main(argv = process.argv.slice(2), env = process.env): Promise<void> {
+	// `ltocache doctor | head`: a closed pipe ends the output, not with a stack trace.
+	process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+		if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+		throw error;
+	});
 	try {
 		process.exitCode = await run(argv, env);
 	} catch (error) {

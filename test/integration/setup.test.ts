@@ -106,6 +106,19 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 		expect(findings).toContainEqual({ level: 'ok', check: 'ld.lld on PATH', message: expect.stringMatching(new RegExp(`^${shims}/ld.lld is the shim; real linker /usr/bin/ld.lld \\(.*LLD`)) });
 		expect(findings).toContainEqual({ level: 'ok', check: 'kernel 6.1.0-lto', message: expect.stringContaining('the shim redirects it') });
 	});
+
+	it('fails when the shim is in front but node, which runs it, is not on PATH', async () => {
+		const shims = shimDir(scratch('shims'), staged);
+		const lldOnly = scratch('lld-only');
+		fs.symlinkSync('/usr/bin/ld.lld', path.join(lldOnly, 'ld.lld'));
+		const result = await asNobody(process.execPath, [path.join(path.dirname(staged), 'ltocache'), 'doctor'], {
+			PATH: `${shims}:${lldOnly}`,
+			HOME: '/nonexistent',
+			LTOCACHE_MODULES: modules,
+		});
+		expect(result.exitCode).toBe(1);
+		expect(String(result.stdout)).toMatch(/^fail  node on PATH: the shim is first on PATH but node is not/m);
+	});
 });
 
 describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache demo', () => {
