@@ -76,6 +76,17 @@ export function which(name: string, pathValue: string): string | undefined {
 
 type Parse = typeof parseOptions;
 
+/** fs calls on the target directory, with a hint when it takes root. */
+function writing<T>(dir: string, fn: () => T): T {
+	try {
+		return fn();
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error;
+		throw new Error(`cannot write ${dir} (${code})${dir === SYSTEM_DIR ? '; --system needs root: sudo ltocache install --system' : ''}`);
+	}
+}
+
 export async function run(command: string, args: string[], env: NodeJS.ProcessEnv, parse: Parse): Promise<number> {
 	const v = parse(args, { system: { type: 'boolean' }, dir: { type: 'string' }, 'dry-run': { type: 'boolean' } });
 	const { UsageError } = await import('./units.js');
@@ -92,7 +103,7 @@ export async function run(command: string, args: string[], env: NodeJS.ProcessEn
 		for (const name of linkerNames([dir])) {
 			const file = path.join(dir, name);
 			if (!isOurLink(file, shim)) continue;
-			if (!dryRun) fs.unlinkSync(file);
+			if (!dryRun) writing(dir, () => fs.unlinkSync(file));
 			say(`removed ${file}`);
 			removed++;
 		}
@@ -101,7 +112,7 @@ export async function run(command: string, args: string[], env: NodeJS.ProcessEn
 	}
 
 	const names = linkerNames([...buildPath.split(':'), ...(env.PATH ?? '').split(':')].filter((d) => path.resolve(d || '.') !== dir));
-	if (!dryRun) fs.mkdirSync(dir, { recursive: true });
+	if (!dryRun) writing(dir, () => fs.mkdirSync(dir, { recursive: true }));
 	let refused = 0;
 	for (const name of names) {
 		const file = path.join(dir, name);
@@ -111,7 +122,7 @@ export async function run(command: string, args: string[], env: NodeJS.ProcessEn
 			say(`left ${file} alone: it exists and is not ltocache's (remove it yourself to put the shim there)`);
 			refused++;
 		} else {
-			if (!dryRun) fs.symlinkSync(shim, file);
+			if (!dryRun) writing(dir, () => fs.symlinkSync(shim, file));
 			say(`linked ${file} -> ${shim}`);
 		}
 	}
