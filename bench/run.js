@@ -43,6 +43,21 @@ function compare(commands, runs = RUNS) {
 	return commands.map((c, j) => ({ name: c.name, ms: median(samples[j]) }));
 }
 
+/** Peak RSS in KiB of the command or its largest descendant, from GNU time (Debian package time) when it is there. */
+function peakRss(cmd, args, options = {}) {
+	if (!fs.existsSync('/usr/bin/time')) return undefined;
+	const result = spawnSync('/usr/bin/time', ['-f', '%M', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], ...options });
+	return Number(result.stderr.toString().trim().split('\n').pop());
+}
+
+function memory(title, commands) {
+	const rows = commands.map(([name, ...run]) => [name, peakRss(...run)]);
+	if (rows.some(([, kib]) => !kib)) return console.log(`  (${title}: install GNU time for peak memory)`);
+	const base = rows[0][1];
+	console.log(`  peak memory, ${title}:`);
+	for (const [name, kib] of rows) console.log(`    ${name.padEnd(34)} ${String(Math.round(kib / 1024)).padStart(5)} MiB  ${(kib / base).toFixed(2)}x ${rows[0][0]}`);
+}
+
 const fmt = (ms) => `${ms.toFixed(1).padStart(7)} ms`;
 
 // --- the shim ---------------------------------------------------------------
@@ -87,6 +102,12 @@ function benchShim() {
 	console.log(`  added by the shim to a redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0` +
 		`; the sh wrapper adds ${(by['sh wrapper -> ld.lld'] - direct).toFixed(1)} ms`);
 	console.log(`  added by the shim to a pass-through link: ${(by['shim -> ld.lld (pass-through)'] - direct).toFixed(1)} ms`);
+	memory('per process', [
+		['node -e 0', process.execPath, ['-e', '0'], { env }],
+		['ld.lld (direct link)', real, link(writable), { env }],
+		['shim (redirected link)', path.join(shims, 'ld.lld'), link(`${blocker}/x`), { env }],
+		['shim --version (the shim itself)', path.join(shims, 'ld.lld'), ['--version'], { env }],
+	]);
 }
 
 // --- the manager --------------------------------------------------------------
@@ -124,6 +145,12 @@ function benchManager() {
 	], 5);
 	const du = stats[0].ms;
 	for (const r of stats) console.log(`  ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / du).toFixed(2)}x du -sb`);
+
+	memory('stats', [
+		['du -sb', 'du', ['-sb', root]],
+		['node -e 0', process.execPath, ['-e', '0']],
+		['ltocache stats --json', process.execPath, [cli, 'stats', '--json'], { env }],
+	]);
 
 	const half = JSON.parse(run(process.execPath, [cli, 'stats', '--json'], { env }).stdout).totalBytes / 2;
 	const pruneMs = time(process.execPath, [cli, 'prune', '--max-size', String(Math.floor(half))], { env });
