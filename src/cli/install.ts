@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isExecutableFile } from '../shim/linker.js';
 import type { parseOptions } from './main.js';
 
 export const HELP: Record<string, string> = {
@@ -64,14 +65,10 @@ export function isOurLink(file: string, shim = shimFile()): boolean {
 
 /** The first directory on a PATH holding an executable of that name. */
 export function which(name: string, pathValue: string): string | undefined {
-	for (const dir of pathValue.split(':')) {
-		const file = path.join(dir || '.', name);
-		try {
-			fs.accessSync(file, fs.constants.X_OK);
-			if (fs.statSync(file).isFile()) return file;
-		} catch {}
-	}
-	return undefined;
+	return pathValue
+		.split(':')
+		.map((dir) => path.join(dir || '.', name))
+		.find(isExecutableFile);
 }
 
 type Parse = typeof parseOptions;

@@ -22,7 +22,7 @@ function realpath(file: string): string | undefined {
 	}
 }
 
-function isExecutableFile(file: string): boolean {
+export function isExecutableFile(file: string): boolean {
 	try {
 		if (!fs.statSync(file).isFile()) return false;
 		fs.accessSync(file, fs.constants.X_OK);
