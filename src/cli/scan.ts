@@ -36,8 +36,12 @@ export function isInstalled(release: string, env: NodeJS.ProcessEnv = process.en
 	return modulesDirs(env).some((base) => fs.existsSync(path.join(base, release)));
 }
 
-/** Files of a running link: lld writes an entry as Thin-*.tmp.o and renames it in; the shim writes its metadata via *.tmp. */
-const isTemp = (name: string) => name.startsWith('Thin-') || name.endsWith('.tmp') || name.endsWith('.tmp.o');
+/**
+ * Files of a running link: lld writes an entry as Thin-*.tmp.o and renames
+ * it in; the shim writes its metadata as ltocache.json.<pid>.tmp. Anything
+ * else unknown is foreign, and stays.
+ */
+const isTemp = (name: string) => name.startsWith('Thin-') || (name.startsWith(`${META_FILE}.`) && name.endsWith('.tmp'));
 /** Ours or LLVM's bookkeeping, never counted and removed only with an idle directory. */
 const isBookkeeping = (name: string) => name === META_FILE || name === 'llvmcache.timestamp';
 

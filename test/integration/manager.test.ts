@@ -197,12 +197,16 @@ describe('safety', () => {
 		const foreign = path.join(key, 'README');
 		fs.writeFileSync(foreign, 'kept');
 		setAge(foreign, 100);
+		const foreignTmp = path.join(key, 'notes.tmp');
+		fs.writeFileSync(foreignTmp, 'kept too');
+		setAge(foreignTmp, 100);
 		makeEntry(key, { ageDays: 100 });
 
 		for (const args of [['prune', '--max-size', '0'], ['clear']]) {
 			await run(root, args);
 			expect(victims.every((v) => fs.existsSync(v))).toBe(true);
 			expect(fs.existsSync(foreign)).toBe(true);
+			expect(fs.existsSync(foreignTmp)).toBe(true);
 			expect(fs.readlinkSync(path.join(key, 'llvmcache-dir-link'))).toBe(outside);
 			expect(fs.readlinkSync(path.join(root, '5.0.0-link'))).toBe(outside);
 		}
@@ -214,12 +218,13 @@ describe('safety', () => {
 		const key = makeKey(root, '6.1.0-1', '/src/one');
 		const fresh = path.join(key, 'Thin-fresh.tmp.o');
 		const stale = path.join(key, 'Thin-stale.tmp.o');
-		fs.writeFileSync(fresh, 'x');
-		fs.writeFileSync(stale, 'x');
+		const staleMeta = path.join(key, 'ltocache.json.4242.tmp');
+		for (const file of [fresh, stale, staleMeta]) fs.writeFileSync(file, 'x');
 		setAge(stale, 2 / 24);
+		setAge(staleMeta, 2 / 24);
 		const report = await run(root, ['clear']);
-		expect(report.removed.tempFiles).toBe(1);
-		expect([fs.existsSync(fresh), fs.existsSync(stale)]).toEqual([true, false]);
+		expect(report.removed.tempFiles).toBe(2);
+		expect([fresh, stale, staleMeta].map((f) => fs.existsSync(f))).toEqual([true, false, false]);
 	});
 
 	it('removes a key directory only when empty and idle for an hour', async () => {
