@@ -21,6 +21,11 @@ export type Key = {
 	meta?: Metadata;
 	/** When a link last used the directory (the shim touches the metadata on each link). */
 	touched: number;
+	/** Count, apparent bytes and latest last use of the entries. */
+	count: number;
+	bytes: number;
+	lastUse: number;
+	/** Each entry; only collected when asked for (prune and clear), stats needs the sums. */
 	entries: Entry[];
 	temps: Temp[];
 	/** Files that are neither entries, temporaries nor ours: never deleted. */
@@ -45,14 +50,19 @@ const isTemp = (name: string) => name.startsWith('Thin-') || (name.startsWith(`$
 /** Ours or LLVM's bookkeeping, never counted and removed only with an idle directory. */
 const isBookkeeping = (name: string) => name === META_FILE || name === 'llvmcache.timestamp';
 
-function dirents(dir: string): fs.Dirent[] {
+/** A directory listing; a directory that vanished (a concurrent prune or clear) lists as empty. */
+function listing<T>(read: () => T[]): T[] {
 	try {
-		return fs.readdirSync(dir, { withFileTypes: true });
+		return read();
 	} catch (error) {
 		if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
 		throw error;
 	}
 }
+
+const dirents = (dir: string) => listing(() => fs.readdirSync(dir, { withFileTypes: true }));
+/** Names only in key directories: every one is lstat-ed anyway, so file types from readdir would be paid for twice. */
+const names = (dir: string) => listing(() => fs.readdirSync(dir));
 
 function readMeta(file: string): Metadata | undefined {
 	try {
@@ -69,29 +79,32 @@ function readMeta(file: string): Metadata | undefined {
  * component instead of the whole path: ~20% faster, measured), and with
  * concatenation rather than path.join.
  */
-export function scanKey(dir: string, name: string): Key {
-	const key: Key = { name, dir, touched: 0, entries: [], temps: [], foreign: 0 };
+export function scanKey(dir: string, name: string, collect = true): Key {
+	const key: Key = { name, dir, touched: 0, count: 0, bytes: 0, lastUse: 0, entries: [], temps: [], foreign: 0 };
 	let inside = true;
 	try {
 		process.chdir(dir);
 	} catch {
 		inside = false;
 	}
-	for (const dirent of dirents(dir)) {
-		const file = `${dir}/${dirent.name}`;
+	for (const entry of names(dir)) {
 		// Only regular files are ours to count; lstat (not stat) so a symlink is never followed.
-		const st = dirent.isFile() ? fs.lstatSync(inside ? dirent.name : file, { throwIfNoEntry: false }) : undefined;
+		const st = fs.lstatSync(inside ? entry : `${dir}/${entry}`, { throwIfNoEntry: false });
 		if (!st?.isFile()) {
 			key.foreign++;
-		} else if (dirent.name.startsWith(ENTRY_PREFIX)) {
-			key.entries.push({ file, bytes: st.size, lastUse: Math.max(st.atimeMs, st.mtimeMs) });
-		} else if (dirent.name === META_FILE) {
-			key.meta = readMeta(file);
+		} else if (entry.startsWith(ENTRY_PREFIX)) {
+			const lastUse = st.atimeMs > st.mtimeMs ? st.atimeMs : st.mtimeMs;
+			key.count++;
+			key.bytes += st.size;
+			if (lastUse > key.lastUse) key.lastUse = lastUse;
+			if (collect) key.entries.push({ file: `${dir}/${entry}`, bytes: st.size, lastUse });
+		} else if (entry === META_FILE) {
+			key.meta = readMeta(`${dir}/${entry}`);
 			key.touched = st.mtimeMs;
-		} else if (isBookkeeping(dirent.name)) {
+		} else if (isBookkeeping(entry)) {
 			// llvmcache.timestamp: LLVM's own prune-interval marker
-		} else if (isTemp(dirent.name)) {
-			key.temps.push({ file, bytes: st.size, mtime: st.mtimeMs });
+		} else if (isTemp(entry)) {
+			key.temps.push({ file: `${dir}/${entry}`, bytes: st.size, mtime: st.mtimeMs });
 		} else {
 			key.foreign++;
 		}
@@ -102,16 +115,17 @@ export function scanKey(dir: string, name: string): Key {
 /** Lets timers run: proper-lockfile refreshes the lock from one, and a lock not refreshed for 5 s is taken over. */
 export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-export async function scanRoot(root: string, scope: Scope = {}): Promise<Kernel[]> {
+/** @param collect whether to list each entry (prune and clear) or only sum them up (stats) */
+export async function scanRoot(root: string, scope: Scope = {}, collect = true): Promise<Kernel[]> {
 	const cwd = process.cwd(); // scanKey changes directory
 	try {
-		return await scanReleases(root, scope);
+		return await scanReleases(root, scope, collect);
 	} finally {
 		process.chdir(cwd);
 	}
 }
 
-async function scanReleases(root: string, scope: Scope): Promise<Kernel[]> {
+async function scanReleases(root: string, scope: Scope, collect: boolean): Promise<Kernel[]> {
 	const kernels: Kernel[] = [];
 	for (const release of dirents(root)) {
 		// Skips the prune stamp, foreign files, and the lock, which is a directory.
@@ -121,7 +135,7 @@ async function scanReleases(root: string, scope: Scope): Promise<Kernel[]> {
 		const keys: Key[] = [];
 		for (const d of dirents(dir)) {
 			if (!d.isDirectory()) continue;
-			keys.push(scanKey(path.join(dir, d.name), d.name));
+			keys.push(scanKey(path.join(dir, d.name), d.name, collect));
 			await yieldToTimers();
 		}
 		kernels.push({ release: release.name, dir, installed: release.name !== NO_KERNEL && isInstalled(release.name), keys });
@@ -137,13 +151,10 @@ export function totals(keys: Key[]): Totals {
 	let lastUse = 0;
 	let temps = 0;
 	for (const key of keys) {
-		entries += key.entries.length;
+		entries += key.count;
+		bytes += key.bytes;
 		temps += key.temps.length;
-		lastUse = Math.max(lastUse, key.touched);
-		for (const entry of key.entries) {
-			bytes += entry.bytes;
-			if (entry.lastUse > lastUse) lastUse = entry.lastUse;
-		}
+		lastUse = Math.max(lastUse, key.touched, key.lastUse);
 	}
 	return { entries, bytes, lastUse: lastUse || null, temps };
 }

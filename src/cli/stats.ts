@@ -33,7 +33,7 @@ export type StatsJson = {
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
 export async function collectStats(root: string | undefined, scope: Scope): Promise<StatsJson> {
-	const kernels: Kernel[] = root ? await scanRoot(root, scope) : [];
+	const kernels: Kernel[] = root ? await scanRoot(root, scope, false) : [];
 	const all = totals(kernels.flatMap((k) => k.keys));
 	return {
 		schema: 1,

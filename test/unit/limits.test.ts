@@ -109,7 +109,7 @@ describe('planPrune', () => {
 		release,
 		dir: release,
 		installed,
-		keys: [{ name: 'k', dir: 'k', touched: 0, entries, temps: [], foreign: 0 }],
+		keys: [{ name: 'k', dir: 'k', touched: 0, count: entries.length, bytes: 0, lastUse: 0, entries, temps: [], foreign: 0 }],
 	});
 	const names = (entries: Entry[]) => entries.map((e) => e.file).sort();
 
