@@ -152,15 +152,26 @@ function benchManager() {
 		['ltocache stats --json', process.execPath, [cli, 'stats', '--json'], { env }],
 	]);
 
-	const half = JSON.parse(run(process.execPath, [cli, 'stats', '--json'], { env }).stdout).totalBytes / 2;
-	const pruneMs = time(process.execPath, [cli, 'prune', '--max-size', String(Math.floor(half))], { env });
-	const left = JSON.parse(run(process.execPath, [cli, 'stats', '--json'], { env }).stdout).totalEntries;
-	// The same tree again, and find deleting about as many files.
+	// Deleting is one-shot: each sample gets a freshly generated tree, prune and find taking turns.
+	const half = Math.floor(JSON.parse(run(process.execPath, [cli, 'stats', '--json'], { env }).stdout).totalBytes / 2);
+	const pruneSamples = [];
+	const findSamples = [];
+	let removed = 0;
+	for (let i = 0; i < 3; i++) {
+		if (i > 0) regenerate(root);
+		pruneSamples.push(time(process.execPath, [cli, 'prune', '--max-size', String(half)], { env }));
+		removed = ENTRIES - JSON.parse(run(process.execPath, [cli, 'stats', '--json'], { env }).stdout).totalEntries;
+		regenerate(root);
+		findSamples.push(time('find', [root, '-name', 'llvmcache-*[02468ace]', '-type', 'f', '-delete']));
+	}
+	const [pruneMs, findMs] = [median(pruneSamples), median(findSamples)];
+	console.log(`  ${'ltocache prune to half the size'.padEnd(32)} ${fmt(pruneMs)}  ${(pruneMs / findMs).toFixed(2)}x find -delete (${removed} entries removed; median of 3)`);
+	console.log(`  ${"find -name '*[02468ace]' -delete".padEnd(32)} ${fmt(findMs)}  (about half the entries)`);
+}
+
+function regenerate(root) {
 	fs.rmSync(root, { recursive: true, force: true });
 	generate(root, ENTRIES);
-	const findMs = time('find', [root, '-name', 'llvmcache-*[02468ace]', '-type', 'f', '-delete']);
-	console.log(`  ltocache prune to half the size      ${fmt(pruneMs)}  ${(pruneMs / findMs).toFixed(2)}x find -delete (${ENTRIES - left} entries removed)`);
-	console.log(`  find -name 'llvmcache-*[02468ace]' -delete ${fmt(findMs)}  (about half the entries)`);
 }
 
 console.log(`ltocache bench on ${os.cpus().length} CPUs, Node ${process.version}`);
