@@ -34,9 +34,25 @@ export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
 }
 
 /** The external module a link belongs to, if Kbuild says (KBUILD_EXTMOD, or M as given on make's command line). */
-function externalModule(cwd: string, env: NodeJS.ProcessEnv): string | undefined {
-	const extmod = env.KBUILD_EXTMOD || env.M;
-	return extmod ? path.resolve(cwd, extmod) : undefined;
+function externalModule(cwd: string, env: NodeJS.ProcessEnv): Bytes | undefined {
+	const name = env.KBUILD_EXTMOD ? 'KBUILD_EXTMOD' : env.M ? 'M' : undefined;
+	return name ? path.resolve(toBytes(cwd), rawEnv(name, env)) : undefined;
+}
+
+/**
+ * An environment variable as the bytes the process got. Node decodes the
+ * environment as UTF-8, replacing what is not; only then (a U+FFFD in the
+ * value) is /proc/self/environ worth reading, so two module paths that
+ * differ only in such bytes still get two cache directories.
+ */
+function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
+	const value = env[name] ?? '';
+	if (!value.includes('\uFFFD') || env !== process.env) return toBytes(value);
+	try {
+		const pair = fs.readFileSync('/proc/self/environ', 'latin1').split('\0').find((p) => p.startsWith(`${name}=`));
+		if (pair !== undefined) return pair.slice(name.length + 1);
+	} catch {}
+	return toBytes(value);
 }
 
 /**
@@ -110,9 +126,10 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
-	const originalText = bytesToBuffer(original).toString('utf8');
-	const dir = path.join(root, releaseName(release), keyName(extmod ?? bytesToBuffer(original)));
-	const unusable = prepare(dir, { version: 1, release, extmod, original: originalText });
+	const dir = path.join(root, releaseName(release), keyName(bytesToBuffer(extmod ?? original)));
+	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
+	const text = (bytes: Bytes | undefined) => (bytes === undefined ? undefined : bytesToBuffer(bytes).toString('utf8'));
+	const unusable = prepare(dir, { version: 1, release, extmod: text(extmod), original: text(original)! });
 	if (unusable) return drop(unusable, true);
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),

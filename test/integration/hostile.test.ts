@@ -201,8 +201,18 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		expect(fs.readFileSync(out).equals(reference)).toBe(true);
 		const [key] = fs.readdirSync(path.join(path.resolve(root), '6.1.0-bytes'));
 		expect(key).toMatch(/^[A-Za-z0-9._+-]+-[0-9a-f]{12}$/);
+		// Module paths that differ only in bytes that are not UTF-8 (Node would decode both to U+FFFD) stay apart.
+		for (const byte of ['\\376', '\\377']) {
+			const result = await withReadOnly(tree, 'sh', ['-c', `cd "$0" && KBUILD_EXTMOD="$(printf '/src/mod${byte}')" exec "$@"`, tree, SHIM, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], {
+				env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-envbytes' },
+			});
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+		}
+		expect(fs.readdirSync(path.join(path.resolve(root), '6.1.0-envbytes'))).toHaveLength(2);
+
 		const stats = JSON.parse((await ltocache(path.resolve(root), ['stats', '--json'])).stdout) as StatsJson;
-		expect(stats.kernels.map((k) => k.release)).toEqual(['6.1.0-bytes', '6.1.0-odd']);
+		expect(stats.kernels.map((k) => k.release)).toEqual(['6.1.0-bytes', '6.1.0-envbytes', '6.1.0-odd']);
+		expect(stats.kernels[1].keys.map((k) => k.extmod)).toEqual(['/src/mod\uFFFD', '/src/mod\uFFFD']);
 		expect(stats.totalEntries).toBe(onDisk(path.resolve(root)).size);
 	});
 });
