@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, execaSync, type Options } from 'execa';
-import { which } from './install.js';
+import { shimFile, which } from './install.js';
 import type { parseOptions } from './main.js';
 
 export const HELP: Record<string, string> = {
@@ -36,7 +36,7 @@ export async function run(_command: string, args: string[], env: NodeJS.ProcessE
 		process.stderr.write(`ltocache demo: ${missing.join(' and ')} not found on PATH (${PACKAGES})\n`);
 		return 1;
 	}
-	const shim = (await import('./install.js')).shimFile();
+	const shim = shimFile();
 	const cli = path.join(path.dirname(shim), 'ltocache');
 	const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-demo-'));
 	const tree = path.join(work, 'kernel-tree');

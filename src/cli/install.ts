@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isExecutableFile } from '../shim/linker.js';
 import type { parseOptions } from './main.js';
+import { UsageError } from './units.js';
 
 export const HELP: Record<string, string> = {
 	install: `Usage: ltocache install [--system | --dir DIR] [--dry-run]
@@ -86,7 +87,6 @@ function writing<T>(dir: string, fn: () => T): T {
 
 export async function run(command: string, args: string[], env: NodeJS.ProcessEnv, parse: Parse): Promise<number> {
 	const v = parse(args, { system: { type: 'boolean' }, dir: { type: 'string' }, 'dry-run': { type: 'boolean' } });
-	const { UsageError } = await import('./units.js');
 	if (v.system && v.dir !== undefined) throw new UsageError('--system and --dir cannot be used together');
 	const dir = path.resolve(typeof v.dir === 'string' ? v.dir : v.system ? SYSTEM_DIR : path.join(os.homedir(), '.local/bin'));
 	const dryRun = Boolean(v['dry-run']);

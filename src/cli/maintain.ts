@@ -120,7 +120,7 @@ function removeIfIdle(key: Key, evicted: Set<string>): boolean {
  * under the scanned kernels. With dryRun, only count.
  */
 async function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun: boolean, lost: () => boolean, now: number): Promise<Report> {
-	const report: Report = { root, dryRun, removed: { entries: 0, bytes: 0, tempFiles: 0, directories: 0 }, remaining: { entries: 0, bytes: 0 } };
+	const report = emptyReport(root, dryRun);
 	const evicted = new Set<string>();
 	for (const [i, entry] of evict.entries()) {
 		if (i % 1000 === 999) await yieldToTimers();
