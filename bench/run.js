@@ -39,7 +39,9 @@ const median = (xs) => {
 function compare(commands, runs = RUNS) {
 	const samples = commands.map(() => []);
 	for (const c of commands) time(...c.run); // warm up
-	for (let i = 0; i < runs; i++) commands.forEach((c, j) => samples[j].push(time(...c.run)));
+	for (let i = 0; i < runs; i++) {
+		for (const [j, c] of commands.entries()) samples[j].push(time(...c.run));
+	}
 	return commands.map((c, j) => ({ name: c.name, ms: median(samples[j]) }));
 }
 
@@ -55,7 +57,8 @@ function memory(title, commands) {
 	if (rows.some(([, kib]) => !kib)) return console.log(`  (${title}: install GNU time for peak memory)`);
 	const base = rows[0][1];
 	console.log(`  peak memory, ${title}:`);
-	for (const [name, kib] of rows) console.log(`    ${name.padEnd(34)} ${String(Math.round(kib / 1024)).padStart(5)} MiB  ${(kib / base).toFixed(2)}x ${rows[0][0]}`);
+	for (const [name, kib] of rows)
+		console.log(`    ${name.padEnd(34)} ${String(Math.round(kib / 1024)).padStart(5)} MiB  ${(kib / base).toFixed(2)}x ${rows[0][0]}`);
 }
 
 const fmt = (ms) => `${ms.toFixed(1).padStart(7)} ms`;
@@ -81,7 +84,13 @@ function benchShim() {
 	// Unwritable even for root: below a regular file (ENOTDIR).
 	const blocker = path.join(work, 'blocker');
 	fs.writeFileSync(blocker, '');
-	const env = { ...process.env, PATH: `${shims}:${process.env.PATH}`, LTOCACHE_DIR: path.join(work, 'root'), LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: 'bench' };
+	const env = {
+		...process.env,
+		PATH: `${shims}:${process.env.PATH}`,
+		LTOCACHE_DIR: path.join(work, 'root'),
+		LTOCACHE_AUTO_PRUNE: '0',
+		KERNELRELEASE: 'bench',
+	};
 	const link = (cache) => ['-r', '-o', path.join(work, 'out.o'), `--thinlto-cache-dir=${cache}`, ...objects];
 	const writable = path.join(work, 'cache');
 	const results = compare([
@@ -99,8 +108,10 @@ function benchShim() {
 	console.log(`\nThe shim, per link (median of ${RUNS} interleaved runs; ratios against node -e 0)`);
 	for (const r of results) console.log(`  ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / node).toFixed(2)}x node`);
 	const added = by['shim -> ld.lld (redirected)'] - direct;
-	console.log(`  added by the shim to a redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0` +
-		`; the sh wrapper adds ${(by['sh wrapper -> ld.lld'] - direct).toFixed(1)} ms`);
+	console.log(
+		`  added by the shim to a redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0` +
+			`; the sh wrapper adds ${(by['sh wrapper -> ld.lld'] - direct).toFixed(1)} ms`,
+	);
 	console.log(`  added by the shim to a pass-through link: ${(by['shim -> ld.lld (pass-through)'] - direct).toFixed(1)} ms`);
 	memory('per process', [
 		['node -e 0', process.execPath, ['-e', '0'], { env }],
@@ -120,7 +131,10 @@ function generate(root, entries) {
 		for (let m = 0; m < 25 && n < entries; m++) {
 			const dir = path.join(root, k, `var-lib-dkms-mod${m}-1.0-build-${m.toString(16).padStart(12, '0')}`);
 			fs.mkdirSync(dir, { recursive: true });
-			fs.writeFileSync(path.join(dir, 'ltocache.json'), JSON.stringify({ version: 1, release: k, extmod: `/var/lib/dkms/mod${m}/1.0/build`, original: '.thinlto-cache' }));
+			fs.writeFileSync(
+				path.join(dir, 'ltocache.json'),
+				JSON.stringify({ version: 1, release: k, extmod: `/var/lib/dkms/mod${m}/1.0/build`, original: '.thinlto-cache' }),
+			);
 			for (let i = 0; i < perKey && n < entries; i++, n++) {
 				const file = path.join(dir, `llvmcache-${n.toString(16).padStart(40, '0')}`);
 				fs.writeFileSync(file, Buffer.alloc(100 + (n % 4000)));
@@ -137,12 +151,17 @@ function benchManager() {
 	generate(root, ENTRIES);
 	const cli = path.join(repo, 'bin/ltocache');
 	const env = { ...process.env, LTOCACHE_DIR: root, LTOCACHE_MODULES: path.join(work, 'none') };
-	console.log(`\nThe manager, on ${ENTRIES} entries across 4 kernels and 100 modules (generated in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-	const stats = compare([
-		{ name: 'du -sb', run: ['du', ['-sb', root]] },
-		{ name: 'ltocache stats --json', run: [process.execPath, [cli, 'stats', '--json'], { env }] },
-		{ name: 'node -e 0', run: [process.execPath, ['-e', '0']] },
-	], 5);
+	console.log(
+		`\nThe manager, on ${ENTRIES} entries across 4 kernels and 100 modules (generated in ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+	);
+	const stats = compare(
+		[
+			{ name: 'du -sb', run: ['du', ['-sb', root]] },
+			{ name: 'ltocache stats --json', run: [process.execPath, [cli, 'stats', '--json'], { env }] },
+			{ name: 'node -e 0', run: [process.execPath, ['-e', '0']] },
+		],
+		5,
+	);
 	const du = stats[0].ms;
 	for (const r of stats) console.log(`  ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / du).toFixed(2)}x du -sb`);
 
@@ -165,7 +184,9 @@ function benchManager() {
 		findSamples.push(time('find', [root, '-name', 'llvmcache-*[02468ace]', '-type', 'f', '-delete']));
 	}
 	const [pruneMs, findMs] = [median(pruneSamples), median(findSamples)];
-	console.log(`  ${'ltocache prune to half the size'.padEnd(32)} ${fmt(pruneMs)}  ${(pruneMs / findMs).toFixed(2)}x find -delete (${removed} entries removed; median of 3)`);
+	console.log(
+		`  ${'ltocache prune to half the size'.padEnd(32)} ${fmt(pruneMs)}  ${(pruneMs / findMs).toFixed(2)}x find -delete (${removed} entries removed; median of 3)`,
+	);
 	console.log(`  ${"find -name '*[02468ace]' -delete".padEnd(32)} ${fmt(findMs)}  (about half the entries)`);
 }
 

@@ -7,19 +7,13 @@
 // and only with rmdir, which refuses a directory a link has just written to.
 import fs from 'node:fs';
 import path from 'node:path';
+import prettyBytes from 'pretty-bytes';
 import lockfile from 'proper-lockfile';
-import { LOCK_NAME, META_FILE, NO_KERNEL, keyName } from '../shared/layout.js';
-import { IDLE_DIR_MS, STALE_TEMP_MS, scanRoot, totals, yieldToTimers, type Entry, type Kernel, type Key, type Scope, type Temp } from './scan.js';
-
-export type Limits = {
-	maxBytes?: number;
-	/** A percentage of free space plus the cache's own size (LLVM's cache_size). */
-	maxPercent?: number;
-	/** Milliseconds since last use. */
-	maxAge?: number;
-	maxFiles?: number;
-	staleKernels?: boolean;
-};
+import { toBytes } from '../shared/bytes.js';
+import { IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
+import { LOCK_NAME, resolveRoot } from '../shared/root.js';
+import type { Limits } from './limits.js';
+import { type Entry, type Kernel, type Key, type Scope, scanRoot, type Temp, totals, yieldToTimers } from './scan.js';
 
 export type Report = {
 	root: string;
@@ -91,35 +85,28 @@ function unlink(file: string): boolean {
 	}
 }
 
-function rmdir(dir: string): boolean {
-	try {
-		fs.rmdirSync(dir);
-		return true;
-	} catch (error) {
-		if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((error as NodeJS.ErrnoException).code ?? '')) return false;
-		throw error;
-	}
-}
-
 /** Remove a key directory that holds nothing but bookkeeping and has been idle for an hour. */
 function removeIfIdle(key: Key, evicted: Set<string>): boolean {
 	if (key.foreign > 0 || key.temps.length > 0 || key.entries.some((e) => !evicted.has(e.file))) return false;
-	const meta = path.join(key.dir, META_FILE);
-	// Looked at again now, not at scan time: the shim touches the metadata
+	// Looked at again now, not at scan time: the shim claims the directory
 	// before it runs lld, and lld needs milliseconds to start writing, so a
 	// link that starts after this check finds no directory and creates it.
-	const touched = fs.lstatSync(meta, { throwIfNoEntry: false })?.mtimeMs ?? fs.lstatSync(key.dir, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
-	if (Date.now() - touched < IDLE_DIR_MS) return false;
-	unlink(path.join(key.dir, 'llvmcache.timestamp'));
-	unlink(meta);
-	return rmdir(key.dir);
+	if (Date.now() - (lastClaim(key.dir) ?? Date.now()) < IN_FLIGHT_MS) return false;
+	return removeKeyDir(key.dir);
 }
 
 /**
  * Delete the given entries, stale temporaries and idle empty directories
  * under the scanned kernels. With dryRun, only count.
  */
-async function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun: boolean, lost: () => boolean, now: number): Promise<Report> {
+async function carryOut(
+	root: string,
+	kernels: Kernel[],
+	evict: Entry[],
+	dryRun: boolean,
+	lost: () => boolean,
+	now: number,
+): Promise<Report> {
 	const report = emptyReport(root, dryRun);
 	const evicted = new Set<string>();
 	for (const [i, entry] of evict.entries()) {
@@ -131,7 +118,7 @@ async function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun:
 		}
 		evicted.add(entry.file);
 	}
-	const staleTemps: Temp[] = kernels.flatMap((k) => k.keys.flatMap((key) => key.temps.filter((t) => now - t.mtime > STALE_TEMP_MS)));
+	const staleTemps: Temp[] = kernels.flatMap((k) => k.keys.flatMap((key) => key.temps.filter((t) => now - t.mtime > IN_FLIGHT_MS)));
 	for (const temp of staleTemps) {
 		if (dryRun || unlink(temp.file)) report.removed.tempFiles++;
 	}
@@ -142,7 +129,7 @@ async function carryOut(root: string, kernels: Kernel[], evict: Entry[], dryRun:
 			if (!dryRun && removeIfIdle(key, evicted)) removedKeys++;
 		}
 		report.removed.directories += removedKeys;
-		if (!dryRun && removedKeys === kernel.keys.length && rmdir(kernel.dir)) report.removed.directories++;
+		if (!dryRun && removedKeys === kernel.keys.length && removeDir(kernel.dir)) report.removed.directories++;
 	}
 	const left = totals(kernels.flatMap((k) => k.keys));
 	const evictedBytes = evict.reduce((sum, e) => sum + e.bytes, 0);
@@ -175,7 +162,7 @@ export async function prune(root: string, limits: Limits, scope: Scope, dryRun: 
 
 /** Whether a key directory belongs to the external module (or original cache path) at dir. */
 export function keyMatches(key: Key, dir: string): boolean {
-	return key.name === keyName(dir) || key.meta?.extmod === dir || key.meta?.original === dir;
+	return key.name === keyName(toBytes(dir)) || key.meta?.extmod === dir || key.meta?.original === dir;
 }
 
 export async function clear(root: string, scope: Scope & { extmod?: string }, dryRun: boolean): Promise<Report> {
@@ -189,4 +176,24 @@ export async function clear(root: string, scope: Scope & { extmod?: string }, dr
 		const evict = kernels.flatMap((k) => k.keys.flatMap((key) => key.entries));
 		return carryOut(root, kernels, evict, dryRun, lost, now);
 	});
+}
+
+export function renderReport(report: Report, json: boolean): string {
+	if (json) return `${JSON.stringify(report, null, 2)}\n`;
+	const verb = report.dryRun ? 'would remove' : 'removed';
+	const r = report.removed;
+	const extra = [r.tempFiles && `${r.tempFiles} stale temporary files`, r.directories && `${r.directories} idle directories`].filter(
+		Boolean,
+	);
+	return (
+		`${verb} ${r.entries} entries (${prettyBytes(r.bytes)})${extra.length ? `, ${extra.join(', ')}` : ''}\n` +
+		`${report.dryRun ? 'would keep' : 'kept'} ${report.remaining.entries} entries (${prettyBytes(report.remaining.bytes)}) in ${report.root}\n`
+	);
+}
+
+/** The root prune and clear work on; they never create one. */
+export function existingRoot(env: NodeJS.ProcessEnv): string {
+	const found = resolveRoot(env, false);
+	if (found === undefined) throw new Error('no usable cache root (set LTOCACHE_DIR, or see ltocache doctor)');
+	return found;
 }

@@ -5,12 +5,8 @@
 // directories are descended into, so nothing outside the root is ever seen.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ENTRY_PREFIX, LOCK_NAME, META_FILE, NO_KERNEL, modulesDirs, type Metadata } from '../shared/layout.js';
-
-/** A temporary file older than this belongs to a link that died: fair game for prune. */
-export const STALE_TEMP_MS = 3600_000;
-/** A key directory whose metadata was touched more recently than this may have a link in flight. */
-export const IDLE_DIR_MS = 3600_000;
+import { classify, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
+import { isInstalled, LOCK_NAME } from '../shared/root.js';
 
 export type Entry = { file: string; bytes: number; lastUse: number };
 export type Temp = { file: string; bytes: number; mtime: number };
@@ -36,20 +32,6 @@ export type Kernel = { release: string; dir: string; installed: boolean; keys: K
 
 export type Scope = { kernel?: string };
 
-/** Whether a kernel release has modules installed on this machine. */
-export function isInstalled(release: string, env: NodeJS.ProcessEnv = process.env): boolean {
-	return modulesDirs(env).some((base) => fs.existsSync(path.join(base, release)));
-}
-
-/**
- * Files of a running link: lld writes an entry as Thin-*.tmp.o and renames
- * it in; the shim writes its metadata as ltocache.json.<pid>.tmp. Anything
- * else unknown is foreign, and stays.
- */
-const isTemp = (name: string) => name.startsWith('Thin-') || (name.startsWith(`${META_FILE}.`) && name.endsWith('.tmp'));
-/** Ours or LLVM's bookkeeping, never counted and removed only with an idle directory. */
-const isBookkeeping = (name: string) => name === META_FILE || name === 'llvmcache.timestamp';
-
 /** A directory listing; a directory that vanished (a concurrent prune or clear) lists as empty. */
 function listing<T>(read: () => T[]): T[] {
 	try {
@@ -63,15 +45,6 @@ function listing<T>(read: () => T[]): T[] {
 const dirents = (dir: string) => listing(() => fs.readdirSync(dir, { withFileTypes: true }));
 /** Names only in key directories: every one is lstat-ed anyway, so file types from readdir would be paid for twice. */
 const names = (dir: string) => listing(() => fs.readdirSync(dir));
-
-function readMeta(file: string): Metadata | undefined {
-	try {
-		const meta = JSON.parse(fs.readFileSync(file, 'utf8')) as Metadata;
-		return typeof meta === 'object' && meta !== null && typeof meta.original === 'string' ? meta : undefined;
-	} catch {
-		return undefined;
-	}
-}
 
 /**
  * Reads one key directory. It runs lstat once per entry, 100,000s of times:
@@ -90,22 +63,19 @@ export function scanKey(dir: string, name: string, collect = true): Key {
 	for (const entry of names(dir)) {
 		// Only regular files are ours to count; lstat (not stat) so a symlink is never followed.
 		const st = fs.lstatSync(inside ? entry : `${dir}/${entry}`, { throwIfNoEntry: false });
-		if (!st?.isFile()) {
-			key.foreign++;
-		} else if (entry.startsWith(ENTRY_PREFIX)) {
-			const lastUse = st.atimeMs > st.mtimeMs ? st.atimeMs : st.mtimeMs;
+		const kind = st?.isFile() ? classify(entry) : 'foreign';
+		if (kind === 'entry') {
+			const lastUse = Math.max(st!.atimeMs, st!.mtimeMs);
 			key.count++;
-			key.bytes += st.size;
+			key.bytes += st!.size;
 			if (lastUse > key.lastUse) key.lastUse = lastUse;
-			if (collect) key.entries.push({ file: `${dir}/${entry}`, bytes: st.size, lastUse });
-		} else if (entry === META_FILE) {
-			key.meta = readMeta(`${dir}/${entry}`);
-			key.touched = st.mtimeMs;
-		} else if (isBookkeeping(entry)) {
-			// llvmcache.timestamp: LLVM's own prune-interval marker
-		} else if (isTemp(entry)) {
-			key.temps.push({ file: `${dir}/${entry}`, bytes: st.size, mtime: st.mtimeMs });
-		} else {
+			if (collect) key.entries.push({ file: `${dir}/${entry}`, bytes: st!.size, lastUse });
+		} else if (kind === 'meta') {
+			key.meta = readMeta(dir);
+			key.touched = st!.mtimeMs;
+		} else if (kind === 'temp') {
+			key.temps.push({ file: `${dir}/${entry}`, bytes: st!.size, mtime: st!.mtimeMs });
+		} else if (kind === 'foreign') {
 			key.foreign++;
 		}
 	}

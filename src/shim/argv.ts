@@ -1,19 +1,14 @@
 // Reading argv the way ld.lld does, to find the --thinlto-cache-dir that will
 // take effect.
 //
-// Arguments are handled as "byte strings": each char is one byte (latin1), so
-// file names that are not UTF-8 survive untouched from /proc/self/cmdline or
-// a response file to the linker's argv.
+// Arguments are Bytes (src/shared/bytes.ts): file names that are not UTF-8
+// survive untouched from /proc/self/cmdline or a response file to the
+// linker's argv.
 import fs from 'node:fs';
 import path from 'node:path';
-
-/** A string whose chars are bytes (latin1). */
-export type Bytes = string;
+import { type Bytes, bytesToBuffer, toBytes } from '../shared/bytes.js';
 
 export const CACHE_FLAG = '--thinlto-cache-dir=';
-
-export const toBytes = (text: string): Bytes => Buffer.from(text, 'utf8').toString('latin1');
-export const bytesToBuffer = (bytes: Bytes): Buffer => Buffer.from(bytes, 'latin1');
 
 /**
  * The arguments after the script, as the bytes the kernel passed. Node decodes

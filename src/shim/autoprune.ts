@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PRUNE_STAMP } from '../shared/layout.js';
+import { PRUNE_STAMP } from '../shared/root.js';
 
 const DAY_MS = 86400_000;
 

@@ -2,8 +2,10 @@
 // unwritable --thinlto-cache-dir moved to <root>/<release>/<key>.
 import fs from 'node:fs';
 import path from 'node:path';
-import { META_FILE, NO_KERNEL, keyName, releaseName, resolveRoot, unusableReason, type Metadata } from '../shared/layout.js';
-import { absoluteDir, bytesToBuffer, scanArgs, toBytes, withCacheDir, type Bytes } from './argv.js';
+import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
+import { claim, keyName, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { resolveRoot, unusableReason } from '../shared/root.js';
+import { absoluteDir, scanArgs, withCacheDir } from './argv.js';
 
 export type Plan = {
 	args: Bytes[];
@@ -49,7 +51,10 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 	const value = env[name] ?? '';
 	if (!value.includes('\uFFFD') || env !== process.env) return toBytes(value);
 	try {
-		const pair = fs.readFileSync('/proc/self/environ', 'latin1').split('\0').find((p) => p.startsWith(`${name}=`));
+		const pair = fs
+			.readFileSync('/proc/self/environ', 'latin1')
+			.split('\0')
+			.find((p) => p.startsWith(`${name}=`));
 		if (pair !== undefined) return pair.slice(name.length + 1);
 	} catch {}
 	return toBytes(value);
@@ -62,35 +67,10 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
  */
 const MIN_FREE_BYTES = 32 * 1024 * 1024;
 
-const code = (error: unknown) => (error as NodeJS.ErrnoException).code ?? String(error);
-
-/**
- * Make the redirected directory and record what it stands for. Returns why
- * it cannot be used, or undefined if it can.
- */
-function prepare(dir: string, meta: Metadata): string | undefined {
-	try {
-		fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-	} catch (error) {
-		return `cannot create ${dir} (${code(error)})`;
-	}
-	const file = path.join(dir, META_FILE);
-	const now = new Date();
-	try {
-		// Touched on every link so the manager can tell a directory in use
-		// from an idle one; written only the first time.
-		fs.utimesSync(file, now, now);
-	} catch {
-		const tmp = `${file}.${process.pid}.tmp`;
-		try {
-			fs.writeFileSync(tmp, JSON.stringify(meta) + '\n', { mode: 0o600 });
-			fs.renameSync(tmp, file);
-		} catch (error) {
-			fs.rmSync(tmp, { force: true });
-			// The metadata is only for display, but a disk that cannot take it cannot take lld's entries either.
-			if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(code(error))) return `cannot write in ${dir} (${code(error)})`;
-		}
-	}
+/** Claim the redirected directory; returns why it cannot be used, or undefined if it can. */
+function prepare(dir: string, meta: Parameters<typeof claim>[1]): string | undefined {
+	const unusable = claim(dir, meta);
+	if (unusable) return unusable;
 	try {
 		const st = fs.statfsSync(dir);
 		if (st.bavail * st.bsize < MIN_FREE_BYTES) return `${dir} is on a nearly full file system`;
@@ -111,8 +91,8 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 
 	const { flag } = scan;
 	const original = absoluteDir(flag.value, cwd);
-	const reason = unusableReason(bytesToBuffer(original));
-	const shown = bytesToBuffer(flag.value).toString('utf8');
+	const reason = unusableReason(original);
+	const shown = bytesToText(flag.value);
 	if (reason === undefined) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
 
 	const drop = (why: string, warn: boolean): Plan => {
@@ -126,10 +106,14 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
-	const dir = path.join(root, releaseName(release), keyName(bytesToBuffer(extmod ?? original)));
+	const dir = path.join(root, releaseName(release), keyName(extmod ?? original));
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
-	const text = (bytes: Bytes | undefined) => (bytes === undefined ? undefined : bytesToBuffer(bytes).toString('utf8'));
-	const unusable = prepare(dir, { version: 1, release, extmod: text(extmod), original: text(original)! });
+	const unusable = prepare(dir, {
+		version: 1,
+		release,
+		extmod: extmod === undefined ? undefined : bytesToText(extmod),
+		original: bytesToText(original),
+	});
 	if (unusable) return drop(unusable, true);
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),

@@ -7,7 +7,7 @@
 // to the child, so two wrappers that each skip only themselves cannot call
 // each other forever.
 import fs from 'node:fs';
-import path from 'node:path';
+import { isExecutableFile, searchPath } from '../shared/pathsearch.js';
 
 export const CHAIN_VAR = 'LTOCACHE_CHAIN';
 
@@ -19,16 +19,6 @@ function realpath(file: string): string | undefined {
 		return fs.realpathSync(file);
 	} catch {
 		return undefined;
-	}
-}
-
-export function isExecutableFile(file: string): boolean {
-	try {
-		if (!fs.statSync(file).isFile()) return false;
-		fs.accessSync(file, fs.constants.X_OK);
-		return true;
-	} catch {
-		return false;
 	}
 }
 
@@ -60,11 +50,8 @@ export function locateLinker(name: string, self: string, env: NodeJS.ProcessEnv)
 		return { linker: { file: explicit, real } };
 	}
 	const wanted = explicit || name;
-	const dirs = (env.PATH ?? '').split(':');
 	const skipped: string[] = [];
-	for (const dir of dirs) {
-		const file = path.join(dir || '.', wanted);
-		if (!isExecutableFile(file)) continue;
+	for (const file of searchPath(wanted, env.PATH ?? '')) {
 		const real = realpath(file) ?? file;
 		if (skip.has(real)) {
 			skipped.push(file);

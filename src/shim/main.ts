@@ -37,5 +37,11 @@ export function main(): void {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
 	const { root } = plan;
-	runLinker(linker.file, name, plan.args, { ...env, [CHAIN_VAR]: nextChain(env, self, linker) }, root ? () => maybeStartPrune(root, self, env) : undefined);
+	runLinker(
+		linker.file,
+		name,
+		plan.args,
+		{ ...env, [CHAIN_VAR]: nextChain(env, self, linker) },
+		root ? () => maybeStartPrune(root, self, env) : undefined,
+	);
 }

@@ -6,14 +6,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import { bytesToBuffer, type Bytes } from './argv.js';
+import { type Bytes, bytesToText, isUtf8 } from '../shared/bytes.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
-
-const isUtf8 = (bytes: Bytes) => {
-	const buffer = bytesToBuffer(bytes);
-	return Buffer.from(buffer.toString('utf8'), 'utf8').equals(buffer);
-};
 
 /**
  * spawn() takes strings and encodes them as UTF-8, so an argument that is not
@@ -22,15 +17,15 @@ const isUtf8 = (bytes: Bytes) => {
  * (bash, for `exec -a` to keep argv[0]; else POSIX sh, with the path as argv[0]).
  */
 function command(file: string, argv0: string, args: Bytes[]): { file: string; args: string[]; argv0?: string } {
-	if (args.every(isUtf8)) return { file, argv0, args: args.map((a) => bytesToBuffer(a).toString('utf8')) };
-	const escape = (bytes: Bytes) =>
-		[...bytes].map((c) => (/[A-Za-z0-9_./=]/.test(c) ? c : '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'))).join('');
+	if (args.every(isUtf8)) return { file, argv0, args: args.map(bytesToText) };
+	const octal = (bytes: Bytes) =>
+		[...bytes].map((c) => (/[A-Za-z0-9_./=]/.test(c) ? c : `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`)).join('');
 	const bash = fs.existsSync('/bin/bash');
 	// `for a` expands the escaped list once; each step drops one escaped
 	// argument from the front and appends its decoded bytes (the trailing x
 	// keeps trailing newlines from being eaten by $(...)).
 	const script = `real=$1; name=$2; shift 2; for a do shift; b=$(printf "\${a}x"); set -- "$@" "\${b%x}"; done; exec ${bash ? '-a "$name" ' : ''}"$real" "$@"`;
-	return { file: bash ? '/bin/bash' : '/bin/sh', args: ['-c', script, 'sh', file, argv0, ...args.map(escape)] };
+	return { file: bash ? '/bin/bash' : '/bin/sh', args: ['-c', script, 'sh', file, argv0, ...args.map(octal)] };
 }
 
 /** Run the linker; resolves only by exiting (or dying) the way the linker did. */

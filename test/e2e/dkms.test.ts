@@ -46,16 +46,23 @@ describeIf(kernelReady && Boolean(onPath('dkms')), `${kernelNeeds} dkms`)('DKMS 
 		const moddir = path.join(src, 'hello-1.0');
 		fs.mkdirSync(moddir);
 		writeModule(moddir);
-		fs.writeFileSync(path.join(moddir, 'dkms.conf'), 'PACKAGE_NAME=hello\nPACKAGE_VERSION=1.0\nBUILT_MODULE_NAME[0]=hello\nDEST_MODULE_LOCATION[0]=/updates\n');
+		fs.writeFileSync(
+			path.join(moddir, 'dkms.conf'),
+			'PACKAGE_NAME=hello\nPACKAGE_VERSION=1.0\nBUILT_MODULE_NAME[0]=hello\nDEST_MODULE_LOCATION[0]=/updates\n',
+		);
 		// doctor reads installed kernels from /lib/modules; here, from a fixture pointing at the tree.
 		const modules = scratch('modules');
 		fs.mkdirSync(path.join(modules, release));
 		fs.symlinkSync(kernel.tree, path.join(modules, release, 'build'));
 		home = scratch('root-home');
-		const result = await execa('unshare', ['-m', 'sh', '-c', SCRIPT, 'sh', kernel.tree, src, scratch('usr-local-bin'), home, CLI, release], {
-			env: { LTOCACHE_MODULES: modules },
-			reject: false,
-		});
+		const result = await execa(
+			'unshare',
+			['-m', 'sh', '-c', SCRIPT, 'sh', kernel.tree, src, scratch('usr-local-bin'), home, CLI, release],
+			{
+				env: { LTOCACHE_MODULES: modules },
+				reject: false,
+			},
+		);
 		expect(result.stderr).toBe('');
 		output = result.stdout;
 	});
@@ -65,17 +72,21 @@ describeIf(kernelReady && Boolean(onPath('dkms')), `${kernelNeeds} dkms`)('DKMS 
 	it('fails before, with doctor saying why', () => {
 		expect(section('build before')).toMatch(/^failed: LLVM ERROR: Read-only file system/);
 		const doctor = section('doctor before');
-		expect(doctor).toMatch(new RegExp(`^fail  kernel ${release.replaceAll('.', '\\.')}: .*not writable \\(EROFS\\).*ltocache install`, 'm'));
-		expect(doctor).toMatch(/^warn  ld\.lld on root's default PATH: \/usr\/bin\/ld\.lld is the real linker .*install --system$/m);
+		expect(doctor).toMatch(
+			new RegExp(`^fail  kernel ${release.replaceAll('.', '\\.')}: .*not writable \\(EROFS\\).*ltocache install`, 'm'),
+		);
+		expect(doctor).toMatch(/^warn {2}ld\.lld on root's default PATH: \/usr\/bin\/ld\.lld is the real linker .*install --system$/m);
 		expect(doctor).toMatch(/^doctor exit 1$/m);
 	});
 
-	it('installs links in /usr/local/bin, then DKMS builds the module with the cache in root\'s XDG cache', () => {
+	it("installs links in /usr/local/bin, then DKMS builds the module with the cache in root's XDG cache", () => {
 		expect(section('install')).toMatch(/^linked \/usr\/local\/bin\/ld\.lld -> .*bin\/ld\.lld$/m);
 		expect(section('build after')).toMatch(/^built hello\.ko/);
 		expect(entriesBelow(path.join(home, '.cache/ltocache', release)).length).toBeGreaterThan(0);
 		const doctor = section('doctor after');
-		expect(doctor).toMatch(/^ok    ld\.lld on root's default PATH: \/usr\/local\/bin\/ld\.lld is the shim; real linker \/usr\/bin\/ld\.lld/m);
+		expect(doctor).toMatch(
+			/^ok {4}ld\.lld on root's default PATH: \/usr\/local\/bin\/ld\.lld is the shim; real linker \/usr\/bin\/ld\.lld/m,
+		);
 		expect(doctor).toMatch(new RegExp(`^ok    kernel ${release.replaceAll('.', '\\.')}: .*the shim redirects it$`, 'm'));
 		expect(doctor).not.toMatch(/^fail|doctor exit/m);
 	});

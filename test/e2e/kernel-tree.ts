@@ -7,7 +7,8 @@ import { isRoot, onPath, repo } from '../helpers/tools.js';
 
 const KERNEL_CACHE = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
 
-export const kernelReady = isRoot && fs.existsSync('/usr/src/linux-source-6.1.tar.xz') && Boolean(onPath('clang') && onPath('ld.lld') && onPath('ld.lld-16'));
+export const kernelReady =
+	isRoot && fs.existsSync('/usr/src/linux-source-6.1.tar.xz') && Boolean(onPath('clang') && onPath('ld.lld') && onPath('ld.lld-16'));
 export const kernelNeeds =
 	'root, and Debian packages linux-source-6.1 clang lld llvm clang-16 lld-16 llvm-16 bc flex bison libelf-dev libssl-dev (run: sudo .ci/run)';
 

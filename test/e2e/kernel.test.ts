@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import type { StatsJson } from '../../src/cli/stats.js';
+import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { asNobody, describeIf, entriesBelow, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
 import { kernelNeeds, kernelReady, kernelTree, writeModule } from './kernel-tree.js';
 
@@ -42,7 +42,15 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 	const make = (moddir: string, target: string, env: Record<string, string>, llvm = '1') =>
 		asNobody(
 			'make',
-			['-C', tree, `M=${moddir}`, `LLVM=${llvm}`, 'KBUILD_MODPOST_WARN=1', ...(llvm === '1' ? [] : ['KCFLAGS=-Wno-unused-command-line-argument']), target],
+			[
+				'-C',
+				tree,
+				`M=${moddir}`,
+				`LLVM=${llvm}`,
+				'KBUILD_MODPOST_WARN=1',
+				...(llvm === '1' ? [] : ['KCFLAGS=-Wno-unused-command-line-argument']),
+				target,
+			],
 			{ HOME: '/nonexistent', ...env },
 		);
 
@@ -54,7 +62,7 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 		expect(fs.existsSync(path.join(tree, '.thinlto-cache'))).toBe(false);
 	});
 
-	it('builds through the shim, caches under the user\'s XDG cache by kernel release, and reuses the cache', async () => {
+	it("builds through the shim, caches under the user's XDG cache by kernel release, and reuses the cache", async () => {
 		const moddir = moduleSource();
 		const xdg = cacheHome();
 		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg };

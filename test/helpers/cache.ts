@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { META_FILE, keyName } from '../../src/shared/layout.js';
+import { toBytes } from '../../src/shared/bytes.js';
+import { keyName, META_FILE } from '../../src/shared/keydir.js';
 import { CLI } from './tools.js';
 
 const DAY = 86_400_000;
@@ -16,10 +17,10 @@ const entryName = () => `llvmcache-${(serial++).toString(16).padStart(40, '0')}`
 
 /** A key directory for an external module, with its metadata, under root/release. */
 export function makeKey(root: string, release: string, extmod: string, touchedAgeDays = 0): string {
-	const dir = path.join(root, release, keyName(extmod));
+	const dir = path.join(root, release, keyName(toBytes(extmod)));
 	fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
 	const meta = path.join(dir, META_FILE);
-	fs.writeFileSync(meta, JSON.stringify({ version: 1, release, extmod, original: '/usr/src/linux/.thinlto-cache' }) + '\n');
+	fs.writeFileSync(meta, `${JSON.stringify({ version: 1, release, extmod, original: '/usr/src/linux/.thinlto-cache' })}\n`);
 	const t = new Date(Date.now() - touchedAgeDays * DAY);
 	fs.utimesSync(meta, t, t);
 	return dir;

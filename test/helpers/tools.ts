@@ -33,9 +33,13 @@ export function onPath(name: string): string | undefined {
  */
 export function describeIf(ok: boolean, needs: string): (name: string, body: () => void) => void {
 	if (ok) return describe;
-	if (inCI) return (name) => describe(name, () => it(`has ${needs}`, () => {
-		throw new Error(`CI must run this suite, but it lacks ${needs}`);
-	}));
+	if (inCI)
+		return (name) =>
+			describe(name, () =>
+				it(`has ${needs}`, () => {
+					throw new Error(`CI must run this suite, but it lacks ${needs}`);
+				}),
+			);
 	return (name, body) => describe.skip(`${name} [skipped: needs ${needs}]`, body);
 }
 
@@ -115,13 +119,19 @@ export function asNobody(command: string, args: string[], env: Record<string, st
 
 /** Run a command (as root) with dir mounted read-only in a private mount namespace. */
 export function withReadOnly(dir: string, command: string, args: string[], options: Options = {}) {
-	return execa('unshare', ['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec "$@"', dir, command, ...args], { reject: false, ...options });
+	return execa('unshare', ['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec "$@"', dir, command, ...args], {
+		reject: false,
+		...options,
+	});
 }
 
 /** The cache entries lld wrote into a directory. */
 export function entries(dir: string): string[] {
 	try {
-		return fs.readdirSync(dir).filter((f) => f.startsWith('llvmcache-') && f !== 'llvmcache.timestamp').sort();
+		return fs
+			.readdirSync(dir)
+			.filter((f) => f.startsWith('llvmcache-') && f !== 'llvmcache.timestamp')
+			.sort();
 	} catch {
 		return [];
 	}

@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { LOCK_NAME, PRUNE_STAMP } from '../../src/shared/layout.js';
+import { LOCK_NAME, PRUNE_STAMP } from '../../src/shared/root.js';
 import { makeEntry, makeKey } from '../helpers/cache.js';
-import { SHIM, compileThin, describeIf, hasToolchain, isRoot, scratchRoot, withReadOnly } from '../helpers/tools.js';
+import { compileThin, describeIf, hasToolchain, isRoot, SHIM, scratchRoot, withReadOnly } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 

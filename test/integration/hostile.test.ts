@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import type { StatsJson } from '../../src/cli/stats.js';
-import { LOCK_NAME } from '../../src/shared/layout.js';
+import type { StatsJson } from '../../src/cli/commands/stats.js';
+import { LOCK_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk } from '../helpers/cache.js';
-import { SHIM, describeIf, entriesBelow, fixtures, hasToolchain, isRoot, scratchRoot, withReadOnly } from '../helpers/tools.js';
+import { describeIf, entriesBelow, fixtures, hasToolchain, isRoot, SHIM, scratchRoot, withReadOnly } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -38,8 +38,16 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 	});
 
 	/** A link through the shim with the kernel tree on a read-only mount, so the cache is redirected. */
-	function link(tree: string, out: string, objects: string[], env: Record<string, string>, cacheFlag = '--thinlto-cache-dir=.thinlto-cache') {
-		return withReadOnly(tree, 'sh', ['-c', 'cd "$0" && exec "$@"', tree, SHIM, cacheFlag, '-r', '-o', out, ...objects], { env: { LTOCACHE_AUTO_PRUNE: '0', ...env } });
+	function link(
+		tree: string,
+		out: string,
+		objects: string[],
+		env: Record<string, string>,
+		cacheFlag = '--thinlto-cache-dir=.thinlto-cache',
+	) {
+		return withReadOnly(tree, 'sh', ['-c', 'cd "$0" && exec "$@"', tree, SHIM, cacheFlag, '-r', '-o', out, ...objects], {
+			env: { LTOCACHE_AUTO_PRUNE: '0', ...env },
+		});
 	}
 
 	it('keeps 24 concurrent links into one cache directory correct while prune and clear run in a loop', async () => {
@@ -87,7 +95,10 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		const next = random(42);
 		let kills = 0;
 		for (const files of [30_000, 20_000, 10_000, 5000, 2000]) {
-			const child = execa('node', [path.join(path.dirname(SHIM), 'ltocache'), 'prune', '--max-files', String(files)], { env: { LTOCACHE_DIR: root }, reject: false });
+			const child = execa('node', [path.join(path.dirname(SHIM), 'ltocache'), 'prune', '--max-files', String(files)], {
+				env: { LTOCACHE_DIR: root },
+				reject: false,
+			});
 			await new Promise((r) => setTimeout(r, 50 + next() * 300));
 			child.kill('SIGKILL');
 			if ((await child).signal === 'SIGKILL') kills++;
@@ -108,12 +119,19 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		const key = makeKey(root, '6.1.0-killed', '/src/killed');
 		// A module big enough that lld is still writing when it is killed.
 		const dir = scratch('big');
-		const source = Array.from({ length: 400 }, (_, i) => `int f${i}(int x) { int s = 0; for (int j = 0; j < x; j++) s += (j * ${i}) ^ (s >> 3); return s; }`).join('\n');
+		const source = Array.from(
+			{ length: 400 },
+			(_, i) => `int f${i}(int x) { int s = 0; for (int j = 0; j < x; j++) s += (j * ${i}) ^ (s >> 3); return s; }`,
+		).join('\n');
 		fs.writeFileSync(path.join(dir, 'big.c'), source);
 		execaSync('clang', ['-flto=thin', '-O2', '-c', path.join(dir, 'big.c'), '-o', path.join(dir, 'big.o')]);
 		/** Runs lld and kills it the moment a temporary file appears; undefined if lld finished first. */
 		const killMidWrite = async (): Promise<string | undefined> => {
-			const lld = execa('ld.lld', [`--thinlto-cache-dir=${key}`, '-r', '-o', path.join(dir, 'out.o'), path.join(dir, 'big.o'), ...variants[0].objects], { reject: false });
+			const lld = execa(
+				'ld.lld',
+				[`--thinlto-cache-dir=${key}`, '-r', '-o', path.join(dir, 'out.o'), path.join(dir, 'big.o'), ...variants[0].objects],
+				{ reject: false },
+			);
 			const found = await new Promise<string | undefined>((resolve) => {
 				const poll = setInterval(() => {
 					const name = fs.readdirSync(key).find((n) => n.startsWith('Thin-'));
@@ -139,7 +157,10 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		}
 		expect(temp).toMatch(/^Thin-.*\.tmp\.o$/);
 		// lld writes modules in parallel: one or more temporaries were left.
-		const temps = fs.readdirSync(key).filter((n) => n.startsWith('Thin-')).map((n) => path.join(key, n));
+		const temps = fs
+			.readdirSync(key)
+			.filter((n) => n.startsWith('Thin-'))
+			.map((n) => path.join(key, n));
 		expect(temps).toContain(path.join(key, temp!));
 
 		const stats = JSON.parse((await ltocache(root, ['stats', '--json'])).stdout) as StatsJson;
@@ -160,12 +181,18 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		const { objects, reference } = variants[0];
 		const script = `mount -t tmpfs -o size=64k tmpfs "$1" && (dd if=/dev/zero of="$1/filler" bs=4k count=64 2>/dev/null; true) &&
 			mount --bind -o ro "$0" "$0" && cd "$0" && shift && exec "$@"`;
-		const result = await execa('unshare', ['-m', 'sh', '-c', script, tree, root, SHIM, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], {
-			reject: false,
-			env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-full' },
-		});
+		const result = await execa(
+			'unshare',
+			['-m', 'sh', '-c', script, tree, root, SHIM, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects],
+			{
+				reject: false,
+				env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-full' },
+			},
+		);
 		expect(result.exitCode).toBe(0);
-		expect(result.stderr).toMatch(/^ltocache: --thinlto-cache-dir=\.thinlto-cache is not writable \(EROFS\); .*(ENOSPC|nearly full).*linking without a ThinLTO cache$/);
+		expect(result.stderr).toMatch(
+			/^ltocache: --thinlto-cache-dir=\.thinlto-cache is not writable \(EROFS\); .*(ENOSPC|nearly full).*linking without a ThinLTO cache$/,
+		);
 		expect(fs.readFileSync(out).equals(reference)).toBe(true);
 	});
 
@@ -194,18 +221,38 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 
 		// An original cache path with bytes that are not UTF-8, passed as bytes.
 		const out = path.join(base, 'bytes.o');
-		const shell = await withReadOnly(tree, 'sh', ['-c', `cd "$0" && exec "$1" "$(printf -- '--thinlto-cache-dir=caf\\351\\377')" -r -o "$2" "$3" "$4"`, tree, SHIM, out, ...objects], {
-			env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-bytes' },
-		});
+		const shell = await withReadOnly(
+			tree,
+			'sh',
+			['-c', `cd "$0" && exec "$1" "$(printf -- '--thinlto-cache-dir=caf\\351\\377')" -r -o "$2" "$3" "$4"`, tree, SHIM, out, ...objects],
+			{
+				env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-bytes' },
+			},
+		);
 		expect(shell).toMatchObject({ exitCode: 0, stderr: '' });
 		expect(fs.readFileSync(out).equals(reference)).toBe(true);
 		const [key] = fs.readdirSync(path.join(path.resolve(root), '6.1.0-bytes'));
 		expect(key).toMatch(/^[A-Za-z0-9._+-]+-[0-9a-f]{12}$/);
 		// Module paths that differ only in bytes that are not UTF-8 (Node would decode both to U+FFFD) stay apart.
 		for (const byte of ['\\376', '\\377']) {
-			const result = await withReadOnly(tree, 'sh', ['-c', `cd "$0" && KBUILD_EXTMOD="$(printf '/src/mod${byte}')" exec "$@"`, tree, SHIM, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], {
-				env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-envbytes' },
-			});
+			const result = await withReadOnly(
+				tree,
+				'sh',
+				[
+					'-c',
+					`cd "$0" && KBUILD_EXTMOD="$(printf '/src/mod${byte}')" exec "$@"`,
+					tree,
+					SHIM,
+					'--thinlto-cache-dir=.thinlto-cache',
+					'-r',
+					'-o',
+					out,
+					...objects,
+				],
+				{
+					env: { LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-envbytes' },
+				},
+			);
 			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
 		}
 		expect(fs.readdirSync(path.join(path.resolve(root), '6.1.0-envbytes'))).toHaveLength(2);

@@ -5,183 +5,228 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import { asNobody, compileThin, describeIf, entries, entriesBelow, hasToolchain, isRoot, onPath, scratchRoot, shimDir, stagedShim, withReadOnly } from '../helpers/tools.js';
+import {
+	asNobody,
+	compileThin,
+	describeIf,
+	entries,
+	entriesBelow,
+	hasToolchain,
+	isRoot,
+	onPath,
+	scratchRoot,
+	shimDir,
+	stagedShim,
+	withReadOnly,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
-describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-only mounts)')('real ThinLTO links through the shim', () => {
-	let objects: string[];
-	let shims: string;
-	let reference: Buffer; // the same link made directly, without any cache
-	let work: string;
+describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-only mounts)')(
+	'real ThinLTO links through the shim',
+	() => {
+		let objects: string[];
+		let shims: string;
+		let reference: Buffer; // the same link made directly, without any cache
+		let work: string;
 
-	beforeAll(() => {
-		const pkg = stagedShim(scratch('pkg'));
-		shims = shimDir(scratch('shims'), pkg);
-		objects = compileThin(scratch('obj'));
-		work = scratch('work');
-		fs.chmodSync(work, 0o777);
-		execaSync('ld.lld', ['-r', '-o', path.join(work, 'reference.o'), ...objects]);
-		reference = fs.readFileSync(path.join(work, 'reference.o'));
-	});
+		beforeAll(() => {
+			const pkg = stagedShim(scratch('pkg'));
+			shims = shimDir(scratch('shims'), pkg);
+			objects = compileThin(scratch('obj'));
+			work = scratch('work');
+			fs.chmodSync(work, 0o777);
+			execaSync('ld.lld', ['-r', '-o', path.join(work, 'reference.o'), ...objects]);
+			reference = fs.readFileSync(path.join(work, 'reference.o'));
+		});
 
-	/** An unwritable "kernel tree": root-owned, 0755. */
-	const tree = () => scratch('tree');
-	/** A cache home nobody can write. */
-	const cacheHome = () => {
-		const dir = scratch('xdg');
-		fs.chmodSync(dir, 0o777);
-		return dir;
-	};
-	const userEnv = (xdg: string, extra: Record<string, string> = {}) => ({
-		PATH: `${shims}:/usr/bin:/bin`,
-		HOME: '/nonexistent',
-		XDG_CACHE_HOME: xdg,
-		...extra,
-	});
-	const linkAsNobody = (cwd: string, args: string[], env: Record<string, string>, name = 'ld.lld') =>
-		asNobody('sh', ['-c', `cd "$0" && exec ${name} "$@"`, cwd, ...args], env);
+		/** An unwritable "kernel tree": root-owned, 0755. */
+		const tree = () => scratch('tree');
+		/** A cache home nobody can write. */
+		const cacheHome = () => {
+			const dir = scratch('xdg');
+			fs.chmodSync(dir, 0o777);
+			return dir;
+		};
+		const userEnv = (xdg: string, extra: Record<string, string> = {}) => ({
+			PATH: `${shims}:/usr/bin:/bin`,
+			HOME: '/nonexistent',
+			XDG_CACHE_HOME: xdg,
+			...extra,
+		});
+		const linkAsNobody = (cwd: string, args: string[], env: Record<string, string>, name = 'ld.lld') =>
+			asNobody('sh', ['-c', `cd "$0" && exec ${name} "$@"`, cwd, ...args], env);
 
-	it('leaves a writable cache directory alone, and the link uses it', async () => {
-		const cwd = scratch('writable');
-		const out = path.join(cwd, 'out.o');
-		const result = await execa(path.join(shims, 'ld.lld'), ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], { cwd, reject: false });
-		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(entries(path.join(cwd, '.thinlto-cache')).length).toBeGreaterThan(0);
-		expect(fs.readFileSync(out)).toEqual(reference);
-	});
+		it('leaves a writable cache directory alone, and the link uses it', async () => {
+			const cwd = scratch('writable');
+			const out = path.join(cwd, 'out.o');
+			const result = await execa(path.join(shims, 'ld.lld'), ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], {
+				cwd,
+				reject: false,
+			});
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(entries(path.join(cwd, '.thinlto-cache')).length).toBeGreaterThan(0);
+			expect(fs.readFileSync(out)).toEqual(reference);
+		});
 
-	it('fails without the shim (the bug), and succeeds through it with the cache in XDG_CACHE_HOME, reused', async () => {
-		const kernel = tree();
-		const xdg = cacheHome();
-		const out = path.join(work, 'nobody.o');
-		const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
-		const env = userEnv(xdg, { KERNELRELEASE: '6.1.99-test', KBUILD_EXTMOD: '/src/mod' });
-
-		const bare = await asNobody('sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], env);
-		expect(bare.exitCode).not.toBe(0);
-		expect(bare.stderr).toMatch(/Permission denied/);
-
-		const first = await linkAsNobody(kernel, args, env);
-		expect(first).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(fs.readFileSync(out)).toEqual(reference);
-		const [key] = fs.readdirSync(path.join(xdg, 'ltocache/6.1.99-test'));
-		const cacheDir = path.join(xdg, 'ltocache/6.1.99-test', key);
-		expect(key).toMatch(/^src-mod-[0-9a-f]{12}$/);
-		const filled = entries(cacheDir);
-		expect(filled.length).toBeGreaterThan(0);
-		expect(fs.existsSync(path.join(kernel, '.thinlto-cache'))).toBe(false);
-
-		const again = await linkAsNobody(kernel, args, env);
-		expect(again.exitCode).toBe(0);
-		expect(entries(cacheDir)).toEqual(filled); // every module came from the cache
-		expect(fs.readFileSync(out)).toEqual(reference);
-	});
-
-	it('redirects a cache directory on a read-only mount (as root)', async () => {
-		const kernel = tree();
-		const root = scratch('root');
-		const out = path.join(work, 'ro.o');
-		const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
-		const env = { PATH: `${shims}:/usr/bin:/bin`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro', LTOCACHE_AUTO_PRUNE: '0' };
-
-		const bare = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], { env });
-		expect(bare.stderr).toMatch(/Read-only file system/);
-		const result = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec ld.lld "$@"', kernel, ...args], { env });
-		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(entriesBelow(path.join(root, '6.1.0-ro')).length).toBeGreaterThan(0);
-		expect(fs.readFileSync(out)).toEqual(reference);
-	});
-
-	it('redirects a flag inside nested response files, without touching them', async () => {
-		const kernel = tree();
-		const xdg = cacheHome();
-		fs.writeFileSync(path.join(kernel, 'outer.rsp'), `-r @inner.rsp ${objects[0]}\n`);
-		fs.writeFileSync(path.join(kernel, 'inner.rsp'), `'--thinlto-cache-dir=.thinlto-cache' ${objects[1]}\n`);
-		const before = [fs.readFileSync(path.join(kernel, 'outer.rsp')), fs.readFileSync(path.join(kernel, 'inner.rsp'))];
-		const out = path.join(work, 'rsp.o');
-		const result = await linkAsNobody(kernel, ['@outer.rsp', '-o', out], userEnv(xdg, { KERNELRELEASE: '6.1.0-rsp' }));
-		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-rsp')).length).toBeGreaterThan(0);
-		expect([fs.readFileSync(path.join(kernel, 'outer.rsp')), fs.readFileSync(path.join(kernel, 'inner.rsp'))]).toEqual(before);
-		expect(fs.readdirSync(kernel).sort()).toEqual(['inner.rsp', 'outer.rsp']);
-	});
-
-	it('looks only at the last flag', async () => {
-		const kernel = tree();
-		const writable = scratch('mine');
-		fs.chmodSync(writable, 0o777);
-		const xdg = cacheHome();
-		const env = userEnv(xdg, { KERNELRELEASE: '6.1.0-last' });
-		const out = path.join(work, 'last.o');
-
-		const lastWritable = await linkAsNobody(kernel, ['--thinlto-cache-dir=.thinlto-cache', `--thinlto-cache-dir=${writable}/c`, '-r', '-o', out, ...objects], env);
-		expect(lastWritable.exitCode).toBe(0);
-		expect(entries(path.join(writable, 'c')).length).toBeGreaterThan(0);
-		expect(fs.existsSync(path.join(xdg, 'ltocache'))).toBe(false);
-
-		const lastUnwritable = await linkAsNobody(kernel, [`--thinlto-cache-dir=${writable}/d`, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], env);
-		expect(lastUnwritable.exitCode).toBe(0);
-		expect(fs.existsSync(path.join(writable, 'd'))).toBe(false);
-		expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-last')).length).toBeGreaterThan(0);
-	});
-
-	it('falls back to a private /var/tmp/ltocache-<uid> when there is no usable cache home', async () => {
-		const kernel = tree();
-		const out = path.join(work, 'fallback.o');
-		const result = await privateVarTmp('true', kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects]);
-		expect(result.stdout).toMatch(/^drwx------ nobody\n/);
-		expect(Number(result.stdout.split('\n')[1])).toBeGreaterThan(0);
-		expect(result.stderr).toBe('');
-	});
-
-	it.each([
-		['a symlink', 'ln -s /tmp /var/tmp/ltocache-65534'],
-		['owned by someone else', 'mkdir -m 700 /var/tmp/ltocache-65534'],
-		['open to others', 'mkdir -m 777 /var/tmp/ltocache-65534 && chown nobody /var/tmp/ltocache-65534'],
-	])('links without a cache, saying so once, when the fallback is %s', async (_, plant) => {
-		const kernel = tree();
-		const out = path.join(work, 'nocache.o');
-		fs.rmSync(out, { force: true });
-		const result = await privateVarTmp(plant, kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects]);
-		expect(result.exitCode).toBe(0);
-		expect(result.stderr.split('\n')).toEqual([expect.stringMatching(/^ltocache: --thinlto-cache-dir=\.thinlto-cache is not writable \(EACCES\); no safe cache root .*linking without a ThinLTO cache$/)]);
-		expect(fs.readFileSync(out)).toEqual(reference);
-	});
-
-	it('links without a cache with LTOCACHE_MODE=drop', async () => {
-		const kernel = tree();
-		const xdg = cacheHome();
-		const out = path.join(work, 'drop.o');
-		const result = await linkAsNobody(kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects], userEnv(xdg, { LTOCACHE_MODE: 'drop' }));
-		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(fs.readFileSync(out)).toEqual(reference);
-		expect(fs.readdirSync(xdg)).toEqual([]);
-	});
-
-	describeIf(Boolean(onPath('ld.lld-16') && onPath('clang-16')), 'clang-16 and ld.lld-16')('versioned linkers', () => {
-		it('runs ld.lld-16 for ld.lld-16, redirected', async () => {
+		it('fails without the shim (the bug), and succeeds through it with the cache in XDG_CACHE_HOME, reused', async () => {
 			const kernel = tree();
 			const xdg = cacheHome();
-			const objects16 = compileThin(scratch('obj16'), 'clang-16');
-			const out = path.join(work, 'v16.o');
-			const result = await linkAsNobody(kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects16, '--version'], userEnv(xdg, { KERNELRELEASE: '6.1.0-v16' }), 'ld.lld-16');
-			expect(result.stdout).toMatch(/^(Debian )?LLD 16\./);
-			const link = await linkAsNobody(kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects16], userEnv(xdg, { KERNELRELEASE: '6.1.0-v16' }), 'ld.lld-16');
-			expect(link).toMatchObject({ exitCode: 0, stderr: '' });
-			expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-v16')).length).toBeGreaterThan(0);
-		});
-	});
+			const out = path.join(work, 'nobody.o');
+			const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
+			const env = userEnv(xdg, { KERNELRELEASE: '6.1.99-test', KBUILD_EXTMOD: '/src/mod' });
 
-	/**
-	 * Link as nobody, with no usable cache home, in a mount namespace whose
-	 * /var/tmp is a fresh tmpfs prepared by `plant`; prints the fallback's
-	 * mode and owner and its entry count on stdout.
-	 */
-	function privateVarTmp(plant: string, cwd: string, args: string[]) {
-		const script = `mount -t tmpfs tmpfs /var/tmp && ${plant} && cd "$0" &&
+			const bare = await asNobody('sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], env);
+			expect(bare.exitCode).not.toBe(0);
+			expect(bare.stderr).toMatch(/Permission denied/);
+
+			const first = await linkAsNobody(kernel, args, env);
+			expect(first).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out)).toEqual(reference);
+			const [key] = fs.readdirSync(path.join(xdg, 'ltocache/6.1.99-test'));
+			const cacheDir = path.join(xdg, 'ltocache/6.1.99-test', key);
+			expect(key).toMatch(/^src-mod-[0-9a-f]{12}$/);
+			const filled = entries(cacheDir);
+			expect(filled.length).toBeGreaterThan(0);
+			expect(fs.existsSync(path.join(kernel, '.thinlto-cache'))).toBe(false);
+
+			const again = await linkAsNobody(kernel, args, env);
+			expect(again.exitCode).toBe(0);
+			expect(entries(cacheDir)).toEqual(filled); // every module came from the cache
+			expect(fs.readFileSync(out)).toEqual(reference);
+		});
+
+		it('redirects a cache directory on a read-only mount (as root)', async () => {
+			const kernel = tree();
+			const root = scratch('root');
+			const out = path.join(work, 'ro.o');
+			const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
+			const env = { PATH: `${shims}:/usr/bin:/bin`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro', LTOCACHE_AUTO_PRUNE: '0' };
+
+			const bare = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], { env });
+			expect(bare.stderr).toMatch(/Read-only file system/);
+			const result = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec ld.lld "$@"', kernel, ...args], { env });
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(entriesBelow(path.join(root, '6.1.0-ro')).length).toBeGreaterThan(0);
+			expect(fs.readFileSync(out)).toEqual(reference);
+		});
+
+		it('redirects a flag inside nested response files, without touching them', async () => {
+			const kernel = tree();
+			const xdg = cacheHome();
+			fs.writeFileSync(path.join(kernel, 'outer.rsp'), `-r @inner.rsp ${objects[0]}\n`);
+			fs.writeFileSync(path.join(kernel, 'inner.rsp'), `'--thinlto-cache-dir=.thinlto-cache' ${objects[1]}\n`);
+			const before = [fs.readFileSync(path.join(kernel, 'outer.rsp')), fs.readFileSync(path.join(kernel, 'inner.rsp'))];
+			const out = path.join(work, 'rsp.o');
+			const result = await linkAsNobody(kernel, ['@outer.rsp', '-o', out], userEnv(xdg, { KERNELRELEASE: '6.1.0-rsp' }));
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-rsp')).length).toBeGreaterThan(0);
+			expect([fs.readFileSync(path.join(kernel, 'outer.rsp')), fs.readFileSync(path.join(kernel, 'inner.rsp'))]).toEqual(before);
+			expect(fs.readdirSync(kernel).sort()).toEqual(['inner.rsp', 'outer.rsp']);
+		});
+
+		it('looks only at the last flag', async () => {
+			const kernel = tree();
+			const writable = scratch('mine');
+			fs.chmodSync(writable, 0o777);
+			const xdg = cacheHome();
+			const env = userEnv(xdg, { KERNELRELEASE: '6.1.0-last' });
+			const out = path.join(work, 'last.o');
+
+			const lastWritable = await linkAsNobody(
+				kernel,
+				['--thinlto-cache-dir=.thinlto-cache', `--thinlto-cache-dir=${writable}/c`, '-r', '-o', out, ...objects],
+				env,
+			);
+			expect(lastWritable.exitCode).toBe(0);
+			expect(entries(path.join(writable, 'c')).length).toBeGreaterThan(0);
+			expect(fs.existsSync(path.join(xdg, 'ltocache'))).toBe(false);
+
+			const lastUnwritable = await linkAsNobody(
+				kernel,
+				[`--thinlto-cache-dir=${writable}/d`, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects],
+				env,
+			);
+			expect(lastUnwritable.exitCode).toBe(0);
+			expect(fs.existsSync(path.join(writable, 'd'))).toBe(false);
+			expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-last')).length).toBeGreaterThan(0);
+		});
+
+		it('falls back to a private /var/tmp/ltocache-<uid> when there is no usable cache home', async () => {
+			const kernel = tree();
+			const out = path.join(work, 'fallback.o');
+			const result = await privateVarTmp('true', kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects]);
+			expect(result.stdout).toMatch(/^drwx------ nobody\n/);
+			expect(Number(result.stdout.split('\n')[1])).toBeGreaterThan(0);
+			expect(result.stderr).toBe('');
+		});
+
+		it.each([
+			['a symlink', 'ln -s /tmp /var/tmp/ltocache-65534'],
+			['owned by someone else', 'mkdir -m 700 /var/tmp/ltocache-65534'],
+			['open to others', 'mkdir -m 777 /var/tmp/ltocache-65534 && chown nobody /var/tmp/ltocache-65534'],
+		])('links without a cache, saying so once, when the fallback is %s', async (_, plant) => {
+			const kernel = tree();
+			const out = path.join(work, 'nocache.o');
+			fs.rmSync(out, { force: true });
+			const result = await privateVarTmp(plant, kernel, ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects]);
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr.split('\n')).toEqual([
+				expect.stringMatching(
+					/^ltocache: --thinlto-cache-dir=\.thinlto-cache is not writable \(EACCES\); no safe cache root .*linking without a ThinLTO cache$/,
+				),
+			]);
+			expect(fs.readFileSync(out)).toEqual(reference);
+		});
+
+		it('links without a cache with LTOCACHE_MODE=drop', async () => {
+			const kernel = tree();
+			const xdg = cacheHome();
+			const out = path.join(work, 'drop.o');
+			const result = await linkAsNobody(
+				kernel,
+				['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects],
+				userEnv(xdg, { LTOCACHE_MODE: 'drop' }),
+			);
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out)).toEqual(reference);
+			expect(fs.readdirSync(xdg)).toEqual([]);
+		});
+
+		describeIf(Boolean(onPath('ld.lld-16') && onPath('clang-16')), 'clang-16 and ld.lld-16')('versioned linkers', () => {
+			it('runs ld.lld-16 for ld.lld-16, redirected', async () => {
+				const kernel = tree();
+				const xdg = cacheHome();
+				const objects16 = compileThin(scratch('obj16'), 'clang-16');
+				const out = path.join(work, 'v16.o');
+				const result = await linkAsNobody(
+					kernel,
+					['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects16, '--version'],
+					userEnv(xdg, { KERNELRELEASE: '6.1.0-v16' }),
+					'ld.lld-16',
+				);
+				expect(result.stdout).toMatch(/^(Debian )?LLD 16\./);
+				const link = await linkAsNobody(
+					kernel,
+					['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects16],
+					userEnv(xdg, { KERNELRELEASE: '6.1.0-v16' }),
+					'ld.lld-16',
+				);
+				expect(link).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-v16')).length).toBeGreaterThan(0);
+			});
+		});
+
+		/**
+		 * Link as nobody, with no usable cache home, in a mount namespace whose
+		 * /var/tmp is a fresh tmpfs prepared by `plant`; prints the fallback's
+		 * mode and owner and its entry count on stdout.
+		 */
+		function privateVarTmp(plant: string, cwd: string, args: string[]) {
+			const script = `mount -t tmpfs tmpfs /var/tmp && ${plant} && cd "$0" &&
 			runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME=/nonexistent ld.lld "$@" || exit $?
 			[ -d /var/tmp/ltocache-65534 ] && ! [ -L /var/tmp/ltocache-65534 ] && stat -c '%A %U' /var/tmp/ltocache-65534 && find /var/tmp/ltocache-65534 -name 'llvmcache-*' -type f | wc -l; exit 0`;
-		return execa('unshare', ['-m', 'sh', '-c', script, cwd, ...args], { reject: false });
-	}
-});
+			return execa('unshare', ['-m', 'sh', '-c', script, cwd, ...args], { reject: false });
+		}
+	},
+);

@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
-import type { StatsJson } from '../../src/cli/stats.js';
-import { LOCK_NAME } from '../../src/shared/layout.js';
+import { LOCK_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
 import { scratchRoot } from '../helpers/tools.js';
 
@@ -57,7 +57,11 @@ describe('ltocache stats', () => {
 		expect(old).toMatchObject({ installed: false, entries: 10 });
 		expect(cur.keys.map((k) => k.extmod).sort()).toEqual(['/src/one', '/src/two']);
 		expect(cur.entries + old.entries).toBe(30);
-		expect(old.keys[0]).toMatchObject({ extmod: '/var/lib/dkms/hello/1.0/build', original: '/usr/src/linux/.thinlto-cache', foreignFiles: 1 });
+		expect(old.keys[0]).toMatchObject({
+			extmod: '/var/lib/dkms/hello/1.0/build',
+			original: '/usr/src/linux/.thinlto-cache',
+			foreignFiles: 1,
+		});
 		expect(Date.parse(cur.lastUse!)).toBeGreaterThan(Date.now() - 60_000);
 	});
 
@@ -70,7 +74,10 @@ describe('ltocache stats', () => {
 		const env = { LTOCACHE_MODULES: modules };
 
 		const s = await stats(root, [], env);
-		expect(s.kernels.map((k) => [k.release, k.installed])).toEqual([['5.10.0-old', false], ['6.1.0-1', true]]);
+		expect(s.kernels.map((k) => [k.release, k.installed])).toEqual([
+			['5.10.0-old', false],
+			['6.1.0-1', true],
+		]);
 		expect((await stats(root, ['--kernel', '6.1.0-1'], env)).kernels.map((k) => k.release)).toEqual(['6.1.0-1']);
 
 		const human = await ltocache(root, ['stats'], env);
@@ -88,7 +95,8 @@ describe('ltocache stats', () => {
 	it('is exact on 100,000 entries', async () => {
 		const root = scratch('root');
 		const keys = Array.from({ length: 40 }, (_, i) => makeKey(root, `6.${i % 4}.0-big`, `/src/m${i}`));
-		for (let i = 0; i < 100_000; i++) fs.writeFileSync(`${keys[i % 40]}/llvmcache-${i.toString(16).padStart(40, '0')}`, Buffer.alloc(i % 997));
+		for (let i = 0; i < 100_000; i++)
+			fs.writeFileSync(`${keys[i % 40]}/llvmcache-${i.toString(16).padStart(40, '0')}`, Buffer.alloc(i % 997));
 		const truth = onDisk(root);
 		expect(truth.size).toBe(100_000);
 		const s = await stats(root);

@@ -20,7 +20,13 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ld.lld agrees 
 
 	// One path component of bytes that mean something to GNU quoting (no '/' and no NUL).
 	const name = fc
-		.array(fc.oneof(fc.constantFrom(' ', '\t', "'", '"', '\\', '#', '$', '\xe9', '\xff', '@', '='), fc.constantFrom('a', 'b', 'Z', '0', '.', '-')), { minLength: 1, maxLength: 12 })
+		.array(
+			fc.oneof(
+				fc.constantFrom(' ', '\t', "'", '"', '\\', '#', '$', '\xe9', '\xff', '@', '='),
+				fc.constantFrom('a', 'b', 'Z', '0', '.', '-'),
+			),
+			{ minLength: 1, maxLength: 12 },
+		)
 		.map((parts) => parts.join(''))
 		.filter((s) => s !== '.' && s !== '..' && s.trim() === s && !s.startsWith('@'));
 	const quote = [
@@ -43,7 +49,9 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ld.lld agrees 
 
 				const result = await execa('ld.lld', [top, '-o', 'out.o'], { cwd, reject: false });
 				expect(result.stderr).toBe('');
-				const made = (fs.readdirSync(cwd, { encoding: 'buffer' }) as Buffer[]).filter((f) => !['inner.rsp', 'outer.rsp', 'out.o'].includes(f.toString('latin1')));
+				const made = (fs.readdirSync(cwd, { encoding: 'buffer' }) as Buffer[]).filter(
+					(f) => !['inner.rsp', 'outer.rsp', 'out.o'].includes(f.toString('latin1')),
+				);
 				expect(made).toEqual([parsed]);
 				expect(parsed.equals(Buffer.from(last, 'latin1'))).toBe(true);
 			}),

@@ -4,7 +4,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import { SHIM, asNobody, describeIf, fakeLinker, hasToolchain, isRoot, recorded, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import {
+	asNobody,
+	describeIf,
+	fakeLinker,
+	hasToolchain,
+	isRoot,
+	recorded,
+	SHIM,
+	scratchRoot,
+	shimDir,
+	stagedShim,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -33,7 +44,7 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 
 	it('passes argv byte for byte, with argv[0] as the build called it', async () => {
 		const tree = scratch('tree');
-		const odd = ['', ' ', 'two  spaces', 'tab\there', 'new\nline', '"quotes\'', '\\', 'é', '--thinlto-cache-dir=' + tree];
+		const odd = ['', ' ', 'two  spaces', 'tab\there', 'new\nline', '"quotes\'', '\\', 'é', `--thinlto-cache-dir=${tree}`];
 		const result = await run(['-r', ...odd, '-o', 'out.o']);
 		expect(result.exitCode).toBe(0);
 		expect(recorded(record).map(String)).toEqual(['ld.lld', '-r', ...odd, '-o', 'out.o']);
@@ -43,14 +54,25 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 
 	it('passes bytes that are not UTF-8 intact', async () => {
 		// execa takes strings: hand the bytes over through a shell's printf.
-		const result = await execa('sh', ['-c', `exec "$0" -r "$(printf '\\377\\376\\200')" '' "$(printf 'a\\200b')x" @none`, path.join(shims, 'ld.lld')], {
-			reject: false,
-			stripFinalNewline: false,
-			env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_RECORD: record },
-			extendEnv: false,
-		});
+		const result = await execa(
+			'sh',
+			['-c', `exec "$0" -r "$(printf '\\377\\376\\200')" '' "$(printf 'a\\200b')x" @none`, path.join(shims, 'ld.lld')],
+			{
+				reject: false,
+				stripFinalNewline: false,
+				env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_RECORD: record },
+				extendEnv: false,
+			},
+		);
 		expect(result.exitCode).toBe(0);
-		expect(recorded(record)).toEqual([Buffer.from('ld.lld'), Buffer.from('-r'), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from(''), Buffer.from([0x61, 0x80, 0x62, 0x78]), Buffer.from('@none')]);
+		expect(recorded(record)).toEqual([
+			Buffer.from('ld.lld'),
+			Buffer.from('-r'),
+			Buffer.from([0xff, 0xfe, 0x80]),
+			Buffer.from(''),
+			Buffer.from([0x61, 0x80, 0x62, 0x78]),
+			Buffer.from('@none'),
+		]);
 	});
 
 	it('runs the real linker of the name it was called by', async () => {
@@ -91,14 +113,18 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 		// A ccache-style wrapper: runs the first ld.lld on PATH that is not itself.
 		const wrapperDir = scratch('wrapper');
 		const wrapper = path.join(wrapperDir, 'ld.lld');
-		fs.writeFileSync(wrapper, `#!/bin/sh
+		fs.writeFileSync(
+			wrapper,
+			`#!/bin/sh
 echo wrapper >> "$FAKE_LD_RECORD.trail"
 IFS=:; for d in $PATH; do
   [ "$(/usr/bin/readlink -f "$d/ld.lld")" = "$(/usr/bin/readlink -f "$0")" ] && continue
   [ -x "$d/ld.lld" ] && exec "$d/ld.lld" "$@"
 done
 exit 99
-`, { mode: 0o755 });
+`,
+			{ mode: 0o755 },
+		);
 		const result = await run(['z'], { PATH: `${shims}:${wrapperDir}:${fakeDir}` });
 		expect(result.exitCode).toBe(0);
 		expect(recorded(record).map(String)).toEqual(['ld.lld', 'z']);
@@ -112,7 +138,11 @@ exit 99
 	});
 
 	it('dies of the signal the linker died of', async () => {
-		for (const [n, name] of [[6, 'SIGABRT'], [11, 'SIGSEGV'], [15, 'SIGTERM']] as const) {
+		for (const [n, name] of [
+			[6, 'SIGABRT'],
+			[11, 'SIGSEGV'],
+			[15, 'SIGTERM'],
+		] as const) {
 			const result = await run([], { FAKE_LD_MODE: `signal:${n}` });
 			expect(result.signal).toBe(name);
 		}
@@ -158,15 +188,37 @@ exit 99
 			const rsp = path.join(tree, 'x.mod');
 			fs.writeFileSync(rsp, '--thinlto-cache-dir=.thinlto-cache a.o\n');
 			const before = fs.readFileSync(rsp);
-			const env = { PATH: `${stagedShims}:${fakeDir}:/usr/bin:/bin`, FAKE_LD_RECORD: rec, XDG_CACHE_HOME: cache, HOME: '/nonexistent', KERNELRELEASE: '6.1.0-test', KBUILD_EXTMOD: '/src/hello' };
-			const direct = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=keep -r --thinlto-cache-dir=.thinlto-cache '' -o x.o`], env);
+			const env = {
+				PATH: `${stagedShims}:${fakeDir}:/usr/bin:/bin`,
+				FAKE_LD_RECORD: rec,
+				XDG_CACHE_HOME: cache,
+				HOME: '/nonexistent',
+				KERNELRELEASE: '6.1.0-test',
+				KBUILD_EXTMOD: '/src/hello',
+			};
+			const direct = await asNobody(
+				'sh',
+				['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=keep -r --thinlto-cache-dir=.thinlto-cache '' -o x.o`],
+				env,
+			);
 			expect(direct.exitCode).toBe(0);
 			const target = fs.readdirSync(path.join(cache, 'ltocache/6.1.0-test')).map((k) => path.join(cache, 'ltocache/6.1.0-test', k));
 			expect(target).toHaveLength(1);
-			expect(recorded(rec).map(String)).toEqual(['ld.lld', '--thinlto-cache-dir=keep', '-r', `--thinlto-cache-dir=${target[0]}`, '', '-o', 'x.o']);
+			expect(recorded(rec).map(String)).toEqual([
+				'ld.lld',
+				'--thinlto-cache-dir=keep',
+				'-r',
+				`--thinlto-cache-dir=${target[0]}`,
+				'',
+				'-o',
+				'x.o',
+			]);
 			expect(fs.statSync(target[0]).mode & 0o777).toBe(0o700);
 			expect(JSON.parse(fs.readFileSync(path.join(target[0], 'ltocache.json'), 'utf8'))).toEqual({
-				version: 1, release: '6.1.0-test', extmod: '/src/hello', original: path.join(tree, '.thinlto-cache'),
+				version: 1,
+				release: '6.1.0-test',
+				extmod: '/src/hello',
+				original: path.join(tree, '.thinlto-cache'),
 			});
 
 			const viaFile = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld -r @x.mod -o x.o`], env);
@@ -174,7 +226,10 @@ exit 99
 			expect(recorded(rec).map(String)).toEqual(['ld.lld', '-r', '@x.mod', `--thinlto-cache-dir=${target[0]}`, '-o', 'x.o']);
 			expect(fs.readFileSync(rsp)).toEqual(before);
 
-			const disabled = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=.thinlto-cache`], { ...env, LTOCACHE_DISABLE: '1' });
+			const disabled = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=.thinlto-cache`], {
+				...env,
+				LTOCACHE_DISABLE: '1',
+			});
 			expect(disabled.exitCode).toBe(0);
 			expect(recorded(rec).map(String)).toEqual(['ld.lld', '--thinlto-cache-dir=.thinlto-cache']);
 		});

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import { CLI, SHIM, asNobody, describeIf, hasToolchain, isRoot, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import { asNobody, CLI, describeIf, hasToolchain, isRoot, SHIM, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const nodeDir = path.dirname(process.execPath);
@@ -72,7 +72,11 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 			fs.writeFileSync(path.join(build, '.config'), config);
 			fs.writeFileSync(path.join(build, 'Makefile'), makefile);
 		};
-		kernel('6.1.0-lto', 'CONFIG_LTO_CLANG=y\nCONFIG_LTO_CLANG_THIN=y\n', 'KBUILD_LDFLAGS += --thinlto-cache-dir=$(extmod_prefix).thinlto-cache\n');
+		kernel(
+			'6.1.0-lto',
+			'CONFIG_LTO_CLANG=y\nCONFIG_LTO_CLANG_THIN=y\n',
+			'KBUILD_LDFLAGS += --thinlto-cache-dir=$(extmod_prefix).thinlto-cache\n',
+		);
 		kernel('6.12.0-lto', 'CONFIG_LTO_CLANG_THIN=y\n', 'KBUILD_LDFLAGS += --lto-O2\n');
 		kernel('6.1.0-gcc', 'CONFIG_LTO_NONE=y\n', 'KBUILD_LDFLAGS += --thinlto-cache-dir=x\n');
 		staged = stagedShim(scratch('package'));
@@ -90,11 +94,15 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 		const result = await doctor('/usr/bin:/bin');
 		expect(result.exitCode).toBe(1);
 		const lines = String(result.stdout).split('\n');
-		expect(lines).toContainEqual(expect.stringMatching(/^fail  kernel 6\.1\.0-lto: .*\.thinlto-cache is not writable \(EACCES\).*ltocache install/));
-		expect(lines).toContainEqual(expect.stringMatching(/^ok    kernel 6\.12\.0-lto: .*without a cache directory/));
-		expect(lines).toContainEqual(expect.stringMatching(/^ok    kernel 6\.1\.0-gcc: .*not built with Clang ThinLTO/));
-		expect(lines).toContainEqual(expect.stringMatching(/^warn  ld\.lld on PATH: \/usr\/bin\/ld\.lld is the real linker \(.*LLD 1\d.*\), not the shim/));
-		expect(lines).toContainEqual(expect.stringMatching(/^warn  cache root: not usable: .*links will use \/var\/tmp\/ltocache-65534/));
+		expect(lines).toContainEqual(
+			expect.stringMatching(/^fail {2}kernel 6\.1\.0-lto: .*\.thinlto-cache is not writable \(EACCES\).*ltocache install/),
+		);
+		expect(lines).toContainEqual(expect.stringMatching(/^ok {4}kernel 6\.12\.0-lto: .*without a cache directory/));
+		expect(lines).toContainEqual(expect.stringMatching(/^ok {4}kernel 6\.1\.0-gcc: .*not built with Clang ThinLTO/));
+		expect(lines).toContainEqual(
+			expect.stringMatching(/^warn {2}ld\.lld on PATH: \/usr\/bin\/ld\.lld is the real linker \(.*LLD 1\d.*\), not the shim/),
+		);
+		expect(lines).toContainEqual(expect.stringMatching(/^warn {2}cache root: not usable: .*links will use \/var\/tmp\/ltocache-65534/));
 	});
 
 	it('is content once the shim is first on PATH, naming the real linker behind it', async () => {
@@ -103,7 +111,11 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 		const { findings } = JSON.parse(String(result.stdout)) as { findings: { level: string; check: string; message: string }[] };
 		expect(findings.filter((f) => f.level === 'fail')).toEqual([]);
 		expect(result.exitCode).toBe(0);
-		expect(findings).toContainEqual({ level: 'ok', check: 'ld.lld on PATH', message: expect.stringMatching(new RegExp(`^${shims}/ld.lld is the shim; real linker /usr/bin/ld.lld \\(.*LLD`)) });
+		expect(findings).toContainEqual({
+			level: 'ok',
+			check: 'ld.lld on PATH',
+			message: expect.stringMatching(new RegExp(`^${shims}/ld.lld is the shim; real linker /usr/bin/ld.lld \\(.*LLD`)),
+		});
 		expect(findings).toContainEqual({ level: 'ok', check: 'kernel 6.1.0-lto', message: expect.stringContaining('the shim redirects it') });
 	});
 
@@ -117,7 +129,7 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 			LTOCACHE_MODULES: modules,
 		});
 		expect(result.exitCode).toBe(1);
-		expect(String(result.stdout)).toMatch(/^fail  node on PATH: the shim is first on PATH but node is not/m);
+		expect(String(result.stdout)).toMatch(/^fail {2}node on PATH: the shim is first on PATH but node is not/m);
 	});
 });
 
@@ -135,6 +147,8 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache demo'
 	it('names the packages to install when clang is missing', async () => {
 		const result = await cli(['demo'], { PATH: scratch('empty') });
 		expect(result.exitCode).toBe(1);
-		expect(result.stderr).toMatch(/clang and ld\.lld not found on PATH .*apt install clang lld.*pacman -S clang lld.*dnf install clang lld/);
+		expect(result.stderr).toMatch(
+			/clang and ld\.lld not found on PATH .*apt install clang lld.*pacman -S clang lld.*dnf install clang lld/,
+		);
 	});
 });

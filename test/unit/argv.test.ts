@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CACHE_FLAG, scanArgs, tokenizeGnu, toBytes, withCacheDir } from '../../src/shim/argv.js';
+import { toBytes } from '../../src/shared/bytes.js';
+import { CACHE_FLAG, scanArgs, tokenizeGnu, withCacheDir } from '../../src/shim/argv.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-argv-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -38,7 +39,10 @@ describe('scanArgs', () => {
 	});
 
 	it('takes the last flag, and only the joined --thinlto-cache-dir= spelling', () => {
-		const scan = scanArgs(['--thinlto-cache-dir=one', '-thinlto-cache-dir=x', '--thinlto-cache-dir', 'y', '--thinlto-cache-dir=two', '-r'], dir);
+		const scan = scanArgs(
+			['--thinlto-cache-dir=one', '-thinlto-cache-dir=x', '--thinlto-cache-dir', 'y', '--thinlto-cache-dir=two', '-r'],
+			dir,
+		);
 		expect(scan).toEqual({ kind: 'flag', flag: { value: 'two', index: 4, inResponseFile: false } });
 	});
 
@@ -85,7 +89,12 @@ describe('scanArgs', () => {
 describe('withCacheDir', () => {
 	it('replaces a direct flag in place', () => {
 		const args = ['-r', '--thinlto-cache-dir=.thinlto-cache', '-o', 'x'];
-		expect(withCacheDir(args, { value: '.thinlto-cache', index: 1, inResponseFile: false }, '/new')).toEqual(['-r', `${CACHE_FLAG}/new`, '-o', 'x']);
+		expect(withCacheDir(args, { value: '.thinlto-cache', index: 1, inResponseFile: false }, '/new')).toEqual([
+			'-r',
+			`${CACHE_FLAG}/new`,
+			'-o',
+			'x',
+		]);
 		expect(args[1]).toBe('--thinlto-cache-dir=.thinlto-cache');
 	});
 

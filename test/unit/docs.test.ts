@@ -10,7 +10,9 @@ const read = (file: string) => fs.readFileSync(path.join(repo, file), 'utf8');
 const pkg = JSON.parse(read('package.json')) as { man: string[]; version: string };
 
 function sources(dir: string): string[] {
-	return (fs.readdirSync(path.join(repo, dir), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts')).map((f) => read(path.join(dir, f)));
+	return (fs.readdirSync(path.join(repo, dir), { recursive: true }) as string[])
+		.filter((f) => f.endsWith('.ts'))
+		.map((f) => read(path.join(dir, f)));
 }
 
 describeIf(Boolean(onPath('mandoc')), 'mandoc (Debian: mandoc)')('man pages', () => {
@@ -24,7 +26,10 @@ describeIf(Boolean(onPath('mandoc')), 'mandoc (Debian: mandoc)')('man pages', ()
 it('documents every LTOCACHE_* variable the code reads, in the man pages and the README', () => {
 	const used = new Set(sources('src').flatMap((text) => text.match(/LTOCACHE_[A-Z_]+/g) ?? []));
 	expect(used.size).toBeGreaterThan(5);
-	const man = pkg.man.map((page) => read(page)).join('\n').replaceAll('\\_', '_');
+	const man = pkg.man
+		.map((page) => read(page))
+		.join('\n')
+		.replaceAll('\\_', '_');
 	const readme = read('README.md');
 	for (const name of used) {
 		expect(man, name).toContain(name);

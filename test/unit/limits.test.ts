@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { limitsFrom } from '../../src/cli/main.js';
+import { UsageError } from '../../src/cli/command.js';
+import { limitsFrom, parseCount, parseDuration, parsePolicy, parseSize } from '../../src/cli/limits.js';
 import { planPrune } from '../../src/cli/maintain.js';
 import type { Entry, Kernel } from '../../src/cli/scan.js';
-import { UsageError, parseCount, parseDuration, parsePolicy, parseSize } from '../../src/cli/units.js';
 
 describe('parseSize', () => {
 	it.each([
@@ -52,7 +52,7 @@ describe('parseCount', () => {
 describe('parsePolicy (LLVM --thinlto-cache-policy syntax)', () => {
 	it('reads every key LLVM reads', () => {
 		expect(parsePolicy('prune_after=2h:cache_size_bytes=1g:cache_size_files=10:cache_size=50%:prune_interval=20m')).toEqual({
-			pruneAfter: 7_200_000,
+			maxAge: 7_200_000,
 			maxBytes: 1024 ** 3,
 			maxFiles: 10,
 			maxPercent: 50,
@@ -95,8 +95,6 @@ describe('limitsFrom', () => {
 		expect(limitsFrom({ 'max-size': '1M', policy: 'cache_size_bytes=2m:prune_after=1h' }, {})).toEqual({
 			maxBytes: 1024 ** 2,
 			maxAge: 3_600_000,
-			maxFiles: Infinity,
-			maxPercent: undefined,
 		});
 	});
 });

@@ -6,10 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UsageError, parseDuration, parsePolicy, parseSize } from '../../src/cli/units.js';
+import { UsageError } from '../../src/cli/command.js';
+import { parseDuration, parsePolicy, parseSize } from '../../src/cli/limits.js';
 import { CACHE_FLAG, scanArgs, tokenizeGnu } from '../../src/shim/argv.js';
 
-export const RUNS = 500;
+const RUNS = 500;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-prop-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -38,27 +39,44 @@ const writeRsp = (content: string) => {
 describe('tokenizeGnu', () => {
 	it('reads back any non-empty arguments, however they are quoted', () => {
 		fc.assert(
-			fc.property(fc.array(arg(1), { maxLength: 12 }), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 4 }), (args, quoting) => {
-				expect(tokenizeGnu(serialize(args, quoting))).toEqual(args);
-			}),
+			fc.property(
+				fc.array(arg(1), { maxLength: 12 }),
+				fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 4 }),
+				(args, quoting) => {
+					expect(tokenizeGnu(serialize(args, quoting))).toEqual(args);
+				},
+			),
 			{ numRuns: RUNS },
 		);
 	});
 
 	it('never throws, and never yields an empty token, on any bytes (unterminated quotes included)', () => {
 		fc.assert(
-			fc.property(fc.array(fc.oneof(byteString(), tricky)).map((p) => p.join('')), (src) => {
-				const tokens = tokenizeGnu(src);
-				expect(tokens.every((t) => t.length > 0)).toBe(true);
-			}),
+			fc.property(
+				fc.array(fc.oneof(byteString(), tricky)).map((p) => p.join('')),
+				(src) => {
+					const tokens = tokenizeGnu(src);
+					expect(tokens.every((t) => t.length > 0)).toBe(true);
+				},
+			),
 			{ numRuns: RUNS },
 		);
 	});
 });
 
 describe('scanArgs', () => {
-	const flagged = fc.array(fc.oneof(arg(), arg().map((a) => CACHE_FLAG + a)), { maxLength: 12 });
-	const lastFlag = (args: string[]) => args.filter((a) => a.startsWith(CACHE_FLAG)).pop()?.slice(CACHE_FLAG.length);
+	const flagged = fc.array(
+		fc.oneof(
+			arg(),
+			arg().map((a) => CACHE_FLAG + a),
+		),
+		{ maxLength: 12 },
+	);
+	const lastFlag = (args: string[]) =>
+		args
+			.filter((a) => a.startsWith(CACHE_FLAG))
+			.pop()
+			?.slice(CACHE_FLAG.length);
 	const scanned = (args: string[]) => {
 		const scan = scanArgs(args, dir);
 		return scan.kind === 'flag' ? scan.flag.value : scan.kind === 'none' ? undefined : scan;
@@ -133,7 +151,9 @@ describe('limits', () => {
 
 	it('parsePolicy accepts what LLVM accepts and rejects the rest by name', () => {
 		const pair = fc.oneof(
-			fc.tuple(fc.constantFrom('prune_after', 'prune_interval'), fc.nat(1000), fc.constantFrom('s', 'm', 'h')).map(([k, n, u]) => `${k}=${n}${u}`),
+			fc
+				.tuple(fc.constantFrom('prune_after', 'prune_interval'), fc.nat(1000), fc.constantFrom('s', 'm', 'h'))
+				.map(([k, n, u]) => `${k}=${n}${u}`),
 			fc.nat(100).map((n) => `cache_size=${n}%`),
 			fc.tuple(fc.nat(1e6), fc.constantFrom('', 'k', 'm', 'g')).map(([n, u]) => `cache_size_bytes=${n}${u}`),
 			fc.nat(1e6).map((n) => `cache_size_files=${n}`),

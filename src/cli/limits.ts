@@ -1,15 +1,39 @@
-// Parsing what users type for limits. Every malformed value is a UsageError
-// naming it: a typo must never turn into a silent default and a mass delete.
+// Prune's limits: one type, and the parsers for what users type. Every
+// malformed value is a UsageError naming it: a typo must never turn into a
+// silent default and a mass delete.
+import { UsageError } from './command.js';
 
-export class UsageError extends Error {}
+export const DEFAULT_MAX_SIZE = '5GiB';
+export const DEFAULT_MAX_AGE = '30d';
+
+/** What prune enforces; an absent field is no limit. */
+export type Limits = {
+	maxBytes?: number;
+	/** A percentage of the space the cache could use: free space plus its own size (LLVM's cache_size). */
+	maxPercent?: number;
+	/** Milliseconds since last use. */
+	maxAge?: number;
+	maxFiles?: number;
+	/** Evict every release that is not installed. */
+	staleKernels?: boolean;
+};
 
 const KIB = 1024;
 const SIZE_UNITS: Record<string, number> = {
-	'': 1, b: 1,
-	k: KIB, kib: KIB, kb: 1e3,
-	m: KIB ** 2, mib: KIB ** 2, mb: 1e6,
-	g: KIB ** 3, gib: KIB ** 3, gb: 1e9,
-	t: KIB ** 4, tib: KIB ** 4, tb: 1e12,
+	'': 1,
+	b: 1,
+	k: KIB,
+	kib: KIB,
+	kb: 1e3,
+	m: KIB ** 2,
+	mib: KIB ** 2,
+	mb: 1e6,
+	g: KIB ** 3,
+	gib: KIB ** 3,
+	gb: 1e9,
+	t: KIB ** 4,
+	tib: KIB ** 4,
+	tb: 1e12,
 };
 
 /**
@@ -21,14 +45,20 @@ export function parseSize(text: string, what = 'size'): number {
 	const match = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(text.trim());
 	const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
 	if (!match || unit === undefined) {
-		throw new UsageError(`invalid ${what} '${text}' (expected a number with an optional unit K, M, G, T, KiB.., KB..: 123, 500K, 1.5G, 2GiB)`);
+		throw new UsageError(
+			`invalid ${what} '${text}' (expected a number with an optional unit K, M, G, T, KiB.., KB..: 123, 500K, 1.5G, 2GiB)`,
+		);
 	}
 	return Math.floor(Number(match[1]) * unit);
 }
 
 const SECOND = 1000;
 const DURATION_UNITS: Record<string, number> = {
-	s: SECOND, m: 60 * SECOND, h: 3600 * SECOND, d: 86400 * SECOND, w: 7 * 86400 * SECOND,
+	s: SECOND,
+	m: 60 * SECOND,
+	h: 3600 * SECOND,
+	d: 86400 * SECOND,
+	w: 7 * 86400 * SECOND,
 };
 
 /** A duration in milliseconds: `90s`, `30m`, `12h`, `7d`, `2w`. A unit is required. */
@@ -44,28 +74,20 @@ export function parseCount(text: string, what = 'count'): number {
 	return Number(text.trim());
 }
 
-export type Policy = {
-	/** Milliseconds. */
-	pruneAfter?: number;
-	maxBytes?: number;
-	/** A percentage of the space the cache could use: free space plus its own size. */
-	maxPercent?: number;
-	maxFiles?: number;
-};
-
 /**
  * LLVM's --thinlto-cache-policy syntax, as llvm/lib/Support/CachePruning.cpp
  * parses it: `key=value` pairs joined by `:`; durations end in s, m or h;
  * cache_size is a percentage; cache_size_bytes takes k, m or g (powers of
  * 1024). prune_interval is valid there and means nothing to a one-shot prune.
  */
-export function parsePolicy(text: string): Policy {
-	const policy: Policy = {};
+export function parsePolicy(text: string): Limits {
+	const policy: Limits = {};
 	if (text === '') return policy;
 	const bad = (why: string): never => {
 		throw new UsageError(`invalid --policy '${text}': ${why}`);
 	};
-	const integer = (value: string, key: string) => (/^\d+$/.test(value) ? Number(value) : bad(`${key} needs a whole number, got '${value}'`));
+	const integer = (value: string, key: string) =>
+		/^\d+$/.test(value) ? Number(value) : bad(`${key} needs a whole number, got '${value}'`);
 	const duration = (value: string, key: string) => {
 		const unit = { s: 1000, m: 60_000, h: 3_600_000 }[value.slice(-1)];
 		if (unit === undefined) bad(`${key}='${value}' must end with one of 's', 'm' or 'h'`);
@@ -81,7 +103,7 @@ export function parsePolicy(text: string): Policy {
 				duration(value, key);
 				break;
 			case 'prune_after':
-				policy.pruneAfter = duration(value, key);
+				policy.maxAge = duration(value, key);
 				break;
 			case 'cache_size': {
 				if (!value.endsWith('%')) bad(`cache_size='${value}' must be a percentage`);
@@ -103,4 +125,31 @@ export function parsePolicy(text: string): Policy {
 		}
 	}
 	return policy;
+}
+
+/** Each limit of both, the stricter where both set one. */
+function stricter(a: Limits, b: Limits): Limits {
+	const out: Limits = { ...a };
+	for (const key of ['maxBytes', 'maxPercent', 'maxAge', 'maxFiles'] as const) {
+		if (b[key] !== undefined) out[key] = Math.min(a[key] ?? Infinity, b[key]);
+	}
+	if (b.staleKernels) out.staleKernels = true;
+	return out;
+}
+
+export type LimitOptions = { 'max-size'?: string; 'max-age'?: string; 'max-files'?: string; 'stale-kernels'?: boolean; policy?: string };
+
+/** Limits given on the command line, else the defaults (themselves overridable from the environment). */
+export function limitsFrom(values: LimitOptions, env: NodeJS.ProcessEnv): Limits {
+	let limits: Limits = {};
+	if (values['max-size'] !== undefined) limits.maxBytes = parseSize(values['max-size'], '--max-size');
+	if (values['max-age'] !== undefined) limits.maxAge = parseDuration(values['max-age'], '--max-age');
+	if (values['max-files'] !== undefined) limits.maxFiles = parseCount(values['max-files'], '--max-files');
+	if (values['stale-kernels']) limits.staleKernels = true;
+	if (values.policy !== undefined) limits = stricter(limits, parsePolicy(values.policy));
+	if (Object.keys(limits).length > 0) return limits;
+	return {
+		maxBytes: parseSize(env.LTOCACHE_MAX_SIZE || DEFAULT_MAX_SIZE, 'LTOCACHE_MAX_SIZE'),
+		maxAge: parseDuration(env.LTOCACHE_MAX_AGE || DEFAULT_MAX_AGE, 'LTOCACHE_MAX_AGE'),
+	};
 }

@@ -6,21 +6,20 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, execaSync, type Options } from 'execa';
-import { shimFile, which } from './install.js';
-import type { parseOptions } from './main.js';
+import { which } from '../../shared/pathsearch.js';
+import { defineCommand } from '../command.js';
+import { shimFile } from '../shimlinks.js';
 
-export const HELP: Record<string, string> = {
-	demo: `Usage: ltocache demo [--keep]
-
-Compiles two small C files with clang -flto=thin and links them like a kernel
+export default defineCommand({
+	usage: 'demo [--keep]',
+	description: `Compiles two small C files with clang -flto=thin and links them like a kernel
 module build, with --thinlto-cache-dir=.thinlto-cache in a read-only "kernel
 tree": first with the real ld.lld (which fails), then twice through the shim
 (which redirects the cache, then reuses it), and shows ltocache stats. Needs
-clang and ld.lld; uses a temporary directory and its own cache root.
-
-  --keep   keep the temporary directory
-`,
-};
+clang and ld.lld; uses a temporary directory and its own cache root.`,
+	options: { keep: { type: 'boolean', help: 'keep the temporary directory' } },
+	run: demo,
+});
 
 const SOURCES: Record<string, string> = {
 	'main.c': 'int helper(int);\nint module_init_demo(int x) { return helper(x) * 2; }\n',
@@ -29,8 +28,7 @@ const SOURCES: Record<string, string> = {
 
 const PACKAGES = 'Debian/Ubuntu: apt install clang lld; Arch: pacman -S clang lld; Fedora: dnf install clang lld';
 
-export async function run(_command: string, args: string[], env: NodeJS.ProcessEnv, parse: typeof parseOptions): Promise<number> {
-	const v = parse(args, { keep: { type: 'boolean' } });
+async function demo(values: { keep?: boolean }, env: NodeJS.ProcessEnv): Promise<number> {
 	const missing = ['clang', 'ld.lld'].filter((tool) => !which(tool, env.PATH ?? ''));
 	if (missing.length > 0) {
 		process.stderr.write(`ltocache demo: ${missing.join(' and ')} not found on PATH (${PACKAGES})\n`);
@@ -42,7 +40,7 @@ export async function run(_command: string, args: string[], env: NodeJS.ProcessE
 	const tree = path.join(work, 'kernel-tree');
 	const module = path.join(work, 'module');
 	const root = path.join(work, 'cache');
-	const say = (text: string) => process.stdout.write(text + '\n');
+	const say = (text: string) => process.stdout.write(`${text}\n`);
 	const show = (result: { stdout?: unknown; stderr?: unknown }) => {
 		for (const text of [result.stdout, result.stderr]) if (text) say(String(text).replace(/^/gm, '    '));
 	};
@@ -58,7 +56,14 @@ export async function run(_command: string, args: string[], env: NodeJS.ProcessE
 		}
 		const linkArgs = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', path.join(module, 'demo.ko'), ...objects];
 		const readOnly = makeReadOnly(tree);
-		const linkEnv = { ...env, LTOCACHE_DIR: root, LTOCACHE_VERBOSE: '1', LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-demo', KBUILD_EXTMOD: module };
+		const linkEnv = {
+			...env,
+			LTOCACHE_DIR: root,
+			LTOCACHE_VERBOSE: '1',
+			LTOCACHE_AUTO_PRUNE: '0',
+			KERNELRELEASE: '6.1.0-demo',
+			KBUILD_EXTMOD: module,
+		};
 		const link = (linker: string) => readOnly(linker, linkArgs, { cwd: tree, env: linkEnv, reject: false, all: false });
 
 		say(`$ cd ${tree}   # ${readOnly.how}`);
@@ -77,7 +82,9 @@ export async function run(_command: string, args: string[], env: NodeJS.ProcessE
 		const second = await link(shim);
 		show(second);
 		const reused = countEntries(root) === cached;
-		say(`    -> exit status ${second.exitCode}; ${reused ? 'no new entries: every module came from the cache' : 'new entries were written'}\n`);
+		say(
+			`    -> exit status ${second.exitCode}; ${reused ? 'no new entries: every module came from the cache' : 'new entries were written'}\n`,
+		);
 
 		say(`$ LTOCACHE_DIR=${root} ltocache stats`);
 		show(await execa(process.execPath, [cli, 'stats'], { env: { ...env, LTOCACHE_DIR: root }, reject: false }));
@@ -85,7 +92,7 @@ export async function run(_command: string, args: string[], env: NodeJS.ProcessE
 		say(ok ? 'The shim linked both times; the read-only tree is untouched.' : 'The demo did not go as expected (see above).');
 		return ok ? 0 : 1;
 	} finally {
-		if (v.keep) say(`kept ${work}`);
+		if (values.keep) say(`kept ${work}`);
 		else {
 			fs.chmodSync(tree, 0o755);
 			fs.rmSync(work, { recursive: true, force: true });
@@ -112,7 +119,10 @@ function makeReadOnly(tree: string): Runner {
 	if (execaSync('unshare', ['-m', 'sh', '-c', script, tree, 'true'], { reject: false }).exitCode !== 0) {
 		throw new Error('as root the demo needs a private read-only mount (unshare -m), which is not allowed here; run it as a normal user');
 	}
-	return Object.assign((file: string, args: string[], options: Options) => execa('unshare', ['-m', 'sh', '-c', script, tree, file, ...args], options), {
-		how: 'read-only bind mount',
-	});
+	return Object.assign(
+		(file: string, args: string[], options: Options) => execa('unshare', ['-m', 'sh', '-c', script, tree, file, ...args], options),
+		{
+			how: 'read-only bind mount',
+		},
+	);
 }

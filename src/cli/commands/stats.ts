@@ -1,7 +1,23 @@
 // `ltocache stats`: what is cached, per kernel release and per module.
 import prettyBytes from 'pretty-bytes';
-import { NO_KERNEL } from '../shared/layout.js';
-import { scanRoot, totals, type Kernel, type Scope } from './scan.js';
+import { NO_KERNEL } from '../../shared/keydir.js';
+import { resolveRoot } from '../../shared/root.js';
+import { defineCommand } from '../command.js';
+import { type Kernel, type Scope, scanRoot, totals } from '../scan.js';
+
+export default defineCommand({
+	usage: 'stats [--json] [--kernel REL]',
+	description: 'Shows what is cached, per kernel release and module: entries, size, last use.',
+	options: {
+		kernel: { type: 'string', arg: 'REL', help: 'only this kernel release' },
+		json: { type: 'boolean', help: 'machine-readable output (schema in ltocache(1))' },
+	},
+	async run(values, env) {
+		const stats = await collectStats(resolveRoot(env, false), { kernel: values.kernel });
+		process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : renderStats(stats));
+		return 0;
+	},
+});
 
 /** The --json schema (documented in ltocache(1)); fields are only ever added. */
 export type StatsJson = {
@@ -76,18 +92,24 @@ function when(isoDate: string | null): string {
 }
 
 /** Columns: left-aligned text first, right-aligned numbers after. */
-export function table(rows: string[][], leftColumns = 1): string {
+function table(rows: string[][], leftColumns = 1): string {
 	const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
 	return rows
-		.map((r) => r.map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ').trimEnd())
+		.map((r) =>
+			r
+				.map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]) : cell.padStart(widths[i])))
+				.join('  ')
+				.trimEnd(),
+		)
 		.join('\n');
 }
 
-export function renderStats(stats: StatsJson): string {
+function renderStats(stats: StatsJson): string {
 	if (stats.root === null) return 'cache root: none usable (see ltocache doctor)\nnothing cached\n';
 	const rows = [['KERNEL / MODULE', 'INSTALLED', 'ENTRIES', 'SIZE', 'LAST USE']];
 	for (const kernel of stats.kernels) {
-		rows.push([kernel.release, kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no', String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
+		const installed = kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no';
+		rows.push([kernel.release, installed, String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
 			rows.push([`  ${key.extmod ?? key.original ?? key.key}`, '', String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
 		}
@@ -95,5 +117,5 @@ export function renderStats(stats: StatsJson): string {
 	rows.push(['total', '', String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
 	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
 	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
-	return lines.join('\n') + '\n';
+	return `${lines.join('\n')}\n`;
 }

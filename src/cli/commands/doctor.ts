@@ -3,54 +3,91 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { fallbackRoot, modulesDirs, resolveRoot, rootCandidates, unusableReason } from '../shared/layout.js';
-import { locateLinker } from '../shim/linker.js';
-import { ROOT_PATH, isOurLink, linkerNames, shimFile, which } from './install.js';
-import type { parseOptions } from './main.js';
+import { toBytes } from '../../shared/bytes.js';
+import { which } from '../../shared/pathsearch.js';
+import { fallbackRoot, modulesDirs, resolveRoot, rootCandidates, unusableReason } from '../../shared/root.js';
+import { locateLinker } from '../../shim/linker.js';
+import { defineCommand } from '../command.js';
+import { isOurLink, linkerNames, ROOT_PATH, shimFile } from '../shimlinks.js';
 
-export const HELP: Record<string, string> = {
-	doctor: `Usage: ltocache doctor [--json]
-
-Checks what ld.lld and each ld.lld-NN resolve to on your PATH and on root's
+export default defineCommand({
+	usage: 'doctor [--json]',
+	description: `Checks what ld.lld and each ld.lld-NN resolve to on your PATH and on root's
 default PATH, the real linker behind the shim, the cache root, and every
 installed kernel built with Clang ThinLTO: would its module builds fail
 without the shim? One line per finding (ok, warn, fail); exit status 1 if
-anything fails.
-`,
-};
+anything fails.`,
+	options: { json: { type: 'boolean', help: 'machine-readable findings' } },
+	async run(values, env) {
+		const findings = await doctor(env);
+		if (values.json) {
+			process.stdout.write(`${JSON.stringify({ findings }, null, 2)}\n`);
+		} else {
+			for (const f of findings) process.stdout.write(`${f.level.padEnd(4)}  ${f.check}: ${f.message}\n`);
+		}
+		return findings.some((f) => f.level === 'fail') ? 1 : 0;
+	},
+});
 
 export type Level = 'ok' | 'warn' | 'fail';
 export type Finding = { level: Level; check: string; message: string };
 
 async function version(file: string): Promise<string> {
 	const result = await execa(file, ['--version'], { reject: false, timeout: 10_000 });
-	return result.exitCode === 0 ? String(result.stdout).split('\n')[0].trim() : `does not run (${String(result.stderr || result.exitCode).split('\n')[0]})`;
+	return result.exitCode === 0
+		? String(result.stdout).split('\n')[0].trim()
+		: `does not run (${String(result.stderr || result.exitCode).split('\n')[0]})`;
 }
 
 /** What `name` runs on a PATH: the shim (and the real linker behind it), a real linker, or nothing. */
-async function resolveLinker(name: string, pathValue: string, where: string, shim: string): Promise<{ finding: Finding; shimFirst: boolean }> {
+async function resolveLinker(
+	name: string,
+	pathValue: string,
+	where: string,
+	shim: string,
+): Promise<{ finding: Finding; shimFirst: boolean }> {
 	const check = `${name} on ${where}`;
 	const first = which(name, pathValue);
 	if (!first) return { finding: { level: 'warn', check, message: `${name} is not on ${where}` }, shimFirst: false };
 	if (!isOurLink(first, shim) && fs.realpathSync(first) !== fs.realpathSync(shim)) {
-		return { finding: { level: 'warn', check, message: `${first} is the real linker (${await version(first)}), not the shim: run ltocache install${where === "root's default PATH" ? ' --system' : ''}` }, shimFirst: false };
+		return {
+			finding: {
+				level: 'warn',
+				check,
+				message: `${first} is the real linker (${await version(first)}), not the shim: run ltocache install${where === "root's default PATH" ? ' --system' : ''}`,
+			},
+			shimFirst: false,
+		};
 	}
 	const located = locateLinker(name, fs.realpathSync(shim), { PATH: pathValue });
-	if ('error' in located) return { finding: { level: 'fail', check, message: `${first} is the shim, but ${located.error}` }, shimFirst: true };
-	return { finding: { level: 'ok', check, message: `${first} is the shim; real linker ${located.linker.file} (${await version(located.linker.file)})` }, shimFirst: true };
+	if ('error' in located)
+		return { finding: { level: 'fail', check, message: `${first} is the shim, but ${located.error}` }, shimFirst: true };
+	return {
+		finding: {
+			level: 'ok',
+			check,
+			message: `${first} is the shim; real linker ${located.linker.file} (${await version(located.linker.file)})`,
+		},
+		shimFirst: true,
+	};
 }
 
 function cacheRootFinding(env: NodeJS.ProcessEnv): Finding {
 	const check = 'cache root';
 	const candidates = rootCandidates(env);
-	const usable = candidates.find((root) => unusableReason(root) === undefined);
+	const usable = candidates.find((root) => unusableReason(toBytes(root)) === undefined);
 	if (usable) return { level: 'ok', check, message: `${usable} is usable` };
-	const why = candidates.map((root) => `${root} (${unusableReason(root)})`).join(', ') || 'no LTOCACHE_DIR, XDG_CACHE_HOME or HOME';
+	const why =
+		candidates.map((root) => `${root} (${unusableReason(toBytes(root))})`).join(', ') || 'no LTOCACHE_DIR, XDG_CACHE_HOME or HOME';
 	const fallback = fallbackRoot();
 	if (!fs.existsSync(fallback) || resolveRoot(env, false) === fallback) {
 		return { level: 'warn', check, message: `not usable: ${why}; links will use ${fallback}` };
 	}
-	return { level: 'fail', check, message: `not usable: ${why}, and ${fallback} is not a private directory of yours: links will run without a cache` };
+	return {
+		level: 'fail',
+		check,
+		message: `not usable: ${why}, and ${fallback} is not a private directory of yours: links will run without a cache`,
+	};
 }
 
 /** The Makefile and what it includes by absolute path (Debian's headers packages split the tree). */
@@ -91,13 +128,17 @@ function kernelFindings(env: NodeJS.ProcessEnv, shimFirst: boolean): Finding[] {
 				findings.push({ level: 'ok', check, message: `${build} uses ThinLTO without a cache directory (6.10 and later)` });
 				continue;
 			}
-			const reason = unusableReason(path.join(build, '.thinlto-cache'));
+			const reason = unusableReason(toBytes(path.join(build, '.thinlto-cache')));
 			if (reason === undefined) {
 				findings.push({ level: 'ok', check, message: `${build} asks for .thinlto-cache in the tree, and you can write it` });
 			} else if (shimFirst) {
 				findings.push({ level: 'ok', check, message: `${build}/.thinlto-cache is not writable (${reason}); the shim redirects it` });
 			} else {
-				findings.push({ level: 'fail', check, message: `${build}/.thinlto-cache is not writable (${reason}): module builds fail with "LLVM ERROR" unless the shim is first on PATH (ltocache install)` });
+				findings.push({
+					level: 'fail',
+					check,
+					message: `${build}/.thinlto-cache is not writable (${reason}): module builds fail with "LLVM ERROR" unless the shim is first on PATH (ltocache install)`,
+				});
 			}
 		}
 	}
@@ -133,24 +174,20 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 		findings.push(mine.finding, roots.finding);
 	}
 	// The shim starts with `#!/usr/bin/env node`: where it is in front, node must be found too.
-	for (const [inFront, pathValue, where] of [[shimFirst, userPath, 'PATH'], [rootShimFirst, ROOT_PATH, "root's default PATH"]] as const) {
+	for (const [inFront, pathValue, where] of [
+		[shimFirst, userPath, 'PATH'],
+		[rootShimFirst, ROOT_PATH, "root's default PATH"],
+	] as const) {
 		if (inFront && !which('node', pathValue)) {
-			findings.push({ level: 'fail', check: `node on ${where}`, message: `the shim is first on ${where} but node is not: links through it fail with "env: 'node': No such file or directory"` });
+			findings.push({
+				level: 'fail',
+				check: `node on ${where}`,
+				message: `the shim is first on ${where} but node is not: links through it fail with "env: 'node': No such file or directory"`,
+			});
 		}
 	}
 	findings.push(cacheRootFinding(env), ...kernelFindings(env, shimFirst));
 	const clang = clangFinding(env, shim);
 	if (clang) findings.push(clang);
 	return findings;
-}
-
-export async function run(_command: string, args: string[], env: NodeJS.ProcessEnv, parse: typeof parseOptions): Promise<number> {
-	const v = parse(args, {});
-	const findings = await doctor(env);
-	if (v.json) {
-		process.stdout.write(JSON.stringify({ findings }, null, 2) + '\n');
-	} else {
-		for (const f of findings) process.stdout.write(`${f.level.padEnd(4)}  ${f.check}: ${f.message}\n`);
-	}
-	return findings.some((f) => f.level === 'fail') ? 1 : 0;
 }

@@ -1,0 +1,23 @@
+// `ltocache clear`: remove every entry, or one kernel's, or one module's.
+import path from 'node:path';
+import { defineCommand } from '../command.js';
+import { clear, existingRoot, renderReport } from '../maintain.js';
+
+export default defineCommand({
+	usage: 'clear [--kernel REL] [--extmod PATH] [--dry-run] [--json]',
+	description: `Removes every cache entry, or only one kernel release's, or one module's
+(the M= / KBUILD_EXTMOD directory, or the original cache directory).
+Links running meanwhile still succeed.`,
+	options: {
+		kernel: { type: 'string', arg: 'REL', help: 'only this kernel release' },
+		extmod: { type: 'string', arg: 'PATH', help: 'only this external module' },
+		'dry-run': { type: 'boolean', help: 'report what would be removed, remove nothing' },
+		json: { type: 'boolean', help: 'machine-readable report' },
+	},
+	async run(values, env) {
+		const extmod = values.extmod === undefined ? undefined : path.resolve(values.extmod);
+		const report = await clear(existingRoot(env), { kernel: values.kernel, extmod }, Boolean(values['dry-run']));
+		process.stdout.write(renderReport(report, Boolean(values.json)));
+		return 0;
+	},
+});

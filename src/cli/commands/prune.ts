@@ -1,0 +1,31 @@
+// `ltocache prune`: evict least recently used entries beyond the limits.
+import { defineCommand } from '../command.js';
+import { DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE, limitsFrom } from '../limits.js';
+import { existingRoot, prune, renderReport } from '../maintain.js';
+
+export default defineCommand({
+	usage: 'prune [limits] [--kernel REL] [--dry-run] [--json]',
+	description: `Evicts least recently used entries (last use = later of atime and mtime)
+until every limit holds. With no limits: --max-size \${LTOCACHE_MAX_SIZE:-${DEFAULT_MAX_SIZE}}
+--max-age \${LTOCACHE_MAX_AGE:-${DEFAULT_MAX_AGE}}.`,
+	options: {
+		'max-size': { type: 'string', arg: 'SIZE', help: 'cap on the whole root (or --kernel): 123, 500K, 10M, 1.5G, 2GiB' },
+		'max-age': { type: 'string', arg: 'DURATION', help: 'evict entries unused for longer: 90s, 12h, 7d, 2w' },
+		'max-files': { type: 'string', arg: 'N', help: 'cap on the number of entries' },
+		'stale-kernels': { type: 'boolean', help: 'evict every release that is not installed' },
+		policy: {
+			type: 'string',
+			arg: 'STRING',
+			help: "LLVM's --thinlto-cache-policy syntax, over the whole root:\nprune_after=168h:cache_size_bytes=1g:cache_size_files=1000",
+		},
+		kernel: { type: 'string', arg: 'REL', help: 'only this kernel release' },
+		'dry-run': { type: 'boolean', help: 'report what would be removed, remove nothing' },
+		json: { type: 'boolean', help: 'machine-readable report' },
+	},
+	async run(values, env) {
+		const limits = limitsFrom(values, env);
+		const report = await prune(existingRoot(env), limits, { kernel: values.kernel }, Boolean(values['dry-run']));
+		process.stdout.write(renderReport(report, Boolean(values.json)));
+		return 0;
+	},
+});

@@ -1,0 +1,14 @@
+// Paths and arguments as "byte strings": one char per byte (latin1), so file
+// names that are not UTF-8 survive from /proc/self/cmdline, a response file
+// or the environment to the linker's argv and the file system untouched.
+// Everything on the shim side that holds a path or an argument holds Bytes;
+// Buffers appear only at the fs boundary.
+
+/** A string whose chars are bytes (latin1). */
+export type Bytes = string;
+
+export const toBytes = (text: string): Bytes => Buffer.from(text, 'utf8').toString('latin1');
+export const bytesToBuffer = (bytes: Bytes): Buffer => Buffer.from(bytes, 'latin1');
+/** For display and JSON: UTF-8, with U+FFFD for bytes that are not. */
+export const bytesToText = (bytes: Bytes): string => bytesToBuffer(bytes).toString('utf8');
+export const isUtf8 = (bytes: Bytes): boolean => toBytes(bytesToText(bytes)) === bytes;

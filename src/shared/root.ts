@@ -1,0 +1,93 @@
+// Where caches live: the cache root, the rule that makes a directory usable,
+// and the kernels installed on this machine.
+//
+// On the shim's hot path: node built-ins and xdg-basedir only (importing
+// xdg-basedir costs nothing measurable).
+import fs from 'node:fs';
+import path from 'node:path';
+import { xdgCache } from 'xdg-basedir';
+import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
+
+/** The lock prune and clear take, a directory under the root. */
+export const LOCK_NAME = 'ltocache.lock';
+/** Touched when the shim starts the daily prune. */
+export const PRUNE_STAMP = 'ltocache.last-prune';
+
+/** Cache roots to try, in order: $LTOCACHE_DIR, then $XDG_CACHE_HOME/ltocache (xdg-basedir falls back to ~/.cache). */
+export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+	const roots: string[] = [];
+	if (env.LTOCACHE_DIR) roots.push(path.resolve(env.LTOCACHE_DIR));
+	if (xdgCache) roots.push(path.join(xdgCache, 'ltocache'));
+	return roots;
+}
+
+/** Where installed kernels keep their modules (and build trees): $LTOCACHE_MODULES (colon-separated) or the usual two. */
+export function modulesDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+	return env.LTOCACHE_MODULES ? env.LTOCACHE_MODULES.split(':').filter(Boolean) : ['/lib/modules', '/usr/lib/modules'];
+}
+
+/** Whether a kernel release has modules installed on this machine. */
+export function isInstalled(release: string, env: NodeJS.ProcessEnv = process.env): boolean {
+	return modulesDirs(env).some((base) => fs.existsSync(path.join(base, release)));
+}
+
+/** The last resort when no configured root is usable; trusted only if private (see ensurePrivateDir). */
+export function fallbackRoot(uid = process.getuid?.() ?? 0): string {
+	return `/var/tmp/ltocache-${uid}`;
+}
+
+/**
+ * Whether a directory can be used as (or created as) a cache directory.
+ * Returns undefined if usable, or the error code that makes it unusable.
+ * access(W_OK) is what the linker will meet: it fails with EROFS on a
+ * read-only mount and EACCES for a user, but succeeds for root on mode 0555.
+ */
+export function unusableReason(dir: Bytes): string | undefined {
+	let probe = dir;
+	for (;;) {
+		try {
+			const st = fs.statSync(bytesToBuffer(probe));
+			if (!st.isDirectory()) return 'ENOTDIR';
+			fs.accessSync(bytesToBuffer(probe), fs.constants.W_OK | fs.constants.X_OK);
+			return undefined;
+		} catch (error) {
+			const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
+			if (code !== 'ENOENT') return code;
+		}
+		// A missing directory is fine if lld can create it: look at the parent.
+		const parent = path.dirname(probe);
+		if (parent.length === probe.length) return 'ENOENT';
+		probe = parent;
+	}
+}
+
+/**
+ * Create (if needed) a 0700 directory and accept it only if it is a real
+ * directory, owned by us, with no group or other access: /var/tmp is shared,
+ * so anyone could have planted a symlink or an open directory there first.
+ */
+export function ensurePrivateDir(dir: string, create = true): boolean {
+	try {
+		if (create) fs.mkdirSync(dir, { mode: 0o700 });
+	} catch (error) {
+		if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false;
+	}
+	try {
+		const st = fs.lstatSync(dir);
+		return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0 && unusableReason(toBytes(dir)) === undefined;
+	} catch {
+		return false;
+	}
+}
+
+/**
+ * The cache root to use, or undefined if there is no safe one. The shim
+ * creates the fallback; the manager (create = false) only looks at it.
+ */
+export function resolveRoot(env: NodeJS.ProcessEnv = process.env, create = true): string | undefined {
+	for (const root of rootCandidates(env)) {
+		if (unusableReason(toBytes(root)) === undefined) return root;
+	}
+	const fallback = fallbackRoot();
+	return ensurePrivateDir(fallback, create) ? fallback : undefined;
+}

@@ -1,0 +1,71 @@
+// The layout's rules, checked on the code itself: the shim's bundle holds
+// only the shim, the shared modules and xdg-basedir, and needs nothing but
+// Node built-ins; the import graph of src/ has no circle; the shim never
+// reaches into the manager; no command imports another.
+import fs from 'node:fs';
+import { builtinModules } from 'node:module';
+import path from 'node:path';
+import { expect, it } from 'vitest';
+import { repo } from '../helpers/tools.js';
+
+type Metafile = { inputs: Record<string, unknown>; outputs: Record<string, { imports: { path: string; external?: boolean }[] }> };
+
+it('bundles the shim from src/shim, src/shared and xdg-basedir only, importing Node built-ins only', () => {
+	const meta = JSON.parse(fs.readFileSync(path.join(repo, 'dist/ld.lld.meta.json'), 'utf8')) as Metafile;
+	const inputs = Object.keys(meta.inputs);
+	expect(inputs.some((input) => input.startsWith('dist/shim/'))).toBe(true);
+	for (const input of inputs) expect(input).toMatch(/^(dist\/(shim|shared)\/[\w-]+\.js|node_modules\/xdg-basedir\/index\.js)$/);
+	const builtins = new Set(builtinModules);
+	for (const output of Object.values(meta.outputs)) {
+		for (const imported of output.imports) {
+			expect(imported.external).toBe(true);
+			expect(builtins.has(imported.path.replace(/^node:/, '')), imported.path).toBe(true);
+		}
+	}
+});
+
+/** src/ file -> the src/ files it imports (static and dynamic), as paths relative to src/. */
+function importGraph(): Map<string, string[]> {
+	const src = path.join(repo, 'src');
+	const files = (fs.readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts'));
+	const graph = new Map<string, string[]>();
+	for (const file of files) {
+		const text = fs.readFileSync(path.join(src, file), 'utf8');
+		const specifiers = [...text.matchAll(/(?:from|import\(?)\s*'(\.{1,2}\/[^']+)'/g)].map((m) => m[1]);
+		graph.set(
+			file,
+			specifiers.map((s) => path.normalize(path.join(path.dirname(file), s)).replace(/\.js$/, '.ts')),
+		);
+	}
+	return graph;
+}
+
+it('has an import graph without circles', () => {
+	const graph = importGraph();
+	expect(graph.size).toBeGreaterThan(10);
+	const state = new Map<string, 'open' | 'done'>();
+	const circles: string[] = [];
+	const visit = (file: string, trail: string[]) => {
+		if (state.get(file) === 'done') return;
+		if (state.get(file) === 'open') {
+			circles.push([...trail.slice(trail.indexOf(file)), file].join(' -> '));
+			return;
+		}
+		state.set(file, 'open');
+		for (const next of graph.get(file) ?? []) visit(next, [...trail, file]);
+		state.set(file, 'done');
+	};
+	for (const file of graph.keys()) visit(file, []);
+	expect(circles).toEqual([]);
+});
+
+it('keeps the shim and the shared modules out of the manager, and every command to itself', () => {
+	for (const [file, imports] of importGraph()) {
+		for (const target of imports) {
+			expect(fs.existsSync(path.join(repo, 'src', target)), `${file} imports ${target}`).toBe(true);
+			if (file.startsWith('shim/') || file.startsWith('shared/')) expect(target, file).not.toMatch(/^cli\//);
+			if (file.startsWith('shared/')) expect(target, file).toMatch(/^shared\//);
+			if (file.startsWith('cli/commands/')) expect(target, file).not.toMatch(/^cli\/commands\//);
+		}
+	}
+});
