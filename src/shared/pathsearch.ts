@@ -30,3 +30,28 @@ export function which(name: string, pathValue: string): string | undefined {
 	for (const file of searchPath(name, pathValue)) return file;
 	return undefined;
 }
+
+/**
+ * Whether a file is an ltocache shim, this one or another installation's:
+ * a script that names ltocache (or, as 0.1 did, its bundle) in its first
+ * bytes. A real linker is an ELF file.
+ */
+export function isLtocacheShim(file: string): boolean {
+	let fd: number | undefined;
+	try {
+		fd = fs.openSync(file, 'r');
+		const head = Buffer.alloc(512);
+		const text = head.subarray(0, fs.readSync(fd, head, 0, head.length, 0)).toString('latin1');
+		return text.startsWith('#!') && (text.includes('ltocache') || text.includes('ld.lld.cjs'));
+	} catch {
+		return false;
+	} finally {
+		if (fd !== undefined) fs.closeSync(fd);
+	}
+}
+
+/** The first executable of that name on a PATH that is not an ltocache shim: what the build would run without ltocache. */
+export function realLinker(name: string, pathValue: string): string | undefined {
+	for (const file of searchPath(name, pathValue)) if (!isLtocacheShim(file)) return file;
+	return undefined;
+}

@@ -11,14 +11,14 @@ import { type Bytes, bytesToBuffer, toBytes } from '../shared/bytes.js';
 export const CACHE_FLAG = '--thinlto-cache-dir=';
 
 /**
- * The arguments after the script, as the bytes the kernel passed. Node decodes
- * process.argv as UTF-8 and replaces what is not; /proc/self/cmdline has the
- * original bytes. Falls back to process.argv where that is unavailable or
- * does not line up.
+ * The linker's arguments (after node, the script and SELF), as the bytes the
+ * kernel passed. Node decodes process.argv as UTF-8 and replaces what is not;
+ * /proc/self/cmdline has the original bytes. Falls back to process.argv where
+ * that is unavailable or does not line up.
  */
 export function rawArgs(argv = process.argv): Bytes[] {
-	const wanted = argv.length - 2;
-	const decoded = argv.slice(2).map(toBytes);
+	const wanted = argv.length - 3;
+	const decoded = argv.slice(3).map(toBytes);
 	let cmdline: string;
 	try {
 		cmdline = fs.readFileSync('/proc/self/cmdline', 'latin1');
@@ -30,7 +30,7 @@ export function rawArgs(argv = process.argv): Bytes[] {
 	const raw = wanted === 0 ? [] : all.slice(-wanted);
 	if (raw.length !== wanted) return decoded;
 	for (let i = 0; i < wanted; i++) {
-		if (Buffer.from(raw[i], 'latin1').toString('utf8') !== argv[i + 2]) return decoded;
+		if (Buffer.from(raw[i], 'latin1').toString('utf8') !== argv[i + 3]) return decoded;
 	}
 	return raw;
 }

@@ -8,8 +8,7 @@ import { PRUNE_STAMP } from '../shared/root.js';
 
 const DAY_MS = 86400_000;
 
-/** @param self the shim's resolved file, bin/ld.lld, beside which bin/ltocache lives */
-export function maybeStartPrune(root: string, self: string, env: NodeJS.ProcessEnv): void {
+export function maybeStartPrune(root: string, env: NodeJS.ProcessEnv): void {
 	if (env.LTOCACHE_AUTO_PRUNE === '0') return;
 	const stamp = path.join(root, PRUNE_STAMP);
 	try {
@@ -17,7 +16,8 @@ export function maybeStartPrune(root: string, self: string, env: NodeJS.ProcessE
 		if (Date.now() - last < DAY_MS) return;
 		// Stamp first: the other links of a parallel build then skip.
 		fs.writeFileSync(stamp, '');
-		const cli = path.join(path.dirname(self), 'ltocache');
+		// process.argv[1] is bin/ld.lld as invoked; the manager is beside its real file.
+		const cli = path.join(path.dirname(fs.realpathSync(process.argv[1])), 'ltocache');
 		const child = spawn(process.execPath, [cli, 'prune'], {
 			detached: true,
 			stdio: 'ignore',

@@ -2,62 +2,60 @@
 //
 // The shim is found on PATH under the name the build asked for (ld.lld,
 // ld.lld-16, ...), so the real linker is the next executable of that name on
-// PATH that is not a shim. "Not a shim" compares resolved files, not names,
-// and LTOCACHE_CHAIN carries every file already passed through in this link
-// to the child, so two wrappers that each skip only themselves cannot call
-// each other forever.
+// PATH that is not a shim. "Not a shim" compares files (device and inode,
+// like `test -ef`), not names, and LTOCACHE_CHAIN carries every file already
+// passed through in this link to the child, so two wrappers that each skip
+// only themselves cannot call each other forever. bin/ld.lld's fast path
+// does the same with shell built-ins; both spell the linker and the chain
+// byte for byte alike.
 import fs from 'node:fs';
+import path from 'node:path';
 import { isExecutableFile, searchPath } from '../shared/pathsearch.js';
 
 export const CHAIN_VAR = 'LTOCACHE_CHAIN';
 
-export type Linker = { file: string; real: string };
+/** The file to run, and the argv[0] to run it with. */
+export type Linker = { file: string; argv0: string };
 export type Located = { linker: Linker } | { error: string };
 
-function realpath(file: string): string | undefined {
+function identity(file: string): string | undefined {
 	try {
-		return fs.realpathSync(file);
+		const st = fs.statSync(file);
+		return `${st.dev}:${st.ino}`;
 	} catch {
 		return undefined;
 	}
 }
 
-export function readChain(env: NodeJS.ProcessEnv): string[] {
-	try {
-		const chain: unknown = JSON.parse(env[CHAIN_VAR] ?? '[]');
-		return Array.isArray(chain) ? chain.filter((entry): entry is string => typeof entry === 'string') : [];
-	} catch {
-		return [];
-	}
-}
-
-/** The files to skip: this shim and everything earlier in the chain, passed on to the linker's environment. */
+/** The chain: one path a line, as `${chain}\n${self}\n${linker}` in sh. */
 export function nextChain(env: NodeJS.ProcessEnv, self: string, linker: Linker): string {
-	return JSON.stringify([...new Set([...readChain(env), self, linker.real])]);
+	const before = env[CHAIN_VAR];
+	return `${before ? `${before}\n` : ''}${self}\n${linker.file}`;
 }
 
 /**
  * @param name the name the shim was invoked as (ld.lld, ld.lld-16)
- * @param self the shim's own resolved file
+ * @param self the shim's file as it was invoked
  */
 export function locateLinker(name: string, self: string, env: NodeJS.ProcessEnv): Located {
-	const skip = new Set([self, ...readChain(env)]);
+	const skip = new Set([self, ...(env[CHAIN_VAR] ?? '').split('\n')].map(identity));
+	skip.delete(undefined);
+	const isShim = (file: string) => skip.has(identity(file));
+	// argv[0] is the linker's path, as a shell's exec gives it; a linker of
+	// another name (LTOCACHE_LD) gets the name the build called, from which
+	// lld takes its flavour.
+	const argv0 = (file: string) => (path.basename(file) === name ? file : name);
 	const explicit = env.LTOCACHE_LD;
 	if (explicit?.includes('/')) {
-		const real = realpath(explicit);
-		if (real === undefined || !isExecutableFile(real)) return { error: `LTOCACHE_LD=${explicit} is not an executable file` };
-		if (skip.has(real)) return { error: `LTOCACHE_LD=${explicit} is the ltocache shim itself, not a real linker` };
-		return { linker: { file: explicit, real } };
+		if (!isExecutableFile(explicit)) return { error: `LTOCACHE_LD=${explicit} is not an executable file` };
+		if (isShim(explicit)) return { error: `LTOCACHE_LD=${explicit} is the ltocache shim itself, not a real linker` };
+		return { linker: { file: explicit, argv0: argv0(explicit) } };
 	}
 	const wanted = explicit || name;
 	const skipped: string[] = [];
 	for (const file of searchPath(wanted, env.PATH ?? '')) {
-		const real = realpath(file) ?? file;
-		if (skip.has(real)) {
-			skipped.push(file);
-			continue;
-		}
-		return { linker: { file, real } };
+		if (!isShim(file)) return { linker: { file, argv0: argv0(file) } };
+		skipped.push(file);
 	}
 	const what = explicit ? `LTOCACHE_LD=${explicit}` : wanted;
 	const also = skipped.length > 0 ? `; skipped ${skipped.join(', ')} (the shim)` : '';

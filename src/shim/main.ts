@@ -1,7 +1,10 @@
 // The ld.lld shim, top to bottom: read argv, decide on the cache directory,
 // find the real linker, run it. Nothing here may make a link fail that would
 // have succeeded without the shim.
-import fs from 'node:fs';
+//
+// bin/ld.lld loads this (bundled as dist/ld.lld.cjs) only for what its shell
+// fast path leaves over, with process.argv = [node, $0, SELF, ARGS...]:
+// SELF is the shim's path as the build invoked it, made absolute.
 import path from 'node:path';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
@@ -9,11 +12,10 @@ import { decide, type Plan } from './decide.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
 import { runLinker } from './run.js';
 
-export function main(): void {
+function main(): void {
 	const env = process.env;
-	const invokedAs = process.argv[1];
-	const name = path.basename(invokedAs);
-	const self = fs.realpathSync(invokedAs);
+	const self = process.argv[2];
+	const name = path.basename(self);
 
 	const args = rawArgs();
 	let plan: Plan;
@@ -37,11 +39,8 @@ export function main(): void {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
 	const { root } = plan;
-	runLinker(
-		linker.file,
-		name,
-		plan.args,
-		{ ...env, [CHAIN_VAR]: nextChain(env, self, linker) },
-		root ? () => maybeStartPrune(root, self, env) : undefined,
-	);
+	const childEnv = { ...env, [CHAIN_VAR]: nextChain(env, self, linker) };
+	runLinker(linker.file, linker.argv0, plan.args, childEnv, root ? () => maybeStartPrune(root, env) : undefined);
 }
+
+main();

@@ -3,12 +3,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { isRoot, onPath, repo } from '../helpers/tools.js';
+import { isRoot, onPath, realLd, repo } from '../helpers/tools.js';
 
 const KERNEL_CACHE = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
 
 export const kernelReady =
-	isRoot && fs.existsSync('/usr/src/linux-source-6.1.tar.xz') && Boolean(onPath('clang') && onPath('ld.lld') && onPath('ld.lld-16'));
+	isRoot && fs.existsSync('/usr/src/linux-source-6.1.tar.xz') && Boolean(onPath('clang') && realLd('ld.lld') && realLd('ld.lld-16'));
 export const kernelNeeds =
 	'root, and Debian packages linux-source-6.1 clang lld llvm clang-16 lld-16 llvm-16 bc flex bison libelf-dev libssl-dev (run: sudo .ci/run)';
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, execaSync, type Options } from 'execa';
 import { afterAll, describe, it } from 'vitest';
+import { realLinker, which } from '../../src/shared/pathsearch.js';
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const SHIM = path.join(repo, 'bin/ld.lld');
@@ -16,16 +17,16 @@ export const fixtures = path.join(repo, 'test/fixtures');
 export const isRoot = process.getuid?.() === 0;
 export const inCI = ['true', '1'].includes(process.env.CI ?? '');
 
-export function onPath(name: string): string | undefined {
-	for (const dir of (process.env.PATH ?? '').split(':')) {
-		const file = path.join(dir || '.', name);
-		try {
-			fs.accessSync(file, fs.constants.X_OK);
-			return file;
-		} catch {}
-	}
-	return undefined;
-}
+export const onPath = (name: string) => which(name, process.env.PATH ?? '');
+
+/**
+ * The real linker of that name, found the way a build without ltocache would:
+ * the first on PATH that is no ltocache shim, so the suite means the same on
+ * a machine where ltocache is installed in /usr/local/bin.
+ */
+export const realLd = (name = 'ld.lld') => realLinker(name, process.env.PATH ?? '');
+/** The real ld.lld: the oracle, the reference links, the bug without the shim. */
+export const LLD = realLd() ?? 'ld.lld';
 
 /**
  * describe, or a skip with the reason when a prerequisite is missing. In CI
@@ -43,7 +44,7 @@ export function describeIf(ok: boolean, needs: string): (name: string, body: () 
 	return (name, body) => describe.skip(`${name} [skipped: needs ${needs}]`, body);
 }
 
-export const hasToolchain = Boolean(onPath('clang') && onPath('ld.lld'));
+export const hasToolchain = Boolean(onPath('clang') && realLd());
 
 /** A fresh directory under one per-file root, world-readable so an unprivileged user can reach it. */
 export function scratchRoot(): (name?: string) => string {
@@ -69,11 +70,12 @@ export function compileThin(dir: string, clang = 'clang'): string[] {
 	return objects;
 }
 
-/** Build the recording stand-in linker into dir, under each of the given names. */
+/** Build the recording stand-in linker into dir, one separate file under each of the given names. */
 export function fakeLinker(dir: string, names = ['ld.lld', 'ld.lld-16']): string {
 	const binary = path.join(dir, 'fake-ld');
 	execaSync('clang', ['-O1', '-o', binary, path.join(fixtures, 'fake-ld.c')]);
-	for (const name of names) fs.symlinkSync(binary, path.join(dir, name));
+	for (const name of names) fs.copyFileSync(binary, path.join(dir, name));
+	for (const name of names) fs.chmodSync(path.join(dir, name), 0o755);
 	return binary;
 }
 
@@ -144,6 +146,15 @@ export function entriesBelow(dir: string): string[] {
 		.filter((f) => path.basename(f).startsWith('llvmcache-') && path.basename(f) !== 'llvmcache.timestamp')
 		.sort();
 }
+
+/** The file that ran, as the stand-in linker recorded it (its /proc/self/exe). */
+export const ranFile = (record: string) => fs.readFileSync(`${record}.exe`, 'utf8').replace(/\0$/, '');
+
+/** The process id the stand-in linker ran as: the shim's own when the shim exec-ed it. */
+export const ranAsPid = (record: string) => Number(fs.readFileSync(`${record}.pid`, 'utf8'));
+
+/** The environment the stand-in linker recorded, as name=value strings. */
+export const recordedEnv = (record: string) => recorded(`${record}.env`).map(String);
 
 /** The NUL-separated argv a fake linker recorded. */
 export function recorded(file: string): Buffer[] {

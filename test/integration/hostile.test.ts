@@ -9,7 +9,7 @@ import { beforeAll, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { LOCK_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk } from '../helpers/cache.js';
-import { describeIf, entriesBelow, fixtures, hasToolchain, isRoot, SHIM, scratchRoot, withReadOnly } from '../helpers/tools.js';
+import { describeIf, entriesBelow, fixtures, hasToolchain, isRoot, LLD, SHIM, scratchRoot, withReadOnly } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -32,7 +32,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 				execaSync('clang', ['-flto=thin', opt, '-c', path.join(fixtures, `${n}.c`), '-o', object]);
 				return object;
 			});
-			execaSync('ld.lld', ['-r', '-o', path.join(dir, 'reference.o'), ...objects]);
+			execaSync(LLD, ['-r', '-o', path.join(dir, 'reference.o'), ...objects]);
 			variants.push({ objects, reference: fs.readFileSync(path.join(dir, 'reference.o')) });
 		}
 	});
@@ -128,7 +128,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		/** Runs lld and kills it the moment a temporary file appears; undefined if lld finished first. */
 		const killMidWrite = async (): Promise<string | undefined> => {
 			const lld = execa(
-				'ld.lld',
+				LLD,
 				[`--thinlto-cache-dir=${key}`, '-r', '-o', path.join(dir, 'out.o'), path.join(dir, 'big.o'), ...variants[0].objects],
 				{ reject: false },
 			);

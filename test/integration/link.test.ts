@@ -13,7 +13,9 @@ import {
 	entriesBelow,
 	hasToolchain,
 	isRoot,
+	LLD,
 	onPath,
+	realLd,
 	scratchRoot,
 	shimDir,
 	stagedShim,
@@ -36,7 +38,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			objects = compileThin(scratch('obj'));
 			work = scratch('work');
 			fs.chmodSync(work, 0o777);
-			execaSync('ld.lld', ['-r', '-o', path.join(work, 'reference.o'), ...objects]);
+			execaSync(LLD, ['-r', '-o', path.join(work, 'reference.o'), ...objects]);
 			reference = fs.readFileSync(path.join(work, 'reference.o'));
 		});
 
@@ -76,7 +78,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
 			const env = userEnv(xdg, { KERNELRELEASE: '6.1.99-test', KBUILD_EXTMOD: '/src/mod' });
 
-			const bare = await asNobody('sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], env);
+			const bare = await asNobody('sh', ['-c', 'cd "$0" && exec "$@"', kernel, LLD, ...args], env);
 			expect(bare.exitCode).not.toBe(0);
 			expect(bare.stderr).toMatch(/Permission denied/);
 
@@ -103,7 +105,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
 			const env = { PATH: `${shims}:/usr/bin:/bin`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro', LTOCACHE_AUTO_PRUNE: '0' };
 
-			const bare = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec /usr/bin/ld.lld "$@"', kernel, ...args], { env });
+			const bare = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec "$@"', kernel, LLD, ...args], { env });
 			expect(bare.stderr).toMatch(/Read-only file system/);
 			const result = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec ld.lld "$@"', kernel, ...args], { env });
 			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
@@ -193,7 +195,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			expect(fs.readdirSync(xdg)).toEqual([]);
 		});
 
-		describeIf(Boolean(onPath('ld.lld-16') && onPath('clang-16')), 'clang-16 and ld.lld-16')('versioned linkers', () => {
+		describeIf(Boolean(realLd('ld.lld-16') && onPath('clang-16')), 'clang-16 and ld.lld-16')('versioned linkers', () => {
 			it('runs ld.lld-16 for ld.lld-16, redirected', async () => {
 				const kernel = tree();
 				const xdg = cacheHome();

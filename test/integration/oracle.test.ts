@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import fc from 'fast-check';
 import { beforeAll, expect, it } from 'vitest';
 import { CACHE_FLAG, scanArgs } from '../../src/shim/argv.js';
-import { compileThin, describeIf, hasToolchain, scratchRoot } from '../helpers/tools.js';
+import { compileThin, describeIf, hasToolchain, LLD, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const RUNS = 100;
@@ -47,7 +47,7 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ld.lld agrees 
 				expect(scan.kind).toBe('flag');
 				const parsed = scan.kind === 'flag' ? Buffer.from(scan.flag.value, 'latin1') : Buffer.alloc(0);
 
-				const result = await execa('ld.lld', [top, '-o', 'out.o'], { cwd, reject: false });
+				const result = await execa(LLD, [top, '-o', 'out.o'], { cwd, reject: false });
 				expect(result.stderr).toBe('');
 				const made = (fs.readdirSync(cwd, { encoding: 'buffer' }) as Buffer[]).filter(
 					(f) => !['inner.rsp', 'outer.rsp', 'out.o'].includes(f.toString('latin1')),

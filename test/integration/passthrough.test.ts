@@ -10,6 +10,7 @@ import {
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	ranFile,
 	recorded,
 	SHIM,
 	scratchRoot,
@@ -42,12 +43,12 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 		fs.symlinkSync(process.execPath, path.join(node, 'node'));
 	});
 
-	it('passes argv byte for byte, with argv[0] as the build called it', async () => {
+	it('passes argv byte for byte, with argv[0] the path of the linker it runs', async () => {
 		const tree = scratch('tree');
 		const odd = ['', ' ', 'two  spaces', 'tab\there', 'new\nline', '"quotes\'', '\\', 'é', `--thinlto-cache-dir=${tree}`];
 		const result = await run(['-r', ...odd, '-o', 'out.o']);
 		expect(result.exitCode).toBe(0);
-		expect(recorded(record).map(String)).toEqual(['ld.lld', '-r', ...odd, '-o', 'out.o']);
+		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, '-r', ...odd, '-o', 'out.o']);
 		expect(result.stdout).toBe('fake-ld stdout\n');
 		expect(result.stderr).toBe('fake-ld stderr\n');
 	});
@@ -66,7 +67,7 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 		);
 		expect(result.exitCode).toBe(0);
 		expect(recorded(record)).toEqual([
-			Buffer.from('ld.lld'),
+			Buffer.from(`${fakeDir}/ld.lld`),
 			Buffer.from('-r'),
 			Buffer.from([0xff, 0xfe, 0x80]),
 			Buffer.from(''),
@@ -78,7 +79,10 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 	it('runs the real linker of the name it was called by', async () => {
 		const result = await run(['--version'], {}, 'ld.lld-16');
 		expect(result.exitCode).toBe(0);
-		expect(recorded(record)[0].toString()).toBe('ld.lld-16');
+		expect(ranFile(record)).toBe(`${fakeDir}/ld.lld-16`);
+		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld-16`, '--version']);
+		await run(['--version']);
+		expect(ranFile(record)).toBe(`${fakeDir}/ld.lld`);
 	});
 
 	it('skips every PATH entry that resolves to the shim, under any name or directory', async () => {
@@ -87,7 +91,8 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 		fs.symlinkSync(path.join(again, 'ld.lld'), path.join(viaLink, 'ld.lld'));
 		const result = await run(['x'], { PATH: `${shims}:${again}:${viaLink}:${fakeDir}` });
 		expect(result.exitCode).toBe(0);
-		expect(recorded(record).map(String)).toEqual(['ld.lld', 'x']);
+		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, 'x']);
+		expect(ranFile(record)).toBe(`${fakeDir}/ld.lld`);
 	});
 
 	it('says what it searched and exits 127 when there is no real linker', async () => {
@@ -127,7 +132,7 @@ exit 99
 		);
 		const result = await run(['z'], { PATH: `${shims}:${wrapperDir}:${fakeDir}` });
 		expect(result.exitCode).toBe(0);
-		expect(recorded(record).map(String)).toEqual(['ld.lld', 'z']);
+		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, 'z']);
 		expect(fs.readFileSync(`${record}.trail`, 'utf8')).toBe('wrapper\n');
 	});
 
@@ -204,8 +209,9 @@ exit 99
 			expect(direct.exitCode).toBe(0);
 			const target = fs.readdirSync(path.join(cache, 'ltocache/6.1.0-test')).map((k) => path.join(cache, 'ltocache/6.1.0-test', k));
 			expect(target).toHaveLength(1);
+			const lld = `${fakeDir}/ld.lld`;
 			expect(recorded(rec).map(String)).toEqual([
-				'ld.lld',
+				lld,
 				'--thinlto-cache-dir=keep',
 				'-r',
 				`--thinlto-cache-dir=${target[0]}`,
@@ -223,7 +229,7 @@ exit 99
 
 			const viaFile = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld -r @x.mod -o x.o`], env);
 			expect(viaFile.exitCode).toBe(0);
-			expect(recorded(rec).map(String)).toEqual(['ld.lld', '-r', '@x.mod', `--thinlto-cache-dir=${target[0]}`, '-o', 'x.o']);
+			expect(recorded(rec).map(String)).toEqual([lld, '-r', '@x.mod', `--thinlto-cache-dir=${target[0]}`, '-o', 'x.o']);
 			expect(fs.readFileSync(rsp)).toEqual(before);
 
 			const disabled = await asNobody('sh', ['-c', `cd "${tree}" && exec ld.lld --thinlto-cache-dir=.thinlto-cache`], {
@@ -231,7 +237,7 @@ exit 99
 				LTOCACHE_DISABLE: '1',
 			});
 			expect(disabled.exitCode).toBe(0);
-			expect(recorded(rec).map(String)).toEqual(['ld.lld', '--thinlto-cache-dir=.thinlto-cache']);
+			expect(recorded(rec).map(String)).toEqual([lld, '--thinlto-cache-dir=.thinlto-cache']);
 		});
 	});
 });

@@ -59,7 +59,7 @@ async function resolveLinker(
 			shimFirst: false,
 		};
 	}
-	const located = locateLinker(name, fs.realpathSync(shim), { PATH: pathValue });
+	const located = locateLinker(name, shim, { PATH: pathValue });
 	if ('error' in located)
 		return { finding: { level: 'fail', check, message: `${first} is the shim, but ${located.error}` }, shimFirst: true };
 	return {
@@ -173,7 +173,7 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 		if (name === 'ld.lld') [shimFirst, rootShimFirst] = [mine.shimFirst, roots.shimFirst];
 		findings.push(mine.finding, roots.finding);
 	}
-	// The shim starts with `#!/usr/bin/env node`: where it is in front, node must be found too.
+	// The shim's shell fast path needs no node, but every redirect does: where the shim is in front, node must be found too.
 	for (const [inFront, pathValue, where] of [
 		[shimFirst, userPath, 'PATH'],
 		[rootShimFirst, ROOT_PATH, "root's default PATH"],
@@ -182,7 +182,7 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 			findings.push({
 				level: 'fail',
 				check: `node on ${where}`,
-				message: `the shim is first on ${where} but node is not: links through it fail with "env: 'node': No such file or directory"`,
+				message: `the shim is first on ${where} but node is not: it cannot move an unwritable cache directory, so such links still fail`,
 			});
 		}
 	}

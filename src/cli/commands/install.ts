@@ -51,7 +51,9 @@ its own symlink. Running it again changes nothing.`,
 			say(`${dir} comes after ${dirs[realAt]} on PATH, so builds still find the real ld.lld first: put ${dir} in front`);
 		}
 		if (!which('node', buildPath)) {
-			say(`warning: no node on ${values.system ? "root's default PATH" : 'PATH'} (${buildPath}); the shim runs with /usr/bin/env node`);
+			say(
+				`warning: no node on ${values.system ? "root's default PATH" : 'PATH'} (${buildPath}); the shim needs node to move an unwritable cache directory`,
+			);
 		}
 		return refused > 0 ? 1 : 0;
 	},
