@@ -5,8 +5,9 @@
 import fs from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
+import { execa } from 'execa';
 import { expect, it } from 'vitest';
-import { repo } from '../helpers/tools.js';
+import { describeIf, onPath, repo } from '../helpers/tools.js';
 
 type Metafile = { inputs: Record<string, unknown>; outputs: Record<string, { imports: { path: string; external?: boolean }[] }> };
 
@@ -68,4 +69,13 @@ it('keeps the shim and the shared modules out of the manager, and every command 
 			if (file.startsWith('cli/commands/')) expect(target, file).not.toMatch(/^cli\/commands\//);
 		}
 	}
+});
+
+describeIf(Boolean(onPath('shellcheck')), 'shellcheck (Debian: shellcheck)')('bin/ld.lld', () => {
+	it('is POSIX sh that shellcheck passes', async () => {
+		const result = await execa('shellcheck', ['-s', 'sh', path.join(repo, 'bin/ld.lld')], { reject: false });
+		expect(result.stdout + result.stderr).toBe('');
+		expect(result.exitCode).toBe(0);
+		expect(fs.readFileSync(path.join(repo, 'bin/ld.lld'), 'utf8')).toMatch(/^#!\/bin\/sh\n/);
+	});
 });
