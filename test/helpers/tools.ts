@@ -46,13 +46,22 @@ export function describeIf(ok: boolean, needs: string): (name: string, body: () 
 
 export const hasToolchain = Boolean(onPath('clang') && realLd());
 
-/** A fresh directory under one per-file root, world-readable so an unprivileged user can reach it. */
+/**
+ * A fresh directory under one per-file root, world-readable so an
+ * unprivileged user can reach it. The root is made on first use, so a file
+ * whose tests are all skipped leaves nothing behind.
+ */
 export function scratchRoot(): (name?: string) => string {
-	const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-test-'));
-	fs.chmodSync(root, 0o755);
-	afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+	let root: string | undefined;
+	afterAll(() => {
+		if (root) fs.rmSync(root, { recursive: true, force: true });
+	});
 	let n = 0;
 	return (name = 'd') => {
+		if (root === undefined) {
+			root = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-test-'));
+			fs.chmodSync(root, 0o755);
+		}
 		const dir = path.join(root, `${name}-${n++}`);
 		fs.mkdirSync(dir, { mode: 0o755 });
 		fs.chmodSync(dir, 0o755);

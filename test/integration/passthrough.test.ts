@@ -3,13 +3,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { beforeAll, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
 	asNobody,
 	describeIf,
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	ranAsPid,
 	ranFile,
 	recorded,
 	SHIM,
@@ -136,40 +137,84 @@ exit 99
 		expect(fs.readFileSync(`${record}.trail`, 'utf8')).toBe('wrapper\n');
 	});
 
-	it('exits with the linker status', async () => {
-		for (const status of [1, 3, 255]) {
-			expect((await run([], { FAKE_LD_MODE: `exit:${status}` })).exitCode).toBe(status);
-		}
+	// Both halves of the shim: the shell fast path execs the linker (the
+	// linker then is the shim's process), the Node shim runs it as a child and
+	// must pass signals in and status out itself.
+	describe.each([
+		['the shell fast path', {}, true],
+		['the Node shim', { LTOCACHE_NO_FAST_PATH: '1' }, false],
+	] as const)('through %s', (_, via, direct) => {
+		/** Runs the shim and checks which half ran the linker: pid equality means nothing started in between. */
+		const runVia = async (env: Record<string, string>) => {
+			const child = run([], { ...via, ...env });
+			const result = await child;
+			expect(ranAsPid(record) === child.pid).toBe(direct);
+			return result;
+		};
+
+		it('exits with the linker status', async () => {
+			for (const status of [1, 3, 255]) {
+				expect((await runVia({ FAKE_LD_MODE: `exit:${status}` })).exitCode).toBe(status);
+			}
+		});
+
+		it('dies of the signal the linker died of', async () => {
+			for (const [n, name] of [
+				[6, 'SIGABRT'],
+				[11, 'SIGSEGV'],
+				[15, 'SIGTERM'],
+			] as const) {
+				const result = await runVia({ FAKE_LD_MODE: `signal:${n}` });
+				expect(result.signal).toBe(name);
+			}
+			const shell = await execa('sh', ['-c', '"$0"; echo "status $?"', path.join(shims, 'ld.lld')], {
+				reject: false,
+				env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_MODE: 'signal:6', ...via },
+				extendEnv: false,
+			});
+			expect(shell.stdout).toContain('status 134');
+		});
+
+		it.each(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const)('passes %s on to the linker', async (signal) => {
+			const dir = scratch('sig');
+			const ready = path.join(dir, 'ready');
+			const got = path.join(dir, 'got');
+			const child = run([], { ...via, FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got });
+			const deadline = Date.now() + 10_000;
+			while (!fs.existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+			child.kill(signal);
+			const result = await child;
+			expect(fs.readFileSync(got, 'utf8')).toBe(String({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGQUIT: 3 }[signal]));
+			expect(result.signal).toBe(signal);
+			expect(ranAsPid(record) === child.pid).toBe(direct);
+		});
 	});
 
-	it('dies of the signal the linker died of', async () => {
-		for (const [n, name] of [
-			[6, 'SIGABRT'],
-			[11, 'SIGSEGV'],
-			[15, 'SIGTERM'],
-		] as const) {
-			const result = await run([], { FAKE_LD_MODE: `signal:${n}` });
-			expect(result.signal).toBe(name);
-		}
-		const shell = await execa('sh', ['-c', '"$0"; echo "status $?"', path.join(shims, 'ld.lld')], {
+	it('runs the linker with the original arguments when deciding fails unexpectedly (here: its directory is gone)', async () => {
+		const gone = scratch('gone');
+		const args = ['--thinlto-cache-dir=/proc/no/such/dir', '-r', 'a.o'];
+		const child = execa('sh', ['-c', 'cd "$0" && rmdir "$0" && exec "$@"', gone, path.join(shims, 'ld.lld'), ...args], {
 			reject: false,
-			env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_MODE: 'signal:6' },
+			env: { PATH: `${shims}:${fakeDir}:${node}:/bin:/usr/bin`, FAKE_LD_RECORD: record, LTOCACHE_VERBOSE: '1' },
 			extendEnv: false,
 		});
-		expect(shell.stdout).toContain('status 134');
+		const result = await child;
+		expect(result.exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, ...args]);
+		expect(result.stderr).toMatch(/^ltocache: running .*\nltocache: unexpected .*ENOENT.*; passing argv through$/m);
 	});
 
-	it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('passes %s on to the linker', async (signal) => {
-		const dir = scratch('sig');
-		const ready = path.join(dir, 'ready');
-		const got = path.join(dir, 'got');
-		const child = run([], { FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got });
-		const deadline = Date.now() + 10_000;
-		while (!fs.existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-		child.kill(signal);
-		const result = await child;
-		expect(fs.readFileSync(got, 'utf8')).toBe(String({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1 }[signal]));
-		expect(result.signal).toBe(signal);
+	it('passes an empty --thinlto-cache-dir= through untouched', async () => {
+		for (const via of [{}, { LTOCACHE_NO_FAST_PATH: '1' }]) {
+			const result = await run(['--thinlto-cache-dir=/proc/unwritable', '--thinlto-cache-dir=', '-r'], via);
+			expect(result.exitCode).toBe(0);
+			expect(recorded(record).map(String)).toEqual([
+				`${fakeDir}/ld.lld`,
+				'--thinlto-cache-dir=/proc/unwritable',
+				'--thinlto-cache-dir=',
+				'-r',
+			]);
+		}
 	});
 
 	it('is silent on a normal link and explains itself with LTOCACHE_VERBOSE=1', async () => {
