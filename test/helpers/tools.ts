@@ -148,6 +148,18 @@ export function entries(dir: string): string[] {
 	}
 }
 
+/**
+ * Each entry of a cache directory with its inode and mtime: lld writes an
+ * entry to a temporary file and renames it in, so an entry written again
+ * (a miss) changes here even when its name and content do not.
+ */
+export function identities(dir: string): string[] {
+	return entries(dir).map((name) => {
+		const st = fs.statSync(path.join(dir, name));
+		return `${name} ${st.ino} ${st.mtimeMs}`;
+	});
+}
+
 /** Every llvmcache entry anywhere below dir, as paths relative to it. */
 export function entriesBelow(dir: string): string[] {
 	if (!fs.existsSync(dir)) return [];

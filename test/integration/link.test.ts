@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
+import { toBytes } from '../../src/shared/bytes.js';
+import { keyName } from '../../src/shared/keydir.js';
 import {
 	asNobody,
 	compileThin,
@@ -12,6 +14,7 @@ import {
 	entries,
 	entriesBelow,
 	hasToolchain,
+	identities,
 	isRoot,
 	LLD,
 	onPath,
@@ -88,13 +91,14 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			const [key] = fs.readdirSync(path.join(xdg, 'ltocache/6.1.99-test'));
 			const cacheDir = path.join(xdg, 'ltocache/6.1.99-test', key);
 			expect(key).toMatch(/^src-mod-[0-9a-f]{12}$/);
-			const filled = entries(cacheDir);
+			const filled = identities(cacheDir);
 			expect(filled.length).toBeGreaterThan(0);
 			expect(fs.existsSync(path.join(kernel, '.thinlto-cache'))).toBe(false);
 
 			const again = await linkAsNobody(kernel, args, env);
 			expect(again.exitCode).toBe(0);
-			expect(entries(cacheDir)).toEqual(filled); // every module came from the cache
+			// Every module came from the cache: a miss would write each entry anew (a new inode, renamed in).
+			expect(identities(cacheDir)).toEqual(filled);
 			expect(fs.readFileSync(out)).toEqual(reference);
 		});
 
@@ -167,6 +171,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			['a symlink', 'ln -s /tmp /var/tmp/ltocache-65534'],
 			['owned by someone else', 'mkdir -m 700 /var/tmp/ltocache-65534'],
 			['open to others', 'mkdir -m 777 /var/tmp/ltocache-65534 && chown nobody /var/tmp/ltocache-65534'],
+			['open to its group', 'mkdir -m 770 /var/tmp/ltocache-65534 && chown nobody /var/tmp/ltocache-65534'],
 		])('links without a cache, saying so once, when the fallback is %s', async (_, plant) => {
 			const kernel = tree();
 			const out = path.join(work, 'nocache.o');
@@ -179,6 +184,83 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 				),
 			]);
 			expect(fs.readFileSync(out)).toEqual(reference);
+		});
+
+		it('as root, does not take a fallback that is not its own, though root could write it', async () => {
+			const kernel = tree();
+			const xdg = scratch('xdg-ro');
+			const out = path.join(work, 'root-fallback.o');
+			fs.rmSync(out, { force: true });
+			// Root's cache home and the tree on read-only mounts; the fallback planted, private, but nobody's.
+			const script = `mount -t tmpfs tmpfs /var/tmp && mkdir -m 700 /var/tmp/ltocache-0 && chown nobody /var/tmp/ltocache-0 &&
+				mount --bind -o ro "$XDG" "$XDG" && mount --bind -o ro "$0" "$0" && cd "$0" &&
+				env -i LTOCACHE_AUTO_PRUNE=0 PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME="$XDG" ld.lld "$@" || exit $?
+				find /var/tmp/ltocache-0 -type f | wc -l`;
+			const result = await execa(
+				'unshare',
+				['-m', 'sh', '-c', script, kernel, '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects],
+				{
+					reject: false,
+					env: { XDG: xdg },
+				},
+			);
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(
+				/^ltocache: --thinlto-cache-dir=\.thinlto-cache is not writable \(EROFS\); no safe cache root .*linking without a ThinLTO cache$/,
+			);
+			expect(result.stdout).toBe('0');
+			expect(fs.readFileSync(out)).toEqual(reference);
+		});
+
+		it('redirects a cache directory below a regular file (ENOTDIR)', async () => {
+			const dir = scratch('enotdir');
+			fs.writeFileSync(path.join(dir, 'file'), '');
+			const root = scratch('root');
+			const out = path.join(work, 'enotdir.o');
+			const result = await execa(path.join(shims, 'ld.lld'), [`--thinlto-cache-dir=${dir}/file/cache`, '-r', '-o', out, ...objects], {
+				reject: false,
+				env: { LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-enotdir', LTOCACHE_AUTO_PRUNE: '0' },
+			});
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(entriesBelow(path.join(root, '6.1.0-enotdir')).length).toBeGreaterThan(0);
+			expect(fs.readFileSync(out)).toEqual(reference);
+		});
+
+		it('keys a link without an external module by its original cache directory', async () => {
+			const kernel = tree();
+			const xdg = cacheHome();
+			const out = path.join(work, 'original.o');
+			const result = await linkAsNobody(
+				kernel,
+				['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects],
+				userEnv(xdg, { KERNELRELEASE: '6.1.0-orig' }),
+			);
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			const original = path.join(kernel, '.thinlto-cache');
+			const release = path.join(xdg, 'ltocache/6.1.0-orig');
+			expect(fs.readdirSync(release)).toEqual([keyName(toBytes(original))]);
+			expect(JSON.parse(fs.readFileSync(path.join(release, keyName(toBytes(original)), 'ltocache.json'), 'utf8'))).toEqual({
+				version: 1,
+				release: '6.1.0-orig',
+				original,
+			});
+		});
+
+		it('sees a cache hit of the real lld move only atime, the half of last use prune needs', async () => {
+			const cwd = scratch('hit');
+			const link = () => execa(LLD, ['--thinlto-cache-dir=cache', '-r', '-o', 'out.o', ...objects], { cwd });
+			await link();
+			const cache = path.join(cwd, 'cache');
+			const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+			for (const name of entries(cache)) fs.utimesSync(path.join(cache, name), twoDaysAgo, twoDaysAgo);
+			const before = identities(cache);
+			await link();
+			expect(identities(cache)).toEqual(before);
+			for (const name of entries(cache)) {
+				const st = fs.statSync(path.join(cache, name));
+				expect(Math.round(st.mtimeMs)).toBe(twoDaysAgo.getTime());
+				expect(st.atimeMs).toBeGreaterThan(Date.now() - 60_000);
+			}
 		});
 
 		it('links without a cache with LTOCACHE_MODE=drop', async () => {
