@@ -40,8 +40,8 @@ export function setAge(file: string, ageDays: number, atimeAgeDays = ageDays): v
 }
 
 /** Run `ltocache ...` against a root; never throws on a non-zero exit. */
-export function ltocache(root: string, args: string[], env: Record<string, string> = {}) {
-	return execa('node', [CLI, ...args], { reject: false, env: { LTOCACHE_DIR: root, ...env } });
+export function ltocache(root: string, args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}) {
+	return execa('node', [CLI, ...args], { reject: false, env: { LTOCACHE_DIR: root, ...env }, ...options });
 }
 
 /** Every llvmcache-* regular file below dir with its size: the truth to compare stats with. */

@@ -192,6 +192,34 @@ describe('ltocache prune', () => {
 	});
 });
 
+describe('ltocache clear', () => {
+	it('removes only one kernel release with --kernel, only one module with --extmod', async () => {
+		const root = scratch('root');
+		const modRoot = scratch('mods');
+		const one = path.join(modRoot, 'one');
+		const two = path.join(modRoot, 'two');
+		const keys = {
+			oldOne: makeKey(root, '5.15.0-1', one, 2),
+			newOne: makeKey(root, '6.1.0-1', one, 2),
+			newTwo: makeKey(root, '6.1.0-1', two, 2),
+		};
+		const files = Object.fromEntries(Object.entries(keys).map(([name, dir]) => [name, [makeEntry(dir), makeEntry(dir)]]));
+		const left = () => Object.fromEntries(Object.entries(files).map(([name, list]) => [name, list.filter((f) => fs.existsSync(f)).length]));
+
+		expect((await run(root, ['clear', '--kernel', '5.15.0-1'])).removed.entries).toBe(2);
+		expect(left()).toEqual({ oldOne: 0, newOne: 2, newTwo: 2 });
+
+		// Relative to the working directory, like M=.
+		const result = await ltocache(root, ['clear', '--extmod', 'two', '--json'], {}, { cwd: modRoot });
+		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+		expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(2);
+		expect(left()).toEqual({ oldOne: 0, newOne: 2, newTwo: 0 });
+
+		expect((await run(root, ['clear', '--extmod', path.join(modRoot, 'three')])).removed.entries).toBe(0);
+		expect(left()).toEqual({ oldOne: 0, newOne: 2, newTwo: 0 });
+	});
+});
+
 describe('safety', () => {
 	it('never deletes foreign files, never follows symlinks, never leaves the root', async () => {
 		const root = scratch('root');
@@ -307,6 +335,29 @@ describe('locking', () => {
 		expect(2000 - removed).toBe(onDisk(root).size);
 		expect(onDisk(root).size).toBeLessThanOrEqual(1000);
 		expect(fs.existsSync(path.join(root, LOCK_NAME))).toBe(false);
+	});
+
+	it('waits while another holds the lock, and goes on once it is released', async () => {
+		const root = scratch('root');
+		const files = [1, 2, 3].map(() => makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 }));
+		// Another prune's lock, kept fresh the way proper-lockfile keeps it.
+		const lock = path.join(root, LOCK_NAME);
+		fs.mkdirSync(lock);
+		const keepFresh = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 500);
+		let finished = false;
+		const prune = run(root, ['prune', '--max-age', '1d']).finally(() => {
+			finished = true;
+		});
+		try {
+			await new Promise((r) => setTimeout(r, 2500));
+			expect(finished).toBe(false);
+			expect(files.every((f) => fs.existsSync(f))).toBe(true);
+		} finally {
+			clearInterval(keepFresh);
+			fs.rmdirSync(lock);
+		}
+		expect((await prune).removed.entries).toBe(3);
+		expect(files.some((f) => fs.existsSync(f))).toBe(false);
 	});
 
 	it('recovers a lock left by a killed process', async () => {
