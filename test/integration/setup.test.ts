@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import { asNobody, CLI, describeIf, hasToolchain, isRoot, SHIM, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import { asNobody, CLI, describeIf, hasToolchain, isRoot, repo, SHIM, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const nodeDir = path.dirname(process.execPath);
@@ -152,3 +152,24 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache demo'
 		);
 	});
 });
+
+describeIf(isRoot && hasToolchain, 'root (for a private mount namespace), clang and ld.lld')(
+	'a machine where ltocache is installed',
+	() => {
+		it('still gives the suite the real linkers, past this shim in /usr/local/bin and an older one', async () => {
+			const staged = stagedShim(scratch('pkg'));
+			// 0.1's shim: a Node script that loads the bundle.
+			const old = scratch('old');
+			fs.writeFileSync(path.join(old, 'ld.lld'), "#!/usr/bin/env node\nrequire('../dist/ld.lld.cjs').main();\n", { mode: 0o755 });
+			const lookup = `import(${JSON.stringify(path.join(repo, 'dist/shared/pathsearch.js'))}).then((m) => {
+			for (const name of ['ld.lld', 'ld.lld-16']) console.log(m.realLinker(name, process.env.PATH));
+		})`;
+			const script = `mount -t tmpfs tmpfs /usr/local/bin && ln -s "$0" /usr/local/bin/ld.lld && ln -s "$0" /usr/local/bin/ld.lld-16 &&
+			PATH="/usr/local/bin:$1:/usr/bin:/bin" && export PATH && command -v ld.lld && exec "$2" -e "$3"`;
+			const result = await execa('unshare', ['-m', 'sh', '-c', script, staged, old, process.execPath, lookup], { reject: false });
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			// The build's ld.lld is the shim; what the tests take for the real one is lld.
+			expect(result.stdout.split('\n')).toEqual(['/usr/local/bin/ld.lld', '/usr/bin/ld.lld', '/usr/bin/ld.lld-16']);
+		});
+	},
+);

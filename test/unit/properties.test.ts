@@ -121,22 +121,42 @@ describe('scanArgs', () => {
 });
 
 describe('limits', () => {
-	/** Either a value, or a UsageError naming the input; never anything else. */
-	const total = (parse: (text: string) => number) => (text: string) => {
+	// The units as documented: sizes in powers of 1024 (K..T, KiB..TiB) or 1000 (KB..TB), durations s..w.
+	const SIZE: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, kb: 1e3, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6 };
+	Object.assign(SIZE, { g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9, t: 1024 ** 4, tib: 1024 ** 4, tb: 1e12 });
+	const DURATION: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
+	const bySpec = (units: Record<string, number>, unitCase: (u: string) => string) => (text: string) => {
+		const [, n, unit] = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(text) ?? [];
+		return n === undefined || units[unitCase(unit)] === undefined ? undefined : Math.floor(Number(n) * units[unitCase(unit)]);
+	};
+
+	/** The value the documented units give, or a UsageError naming the input; never anything else. */
+	const total = (parse: (text: string) => number, spec: (text: string) => number | undefined) => (text: string) => {
 		try {
-			const value = parse(text);
-			expect(Number.isFinite(value) && value >= 0).toBe(true);
+			expect(parse(text)).toBe(spec(text));
 		} catch (error) {
-			expect(error).toBeInstanceOf(UsageError);
+			if (!(error instanceof UsageError)) throw error;
+			expect(spec(text)).toBeUndefined();
 			expect((error as Error).message).toContain(`'${text}'`);
 			expect((error as Error).message).not.toContain('\n');
 		}
 	};
 	const text = fc.oneof(fc.string(), fc.stringMatching(/^-?[0-9.]{0,6}[A-Za-z%]{0,4}$/));
 
-	it('parseSize and parseDuration return a finite value or a clear error, for any input', () => {
-		fc.assert(fc.property(text, total(parseSize)), { numRuns: RUNS });
-		fc.assert(fc.property(text, total(parseDuration)), { numRuns: RUNS });
+	it('parseSize and parseDuration return what the documented units give, or a clear error, for any input', () => {
+		fc.assert(
+			fc.property(
+				text,
+				total(
+					parseSize,
+					bySpec(SIZE, (u) => u.toLowerCase()),
+				),
+			),
+			{ numRuns: RUNS },
+		);
+		// A duration takes its unit right after the number, and needs one.
+		const durationSpec = (t: string) => (/^\s*\d+(\.\d+)?[smhdw]\s*$/.test(t) ? bySpec(DURATION, (u) => u)(t) : undefined);
+		fc.assert(fc.property(text, total(parseDuration, durationSpec)), { numRuns: RUNS });
 	});
 
 	it('parseSize agrees with the arithmetic for every well-formed size', () => {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, execaSync, type Options } from 'execa';
-import { which } from '../../shared/pathsearch.js';
+import { realLinker, which } from '../../shared/pathsearch.js';
 import { defineCommand } from '../command.js';
 import { shimFile } from '../shimlinks.js';
 
@@ -29,7 +29,9 @@ const SOURCES: Record<string, string> = {
 const PACKAGES = 'Debian/Ubuntu: apt install clang lld; Arch: pacman -S clang lld; Fedora: dnf install clang lld';
 
 async function demo(values: { keep?: boolean }, env: NodeJS.ProcessEnv): Promise<number> {
-	const missing = ['clang', 'ld.lld'].filter((tool) => !which(tool, env.PATH ?? ''));
+	// The real ld.lld even where the shim is installed first on PATH: the demo's first link shows the bug.
+	const lld = realLinker('ld.lld', env.PATH ?? '');
+	const missing = [!which('clang', env.PATH ?? '') && 'clang', !lld && 'ld.lld'].filter(Boolean);
 	if (missing.length > 0) {
 		process.stderr.write(`ltocache demo: ${missing.join(' and ')} not found on PATH (${PACKAGES})\n`);
 		return 1;
@@ -68,7 +70,7 @@ async function demo(values: { keep?: boolean }, env: NodeJS.ProcessEnv): Promise
 
 		say(`$ cd ${tree}   # ${readOnly.how}`);
 		say(`$ ld.lld ${linkArgs.join(' ')}`);
-		const bare = await link(which('ld.lld', env.PATH ?? '')!);
+		const bare = await link(lld!);
 		show(bare);
 		say(`    -> exit status ${bare.exitCode ?? bare.signal}${bare.exitCode === 0 ? '' : ': this is what breaks module builds'}\n`);
 
