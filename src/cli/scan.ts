@@ -5,8 +5,8 @@
 // directories are descended into, so nothing outside the root is ever seen.
 import fs from 'node:fs';
 import path from 'node:path';
-import { classify, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
-import { isInstalled, LOCK_NAME } from '../shared/root.js';
+import { classify, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
+import { isInstalled, LOCK_NAME, SUMMARY_NAME } from '../shared/root.js';
 
 export type Entry = { file: string; bytes: number; lastUse: number };
 export type Temp = { file: string; bytes: number; mtime: number };
@@ -85,32 +85,120 @@ export function scanKey(dir: string, name: string, collect = true): Key {
 /** Lets timers run: proper-lockfile refreshes the lock from one, and a lock not refreshed for 5 s is taken over. */
 export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** @param collect whether to list each entry (prune and clear) or only sum them up (stats) */
+/** @param collect whether to list each entry (prune and clear) or only sum them up (stats, from summaries where they hold) */
 export async function scanRoot(root: string, scope: Scope = {}, collect = true): Promise<Kernel[]> {
 	const cwd = process.cwd(); // scanKey changes directory
+	const summaries = collect ? undefined : new Summaries(root);
 	try {
-		return await scanReleases(root, scope, collect);
+		return await scanReleases(root, scope, collect, summaries);
 	} finally {
 		process.chdir(cwd);
+		summaries?.save();
 	}
 }
 
-async function scanReleases(root: string, scope: Scope, collect: boolean): Promise<Kernel[]> {
+async function scanReleases(root: string, scope: Scope, collect: boolean, summaries?: Summaries): Promise<Kernel[]> {
 	const kernels: Kernel[] = [];
 	for (const release of dirents(root)) {
-		// Skips the prune stamp, foreign files, and the lock, which is a directory.
+		// Skips the prune stamp, the summaries, foreign files, and the lock, which is a directory.
 		if (!release.isDirectory() || release.name === LOCK_NAME) continue;
 		if (scope.kernel !== undefined && release.name !== scope.kernel) continue;
 		const dir = path.join(root, release.name);
 		const keys: Key[] = [];
 		for (const d of dirents(dir)) {
 			if (!d.isDirectory()) continue;
-			keys.push(scanKey(path.join(dir, d.name), d.name, collect));
+			const keyDir = path.join(dir, d.name);
+			keys.push(summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect));
 			await yieldToTimers();
 		}
 		kernels.push({ release: release.name, dir, installed: release.name !== NO_KERNEL && isInstalled(release.name), keys });
 	}
 	return kernels.sort((a, b) => a.release.localeCompare(b.release, 'en', { numeric: true }));
+}
+
+type Summary = Pick<Key, 'count' | 'bytes' | 'lastUse' | 'temps' | 'foreign'> & { id: string };
+
+/**
+ * What stats counted in each key directory, kept in <root>/ltocache.summary.json
+ * so that stats reads only the directories that changed since: a summary
+ * holds while the directory's device, inode and mtime (in nanoseconds) are
+ * what they were before it was counted. Every way lld and prune change what
+ * a directory holds changes its mtime: lld creates a temporary file and
+ * renames it in, prune unlinks, a link's metadata is written by rename.
+ * What does not change it is read afresh each time: the metadata the shim
+ * touches on every link (the directory's last use), and its content. A hit
+ * that moved only an entry's atime shows through that touch; lld never
+ * rewrites an entry in place. File times come from a clock that ticks
+ * coarsely, so a change made right after the directory was counted could
+ * keep its mtime: a directory changed less than two seconds before the count
+ * began is counted again next time rather than summarized (git's "racily
+ * clean" rule).
+ */
+class Summaries {
+	private readonly file: string;
+	private readonly started = Date.now();
+	private readonly old: Record<string, Summary>;
+	private readonly fresh: Record<string, Summary> = {};
+	private readonly visited = new Set<string>();
+	private changed = false;
+
+	constructor(private readonly root: string) {
+		this.file = path.join(root, SUMMARY_NAME);
+		try {
+			this.old = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { version: 1; dirs: Record<string, Summary> }).dirs ?? {};
+		} catch {
+			this.old = {};
+		}
+	}
+
+	key(dir: string, name: string): Key {
+		const st = fs.lstatSync(dir, { bigint: true, throwIfNoEntry: false });
+		if (!st) return scanKey(dir, name, false);
+		const id = `${st.dev}:${st.ino}:${st.mtimeNs}`;
+		const rel = path.relative(this.root, dir);
+		this.visited.add(rel);
+		const known = this.old[rel];
+		if (known?.id === id) {
+			this.fresh[rel] = known;
+			const meta = fs.lstatSync(path.join(dir, META_FILE), { throwIfNoEntry: false });
+			const { count, bytes, lastUse, temps, foreign } = known;
+			return {
+				name,
+				dir,
+				count,
+				bytes,
+				lastUse,
+				temps,
+				foreign,
+				entries: [],
+				...(meta?.isFile() ? { meta: readMeta(dir), touched: meta.mtimeMs } : { touched: 0 }),
+			};
+		}
+		const key = scanKey(dir, name, false);
+		if (Number(st.mtimeNs / 1_000_000n) < this.started - 2000) {
+			this.fresh[rel] = { id, count: key.count, bytes: key.bytes, lastUse: key.lastUse, temps: key.temps, foreign: key.foreign };
+			this.changed = true;
+		}
+		return key;
+	}
+
+	/** Best effort: a root stats cannot write is counted in full every time. */
+	save(): void {
+		// Summaries of directories this scan did not visit (another --kernel) are kept; vanished ones go.
+		for (const [rel, summary] of Object.entries(this.old)) {
+			if (this.visited.has(rel)) this.changed ||= !(rel in this.fresh);
+			else if (fs.existsSync(path.join(this.root, rel))) this.fresh[rel] = summary;
+			else this.changed = true;
+		}
+		if (!this.changed) return;
+		const tmp = `${this.file}.${process.pid}.tmp`;
+		try {
+			fs.writeFileSync(tmp, JSON.stringify({ version: 1, dirs: this.fresh }));
+			fs.renameSync(tmp, this.file);
+		} catch {
+			fs.rmSync(tmp, { force: true });
+		}
+	}
 }
 
 export type Totals = { entries: number; bytes: number; lastUse: number | null; temps: number };

@@ -12,6 +12,8 @@ import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
 export const LOCK_NAME = 'ltocache.lock';
 /** Touched when the shim starts the daily prune. */
 export const PRUNE_STAMP = 'ltocache.last-prune';
+/** What stats last counted in each key directory (src/cli/scan.ts). */
+export const SUMMARY_NAME = 'ltocache.summary.json';
 
 /** Cache roots to try, in order: $LTOCACHE_DIR, then $XDG_CACHE_HOME/ltocache (xdg-basedir falls back to ~/.cache). */
 export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
-import { LOCK_NAME } from '../../src/shared/root.js';
+import { LOCK_NAME, SUMMARY_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
 import { scratchRoot } from '../helpers/tools.js';
 
@@ -103,6 +103,49 @@ describe('ltocache stats', () => {
 		expect(s.totalEntries).toBe(100_000);
 		expect(s.totalBytes).toBe(sum(truth));
 		expect(s.kernels.map((k) => k.entries)).toEqual([25_000, 25_000, 25_000, 25_000]);
+	});
+
+	it('stays exact from summaries while lld adds entries and prune removes them', async () => {
+		const root = scratch('root');
+		const keys = [1, 2, 3].map((n) => makeKey(root, '6.1.0-1', `/src/m${n}`, 1));
+		for (const key of keys) for (let i = 0; i < 5; i++) makeEntry(key, { bytes: 100 * (i + 1), ageDays: i + 1 });
+		const hourAgo = new Date(Date.now() - 3600_000);
+		const age = () => {
+			for (const key of keys) fs.utimesSync(key, hourAgo, hourAgo);
+		};
+		age();
+		const exact = async () => {
+			const s = await stats(root);
+			const truth = onDisk(root);
+			expect(s.totalEntries).toBe(truth.size);
+			expect(s.totalBytes).toBe(sum(truth));
+			return s;
+		};
+		const summaryFile = path.join(root, SUMMARY_NAME);
+		const summarized = () => Object.keys((JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { dirs: object }).dirs).length;
+
+		await exact();
+		expect(summarized()).toBe(3);
+		const written = fs.statSync(summaryFile).mtimeMs;
+		await exact();
+		expect(fs.statSync(summaryFile).mtimeMs).toBe(written); // nothing changed, nothing counted again
+
+		// lld's way: a temporary file, renamed in.
+		const tmp = path.join(keys[0], 'Thin-1234.tmp.o');
+		fs.writeFileSync(tmp, Buffer.alloc(777));
+		expect((await exact()).tempFiles).toBe(1);
+		fs.renameSync(tmp, path.join(keys[0], `llvmcache-${'f'.repeat(40)}`));
+		expect((await exact()).tempFiles).toBe(0);
+		// Changed just now: counted, but not summarized until it has been still for a while.
+		expect(summarized()).toBe(2);
+		age();
+		await exact();
+		expect(summarized()).toBe(3);
+
+		await run(root, ['prune', '--max-files', '7']);
+		expect((await exact()).totalEntries).toBe(7);
+		await run(root, ['clear', '--extmod', '/src/m2']);
+		await exact();
 	});
 
 	it('reports an empty or missing root as empty', async () => {
