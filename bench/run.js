@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { realLinker } from '../dist/shared/pathsearch.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' }, entries: { type: 'string', default: '100000' } } });
@@ -40,7 +41,10 @@ function compare(commands, runs = RUNS) {
 	const samples = commands.map(() => []);
 	for (const c of commands) time(...c.run); // warm up
 	for (let i = 0; i < runs; i++) {
-		for (const [j, c] of commands.entries()) samples[j].push(time(...c.run));
+		for (const [j, c] of commands.entries()) {
+			c.before?.(); // untimed: emptying a cache for a cold run
+			samples[j].push(time(...c.run));
+		}
 	}
 	return commands.map((c, j) => ({ name: c.name, ms: median(samples[j]) }));
 }
@@ -70,7 +74,7 @@ function benchShim() {
 		run('clang', ['-flto=thin', '-O2', '-c', path.join(repo, 'test/fixtures', `${n}.c`), '-o', o]);
 		return o;
 	});
-	const real = run('sh', ['-c', 'command -v ld.lld']).stdout.toString().trim();
+	const real = realLinker('ld.lld', process.env.PATH);
 	const shims = path.join(work, 'shims');
 	fs.mkdirSync(shims);
 	fs.symlinkSync(path.join(repo, 'bin/ld.lld'), path.join(shims, 'ld.lld'));
@@ -98,6 +102,10 @@ function benchShim() {
 		{ name: 'ld.lld (direct, cached link)', run: [real, link(writable), { env }] },
 		{ name: 'sh wrapper -> ld.lld', run: [sh, link(`${blocker}/x`), { env }] },
 		{ name: 'shim -> ld.lld (pass-through)', run: [path.join(shims, 'ld.lld'), link(writable), { env }] },
+		{
+			name: 'shim, Node path (pass-through)',
+			run: [path.join(shims, 'ld.lld'), link(writable), { env: { ...env, LTOCACHE_NO_FAST_PATH: '1' } }],
+		},
 		{ name: 'shim -> ld.lld (redirected)', run: [path.join(shims, 'ld.lld'), link(`${blocker}/x`), { env }] },
 		{ name: 'shim --version', run: [path.join(shims, 'ld.lld'), ['--version'], { env }] },
 		{ name: 'ld.lld --version', run: [real, ['--version'], { env }] },
@@ -112,13 +120,108 @@ function benchShim() {
 		`  added by the shim to a redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0` +
 			`; the sh wrapper adds ${(by['sh wrapper -> ld.lld'] - direct).toFixed(1)} ms`,
 	);
-	console.log(`  added by the shim to a pass-through link: ${(by['shim -> ld.lld (pass-through)'] - direct).toFixed(1)} ms`);
+	const pass = by['shim -> ld.lld (pass-through)'] - direct;
+	const passNode = by['shim, Node path (pass-through)'] - direct;
+	console.log(
+		`  added by the shim to a pass-through link: ${pass.toFixed(1)} ms = ${(pass / node).toFixed(2)}x node -e 0 (by the shell fast path)`,
+	);
+	console.log(`    the same link forced through the Node shim: ${passNode.toFixed(1)} ms = ${(passNode / node).toFixed(2)}x node -e 0`);
 	memory('per process', [
 		['node -e 0', process.execPath, ['-e', '0'], { env }],
 		['ld.lld (direct link)', real, link(writable), { env }],
 		['shim (redirected link)', path.join(shims, 'ld.lld'), link(`${blocker}/x`), { env }],
 		['shim --version (the shim itself)', path.join(shims, 'ld.lld'), ['--version'], { env }],
 	]);
+}
+
+// --- a real module --------------------------------------------------------------
+/**
+ * A 12-object out-of-tree module built by Kbuild against the prepared Clang
+ * ThinLTO tree (test/e2e, kept in /var/cache/ltocache-test), then its
+ * prelink, the link Kbuild runs with the cache flag (`ld.lld -r ... @drv.mod`
+ * in the tree), timed direct and through the shim, cold and warm.
+ */
+function benchModule() {
+	const cache = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
+	const tree =
+		fs.existsSync(cache) &&
+		fs
+			.readdirSync(cache)
+			.map((d) => path.join(cache, d))
+			.find((d) => fs.existsSync(path.join(d, '.ltocache-prepared')));
+	console.log('\nA 12-object module, prelinked the way Kbuild does (ld.lld -r ... @drv.mod, in the kernel tree)');
+	if (!tree) {
+		console.log(`  skipped: no prepared kernel tree in ${cache} (npm test as root prepares one)`);
+		return;
+	}
+	const mod = path.join(work, 'drv');
+	fs.mkdirSync(mod);
+	for (let i = 0; i < 12; i++) {
+		const calls = Array.from({ length: 20 }, (_, j) => `\tacc = drv${(i + 1) % 12}_f${j}(acc ^ ${j});`).join('\n');
+		const fns = Array.from(
+			{ length: 20 },
+			(_, j) => `int drv${i}_f${j}(int x) { int s = x; for (int k = 0; k < ${j + 3}; k++) s = s * 31 + k; return s; }`,
+		);
+		fs.writeFileSync(
+			path.join(mod, `f${i}.c`),
+			`#include <linux/module.h>\n${Array.from({ length: 20 }, (_, j) => `int drv${(i + 1) % 12}_f${j}(int);`).join('\n')}\n${fns.join('\n')}\nint drv${i}_entry(int acc) {\n${calls}\n\treturn acc;\n}\n`,
+		);
+	}
+	fs.appendFileSync(
+		path.join(mod, 'f0.c'),
+		'static int __init drv_init(void) { return drv0_entry(1) == 42; }\nmodule_init(drv_init);\nMODULE_LICENSE("GPL");\n',
+	);
+	fs.writeFileSync(path.join(mod, 'Kbuild'), `obj-m := drv.o\ndrv-y := ${Array.from({ length: 12 }, (_, i) => `f${i}.o`).join(' ')}\n`);
+	const shims = path.join(work, 'shims');
+	// Built through the shim, the tree's own cache redirected (the tree is root's, but must stay as prepared).
+	const env = {
+		...process.env,
+		PATH: `${shims}:${process.env.PATH}`,
+		LTOCACHE_DIR: path.join(work, 'module-root'),
+		LTOCACHE_AUTO_PRUNE: '0',
+	};
+	const blocked = path.join(work, 'blocker', 'x');
+	// Built as Kbuild builds it, through the shim, with the tree read-only so it stays as prepared.
+	run(
+		'unshare',
+		['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec make -C "$0" "M=$1" LLVM=1 KBUILD_MODPOST_WARN=1 -j2 modules', tree, mod],
+		{ env },
+	);
+	const args = (dir) => [
+		'-m',
+		'elf_x86_64',
+		`--thinlto-cache-dir=${dir}`,
+		'-mllvm',
+		'-import-instr-limit=5',
+		'-z',
+		'noexecstack',
+		'-r',
+		'-o',
+		path.join(work, 'drv-bench.o'),
+		`@${mod}/drv.mod`,
+	];
+	const real = realLinker('ld.lld', process.env.PATH);
+	const direct = path.join(work, 'module-cache');
+	const redirected = path.join(work, 'module-root');
+	const empty = (dir) => () => fs.rmSync(dir, { recursive: true, force: true });
+	const opts = { env, cwd: tree };
+	const results = compare(
+		[
+			{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], opts] },
+			{ name: 'ld.lld, no cache', run: [real, args(direct).filter((a) => !a.startsWith('--thinlto')), opts] },
+			{ name: 'ld.lld, cold cache', run: [real, args(direct), opts], before: empty(direct) },
+			{ name: 'ld.lld, warm cache', run: [real, args(direct), opts] },
+			{ name: 'shim, redirected, cold', run: [path.join(shims, 'ld.lld'), args(blocked), opts], before: empty(redirected) },
+			{ name: 'shim, redirected, warm', run: [path.join(shims, 'ld.lld'), args(blocked), opts] },
+			{ name: 'shim, pass-through, warm', run: [path.join(shims, 'ld.lld'), args(direct), opts] },
+		],
+		Math.max(5, Math.floor(RUNS / 4)),
+	);
+	const node = results[0].ms;
+	for (const r of results) console.log(`  ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / node).toFixed(2)}x node`);
+	const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
+	const added = by['shim, redirected, warm'] - by['ld.lld, warm cache'];
+	console.log(`  added by the shim to the warm redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0`);
 }
 
 // --- the manager --------------------------------------------------------------
@@ -141,6 +244,8 @@ function generate(root, entries) {
 				const t = now - (n % 10_000) * 60;
 				fs.utimesSync(file, t, t);
 			}
+			// Last written a minute ago, as most of a cache is at any time.
+			fs.utimesSync(dir, now - 60, now - 60);
 		}
 	}
 }
@@ -158,6 +263,11 @@ function benchManager() {
 		[
 			{ name: 'du -sb', run: ['du', ['-sb', root]] },
 			{ name: 'ltocache stats --json', run: [process.execPath, [cli, 'stats', '--json'], { env }] },
+			{
+				name: 'the same, counting every entry',
+				run: [process.execPath, [cli, 'stats', '--json'], { env }],
+				before: () => fs.rmSync(path.join(root, 'ltocache.summary.json'), { force: true }),
+			},
 			{ name: 'node -e 0', run: [process.execPath, ['-e', '0']] },
 		],
 		5,
@@ -197,4 +307,5 @@ function regenerate(root) {
 
 console.log(`ltocache bench on ${os.cpus().length} CPUs, Node ${process.version}`);
 benchShim();
+benchModule();
 benchManager();
