@@ -1,0 +1,167 @@
+// The shim's decision and the manager's deletion rules, called in-process
+// (fast enough to run under mutation testing); the integration tests run
+// the same rules through the real commands.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { clear, prune } from '../../src/cli/maintain.js';
+import { toBytes } from '../../src/shared/bytes.js';
+import { keyName } from '../../src/shared/keydir.js';
+import { decide, type Plan } from '../../src/shim/decide.js';
+import { makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
+import { scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const HOUR = 3600_000;
+
+/** argv as given, no root to prune, nothing said unasked. */
+function expectPlan(plan: Plan, args: string[]) {
+	expect(plan.args).toEqual(args);
+	expect(plan.root).toBeUndefined();
+	expect(plan.warning).toBeUndefined();
+}
+
+describe('decide', () => {
+	/** A cache directory no one can use, root included: below a regular file. */
+	const blocked = () => {
+		const dir = scratch('blocked');
+		fs.writeFileSync(path.join(dir, 'file'), '');
+		return path.join(dir, 'file', 'cache');
+	};
+
+	it('passes argv through without a flag, with a usable one, an empty one, or when disabled', () => {
+		const cwd = scratch('cwd');
+		const env = { LTOCACHE_DIR: scratch('root') };
+		for (const args of [
+			['-r', 'a.o'],
+			[`--thinlto-cache-dir=${cwd}/c`, '-r'],
+			[`--thinlto-cache-dir=${blocked()}`, '--thinlto-cache-dir='],
+		]) {
+			expectPlan(decide(args, cwd, env), args);
+		}
+		const flag = [`--thinlto-cache-dir=${blocked()}`];
+		expectPlan(decide(flag, cwd, { ...env, LTOCACHE_DISABLE: '1' }), flag);
+	});
+
+	it('moves an unusable flag to root/release/key, in place or after its @file', () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		const original = blocked();
+		const env = { LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-x', KBUILD_EXTMOD: '/src/mod' };
+		const dir = path.join(root, '6.1.0-x', keyName(toBytes('/src/mod')));
+		expect(decide(['-r', `--thinlto-cache-dir=${original}`, 'a.o'], cwd, env)).toMatchObject({
+			args: ['-r', `--thinlto-cache-dir=${dir}`, 'a.o'],
+			root,
+		});
+		expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+		expect(JSON.parse(fs.readFileSync(path.join(dir, 'ltocache.json'), 'utf8'))).toEqual({
+			version: 1,
+			release: '6.1.0-x',
+			extmod: '/src/mod',
+			original,
+		});
+
+		fs.writeFileSync(path.join(cwd, 'x.mod'), `--thinlto-cache-dir=${original} a.o\n`);
+		expect(decide(['@x.mod', '-o', 'x.o'], cwd, env).args).toEqual(['@x.mod', `--thinlto-cache-dir=${dir}`, '-o', 'x.o']);
+	});
+
+	it('keys by M when there is no KBUILD_EXTMOD, and by the original directory when there is neither', () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		const original = blocked();
+		const byM = decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r', M: 'mod' });
+		expect(byM.args).toEqual([`--thinlto-cache-dir=${path.join(root, 'r', keyName(toBytes(path.join(cwd, 'mod'))))}`]);
+		const byOriginal = decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r' });
+		expect(byOriginal.args).toEqual([`--thinlto-cache-dir=${path.join(root, 'r', keyName(toBytes(original)))}`]);
+	});
+
+	it('drops the flag with LTOCACHE_MODE=drop, quietly, and with a warning when the root cannot take it', () => {
+		const cwd = scratch('cwd');
+		const original = blocked();
+		const drop = decide(['-r', `--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: scratch('root'), LTOCACHE_MODE: 'drop' });
+		expectPlan(drop, ['-r', '--thinlto-cache-dir=']);
+		expect(drop.note).toContain('ENOTDIR');
+		// A root whose key directory cannot be made (it is a file where the release should be).
+		const root = scratch('root');
+		fs.writeFileSync(path.join(root, 'r'), '');
+		const full = decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r' });
+		expect(full.args).toEqual(['--thinlto-cache-dir=']);
+		expect(full.root).toBeUndefined();
+		expect(full.warning).toMatch(
+			/^--thinlto-cache-dir=.* is not writable \(ENOTDIR\); cannot create .* \(ENOTDIR\), linking without a ThinLTO cache$/,
+		);
+	});
+});
+
+describe('the deletion rules', () => {
+	it('evict only llvmcache-* regular files, least recently used first, and never touch foreign files or follow symlinks', async () => {
+		const root = scratch('root');
+		const outside = scratch('outside');
+		const target = path.join(outside, 'llvmcache-outside');
+		fs.writeFileSync(target, Buffer.alloc(1000));
+		const key = makeKey(root, '6.1.0-1', '/src/one', 2);
+		const files = [1, 2, 3, 4].map((age) => makeEntry(key, { bytes: 100, ageDays: age }));
+		setAge(files[3], 4, 0.5); // read yesterday: a hit moved its atime
+		fs.symlinkSync(target, path.join(key, 'llvmcache-link'));
+		fs.writeFileSync(path.join(key, 'notes.txt'), 'mine');
+		const report = await prune(root, { maxBytes: 200 }, {}, false);
+		expect(report.removed).toEqual({ entries: 2, bytes: 200, tempFiles: 0, directories: 0 });
+		expect(report.remaining).toEqual({ entries: 2, bytes: 200 });
+		expect(files.map((f) => fs.existsSync(f))).toEqual([true, false, false, true]);
+		expect(fs.readdirSync(key).sort()).toEqual(
+			[path.basename(files[0]), path.basename(files[3]), 'llvmcache-link', 'ltocache.json', 'notes.txt'].sort(),
+		);
+		expect(fs.existsSync(target)).toBe(true);
+	});
+
+	it('remove temporaries only once stale, and a key directory only when empty and idle for an hour', async () => {
+		const root = scratch('root');
+		const idle = makeKey(root, '6.1.0-1', '/src/idle', 1);
+		const busy = makeKey(root, '6.1.0-1', '/src/busy', 0);
+		for (const key of [idle, busy]) makeEntry(key);
+		fs.writeFileSync(path.join(idle, 'llvmcache.timestamp'), '');
+		const fresh = path.join(busy, 'Thin-1.tmp.o');
+		const stale = path.join(busy, 'Thin-2.tmp.o');
+		const metaTemp = path.join(busy, 'ltocache.json.99.tmp');
+		for (const f of [fresh, stale, metaTemp]) fs.writeFileSync(f, 'x');
+		for (const f of [stale, metaTemp]) fs.utimesSync(f, new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 2 * HOUR));
+
+		const dry = await clear(root, {}, true);
+		expect(dry).toMatchObject({ dryRun: true, removed: { entries: 2, tempFiles: 2, directories: 0 } });
+		expect(onDisk(root).size).toBe(2);
+
+		const report = await clear(root, {}, false);
+		expect(report.removed).toEqual({ entries: 2, bytes: 200, tempFiles: 2, directories: 1 });
+		expect(fs.existsSync(idle)).toBe(false);
+		expect(fs.readdirSync(busy).sort()).toEqual(['Thin-1.tmp.o', 'ltocache.json']);
+
+		// Idle again: the busy directory still holds a temporary of a link in flight.
+		fs.utimesSync(path.join(busy, 'ltocache.json'), new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 2 * HOUR));
+		expect((await clear(root, {}, false)).removed.directories).toBe(0);
+		fs.rmSync(fresh);
+		expect((await clear(root, {}, false)).removed.directories).toBe(2); // the key and its now empty release
+		expect(fs.readdirSync(root)).toEqual([]);
+	});
+
+	it('clear only the kernel or the module asked for, and prune by age, count, stale kernel and share of free space', async () => {
+		const root = scratch('root');
+		const a = makeKey(root, '6.1.0-1', '/src/a', 2);
+		const b = makeKey(root, '5.4.0-old', '/src/b', 2);
+		const aFiles = [1, 10, 40].map((age) => makeEntry(a, { ageDays: age }));
+		const bFiles = [2, 9].map((age) => makeEntry(b, { ageDays: age }));
+		const left = () => [...aFiles, ...bFiles].map((f) => fs.existsSync(f));
+		expect((await prune(root, { maxAge: 30 * 86_400_000 }, {}, false)).removed.entries).toBe(1);
+		expect(left()).toEqual([true, true, false, true, true]);
+		expect((await prune(root, { maxFiles: 3 }, { kernel: '6.1.0-1' }, false)).removed.entries).toBe(0);
+		expect((await prune(root, { maxFiles: 3 }, {}, false)).removed.entries).toBe(1);
+		expect(left()).toEqual([true, false, false, true, true]);
+		expect((await clear(root, { extmod: '/src/a' }, false)).removed.entries).toBe(1);
+		expect(left()).toEqual([false, false, false, true, true]);
+		const c = makeKey(root, '6.1.0-1', '/src/c', 2);
+		const cFile = makeEntry(c);
+		expect((await clear(root, { kernel: '5.4.0-old' }, false)).removed.entries).toBe(2);
+		expect(fs.existsSync(cFile)).toBe(true);
+		expect((await prune(root, { maxPercent: 0 }, {}, false)).removed.entries).toBe(1);
+		expect(fs.existsSync(cFile)).toBe(false);
+	});
+});
