@@ -92,7 +92,8 @@ export async function scanRoot(root: string, scope: Scope = {}, collect = true):
 	try {
 		return await scanReleases(root, scope, collect, summaries);
 	} finally {
-		process.chdir(cwd);
+		// Where chdir is not allowed (a worker thread) scanKey went without it.
+		if (process.cwd() !== cwd) process.chdir(cwd);
 		summaries?.save();
 	}
 }

@@ -173,3 +173,39 @@ describeIf(isRoot && hasToolchain, 'root (for a private mount namespace), clang 
 		});
 	},
 );
+
+describeIf(isRoot && hasToolchain, 'root (for a private /usr/local/bin)')('ltocache uninstall, after install --system', () => {
+	/** Runs `script` with a fresh, empty /usr/local/bin of its own; $0 is the staged ltocache. */
+	const withSystemDir = (script: string, home: string) => {
+		const staged = stagedShim(scratch('pkg'));
+		const cli = path.join(path.dirname(staged), 'ltocache');
+		const wrapped = `mount -t tmpfs tmpfs /usr/local/bin && chmod 755 /usr/local/bin && ${script}; status=$?; ls /usr/local/bin; exit $status`;
+		return execa('unshare', ['-m', 'sh', '-c', wrapped, cli], {
+			reject: false,
+			env: { PATH: `/usr/local/bin:${nodeDir}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: home },
+			extendEnv: false,
+		});
+	};
+
+	it("finds the links in /usr/local/bin without being told, and leaves none on root's PATH", async () => {
+		const home = scratch('home');
+		const result = await withSystemDir(
+			`"${process.execPath}" "$0" install --system >/dev/null && "${process.execPath}" "$0" uninstall`,
+			home,
+		);
+		expect(result.exitCode).toBe(0);
+		expect(result.stdout).toContain('removed /usr/local/bin/ld.lld\n');
+		expect(result.stdout).not.toMatch(/^ld\.lld/m); // nothing left in /usr/local/bin
+	});
+
+	it('says which links remain when it may not remove them, and fails', async () => {
+		const home = scratch('home');
+		fs.chmodSync(home, 0o777);
+		const script = `"${process.execPath}" "$0" install --system >/dev/null &&
+			runuser -u nobody -- env PATH="$PATH" HOME="$HOME" "${process.execPath}" "$0" uninstall`;
+		const result = await withSystemDir(script, home);
+		expect(result.exitCode).toBe(1);
+		expect(result.stdout).toContain('left /usr/local/bin/ld.lld: cannot remove it (EACCES): sudo ltocache uninstall --system\n');
+		expect(result.stdout).toMatch(/^ld\.lld$/m);
+	});
+});
