@@ -209,3 +209,32 @@ describeIf(isRoot && hasToolchain, 'root (for a private /usr/local/bin)')('ltoca
 		expect(result.stdout).toMatch(/^ld\.lld$/m);
 	});
 });
+
+describeIf(hasToolchain, 'clang and ld.lld')('the published package', () => {
+	it('installs from its tarball with no install scripts and no npm warnings, and its shim links', async () => {
+		const out = scratch('pack');
+		const pack = await execa('npm', ['pack', '--pack-destination', out], { cwd: repo, reject: false });
+		expect(pack.exitCode).toBe(0);
+		const [tarball] = fs.readdirSync(out).filter((f) => f.endsWith('.tgz'));
+		const prefix = scratch('prefix');
+		const install = await execa(
+			'npm',
+			['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', path.join(out, tarball)],
+			{
+				reject: false,
+			},
+		);
+		expect(install.exitCode).toBe(0);
+		expect(install.stderr).not.toMatch(/warn/i);
+		const installed = path.join(prefix, 'lib/node_modules/ltocache');
+		expect(fs.existsSync(path.join(installed, 'dist/ld.lld.cjs'))).toBe(true);
+		expect(fs.existsSync(path.join(installed, 'dist/ld.lld.meta.json'))).toBe(false);
+		expect((await execa(path.join(prefix, 'bin/ltocache'), ['--version'])).stdout).toMatch(/^ltocache \d+\.\d+\.\d+$/);
+		// Its shim, through both halves, runs the real linker.
+		const shims = shimDir(scratch('shims'), path.join(installed, 'bin/ld.lld'), ['ld.lld']);
+		for (const via of [{}, { LTOCACHE_NO_FAST_PATH: '1' }]) {
+			const version = await execa(path.join(shims, 'ld.lld'), ['--version'], { env: { ...via, PATH: `${shims}:${process.env.PATH}` } });
+			expect(version.stdout).toMatch(/LLD \d+/);
+		}
+	});
+});
