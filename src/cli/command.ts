@@ -35,14 +35,32 @@ export function helpText(command: Command): string {
 	return `Usage: ltocache ${command.usage}\n\n${command.description}\n${options ? `\n${options}` : ''}`;
 }
 
-export const wantsHelp = (args: string[]) => args.includes('--help') || args.includes('-h');
+/**
+ * A command that runs another (`run -- make ...`) takes options only up to
+ * `--` or its first word that is not one: the rest belongs to that command,
+ * its own --help included.
+ */
+function splitAtCommand(command: Command, args: string[]): [string[], string[]] {
+	if (!command.positionals) return [args, []];
+	for (let i = 0; i < args.length; i++) {
+		const arg = args[i];
+		if (arg === '--') return [args.slice(0, i), args.slice(i + 1)];
+		if (!arg.startsWith('-')) return [args.slice(0, i), args.slice(i)];
+		if (command.options[arg.slice(2)]?.type === 'string') i++; // `--mode drop`: its value
+	}
+	return [args, []];
+}
 
 /** parseArgs with one-line errors: its own messages go on to explain '--' usage. */
-export function parseOptions<O extends OptionSpecs>(command: Command<O>, args: string[]): { values: Values<O>; positionals: string[] } {
+export function parseOptions<O extends OptionSpecs>(
+	command: Command<O>,
+	args: string[],
+): { values: Values<O> & { help?: boolean }; positionals: string[] } {
 	const options = Object.fromEntries(Object.entries(command.options).map(([name, spec]) => [name, { type: spec.type }]));
+	const [own, positionals] = splitAtCommand(command, args);
 	try {
-		const parsed = parseArgs({ args, options, allowPositionals: Boolean(command.positionals), strict: true });
-		return { values: parsed.values as Values<O>, positionals: parsed.positionals };
+		const parsed = parseArgs({ args: own, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true });
+		return { values: parsed.values as Values<O> & { help?: boolean }, positionals };
 	} catch (error) {
 		const message = (error as Error).message;
 		// `--max-age -1d`: name the value, not just the option.

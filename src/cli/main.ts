@@ -4,7 +4,7 @@
 // proper-lockfile: stats needs neither).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Command, helpText, parseOptions, UsageError, wantsHelp } from './command.js';
+import { type Command, helpText, parseOptions, UsageError } from './command.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: Command }> }> = {
 	stats: { summary: 'show what is cached, per kernel release and module', load: () => import('./commands/stats.js') },
@@ -14,6 +14,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default:
 	uninstall: { summary: "remove the shim's links", load: () => import('./commands/uninstall.js') },
 	doctor: { summary: 'check PATH, the real linkers, the cache root and installed kernels', load: () => import('./commands/doctor.js') },
 	demo: { summary: 'link two ThinLTO objects through the shim into a read-only place', load: () => import('./commands/demo.js') },
+	run: { summary: 'run a build with the shim first on its PATH, installing nothing', load: () => import('./commands/run.js') },
 };
 
 function overview(): string {
@@ -54,12 +55,20 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 	}
 	if (!Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command '${name}' (${Object.keys(COMMANDS).join(', ')})`);
 	const command = (await COMMANDS[name].load()).default;
-	if (wantsHelp(rest)) {
+	// --help wins over bad options, as it did before parsing: `ltocache prune --max-size x --help`.
+	const help = () => {
 		out(helpText(command));
 		return 0;
+	};
+	let parsed: ReturnType<typeof parseOptions>;
+	try {
+		parsed = parseOptions(command, rest);
+	} catch (error) {
+		if (rest.includes('--help') || rest.includes('-h')) return help();
+		throw error;
 	}
-	const { values, positionals } = parseOptions(command, rest);
-	return command.run(values, env, positionals);
+	if (parsed.values.help) return help();
+	return command.run(parsed.values, env, parsed.positionals);
 }
 
 export async function main(argv = process.argv.slice(2), env = process.env): Promise<void> {

@@ -1,4 +1,5 @@
-// Root and DKMS: `ltocache install --system` puts the shim in /usr/local/bin,
+// Root and DKMS: `ltocache run -- dkms build` builds through the shim without
+// installing anything; `ltocache install --system` puts the shim in /usr/local/bin,
 // which comes before /usr/bin on root's default PATH, and a DKMS build
 // against a read-only ThinLTO tree goes through; `ltocache doctor` says so
 // before and after. Runs in a private mount namespace: the tree read-only,
@@ -19,7 +20,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$
 build() {
 	mount -t tmpfs tmpfs /var/lib/dkms
 	dkms add -m hello -v 1.0 >/dev/null
-	if dkms build -m hello -v 1.0 -k "$release" --kernelsourcedir "$tree" >/dev/null 2>&1; then
+	if "$@" dkms build -m hello -v 1.0 -k "$release" --kernelsourcedir "$tree" >/dev/null 2>&1; then
 		echo "built $(ls /var/lib/dkms/hello/1.0/$release/*/module/)"
 	else
 		echo "failed: $(grep -m1 'LLVM ERROR' /var/lib/dkms/hello/1.0/build/make.log)"
@@ -28,6 +29,7 @@ build() {
 }
 echo "== doctor before"; node "$cli" doctor || echo "doctor exit $?"
 echo "== build before"; build
+echo "== build with run"; export TMPDIR="$home/tmp"; mkdir "$TMPDIR"; build node "$cli" run --; ls -A "$TMPDIR" /usr/local/bin
 echo "== install"; node "$cli" install --system
 echo "== doctor after"; node "$cli" doctor || echo "doctor exit $?"
 echo "== build after"; build
@@ -77,6 +79,11 @@ describeIf(kernelReady && Boolean(onPath('dkms')), `${kernelNeeds} dkms`)('DKMS 
 		);
 		expect(doctor).toMatch(/^warn {2}ld\.lld on root's default PATH: \/usr\/bin\/ld\.lld is the real linker .*install --system$/m);
 		expect(doctor).toMatch(/^doctor exit 1$/m);
+	});
+
+	it('builds with ltocache run, leaving nothing installed and no temporary directory', () => {
+		expect(section('build with run')).toMatch(/^built hello\.ko\n/);
+		expect(section('build with run')).not.toMatch(/ld\.lld|ltocache-run/);
 	});
 
 	it("installs links in /usr/local/bin, then DKMS builds the module with the cache in root's XDG cache", () => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
-import { asNobody, describeIf, entriesBelow, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import { asNobody, describeIf, entriesBelow, identities, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
 import { kernelNeeds, kernelReady, kernelTree, writeModule } from './kernel-tree.js';
 
 describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a read-only Clang ThinLTO kernel tree', () => {
@@ -76,6 +76,8 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 
 		const cached = entriesBelow(path.join(xdg, 'ltocache', release));
 		expect(cached.length).toBeGreaterThan(0);
+		const [key] = fs.readdirSync(path.join(xdg, 'ltocache', release));
+		const written = identities(path.join(xdg, 'ltocache', release, key));
 		const stats = await asNobody('node', [cli, 'stats', '--json'], { ...env, HOME: '/nonexistent' });
 		expect(stats.exitCode).toBe(0);
 		const json = JSON.parse(String(stats.stdout)) as StatsJson;
@@ -89,7 +91,26 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 		const rebuild = await make(moddir, 'modules', env);
 		expect(rebuild.exitCode).toBe(0);
 		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(true);
-		expect(entriesBelow(path.join(xdg, 'ltocache', release))).toEqual(cached);
+		// Every module came from the cache: no entry was written anew (same inodes, same mtimes).
+		expect(identities(path.join(xdg, 'ltocache', release, key))).toEqual(written);
+	});
+
+	it('builds with ltocache run as a user, installing nothing', async () => {
+		const moddir = moduleSource();
+		const xdg = cacheHome();
+		const tmp = cacheHome();
+		const env = { PATH: '/usr/bin:/bin', XDG_CACHE_HOME: xdg, TMPDIR: tmp, HOME: '/nonexistent' };
+		const build = await asNobody(
+			'node',
+			[cli, 'run', '--', 'make', '-C', tree, `M=${moddir}`, 'LLVM=1', 'KBUILD_MODPOST_WARN=1', 'modules'],
+			env,
+		);
+		expect(build.stderr).not.toMatch(/LLVM ERROR|ltocache:/);
+		expect(build.exitCode).toBe(0);
+		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(true);
+		expect(entriesBelow(path.join(xdg, 'ltocache', release)).length).toBeGreaterThan(0);
+		expect(fs.readdirSync(tmp)).toEqual([]);
+		expect(fs.existsSync(path.join(tree, '.thinlto-cache'))).toBe(false);
 	});
 
 	it('builds with LLVM=-16, where Kbuild calls ld.lld-16', async () => {

@@ -238,3 +238,63 @@ describeIf(hasToolchain, 'clang and ld.lld')('the published package', () => {
 		}
 	});
 });
+
+describeIf(hasToolchain, 'clang and ld.lld')('ltocache run', () => {
+	/** `ltocache run ARGS` with its temporary directories in a scratch TMPDIR, to see that none is left. */
+	const runVia = (args: string[], env: Record<string, string> = {}) => {
+		const tmp = scratch('tmp');
+		const child = execa(process.execPath, [CLI, 'run', ...args], {
+			reject: false,
+			env: { PATH: `${nodeDir}:/usr/bin:/bin`, TMPDIR: tmp, ...env },
+			extendEnv: false,
+		});
+		return { child, leftOver: () => fs.readdirSync(tmp) };
+	};
+
+	it('puts the shim first on PATH as ld.lld and every ld.lld-NN, and removes it afterwards', async () => {
+		const { child, leftOver } = runVia([
+			'--',
+			'sh',
+			'-c',
+			'for n in ld.lld ld.lld-16; do readlink "$(command -v $n)"; done; echo "$LTOCACHE_MODE"',
+		]);
+		const result = await child;
+		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(result.stdout).toBe(`${SHIM}\n${SHIM}\n`);
+		expect(leftOver()).toEqual([]);
+		const drop = runVia(['--mode', 'drop', 'sh', '-c', 'echo "$LTOCACHE_MODE"']);
+		expect((await drop.child).stdout).toBe('drop');
+	});
+
+	it("exits with the command's status, dies of its signal, and passes on the signals it gets", async () => {
+		const status = runVia(['sh', '-c', 'exit 7']);
+		expect((await status.child).exitCode).toBe(7);
+		expect(status.leftOver()).toEqual([]);
+		const killed = runVia(['sh', '-c', 'kill -SEGV $$']);
+		expect((await killed.child).signal).toBe('SIGSEGV');
+		expect(killed.leftOver()).toEqual([]);
+		// SIGTERM sent to ltocache reaches the build, which ends of it; ltocache then does too.
+		const dir = scratch('sig');
+		const ready = path.join(dir, 'ready');
+		const long = runVia(['sh', '-c', `trap 'echo got TERM; exit 143' TERM; touch ${ready}; while :; do sleep 0.05; done`]);
+		while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 20));
+		long.child.kill('SIGTERM');
+		const ended = await long.child;
+		expect(ended.stdout).toBe('got TERM');
+		expect(ended.exitCode).toBe(143);
+		expect(long.leftOver()).toEqual([]);
+	});
+
+	it('rejects a bad mode and a missing command in one line with status 2, and says when CMD is not there', async () => {
+		for (const [args, message] of [
+			[['--mode', 'fast', 'true'], "ltocache: invalid --mode 'fast' (redirect or drop)"],
+			[[], 'ltocache: run needs a command: ltocache run -- CMD [ARGS...]'],
+		] as const) {
+			const { child, leftOver } = runVia([...args]);
+			expect(await child).toMatchObject({ exitCode: 2, stderr: message });
+			expect(leftOver()).toEqual([]);
+		}
+		const missing = await runVia(['no-such-command']).child;
+		expect(missing).toMatchObject({ exitCode: 127, stderr: 'ltocache: cannot run no-such-command: not found on PATH' });
+	});
+});

@@ -1,0 +1,69 @@
+// `ltocache run CMD...`: one build through the shim, nothing installed. A
+// private directory of ld.lld and ld.lld-NN links goes first on CMD's PATH
+// and is removed when CMD ends, however it ends; CMD's exit status and death
+// signal become ltocache's, and the signals a terminal or make sends reach it.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { which } from '../../shared/pathsearch.js';
+import { defineCommand, UsageError } from '../command.js';
+import { linkerNames, shimFile } from '../shimlinks.js';
+
+const MODES = ['redirect', 'drop'];
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+
+export default defineCommand({
+	usage: 'run [--mode MODE] [--] CMD [ARGS...]',
+	description: `Runs CMD with the shim first on its PATH, as ld.lld and every ld.lld-NN
+found on PATH, from a private temporary directory that is gone afterwards;
+nothing is installed. CMD's exit status (or death signal) is ltocache's.
+  ltocache run -- make -C /lib/modules/$(uname -r)/build M=$PWD modules
+  sudo ltocache run -- dkms build -m hello -v 1.0`,
+	options: {
+		mode: { type: 'string', arg: 'MODE', help: 'what the shim does with an unwritable cache directory: redirect (default) or drop' },
+	},
+	positionals: true,
+	async run(values, env, command) {
+		if (values.mode !== undefined && !MODES.includes(values.mode))
+			throw new UsageError(`invalid --mode '${values.mode}' (redirect or drop)`);
+		if (command.length === 0) throw new UsageError('run needs a command: ltocache run -- CMD [ARGS...]');
+		const pathValue = env.PATH ?? '';
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-run-'));
+		try {
+			const shim = shimFile();
+			for (const name of linkerNames(pathValue.split(':'))) fs.symlinkSync(shim, path.join(dir, name));
+			// The shim needs node for what it redirects; the build may not have it on PATH (sudo's secure_path).
+			if (!which('node', pathValue)) fs.symlinkSync(process.execPath, path.join(dir, 'node'));
+			const childEnv = { ...env, PATH: `${dir}:${pathValue}`, ...(values.mode ? { LTOCACHE_MODE: values.mode } : {}) };
+			return await runCommand(command, childEnv, () => fs.rmSync(dir, { recursive: true, force: true }));
+		} finally {
+			fs.rmSync(dir, { recursive: true, force: true });
+		}
+	},
+});
+
+/** Run CMD to its end; resolves with its status, or dies of its signal once `cleanup` has run. */
+function runCommand([file, ...args]: string[], env: NodeJS.ProcessEnv, cleanup: () => void): Promise<number> {
+	return new Promise((resolve) => {
+		const child = spawn(file, args, { env, stdio: 'inherit' });
+		const forward = (signal: NodeJS.Signals) => child.kill(signal);
+		for (const signal of FORWARDED) process.on(signal, forward);
+		child.on('error', (error: NodeJS.ErrnoException) => {
+			const missing = error.code === 'ENOENT';
+			process.stderr.write(`ltocache: cannot run ${file}: ${missing ? 'not found on PATH' : error.message}\n`);
+			resolve(missing ? 127 : 126); // as a shell says it
+		});
+		child.on('exit', (code, signal) => {
+			for (const s of FORWARDED) process.off(s, forward);
+			if (signal) {
+				cleanup();
+				process.kill(process.pid, signal);
+				// Still here: a signal Node ignores (SIGPIPE).
+				resolve(128 + (os.constants.signals[signal] ?? 0));
+				return;
+			}
+			resolve(code ?? 1);
+		});
+	});
+}
