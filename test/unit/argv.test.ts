@@ -72,7 +72,16 @@ describe('scanArgs', () => {
 		write('bom.rsp', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('--thinlto-cache-dir=bom')]));
 		expect(scanArgs(['@bom.rsp'], dir)).toMatchObject({ flag: { value: 'bom' } });
 		write('utf16.rsp', Buffer.from('\ufeff--thinlto-cache-dir=x', 'utf16le'));
-		expect(scanArgs(['@utf16.rsp'], dir)).toMatchObject({ kind: 'unsure' });
+		expect(scanArgs(['@utf16.rsp'], dir)).toMatchObject({ kind: 'unsure', why: 'UTF-16 response file @utf16.rsp' });
+		write('utf16be.rsp', Buffer.from('\ufeff--thinlto-cache-dir=x', 'utf16le').swap16());
+		expect(scanArgs(['@utf16be.rsp'], dir)).toMatchObject({ kind: 'unsure', why: 'UTF-16 response file @utf16be.rsp' });
+	});
+
+	it('is unsure about response files nested deeper than lld would follow, and reads them up to there', () => {
+		for (let i = 0; i < 70; i++) write(`deep${i}.rsp`, `@deep${i + 1}.rsp`);
+		write('deep70.rsp', '--thinlto-cache-dir=bottom');
+		expect(scanArgs(['@deep0.rsp'], dir)).toMatchObject({ kind: 'unsure', why: 'response files nested deeper than 64' });
+		expect(scanArgs(['@deep7.rsp'], dir)).toMatchObject({ kind: 'flag', flag: { value: 'bottom' } });
 	});
 
 	it('keeps non-UTF-8 bytes of a response file as bytes', () => {
@@ -82,7 +91,9 @@ describe('scanArgs', () => {
 
 	it('is unsure with Windows quoting for response files', () => {
 		write('w.rsp', '--thinlto-cache-dir=w');
-		expect(scanArgs(['--rsp-quoting=windows', '@w.rsp'], dir)).toMatchObject({ kind: 'unsure' });
+		expect(scanArgs(['--rsp-quoting=windows', '@w.rsp'], dir)).toMatchObject({ kind: 'unsure', why: 'Windows response-file quoting' });
+		expect(scanArgs(['--rsp-quoting=windows', '--thinlto-cache-dir=d'], dir)).toMatchObject({ kind: 'flag', flag: { value: 'd' } });
+		expect(scanArgs(['--rsp-quoting=posix', '@w.rsp'], dir)).toMatchObject({ kind: 'flag', flag: { value: 'w' } });
 	});
 });
 

@@ -94,6 +94,24 @@ describe('decide', () => {
 });
 
 describe('the deletion rules', () => {
+	it('clear a module by its directory: the key name, or what its metadata says it stands for', async () => {
+		const root = scratch('root');
+		const byName = makeKey(root, 'r', '/src/named', 2);
+		fs.rmSync(path.join(byName, 'ltocache.json')); // metadata lost: the name still tells
+		const byOriginal = path.join(root, 'r', 'some-key');
+		fs.mkdirSync(byOriginal);
+		fs.writeFileSync(
+			path.join(byOriginal, 'ltocache.json'),
+			JSON.stringify({ version: 1, release: 'r', original: '/tree/.thinlto-cache' }),
+		);
+		const other = makeKey(root, 'r', '/src/other', 2);
+		for (const key of [byName, byOriginal, other]) makeEntry(key);
+		expect((await clear(root, { extmod: '/src/named' }, false)).removed.entries).toBe(1);
+		expect((await clear(root, { extmod: '/tree/.thinlto-cache' }, false)).removed.entries).toBe(1);
+		expect(onDisk(root).size).toBe(1);
+		expect([...onDisk(root).keys()][0].startsWith(other)).toBe(true);
+	});
+
 	it('evict only llvmcache-* regular files, least recently used first, and never touch foreign files or follow symlinks', async () => {
 		const root = scratch('root');
 		const outside = scratch('outside');
@@ -103,13 +121,25 @@ describe('the deletion rules', () => {
 		const files = [1, 2, 3, 4].map((age) => makeEntry(key, { bytes: 100, ageDays: age }));
 		setAge(files[3], 4, 0.5); // read yesterday: a hit moved its atime
 		fs.symlinkSync(target, path.join(key, 'llvmcache-link'));
-		fs.writeFileSync(path.join(key, 'notes.txt'), 'mine');
+		// Foreign files stay whatever their age; so do LLVM's timestamp and the metadata.
+		for (const name of ['notes.txt', 'ltocache.json.bak', 'llvmcache.timestamp']) {
+			fs.writeFileSync(path.join(key, name), 'mine');
+			setAge(path.join(key, name), 2);
+		}
 		const report = await prune(root, { maxBytes: 200 }, {}, false);
 		expect(report.removed).toEqual({ entries: 2, bytes: 200, tempFiles: 0, directories: 0 });
 		expect(report.remaining).toEqual({ entries: 2, bytes: 200 });
 		expect(files.map((f) => fs.existsSync(f))).toEqual([true, false, false, true]);
 		expect(fs.readdirSync(key).sort()).toEqual(
-			[path.basename(files[0]), path.basename(files[3]), 'llvmcache-link', 'ltocache.json', 'notes.txt'].sort(),
+			[
+				path.basename(files[0]),
+				path.basename(files[3]),
+				'llvmcache-link',
+				'llvmcache.timestamp',
+				'ltocache.json',
+				'ltocache.json.bak',
+				'notes.txt',
+			].sort(),
 		);
 		expect(fs.existsSync(target)).toBe(true);
 	});
@@ -135,7 +165,11 @@ describe('the deletion rules', () => {
 		expect(fs.existsSync(idle)).toBe(false);
 		expect(fs.readdirSync(busy).sort()).toEqual(['Thin-1.tmp.o', 'ltocache.json']);
 
-		// Idle again: the busy directory still holds a temporary of a link in flight.
+		// Empty now, but claimed by a link a moment ago: it stays.
+		fs.rmSync(fresh);
+		expect((await clear(root, {}, false)).removed.directories).toBe(0);
+		// Idle, but holding a temporary of a link in flight: it stays.
+		fs.writeFileSync(fresh, 'x');
 		fs.utimesSync(path.join(busy, 'ltocache.json'), new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 2 * HOUR));
 		expect((await clear(root, {}, false)).removed.directories).toBe(0);
 		fs.rmSync(fresh);
