@@ -45,33 +45,77 @@ export function classify(name: string): FileKind {
 }
 
 /**
- * Make the directory (0700) and mark it in use: the metadata is written the
- * first time and touched on every later link, so the manager can tell a
- * directory in use from an idle one. Returns why the directory cannot take
- * a link's entries, or undefined if it can.
+ * Make the directory (0700; 2770 in a root a group shares) and mark it in
+ * use: the metadata is written the first time and touched on every later
+ * link, so the manager can tell a directory in use from an idle one.
+ * Returns why the directory cannot take a link's entries, or undefined if it
+ * can.
  */
-export function claim(dir: string, meta: Metadata): string | undefined {
+export function claim(dir: string, meta: Metadata, shared = false): string | undefined {
 	try {
-		fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+		fs.mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
+		// The umask may have taken the group's bits; whoever made a directory may give them back.
+		if (shared) for (const d of [path.dirname(dir), dir]) tryChmod(d, 0o2770);
 	} catch (error) {
 		return `cannot create ${dir} (${code(error)})`;
 	}
 	const file = path.join(dir, META_FILE);
+	if (touch(file)) return undefined;
+	const tmp = `${file}.${process.pid}.tmp`;
+	try {
+		fs.writeFileSync(tmp, `${JSON.stringify(meta)}\n`, { mode: shared ? 0o660 : 0o600 });
+		if (shared) fs.chmodSync(tmp, 0o660);
+		fs.renameSync(tmp, file);
+	} catch (error) {
+		fs.rmSync(tmp, { force: true });
+		// The metadata is only for display, but a disk that cannot take it cannot take lld's entries either.
+		if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(code(error))) return `cannot write in ${dir} (${code(error)})`;
+	}
+	return undefined;
+}
+
+/**
+ * Set a file's mtime to now. utimes with a time needs its owner; in a shared
+ * root another member's metadata is touched by truncating it to its own
+ * length, which needs only write permission and changes nothing else.
+ */
+function touch(file: string): boolean {
 	const now = new Date();
 	try {
 		fs.utimesSync(file, now, now);
-	} catch {
-		const tmp = `${file}.${process.pid}.tmp`;
-		try {
-			fs.writeFileSync(tmp, `${JSON.stringify(meta)}\n`, { mode: 0o600 });
-			fs.renameSync(tmp, file);
-		} catch (error) {
-			fs.rmSync(tmp, { force: true });
-			// The metadata is only for display, but a disk that cannot take it cannot take lld's entries either.
-			if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(code(error))) return `cannot write in ${dir} (${code(error)})`;
-		}
+		return true;
+	} catch (error) {
+		if (code(error) !== 'EPERM') return false;
 	}
-	return undefined;
+	try {
+		fs.truncateSync(file, fs.statSync(file).size);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+function tryChmod(file: string, mode: number): void {
+	try {
+		fs.chmodSync(file, mode);
+	} catch {} // not ours: its owner made it right
+}
+
+/**
+ * After a link in a shared root: lld writes every entry 0600 whatever the
+ * umask, so the entries this user owns are made readable by the group, and
+ * LLVM's timestamp writable, or no other member could reuse or refresh them.
+ */
+export function shareEntries(dir: string): void {
+	const uid = process.getuid?.();
+	for (const name of fs.readdirSync(dir)) {
+		const file = path.join(dir, name);
+		const st = fs.lstatSync(file, { throwIfNoEntry: false });
+		if (!st?.isFile() || st.uid !== uid) continue;
+		const kind = classify(name);
+		if (kind === 'entry' && (st.mode & 0o040) === 0) tryChmod(file, 0o640);
+		else if (kind === 'bookkeeping' && (st.mode & 0o060) !== 0o060) tryChmod(file, 0o660);
+	}
 }
 
 /**

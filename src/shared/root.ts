@@ -23,6 +23,21 @@ export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
 	return roots;
 }
 
+/**
+ * Whether the root is one a group shares: $LTOCACHE_DIR itself (never a
+ * root chosen implicitly), setgid and writable by its group. What the shim
+ * creates in it is then made usable by every member (see keydir's claim).
+ */
+export function isShared(root: string, env: NodeJS.ProcessEnv = process.env): boolean {
+	if (!env.LTOCACHE_DIR || path.resolve(env.LTOCACHE_DIR) !== root) return false;
+	try {
+		const { mode } = fs.statSync(root);
+		return (mode & 0o2000) !== 0 && (mode & 0o070) === 0o070;
+	} catch {
+		return false;
+	}
+}
+
 /** Where installed kernels keep their modules (and build trees): $LTOCACHE_MODULES (colon-separated) or the usual two. */
 export function modulesDirs(env: NodeJS.ProcessEnv = process.env): string[] {
 	return env.LTOCACHE_MODULES ? env.LTOCACHE_MODULES.split(':').filter(Boolean) : ['/lib/modules', '/usr/lib/modules'];

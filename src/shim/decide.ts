@@ -4,13 +4,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
 import { claim, keyName, NO_KERNEL, releaseName } from '../shared/keydir.js';
-import { resolveRoot, unusableReason } from '../shared/root.js';
+import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, scanArgs, withCacheDir } from './argv.js';
 
 export type Plan = {
 	args: Bytes[];
-	/** The cache root the flag was redirected into, when it was. */
+	/** The cache root and directory the flag was redirected into, when it was. */
 	root?: string;
+	dir?: string;
+	/** Whether the root is shared by a group: entries are made group-readable after the link. */
+	shared?: boolean;
 	/** What was done and why, for LTOCACHE_VERBOSE. */
 	note?: string;
 	/** Said on stderr even when not verbose. */
@@ -68,8 +71,8 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 const MIN_FREE_BYTES = 32 * 1024 * 1024;
 
 /** Claim the redirected directory; returns why it cannot be used, or undefined if it can. */
-function prepare(dir: string, meta: Parameters<typeof claim>[1]): string | undefined {
-	const unusable = claim(dir, meta);
+function prepare(dir: string, meta: Parameters<typeof claim>[1], shared: boolean): string | undefined {
+	const unusable = claim(dir, meta, shared);
 	if (unusable) return unusable;
 	try {
 		const st = fs.statfsSync(dir);
@@ -107,17 +110,21 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
 	const dir = path.join(root, releaseName(release), keyName(extmod ?? original));
+	const shared = isShared(root, env);
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
-	const unusable = prepare(dir, {
+	const meta = {
 		version: 1,
 		release,
 		extmod: extmod === undefined ? undefined : bytesToText(extmod),
 		original: bytesToText(original),
-	});
+	} as const;
+	const unusable = prepare(dir, meta, shared);
 	if (unusable) return drop(unusable, true);
 	return {
 		args: withCacheDir(args, flag, toBytes(dir)),
 		root,
+		dir,
+		shared,
 		note: `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
 	};
 }

@@ -6,6 +6,7 @@
 // fast path leaves over, with process.argv = [node, $0, SELF, ARGS...]:
 // SELF is the shim's path as the build invoked it, made absolute.
 import path from 'node:path';
+import { shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
 import { decide, type Plan } from './decide.js';
@@ -38,9 +39,15 @@ function main(): void {
 	} else if (plan.warning) {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
-	const { root } = plan;
+	const { root, dir, shared } = plan;
+	const afterLink = () => {
+		try {
+			if (shared && dir) shareEntries(dir);
+		} catch {} // housekeeping never fails a link
+		if (root) maybeStartPrune(root, env);
+	};
 	const childEnv = { ...env, [CHAIN_VAR]: nextChain(env, self, linker) };
-	runLinker(linker.file, linker.argv0, plan.args, childEnv, root ? () => maybeStartPrune(root, env) : undefined);
+	runLinker(linker.file, linker.argv0, plan.args, childEnv, root ? afterLink : undefined);
 }
 
 main();

@@ -34,9 +34,11 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 		let shims: string;
 		let reference: Buffer; // the same link made directly, without any cache
 		let work: string;
+		let cli: string;
 
 		beforeAll(() => {
 			const pkg = stagedShim(scratch('pkg'));
+			cli = path.join(path.dirname(pkg), 'ltocache');
 			shims = shimDir(scratch('shims'), pkg);
 			objects = compileThin(scratch('obj'));
 			work = scratch('work');
@@ -261,6 +263,62 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 				expect(Math.round(st.mtimeMs)).toBe(twoDaysAgo.getTime());
 				expect(st.atimeMs).toBeGreaterThan(Date.now() - 60_000);
 			}
+		});
+
+		it('shares a setgid, group-writable LTOCACHE_DIR between two users of its group: reuse, prune, clear', async () => {
+			const kernel = tree();
+			const shared = scratch('shared');
+			fs.chownSync(shared, 0, 60000);
+			fs.chmodSync(shared, 0o2770);
+			// Two users with no account, one group; their umask would keep the group out.
+			const as = (uid: number, args: string[]) =>
+				execa('setpriv', [`--reuid=${uid}`, '--regid=60000', '--clear-groups', '--', 'sh', '-c', 'umask 022 && exec "$@"', 'sh', ...args], {
+					cwd: kernel,
+					reject: false,
+					extendEnv: false,
+					env: {
+						PATH: `${shims}:/usr/bin:/bin`,
+						HOME: '/nonexistent',
+						LTOCACHE_DIR: shared,
+						LTOCACHE_AUTO_PRUNE: '0',
+						KERNELRELEASE: '6.1.0-team',
+						KBUILD_EXTMOD: '/src/team',
+					},
+				});
+			const link = (uid: number) =>
+				as(uid, ['ld.lld', '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', path.join(work, `team-${uid}.o`), ...objects]);
+
+			expect(await link(60001)).toMatchObject({ exitCode: 0, stderr: '' });
+			const release = path.join(shared, '6.1.0-team');
+			const [key] = fs.readdirSync(release);
+			const dir = path.join(release, key);
+			const written = identities(dir);
+			expect(written.length).toBeGreaterThan(0);
+			for (const d of [release, dir]) expect(fs.statSync(d).mode & 0o7777).toBe(0o2770);
+			for (const entry of entries(dir)) expect(fs.statSync(path.join(dir, entry)).mode & 0o777).toBe(0o640);
+
+			// The other member reuses every entry (none written anew) and refreshes the directory's last use.
+			const metaBefore = fs.statSync(path.join(dir, 'ltocache.json')).mtimeMs;
+			await new Promise((r) => setTimeout(r, 20));
+			expect(await link(60002)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(identities(dir)).toEqual(written);
+			expect(fs.statSync(path.join(dir, 'ltocache.json')).mtimeMs).toBeGreaterThan(metaBefore);
+			expect(fs.readFileSync(path.join(work, 'team-60002.o'))).toEqual(reference);
+
+			// Either member prunes and clears what the other wrote.
+			const prune = await as(60002, [process.execPath, cli, 'prune', '--max-size', '0', '--json']);
+			expect(prune).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(entries(dir)).toEqual([]);
+			expect(await link(60002)).toMatchObject({ exitCode: 0, stderr: '' });
+			const clear = await as(60001, [process.execPath, cli, 'clear', '--json']);
+			expect(clear).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(JSON.parse(clear.stdout).removed.entries).toBe(written.length);
+			const doctor = await as(60002, [process.execPath, cli, 'doctor', '--json']);
+			expect(JSON.parse(doctor.stdout).findings).toContainEqual({
+				level: 'ok',
+				check: 'cache root',
+				message: expect.stringMatching(/ is usable, shared with group 60000 \(setgid, group-writable\)/),
+			});
 		});
 
 		it('links without a cache with LTOCACHE_MODE=drop', async () => {

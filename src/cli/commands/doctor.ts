@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
 import { which } from '../../shared/pathsearch.js';
-import { fallbackRoot, modulesDirs, resolveRoot, rootCandidates, unusableReason } from '../../shared/root.js';
+import { fallbackRoot, isShared, modulesDirs, resolveRoot, rootCandidates, unusableReason } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
 import { defineCommand } from '../command.js';
 import { isOurLink, linkerNames, ROOT_PATH, shimFile } from '../shimlinks.js';
@@ -72,10 +72,30 @@ async function resolveLinker(
 	};
 }
 
+/** A group's name from /etc/group, else its number. */
+function groupName(gid: number): string {
+	try {
+		const line = fs
+			.readFileSync('/etc/group', 'utf8')
+			.split('\n')
+			.find((l) => l.split(':')[2] === String(gid));
+		if (line) return line.split(':')[0];
+	} catch {}
+	return String(gid);
+}
+
 function cacheRootFinding(env: NodeJS.ProcessEnv): Finding {
 	const check = 'cache root';
 	const candidates = rootCandidates(env);
 	const usable = candidates.find((root) => unusableReason(toBytes(root)) === undefined);
+	if (usable && isShared(usable, env)) {
+		const gid = fs.statSync(usable).gid;
+		return {
+			level: 'ok',
+			check,
+			message: `${usable} is usable, shared with group ${groupName(gid)} (setgid, group-writable): its members reuse, prune and clear each other's entries`,
+		};
+	}
 	if (usable) return { level: 'ok', check, message: `${usable} is usable` };
 	const why =
 		candidates.map((root) => `${root} (${unusableReason(toBytes(root))})`).join(', ') || 'no LTOCACHE_DIR, XDG_CACHE_HOME or HOME';
