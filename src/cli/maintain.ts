@@ -13,7 +13,7 @@ import { toBytes } from '../shared/bytes.js';
 import { IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
 import { LOCK_NAME, resolveRoot } from '../shared/root.js';
 import type { Limits } from './limits.js';
-import { type Entry, type Kernel, type Key, type Scope, scanRoot, type Temp, totals, yieldToTimers } from './scan.js';
+import { type Entry, type Kernel, type Key, type Progress, type Scope, scanRoot, type Temp, totals, yieldToTimers } from './scan.js';
 
 export type Report = {
 	root: string;
@@ -106,11 +106,15 @@ async function carryOut(
 	dryRun: boolean,
 	lost: () => boolean,
 	now: number,
+	progress?: Progress,
 ): Promise<Report> {
 	const report = emptyReport(root, dryRun);
 	const evicted = new Set<string>();
 	for (const [i, entry] of evict.entries()) {
-		if (i % 1000 === 999) await yieldToTimers();
+		if (i % 1000 === 999) {
+			progress?.(`${dryRun ? 'counted' : 'removed'} ${i + 1} of ${evict.length} entries`);
+			await yieldToTimers();
+		}
 		if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
 		if (dryRun || unlink(entry.file)) {
 			report.removed.entries++;
@@ -150,13 +154,13 @@ function emptyReport(root: string, dryRun: boolean): Report {
 	return { root, dryRun, removed: { entries: 0, bytes: 0, tempFiles: 0, directories: 0 }, remaining: { entries: 0, bytes: 0 } };
 }
 
-export async function prune(root: string, limits: Limits, scope: Scope, dryRun: boolean): Promise<Report> {
+export async function prune(root: string, limits: Limits, scope: Scope, dryRun: boolean, progress?: Progress): Promise<Report> {
 	if (!fs.existsSync(root)) return emptyReport(root, dryRun);
 	return withLock(root, async (lost) => {
 		const now = Date.now();
-		const kernels = await scanRoot(root, scope);
+		const kernels = await scanRoot(root, scope, true, progress);
 		const evict = planPrune(kernels, limits, now, limits.maxPercent === undefined ? 0 : freeSpace(root));
-		return carryOut(root, kernels, evict, dryRun, lost, now);
+		return carryOut(root, kernels, evict, dryRun, lost, now, progress);
 	});
 }
 
@@ -165,16 +169,16 @@ export function keyMatches(key: Key, dir: string): boolean {
 	return key.name === keyName(toBytes(dir)) || key.meta?.extmod === dir || key.meta?.original === dir;
 }
 
-export async function clear(root: string, scope: Scope & { extmod?: string }, dryRun: boolean): Promise<Report> {
+export async function clear(root: string, scope: Scope & { extmod?: string }, dryRun: boolean, progress?: Progress): Promise<Report> {
 	if (!fs.existsSync(root)) return emptyReport(root, dryRun);
 	return withLock(root, async (lost) => {
 		const now = Date.now();
-		const kernels = await scanRoot(root, scope);
+		const kernels = await scanRoot(root, scope, true, progress);
 		if (scope.extmod !== undefined) {
 			for (const kernel of kernels) kernel.keys = kernel.keys.filter((key) => keyMatches(key, scope.extmod!));
 		}
 		const evict = kernels.flatMap((k) => k.keys.flatMap((key) => key.entries));
-		return carryOut(root, kernels, evict, dryRun, lost, now);
+		return carryOut(root, kernels, evict, dryRun, lost, now, progress);
 	});
 }
 
@@ -196,4 +200,28 @@ export function existingRoot(env: NodeJS.ProcessEnv): string {
 	const found = resolveRoot(env, false);
 	if (found === undefined) throw new Error('no usable cache root (set LTOCACHE_DIR, or see ltocache doctor)');
 	return found;
+}
+
+/**
+ * One line of progress on a terminal, for a prune or clear that runs longer
+ * than a second: rewritten in place at most ten times a second, and erased
+ * at the end. Nothing on a pipe or with --json.
+ */
+export function terminalProgress(json: boolean): { update: Progress; done: () => void } | undefined {
+	if (json || !process.stderr.isTTY) return undefined;
+	const start = Date.now();
+	let last = 0;
+	let shown = false;
+	return {
+		update(text) {
+			const now = Date.now();
+			if (now - start < 1000 || now - last < 100) return;
+			last = now;
+			shown = true;
+			process.stderr.write(`\r\x1b[K${text}`);
+		},
+		done() {
+			if (shown) process.stderr.write('\r\x1b[K');
+		},
+	};
 }

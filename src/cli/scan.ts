@@ -85,12 +85,15 @@ export function scanKey(dir: string, name: string, collect = true): Key {
 /** Lets timers run: proper-lockfile refreshes the lock from one, and a lock not refreshed for 5 s is taken over. */
 export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Told what a long scan or deletion has got through so far. */
+export type Progress = (text: string) => void;
+
 /** @param collect whether to list each entry (prune and clear) or only sum them up (stats, from summaries where they hold) */
-export async function scanRoot(root: string, scope: Scope = {}, collect = true): Promise<Kernel[]> {
+export async function scanRoot(root: string, scope: Scope = {}, collect = true, progress?: Progress): Promise<Kernel[]> {
 	const cwd = process.cwd(); // scanKey changes directory
 	const summaries = collect ? undefined : new Summaries(root);
 	try {
-		return await scanReleases(root, scope, collect, summaries);
+		return await scanReleases(root, scope, collect, summaries, progress);
 	} finally {
 		// Where chdir is not allowed (a worker thread) scanKey went without it.
 		if (process.cwd() !== cwd) process.chdir(cwd);
@@ -98,8 +101,10 @@ export async function scanRoot(root: string, scope: Scope = {}, collect = true):
 	}
 }
 
-async function scanReleases(root: string, scope: Scope, collect: boolean, summaries?: Summaries): Promise<Kernel[]> {
+async function scanReleases(root: string, scope: Scope, collect: boolean, summaries?: Summaries, progress?: Progress): Promise<Kernel[]> {
 	const kernels: Kernel[] = [];
+	let entries = 0;
+	let dirs = 0;
 	for (const release of dirents(root)) {
 		// Skips the prune stamp, the summaries, foreign files, and the lock, which is a directory.
 		if (!release.isDirectory() || release.name === LOCK_NAME) continue;
@@ -109,7 +114,10 @@ async function scanReleases(root: string, scope: Scope, collect: boolean, summar
 		for (const d of dirents(dir)) {
 			if (!d.isDirectory()) continue;
 			const keyDir = path.join(dir, d.name);
-			keys.push(summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect));
+			const key = summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect);
+			keys.push(key);
+			entries += key.count;
+			progress?.(`scanned ${++dirs} module directories, ${entries} entries`);
 			await yieldToTimers();
 		}
 		kernels.push({ release: release.name, dir, installed: release.name !== NO_KERNEL && isInstalled(release.name), keys });

@@ -2,12 +2,13 @@
 // process the way users run it.
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
 import { LOCK_NAME, SUMMARY_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
-import { scratchRoot } from '../helpers/tools.js';
+import { CLI, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -359,6 +360,28 @@ describe('safety', () => {
 		const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 		expect((await ltocache(root, ['--version'])).stdout).toBe(`ltocache ${pkg.version}`);
 		expect((await ltocache(root, ['--help'])).stdout).toMatch(/^Usage: ltocache <command>/);
+	});
+});
+
+describe('on a terminal', () => {
+	const ERASE = '\r\u001b[K';
+	it('shows progress when prune or clear takes longer than a second, and none with --json', async () => {
+		const root = scratch('root');
+		const keys = Array.from({ length: 20 }, (_, i) => makeKey(root, '6.1.0-1', `/src/m${i}`, 2));
+		for (let i = 0; i < 40_000; i++) fs.writeFileSync(`${keys[i % 20]}/llvmcache-${i.toString(16).padStart(40, '0')}`, '');
+		// script(1) gives the command a terminal and copies what it writes there.
+		const onTerminal = (args: string) =>
+			execa('script', ['-qec', `node ${CLI} ${args}`, '/dev/null'], { env: { LTOCACHE_DIR: root }, reject: false });
+		const json = await onTerminal('clear --dry-run --json');
+		expect(json.exitCode).toBe(0);
+		expect(json.stdout).not.toContain(ERASE);
+		const shown = await onTerminal('clear');
+		expect(shown.exitCode).toBe(0);
+		const lines = shown.stdout.split(ERASE);
+		expect(lines.some((line) => /^(scanned \d+ module directories, \d+ entries|removed \d+ of 40000 entries)$/.test(line))).toBe(true);
+		// The progress line is erased before the report.
+		expect(lines.at(-1)).toMatch(/^removed 40000 entries \(0 B\)/);
+		expect(onDisk(root).size).toBe(0);
 	});
 });
 

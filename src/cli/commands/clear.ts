@@ -1,7 +1,7 @@
 // `ltocache clear`: remove every entry, or one kernel's, or one module's.
 import path from 'node:path';
 import { defineCommand } from '../command.js';
-import { clear, existingRoot, renderReport } from '../maintain.js';
+import { clear, existingRoot, renderReport, terminalProgress } from '../maintain.js';
 
 export default defineCommand({
 	usage: 'clear [--kernel REL] [--extmod PATH] [--dry-run] [--json]',
@@ -16,7 +16,9 @@ Links running meanwhile still succeed.`,
 	},
 	async run(values, env) {
 		const extmod = values.extmod === undefined ? undefined : path.resolve(values.extmod);
-		const report = await clear(existingRoot(env), { kernel: values.kernel, extmod }, Boolean(values['dry-run']));
+		const progress = terminalProgress(Boolean(values.json));
+		const scope = { kernel: values.kernel, extmod };
+		const report = await clear(existingRoot(env), scope, Boolean(values['dry-run']), progress?.update).finally(progress?.done);
 		process.stdout.write(renderReport(report, Boolean(values.json)));
 		return 0;
 	},

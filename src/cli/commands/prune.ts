@@ -1,7 +1,7 @@
 // `ltocache prune`: evict least recently used entries beyond the limits.
 import { defineCommand } from '../command.js';
 import { DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE, limitsFrom } from '../limits.js';
-import { existingRoot, prune, renderReport } from '../maintain.js';
+import { existingRoot, prune, renderReport, terminalProgress } from '../maintain.js';
 
 export default defineCommand({
 	usage: 'prune [limits] [--kernel REL] [--dry-run] [--json]',
@@ -24,7 +24,9 @@ until every limit holds. With no limits: --max-size \${LTOCACHE_MAX_SIZE:-${DEFA
 	},
 	async run(values, env) {
 		const limits = limitsFrom(values, env);
-		const report = await prune(existingRoot(env), limits, { kernel: values.kernel }, Boolean(values['dry-run']));
+		const progress = terminalProgress(Boolean(values.json));
+		const scope = { kernel: values.kernel };
+		const report = await prune(existingRoot(env), limits, scope, Boolean(values['dry-run']), progress?.update).finally(progress?.done);
 		process.stdout.write(renderReport(report, Boolean(values.json)));
 		return 0;
 	},
