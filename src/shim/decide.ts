@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
-import { claim, keyName, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { claim, keyName, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, scanArgs, withCacheDir } from './argv.js';
 
@@ -71,7 +71,7 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 const MIN_FREE_BYTES = 32 * 1024 * 1024;
 
 /** Claim the redirected directory; returns why it cannot be used, or undefined if it can. */
-function prepare(dir: string, meta: Parameters<typeof claim>[1], shared: boolean): string | undefined {
+function prepare(dir: string, meta: Metadata, shared: boolean): string | undefined {
 	const unusable = claim(dir, meta, shared);
 	if (unusable) return unusable;
 	try {

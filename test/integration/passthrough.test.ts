@@ -204,6 +204,18 @@ exit 99
 		expect(result.stderr).toMatch(/^ltocache: running .*\nltocache: unexpected .*ENOENT.*; passing argv through$/m);
 	});
 
+	it('runs the linker with the original arguments, saying so once, when a link needs Node.js and there is none', async () => {
+		const args = ['--thinlto-cache-dir=/proc/no/such/dir', '-r'];
+		const result = await execa(path.join(shims, 'ld.lld'), args, {
+			reject: false,
+			env: { PATH: `${shims}:${fakeDir}`, FAKE_LD_RECORD: record },
+			extendEnv: false,
+		});
+		expect(result.exitCode).toBe(0);
+		expect(result.stderr).toBe('ltocache: node not found on PATH; running ld.lld with the original arguments\nfake-ld stderr');
+		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, ...args]);
+	});
+
 	it('passes an empty --thinlto-cache-dir= through untouched', async () => {
 		for (const via of [{}, { LTOCACHE_NO_FAST_PATH: '1' }]) {
 			const result = await run(['--thinlto-cache-dir=/proc/unwritable', '--thinlto-cache-dir=', '-r'], via);
