@@ -9,6 +9,9 @@
 //                                                    its mtime is the last link's start
 //                         /ltocache.json.<pid>.tmp   that metadata being written
 //
+// bin/ld.lld, in sh, relies on one name too: a directory holding
+// llvmcache.timestamp is one lld has linked into before.
+//
 // On the shim's hot path: node built-ins only.
 import fs from 'node:fs';
 import path from 'node:path';

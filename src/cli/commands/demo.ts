@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, execaSync, type Options } from 'execa';
+import { classify } from '../../shared/keydir.js';
 import { realLinker, which } from '../../shared/pathsearch.js';
 import { defineCommand } from '../command.js';
 import { shimFile } from '../shimlinks.js';
@@ -103,7 +104,7 @@ async function demo(values: { keep?: boolean }, env: NodeJS.ProcessEnv): Promise
 }
 
 function countEntries(root: string): number {
-	return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => path.basename(f).startsWith('llvmcache-')).length;
+	return (fs.readdirSync(root, { recursive: true }) as string[]).filter((f) => classify(path.basename(f)) === 'entry').length;
 }
 
 type Runner = ((file: string, args: string[], options: Options) => ReturnType<typeof execa>) & { how: string };
