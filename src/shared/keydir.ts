@@ -195,6 +195,6 @@ export function keyName(absolutePath: string): string {
 
 /** A kernel release made safe as one path component; ordinary releases pass unchanged. */
 export function releaseName(release: string): string {
-	if (/^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$/.test(release)) return release;
+	if (release === NO_KERNEL || /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$/.test(release)) return release;
 	return `${slug(release, 48) || 'release'}-${shortHash(Buffer.from(release))}`;
 }

@@ -4,8 +4,14 @@
 //
 // bin/ld.lld loads this (bundled as dist/ld.lld.cjs) only for what its shell
 // fast path leaves over, with process.argv = [node, $0, SELF, ARGS...]:
-// SELF is the shim's path as the build invoked it, made absolute.
+// SELF is the shim's path as the build invoked it, made absolute. It asks
+// for a plan (LTOCACHE_PLAN=1): a shell command that execs the linker, which
+// the shell then runs, so the linker replaces the shim's own process and
+// Node never has to spawn it. Only a link that needs work after it (a shared
+// root) or an argv[0] a shell cannot give is run from here.
+import fs from 'node:fs';
 import path from 'node:path';
+import type { Bytes } from '../shared/bytes.js';
 import { shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
@@ -17,6 +23,7 @@ function main(): void {
 	const env = process.env;
 	const self = process.argv[2];
 	const name = path.basename(self);
+	const planning = env.LTOCACHE_PLAN === '1';
 
 	const args = rawArgs();
 	let plan: Plan;
@@ -29,9 +36,16 @@ function main(): void {
 	const located = locateLinker(name, self, env);
 	if ('error' in located) {
 		process.stderr.write(`ltocache: ${located.error}; set LTOCACHE_LD to the real linker\n`);
-		process.exit(127);
+		if (!planning) process.exit(127);
+		answer('exit 127');
+		return;
 	}
 	const { linker } = located;
+	const { root, dir, shared } = plan;
+	if (planning && (shared || linker.argv0 !== linker.file)) {
+		answer('rerun');
+		return;
+	}
 
 	if (env.LTOCACHE_VERBOSE === '1') {
 		process.stderr.write(`ltocache: running ${linker.file}\n`);
@@ -39,15 +53,28 @@ function main(): void {
 	} else if (plan.warning) {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
-	const { root, dir, shared } = plan;
+	const chain = nextChain(env, self, linker);
+	if (planning) {
+		if (root) maybeStartPrune(root, env);
+		answer(`${CHAIN_VAR}=${quote(chain)}; export ${CHAIN_VAR}; set -- ${plan.args.map(quote).join(' ')}; exec ${quote(linker.file)} "$@"`);
+		return;
+	}
 	const afterLink = () => {
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link
 		if (root) maybeStartPrune(root, env);
 	};
-	const childEnv = { ...env, [CHAIN_VAR]: nextChain(env, self, linker) };
-	runLinker(linker.file, linker.argv0, plan.args, childEnv, root ? afterLink : undefined);
+	runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);
+}
+
+/** One argument for the shell, byte for byte: single quotes hold anything but NUL, which argv cannot carry. */
+const quote = (bytes: Bytes) => `'${bytes.replaceAll("'", "'\\''")}'`;
+
+/** The plan, as bytes, on stdout (a pipe the shell reads to its end). */
+function answer(text: string): void {
+	const buffer = Buffer.from(text, 'latin1');
+	for (let done = 0; done < buffer.length; ) done += fs.writeSync(1, buffer, done);
 }
 
 main();

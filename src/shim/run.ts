@@ -1,4 +1,6 @@
-// Running the real linker as if the build had run it directly: inherited
+// Running the real linker from Node, for the links bin/ld.lld cannot exec
+// itself (a shared root needs work after the link; a linker of another name
+// needs an argv[0] a shell cannot give), as if the build had run it: inherited
 // stdio, its exit status, its death signal, and the build's signals passed on.
 //
 // node:child_process rather than execa: importing execa costs ~100 ms, more

@@ -88,6 +88,21 @@ export function fakeLinker(dir: string, names = ['ld.lld', 'ld.lld-16']): string
 	return binary;
 }
 
+/**
+ * A directory holding only `node`: the Node.js running the tests, behind a
+ * wrapper that appends a line to $NODE_RAN (when set) each time it starts,
+ * so a test can count how many Node processes a link took.
+ */
+export function nodeOnlyDir(dir: string): string {
+	fs.writeFileSync(path.join(dir, 'node'), `#!/bin/sh\n[ -z "$NODE_RAN" ] || echo >>"$NODE_RAN"\nexec '${process.execPath}' "$@"\n`, {
+		mode: 0o755,
+	});
+	return dir;
+}
+
+/** How many times Node started with NODE_RAN=file (see nodeOnlyDir). */
+export const nodeRuns = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').length : 0);
+
 /** A directory of symlinks to the shim, the way `ltocache install` lays them out. */
 export function shimDir(dir: string, shim = SHIM, names = ['ld.lld', 'ld.lld-16']): string {
 	for (const name of names) fs.symlinkSync(shim, path.join(dir, name));

@@ -10,6 +10,8 @@ import {
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	nodeOnlyDir,
+	nodeRuns,
 	ranAsPid,
 	ranFile,
 	recorded,
@@ -40,8 +42,7 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 		fakeLinker(fakeDir);
 		shims = shimDir(scratch('shims'));
 		record = path.join(scratch('rec'), 'argv');
-		node = scratch('node');
-		fs.symlinkSync(process.execPath, path.join(node, 'node'));
+		node = nodeOnlyDir(scratch('node'));
 	});
 
 	it('passes argv byte for byte, with argv[0] the path of the linker it runs', async () => {
@@ -140,15 +141,22 @@ exit 99
 	// Both halves of the shim: the shell fast path execs the linker (the
 	// linker then is the shim's process), the Node shim runs it as a child and
 	// must pass signals in and status out itself.
+	// All three ways the shim can run a linker. The shell execs it (so the
+	// linker runs in the shim's own process) on the fast path and with the
+	// plan the Node shim answers; the Node shim runs it as its child for a
+	// linker of another name (or a shared root), and must pass signals in and
+	// status out itself.
 	describe.each([
-		['the shell fast path', {}, true],
-		['the Node shim', { LTOCACHE_NO_FAST_PATH: '1' }, false],
-	] as const)('through %s', (_, via, direct) => {
-		/** Runs the shim and checks which half ran the linker: pid equality means nothing started in between. */
+		['by the shell fast path', {}, { direct: true, nodes: 0 }],
+		["by the shell, on the Node shim's plan", { LTOCACHE_NO_FAST_PATH: '1' }, { direct: true, nodes: 1 }],
+		['by the Node shim', { LTOCACHE_NO_FAST_PATH: '1', LTOCACHE_LD: 'fake-ld' }, { direct: false, nodes: 2 }],
+	] as const)('run %s', (_, via, expected) => {
+		/** Runs the shim and checks which way it ran the linker: by process id, and by Node starts. */
 		const runVia = async (env: Record<string, string>) => {
-			const child = run([], { ...via, ...env });
+			const nodeRan = path.join(scratch('node-ran'), 'log');
+			const child = run([], { ...via, ...env, NODE_RAN: nodeRan });
 			const result = await child;
-			expect(ranAsPid(record) === child.pid).toBe(direct);
+			expect({ direct: ranAsPid(record) === child.pid, nodes: nodeRuns(nodeRan) }).toEqual(expected);
 			return result;
 		};
 
@@ -179,14 +187,15 @@ exit 99
 			const dir = scratch('sig');
 			const ready = path.join(dir, 'ready');
 			const got = path.join(dir, 'got');
-			const child = run([], { ...via, FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got });
+			const nodeRan = path.join(dir, 'node-ran');
+			const child = run([], { ...via, FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got, NODE_RAN: nodeRan });
 			const deadline = Date.now() + 10_000;
 			while (!fs.existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 			child.kill(signal);
 			const result = await child;
 			expect(fs.readFileSync(got, 'utf8')).toBe(String({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGQUIT: 3 }[signal]));
 			expect(result.signal).toBe(signal);
-			expect(ranAsPid(record) === child.pid).toBe(direct);
+			expect({ direct: ranAsPid(record) === child.pid, nodes: nodeRuns(nodeRan) }).toEqual(expected);
 		});
 	});
 

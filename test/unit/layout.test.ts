@@ -36,6 +36,7 @@ describe('releaseName', () => {
 	it('passes ordinary releases and makes others one safe component', () => {
 		expect(releaseName('6.1.0-28-amd64')).toBe('6.1.0-28-amd64');
 		expect(releaseName('5.15.0+custom~1')).toBe('5.15.0+custom~1');
+		expect(releaseName(NO_KERNEL)).toBe(NO_KERNEL); // stats and prune --stale-kernels know it by name
 		for (const odd of ['..', '.', '../../etc', 'a/b', '']) {
 			const name = releaseName(odd);
 			expect(name).not.toContain('/');
