@@ -2,7 +2,7 @@
 // as ratios against baselines measured in the same run (these machines are
 // shared and noisy, so absolute times mean little).
 //
-//   node bench/run.js [--runs N] [--entries N]
+//   node bench/run.js [--runs N] [--entries N] [--only shim|module|manager]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,7 +12,9 @@ import { parseArgs } from 'node:util';
 import { realLinker } from '../dist/shared/pathsearch.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '40' }, entries: { type: 'string', default: '100000' } } });
+const { values } = parseArgs({
+	options: { runs: { type: 'string', default: '40' }, entries: { type: 'string', default: '100000' }, only: { type: 'string' } },
+});
 const RUNS = Number(values.runs);
 const ENTRIES = Number(values.entries);
 
@@ -65,6 +67,16 @@ function memory(title, commands) {
 		console.log(`    ${name.padEnd(34)} ${String(Math.round(kib / 1024)).padStart(5)} MiB  ${(kib / base).toFixed(2)}x ${rows[0][0]}`);
 }
 
+/** A directory with ld.lld -> bin/ld.lld, made once. */
+function shimDir() {
+	const shims = path.join(work, 'shims');
+	if (!fs.existsSync(shims)) {
+		fs.mkdirSync(shims);
+		fs.symlinkSync(path.join(repo, 'bin/ld.lld'), path.join(shims, 'ld.lld'));
+	}
+	return shims;
+}
+
 const fmt = (ms) => `${ms.toFixed(1).padStart(7)} ms`;
 
 // --- the shim ---------------------------------------------------------------
@@ -75,9 +87,7 @@ function benchShim() {
 		return o;
 	});
 	const real = realLinker('ld.lld', process.env.PATH);
-	const shims = path.join(work, 'shims');
-	fs.mkdirSync(shims);
-	fs.symlinkSync(path.join(repo, 'bin/ld.lld'), path.join(shims, 'ld.lld'));
+	const shims = shimDir();
 	// The floor a wrapper can be compared with: a shell script that only rewrites the flag and execs.
 	const sh = path.join(work, 'sh-wrapper');
 	fs.writeFileSync(
@@ -172,7 +182,7 @@ function benchModule() {
 		'static int __init drv_init(void) { return drv0_entry(1) == 42; }\nmodule_init(drv_init);\nMODULE_LICENSE("GPL");\n',
 	);
 	fs.writeFileSync(path.join(mod, 'Kbuild'), `obj-m := drv.o\ndrv-y := ${Array.from({ length: 12 }, (_, i) => `f${i}.o`).join(' ')}\n`);
-	const shims = path.join(work, 'shims');
+	const shims = shimDir();
 	// Built through the shim, the tree's own cache redirected (the tree is root's, but must stay as prepared).
 	const env = {
 		...process.env,
@@ -180,7 +190,9 @@ function benchModule() {
 		LTOCACHE_DIR: path.join(work, 'module-root'),
 		LTOCACHE_AUTO_PRUNE: '0',
 	};
-	const blocked = path.join(work, 'blocker', 'x');
+	// Unwritable even for root: below a regular file (ENOTDIR).
+	fs.writeFileSync(path.join(work, 'module-blocker'), '');
+	const blocked = path.join(work, 'module-blocker', 'x');
 	// Built as Kbuild builds it, through the shim, with the tree read-only so it stays as prepared.
 	run(
 		'unshare',
@@ -306,6 +318,6 @@ function regenerate(root) {
 }
 
 console.log(`ltocache bench on ${os.cpus().length} CPUs, Node ${process.version}`);
-benchShim();
-benchModule();
-benchManager();
+for (const [name, bench] of Object.entries({ shim: benchShim, module: benchModule, manager: benchManager })) {
+	if (values.only === undefined || values.only === name) bench();
+}

@@ -19,7 +19,7 @@ import { decide, type Plan } from './decide.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
 import { runLinker } from './run.js';
 
-function main(): void {
+async function main(): Promise<void> {
 	const env = process.env;
 	const self = process.argv[2];
 	const name = path.basename(self);
@@ -55,17 +55,17 @@ function main(): void {
 	}
 	const chain = nextChain(env, self, linker);
 	if (planning) {
-		if (root) maybeStartPrune(root, env);
+		if (root) await maybeStartPrune(root, env);
 		answer(`${CHAIN_VAR}=${quote(chain)}; export ${CHAIN_VAR}; set -- ${plan.args.map(quote).join(' ')}; exec ${quote(linker.file)} "$@"`);
 		return;
 	}
-	const afterLink = () => {
+	const afterLink = async () => {
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link
-		if (root) maybeStartPrune(root, env);
+		if (root) await maybeStartPrune(root, env);
 	};
-	runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);
+	await runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);
 }
 
 /** One argument for the shell, byte for byte: single quotes hold anything but NUL, which argv cannot carry. */
@@ -77,4 +77,4 @@ function answer(text: string): void {
 	for (let done = 0; done < buffer.length; ) done += fs.writeSync(1, buffer, done);
 }
 
-main();
+void main();

@@ -4,8 +4,8 @@
 // stdio, its exit status, its death signal, and the build's signals passed on.
 //
 // node:child_process rather than execa: importing execa costs ~100 ms, more
-// than Node's own start-up, on every link; the shim needs only spawn.
-import { spawn } from 'node:child_process';
+// than Node's own start-up, on every link; the shim needs only spawn, and
+// loads even that only here (~7 ms that a planned link does without).
 import fs from 'node:fs';
 import os from 'node:os';
 import { type Bytes, bytesToText, isUtf8 } from '../shared/bytes.js';
@@ -31,7 +31,14 @@ function command(file: string, argv0: string, args: Bytes[]): { file: string; ar
 }
 
 /** Run the linker; resolves only by exiting (or dying) the way the linker did. */
-export function runLinker(file: string, argv0: string, args: Bytes[], env: NodeJS.ProcessEnv, onExit?: () => void): void {
+export async function runLinker(
+	file: string,
+	argv0: string,
+	args: Bytes[],
+	env: NodeJS.ProcessEnv,
+	onExit?: () => Promise<void>,
+): Promise<void> {
+	const { spawn } = await import('node:child_process');
 	const cmd = command(file, argv0, args);
 	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio: 'inherit' });
 
@@ -42,9 +49,9 @@ export function runLinker(file: string, argv0: string, args: Bytes[], env: NodeJ
 		process.stderr.write(`ltocache: cannot run ${file}: ${error.message}\n`);
 		process.exit(error.code === 'ENOENT' ? 127 : 126);
 	});
-	child.on('exit', (code, signal) => {
+	child.on('exit', async (code, signal) => {
 		for (const s of FORWARDED) process.off(s, forward);
-		onExit?.();
+		await onExit?.();
 		if (signal) {
 			// Die of the same signal, so make and shells see 128+n, core dumps and all.
 			process.kill(process.pid, signal);
