@@ -40,7 +40,7 @@ export function helpText(command: Command): string {
  * `--` or its first word that is not one: the rest belongs to that command,
  * its own --help included.
  */
-function splitAtCommand(command: Command, args: string[]): [string[], string[]] {
+export function splitAtCommand(command: Command, args: string[]): [string[], string[]] {
 	if (!command.positionals) return [args, []];
 	for (let i = 0; i < args.length; i++) {
 		const arg = args[i];

@@ -4,7 +4,7 @@
 // proper-lockfile: stats needs neither).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Command, helpText, parseOptions, UsageError } from './command.js';
+import { type Command, helpText, parseOptions, splitAtCommand, UsageError } from './command.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: Command }> }> = {
 	stats: { summary: 'show what is cached, per kernel release and module', load: () => import('./commands/stats.js') },
@@ -64,7 +64,8 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 	try {
 		parsed = parseOptions(command, rest);
 	} catch (error) {
-		if (rest.includes('--help') || rest.includes('-h')) return help();
+		const [own] = splitAtCommand(command, rest); // not the --help of `run`'s command
+		if (own.includes('--help') || own.includes('-h')) return help();
 		throw error;
 	}
 	if (parsed.values.help) return help();
