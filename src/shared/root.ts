@@ -62,10 +62,10 @@ export function fallbackRoot(uid = process.getuid?.() ?? 0): string {
 export function unusableReason(dir: Bytes): string | undefined {
 	let probe = dir;
 	for (;;) {
+		const file = bytesToBuffer(probe);
 		try {
-			const st = fs.statSync(bytesToBuffer(probe));
-			if (!st.isDirectory()) return 'ENOTDIR';
-			fs.accessSync(bytesToBuffer(probe), fs.constants.W_OK | fs.constants.X_OK);
+			if (!fs.statSync(file).isDirectory()) return 'ENOTDIR';
+			fs.accessSync(file, fs.constants.W_OK | fs.constants.X_OK);
 			return undefined;
 		} catch (error) {
 			const code = (error as NodeJS.ErrnoException).code ?? 'EIO';

@@ -6,7 +6,7 @@
 // linker's argv.
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Bytes, bytesToBuffer, toBytes } from '../shared/bytes.js';
+import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
 
 export const CACHE_FLAG = '--thinlto-cache-dir=';
 
@@ -30,7 +30,7 @@ export function rawArgs(argv = process.argv): Bytes[] {
 	const raw = wanted === 0 ? [] : all.slice(-wanted);
 	if (raw.length !== wanted) return decoded;
 	for (let i = 0; i < wanted; i++) {
-		if (Buffer.from(raw[i], 'latin1').toString('utf8') !== argv[i + 3]) return decoded;
+		if (bytesToText(raw[i]) !== argv[i + 3]) return decoded;
 	}
 	return raw;
 }

@@ -2,6 +2,7 @@
 // itself (a shared root needs work after the link; a linker of another name
 // needs an argv[0] a shell cannot give), as if the build had run it: inherited
 // stdio, its exit status, its death signal, and the build's signals passed on.
+// `ltocache run` runs its command the same way.
 //
 // node:child_process rather than execa: importing execa costs ~100 ms, more
 // than Node's own start-up, on every link; the shim needs only spawn, and
@@ -30,14 +31,17 @@ function command(file: string, argv0: string, args: Bytes[]): { file: string; ar
 	return { file: bash ? '/bin/bash' : '/bin/sh', args: ['-c', script, 'sh', file, argv0, ...args.map(octal)] };
 }
 
-/** Run the linker; resolves only by exiting (or dying) the way the linker did. */
+/**
+ * Run the linker (or `ltocache run`'s command), and exit (or die) the way it
+ * did, once onExit has run; the promise never settles.
+ */
 export async function runLinker(
 	file: string,
 	argv0: string,
 	args: Bytes[],
 	env: NodeJS.ProcessEnv,
 	onExit?: () => Promise<void>,
-): Promise<void> {
+): Promise<never> {
 	const { spawn } = await import('node:child_process');
 	const cmd = command(file, argv0, args);
 	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio: 'inherit' });
@@ -45,9 +49,11 @@ export async function runLinker(
 	const forward = (signal: NodeJS.Signals) => child.kill(signal);
 	for (const signal of FORWARDED) process.on(signal, forward);
 
-	child.on('error', (error: NodeJS.ErrnoException) => {
-		process.stderr.write(`ltocache: cannot run ${file}: ${error.message}\n`);
-		process.exit(error.code === 'ENOENT' ? 127 : 126);
+	child.on('error', async (error: NodeJS.ErrnoException) => {
+		const missing = error.code === 'ENOENT';
+		process.stderr.write(`ltocache: cannot run ${file}: ${missing ? `not found${file.includes('/') ? '' : ' on PATH'}` : error.message}\n`);
+		await onExit?.();
+		process.exit(missing ? 127 : 126); // as a shell says it
 	});
 	child.on('exit', async (code, signal) => {
 		for (const s of FORWARDED) process.off(s, forward);
@@ -60,4 +66,5 @@ export async function runLinker(
 		}
 		process.exit(code ?? 1);
 	});
+	return new Promise<never>(() => {});
 }

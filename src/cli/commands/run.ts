@@ -2,16 +2,16 @@
 // private directory of ld.lld and ld.lld-NN links goes first on CMD's PATH
 // and is removed when CMD ends, however it ends; CMD's exit status and death
 // signal become ltocache's, and the signals a terminal or make sends reach it.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { toBytes } from '../../shared/bytes.js';
 import { which } from '../../shared/pathsearch.js';
+import { runLinker } from '../../shim/run.js';
 import { defineCommand, UsageError } from '../command.js';
 import { linkerNames, shimFile } from '../shimlinks.js';
 
 const MODES = ['redirect', 'drop'];
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
 export default defineCommand({
 	usage: 'run [--mode MODE] [--] CMD [ARGS...]',
@@ -36,34 +36,11 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
 			// The shim needs node for what it redirects; the build may not have it on PATH (sudo's secure_path).
 			if (!which('node', pathValue)) fs.symlinkSync(process.execPath, path.join(dir, 'node'));
 			const childEnv = { ...env, PATH: `${dir}:${pathValue}`, ...(values.mode ? { LTOCACHE_MODE: values.mode } : {}) };
-			return await runCommand(command, childEnv, () => fs.rmSync(dir, { recursive: true, force: true }));
+			const [file, ...args] = command;
+			// Exits (or dies) as CMD did, once the directory is gone.
+			return await runLinker(file, file, args.map(toBytes), childEnv, async () => fs.rmSync(dir, { recursive: true, force: true }));
 		} finally {
 			fs.rmSync(dir, { recursive: true, force: true });
 		}
 	},
 });
-
-/** Run CMD to its end; resolves with its status, or dies of its signal once `cleanup` has run. */
-function runCommand([file, ...args]: string[], env: NodeJS.ProcessEnv, cleanup: () => void): Promise<number> {
-	return new Promise((resolve) => {
-		const child = spawn(file, args, { env, stdio: 'inherit' });
-		const forward = (signal: NodeJS.Signals) => child.kill(signal);
-		for (const signal of FORWARDED) process.on(signal, forward);
-		child.on('error', (error: NodeJS.ErrnoException) => {
-			const missing = error.code === 'ENOENT';
-			process.stderr.write(`ltocache: cannot run ${file}: ${missing ? 'not found on PATH' : error.message}\n`);
-			resolve(missing ? 127 : 126); // as a shell says it
-		});
-		child.on('exit', (code, signal) => {
-			for (const s of FORWARDED) process.off(s, forward);
-			if (signal) {
-				cleanup();
-				process.kill(process.pid, signal);
-				// Still here: a signal Node ignores (SIGPIPE).
-				resolve(128 + (os.constants.signals[signal] ?? 0));
-				return;
-			}
-			resolve(code ?? 1);
-		});
-	});
-}
