@@ -8,6 +8,9 @@
 //                         /ltocache.json             what the directory stands for;
 //                                                    its mtime is the last link's start
 //                         /ltocache.json.<pid>.tmp   that metadata being written
+//                         /ltocache.counts           one line per link: modules, entries written
+//                                                    (src/shared/counters.ts)
+//                         /ltocache.counts.<pid>.tmp those lines being compacted by prune
 //
 // bin/ld.lld, in sh, relies on one name too: a directory holding
 // llvmcache.timestamp is one lld has linked into before.
@@ -17,6 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const META_FILE = 'ltocache.json';
+export const COUNTS_FILE = 'ltocache.counts';
 const ENTRY_PREFIX = 'llvmcache-';
 const TIMESTAMP_FILE = 'llvmcache.timestamp';
 /** The release directory used when a link cannot be tied to a kernel. */
@@ -27,8 +31,12 @@ export type Metadata = {
 	release: string;
 	/** The external module directory (KBUILD_EXTMOD or M), if the link had one. */
 	extmod?: string;
-	/** The cache directory the linker was asked to use, made absolute. */
+	/** The cache directory the linker was asked to use, made absolute; in add mode, the link's working directory. */
 	original: string;
+	/** Set when LTOCACHE_MODE=add gave a link without a cache this directory. */
+	added?: true;
+	/** The files pulled in with .incbin or .include whose contents are part of this directory's name. */
+	incbin?: string[];
 };
 
 /**
@@ -42,8 +50,8 @@ export type FileKind = 'entry' | 'meta' | 'bookkeeping' | 'temp' | 'foreign';
 export function classify(name: string): FileKind {
 	if (name.startsWith(ENTRY_PREFIX)) return 'entry';
 	if (name === META_FILE) return 'meta';
-	if (name === TIMESTAMP_FILE) return 'bookkeeping';
-	if (name.startsWith('Thin-') || (name.startsWith(`${META_FILE}.`) && name.endsWith('.tmp'))) return 'temp';
+	if (name === TIMESTAMP_FILE || name === COUNTS_FILE) return 'bookkeeping';
+	if (name.startsWith('Thin-') || ([META_FILE, COUNTS_FILE].some((n) => name.startsWith(`${n}.`)) && name.endsWith('.tmp'))) return 'temp';
 	return 'foreign';
 }
 
@@ -149,7 +157,7 @@ export function readMeta(dir: string): Metadata | undefined {
  * refuses a directory a link has written to meanwhile; returns whether it went.
  */
 export function removeKeyDir(dir: string): boolean {
-	for (const name of [TIMESTAMP_FILE, META_FILE]) fs.rmSync(path.join(dir, name), { force: true });
+	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, META_FILE]) fs.rmSync(path.join(dir, name), { force: true });
 	return removeDir(dir);
 }
 

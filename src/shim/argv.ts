@@ -76,8 +76,9 @@ export type CacheFlag = {
 };
 
 export type Scan =
-	| { kind: 'none' }
-	| { kind: 'flag'; flag: CacheFlag }
+	/** words: argv as lld reads it, response files expanded. */
+	| { kind: 'none'; words: Bytes[] }
+	| { kind: 'flag'; flag: CacheFlag; words: Bytes[] }
 	/** Something lld would handle in a way we do not model; leave argv alone. */
 	| { kind: 'unsure'; why: string };
 
@@ -92,11 +93,13 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 	let found: CacheFlag | undefined;
 	let unsure: string | undefined;
 	let windowsQuoting = false;
+	const words: Bytes[] = [];
 
 	const visit = (list: Bytes[], top: number | undefined, stack: string[]) => {
 		for (let i = 0; i < list.length && unsure === undefined; i++) {
 			const arg = list[i];
 			const index = top ?? i;
+			if (!arg.startsWith('@') || arg.length === 1) words.push(arg);
 			if (arg.startsWith(CACHE_FLAG)) {
 				found = { value: arg.slice(CACHE_FLAG.length), index, inResponseFile: top !== undefined };
 			} else if (arg.startsWith('--rsp-quoting=')) {
@@ -110,6 +113,7 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 					identity = `${st.dev}:${st.ino}`;
 					content = fs.readFileSync(file, 'latin1');
 				} catch {
+					words.push(arg);
 					continue; // lld keeps it as a literal argument and reports it
 				}
 				if (stack.includes(identity)) {
@@ -134,7 +138,7 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 	// lld reads --rsp-quoting before expanding; with Windows quoting our GNU
 	// reading of any response file could be wrong.
 	if (windowsQuoting && args.some((a) => a.startsWith('@'))) return { kind: 'unsure', why: 'Windows response-file quoting' };
-	return found ? { kind: 'flag', flag: found } : { kind: 'none' };
+	return found ? { kind: 'flag', flag: found, words } : { kind: 'none', words };
 }
 
 /** The flag's directory as an absolute path (bytes), relative to the cwd like lld. */

@@ -1,11 +1,14 @@
 // Deciding what the real linker gets: the same argv, or the same argv with an
-// unwritable --thinlto-cache-dir moved to <root>/<release>/<key>.
+// unwritable --thinlto-cache-dir moved to <root>/<release>/<key> (and, with
+// LTOCACHE_MODE=add, one added to a ThinLTO link that has none).
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
-import { claim, keyName, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { claim, keyName, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
-import { absoluteDir, scanArgs, withCacheDir } from './argv.js';
+import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
+import { incbinGuard } from './incbin.js';
+import { readInputs } from './inputs.js';
 
 export type Plan = {
 	args: Bytes[];
@@ -14,6 +17,8 @@ export type Plan = {
 	dir?: string;
 	/** Whether the root is shared by a group: entries are made group-readable after the link. */
 	shared?: boolean;
+	/** For the directory's counters: the ThinLTO modules linked, and when the link claimed the directory (file-system clock). */
+	count?: { modules: number; since: number };
 	/** What was done and why, for LTOCACHE_VERBOSE. */
 	note?: string;
 	/** Said on stderr even when not verbose. */
@@ -81,16 +86,23 @@ function prepare(dir: string, meta: Metadata, shared: boolean): string | undefin
 	return undefined;
 }
 
-export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan {
-	const pass = (note?: string): Plan => ({ args, note });
+export async function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Promise<Plan> {
+	const pass = (note?: string, warning?: string): Plan => ({ args, note: note ?? warning, warning });
 	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
+	const adding = env.LTOCACHE_MODE === 'add';
 
 	// Most links have no cache flag and no response file: no file system work.
-	if (!args.some((a) => a.startsWith('@') || a.includes('thinlto-cache-dir'))) return pass();
+	if (!adding && !args.some((a) => a.startsWith('@') || a.includes('thinlto-cache-dir'))) return pass();
 
 	const scan = scanArgs(args, cwd);
 	if (scan.kind === 'unsure') return pass(`${scan.why}: passing argv through`);
-	if (scan.kind === 'none' || scan.flag.value === '') return pass();
+	if (scan.kind === 'none') {
+		if (!adding) return pass();
+		return choose({ words: scan.words, cwd, env, key: path.resolve(toBytes(cwd)), added: true }, (dir) => [...args, CACHE_FLAG + dir], (why, quiet) =>
+			quiet ? pass(`LTOCACHE_MODE=add: ${why}; passing argv through`) : pass(undefined, `LTOCACHE_MODE=add: ${why}; linking without a ThinLTO cache`),
+		);
+	}
+	if (scan.flag.value === '') return pass();
 
 	const { flag } = scan;
 	const original = absoluteDir(flag.value, cwd);
@@ -103,28 +115,63 @@ export function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Plan
 		return { args: withCacheDir(args, flag, ''), note: text, warning: warn ? text : undefined };
 	};
 	if (env.LTOCACHE_MODE === 'drop') return drop('LTOCACHE_MODE=drop', false);
+	const plan = await choose(
+		{ words: scan.words, cwd, env, key: original },
+		(dir) => withCacheDir(args, flag, dir),
+		(why) => drop(why, true),
+	);
+	if (plan.dir) plan.note = `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${plan.dir}`;
+	return plan;
+}
 
+type Link = {
+	/** argv as lld reads it. */
+	words: Bytes[];
+	cwd: string;
+	env: NodeJS.ProcessEnv;
+	/** What the directory stands for when Kbuild names no external module: the original cache directory, or (add mode) the working directory. */
+	key: Bytes;
+	added?: true;
+};
+
+/**
+ * The directory under the cache root for a link: <release>/<module or key>,
+ * plus the .incbin guard's hash when the link's assembly pulls in files.
+ */
+async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why: string, quiet?: boolean) => Plan): Promise<Plan> {
+	const { cwd, env } = link;
 	const root = resolveRoot(env);
-	if (root === undefined) return drop('no safe cache root (see ltocache doctor)', true);
+	if (root === undefined) return refuse('no safe cache root (see ltocache doctor)');
+
+	const inputs = readInputs(link.words, cwd);
+	if (inputs.problem) return refuse(inputs.problem);
+	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
+	const guard = await incbinGuard(inputs.asm, cwd);
+	if (guard.problem) return refuse(guard.problem);
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
-	const dir = path.join(root, releaseName(release), keyName(extmod ?? original));
+	const name = keyName(extmod ?? link.key) + (guard.hash ? `+incbin-${guard.hash}` : '');
+	const dir = path.join(root, releaseName(release), name);
 	const shared = isShared(root, env);
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
-	const meta = {
+	const meta: Metadata = {
 		version: 1,
 		release,
 		extmod: extmod === undefined ? undefined : bytesToText(extmod),
-		original: bytesToText(original),
-	} as const;
+		original: bytesToText(link.key),
+		...(link.added ? { added: true } : {}),
+		...(guard.files.length ? { incbin: guard.files.map(bytesToText) } : {}),
+	};
 	const unusable = prepare(dir, meta, shared);
-	if (unusable) return drop(unusable, true);
+	if (unusable) return refuse(unusable);
+	const since = lastClaim(dir) ?? Date.now();
 	return {
-		args: withCacheDir(args, flag, toBytes(dir)),
+		args: rewrite(toBytes(dir)),
 		root,
 		dir,
 		shared,
-		note: `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${dir}`,
+		count: { modules: inputs.modules, since },
+		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir}`,
 	};
 }

@@ -7,11 +7,14 @@
 // SELF is the shim's path as the build invoked it, made absolute. It asks
 // for a plan (LTOCACHE_PLAN=1): a shell command that execs the linker, which
 // the shell then runs, so the linker replaces the shim's own process and
-// Node never has to spawn it. Only a link that needs work after it (a shared
-// root) or an argv[0] a shell cannot give is run from here.
+// Node never has to spawn it. A link that needs work after it (one whose
+// cache directory ltocache chose is counted, see src/shared/counters.ts) or
+// an argv[0] a shell cannot give is run from here; the shell sends a link it
+// expects to be one of those here directly, without asking for a plan.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
+import { recordLink } from '../shared/counters.js';
 import { shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
@@ -28,7 +31,7 @@ async function main(): Promise<void> {
 	const args = rawArgs();
 	let plan: Plan;
 	try {
-		plan = decide(args, process.cwd(), env);
+		plan = await decide(args, process.cwd(), env);
 	} catch (error) {
 		plan = { args, note: `unexpected ${String(error)}; passing argv through` };
 	}
@@ -41,8 +44,8 @@ async function main(): Promise<void> {
 		return;
 	}
 	const { linker } = located;
-	const { root, dir, shared } = plan;
-	if (planning && (shared || linker.argv0 !== linker.file)) {
+	const { root, dir, shared, count } = plan;
+	if (planning && (count || shared || linker.argv0 !== linker.file)) {
 		answer('rerun');
 		return;
 	}
@@ -59,7 +62,9 @@ async function main(): Promise<void> {
 		answer(`${CHAIN_VAR}=${quote(chain)}; export ${CHAIN_VAR}; set -- ${plan.args.map(quote).join(' ')}; exec ${quote(linker.file)} "$@"`);
 		return;
 	}
+	const started = performance.now();
 	const afterLink = async () => {
+		if (dir && count) recordLink(dir, count.since, performance.now() - started, count.modules);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link

@@ -1,0 +1,144 @@
+// Hits and misses of one cache directory, kept in its ltocache.counts.
+//
+// After each link it chose the directory for, the shim appends one line:
+// when the link started, how long it took, how many ThinLTO modules it
+// linked (one cache lookup each), and every entry whose mtime is not older
+// than the link's start: the entries lld had to write, its misses. An
+// append is one write(2) with O_APPEND: no lock on the link path, and
+// concurrent links never interleave inside a line.
+//
+// Links of one directory may run in parallel, and each then also sees what
+// the others wrote while it ran. So no link's hits are worked out alone:
+// misses are the distinct entries (name and mtime) across all lines, each
+// counted once however many links saw it, and hits are the modules linked
+// less the misses. Totals therefore always hold hits + misses = modules
+// linked. (Two links that both wrote one entry, racing, count once if
+// either rename hid the other's file from both, twice if not: twice is
+// what lld did.)
+//
+// Prune compacts the lines older than an hour into one "folded" line; a
+// line that cannot be parsed (a torn or foreign write) is skipped.
+import fs from 'node:fs';
+import path from 'node:path';
+import { classify, COUNTS_FILE, IN_FLIGHT_MS } from './keydir.js';
+
+/** [entry name without its prefix, mtime in ms, bytes] */
+type Written = [string, number, number];
+type LinkLine = { t: number; ms: number; m: number; w: Written[] };
+type Folded = { links: number; modules: number; misses: number; bytes: number; ms: number };
+type FoldedLine = { folded: Folded };
+
+export type Counters = Folded & { hits: number };
+
+/** Past this size a directory's lines wait for the next prune to compact them rather than grow further. */
+const MAX_BYTES = 4 * 1024 * 1024;
+const ENTRY_PREFIX = 'llvmcache-';
+
+/**
+ * After a link into dir: append its line. since is the directory's claim
+ * time, as the file system's clock put it (lld's entries get theirs from
+ * the same clock); never throws.
+ */
+export function recordLink(dir: string, since: number, wallMs: number, modules: number): void {
+	try {
+		const file = path.join(dir, COUNTS_FILE);
+		if ((fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0) > MAX_BYTES) return;
+		const written: Written[] = [];
+		for (const name of fs.readdirSync(dir)) {
+			if (classify(name) !== 'entry') continue;
+			const st = fs.lstatSync(path.join(dir, name), { throwIfNoEntry: false });
+			if (st?.isFile() && st.mtimeMs >= since) written.push([name.slice(ENTRY_PREFIX.length), st.mtimeMs, st.size]);
+		}
+		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written };
+		fs.appendFileSync(file, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+	} catch {} // counting never fails a link, nor delays it with a retry
+}
+
+function parse(text: string): (LinkLine | FoldedLine)[] {
+	const lines: (LinkLine | FoldedLine)[] = [];
+	for (const raw of text.split('\n')) {
+		if (!raw) continue;
+		try {
+			const v = JSON.parse(raw) as LinkLine & FoldedLine;
+			if (v.folded && typeof v.folded.links === 'number') lines.push({ folded: v.folded });
+			else if (typeof v.t === 'number' && typeof v.m === 'number' && Array.isArray(v.w)) lines.push(v);
+		} catch {}
+	}
+	return lines;
+}
+
+const zero = (): Folded => ({ links: 0, modules: 0, misses: 0, bytes: 0, ms: 0 });
+
+/** Sums lines, each written entry once; `except` holds entries counted elsewhere. */
+function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Folded {
+	const sum = zero();
+	const seen = new Set(except);
+	for (const line of lines) {
+		if ('folded' in line) {
+			for (const k of Object.keys(sum) as (keyof Folded)[]) sum[k] += Number(line.folded[k]) || 0;
+			continue;
+		}
+		sum.links++;
+		sum.modules += line.m;
+		sum.ms += line.ms || 0;
+		for (const [name, mtime, bytes] of line.w) {
+			const id = `${name}:${mtime}`;
+			if (seen.has(id)) continue;
+			seen.add(id);
+			sum.misses++;
+			sum.bytes += bytes;
+		}
+	}
+	return sum;
+}
+
+export function withHits(sum: Folded): Counters {
+	return { ...sum, hits: Math.max(0, sum.modules - sum.misses) };
+}
+
+export function readCounters(dir: string): Counters {
+	let text = '';
+	try {
+		text = fs.readFileSync(path.join(dir, COUNTS_FILE), 'utf8');
+	} catch {}
+	return withHits(fold(parse(text)));
+}
+
+export function addCounters(all: Counters[]): Counters {
+	const sum = zero();
+	for (const c of all) for (const k of Object.keys(sum) as (keyof Folded)[]) sum[k] += c[k];
+	return withHits(sum);
+}
+
+/**
+ * Prune's compaction (under the root's lock): lines of links that started
+ * over an hour ago become one folded line; the rest stay as they are, so a
+ * link still running can be matched against them. The file is renamed
+ * away first, so links that finish meanwhile start a new one; lines are
+ * moved back with appends.
+ */
+export function compactCounters(dir: string, now = Date.now()): void {
+	const file = path.join(dir, COUNTS_FILE);
+	const moving = `${file}.${process.pid}.tmp`;
+	try {
+		fs.renameSync(file, moving);
+	} catch {
+		return; // none yet
+	}
+	let text = fs.readFileSync(moving, 'utf8');
+	const lines = parse(text);
+	const recent = lines.filter((l): l is LinkLine => !('folded' in l) && l.t >= now - IN_FLIGHT_MS);
+	const old = lines.filter((l) => !recent.includes(l as LinkLine));
+	const recentIds = new Set(recent.flatMap((l) => l.w.map(([name, mtime]) => `${name}:${mtime}`)));
+	const kept = [...(old.length ? [{ folded: fold(old, recentIds) }] : []), ...recent];
+	// A link that opened the file before the rename may have appended since it was read.
+	const late = fs.readFileSync(moving, 'utf8').slice(text.length);
+	text = kept.map((l) => `${JSON.stringify(l)}\n`).join('') + late;
+	if (text) fs.appendFileSync(file, text, { mode: fs.statSync(moving).mode & 0o777 });
+	fs.rmSync(moving, { force: true });
+}
+
+/** `stats --zero`, and `clear` for what it clears: the directory's counters start again. */
+export function zeroCounters(dir: string): void {
+	fs.rmSync(path.join(dir, COUNTS_FILE), { force: true });
+}
