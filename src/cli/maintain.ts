@@ -10,7 +10,8 @@ import path from 'node:path';
 import prettyBytes from 'pretty-bytes';
 import lockfile from 'proper-lockfile';
 import { toBytes } from '../shared/bytes.js';
-import { IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
+import { compactCounters, zeroCounters } from '../shared/counters.js';
+import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
 import { LOCK_NAME, resolveRoot } from '../shared/root.js';
 import type { Limits } from './limits.js';
 import { type Entry, type Kernel, type Key, type Progress, type Scope, scanRoot, type Temp, totals, yieldToTimers } from './scan.js';
@@ -160,13 +161,15 @@ export async function prune(root: string, limits: Limits, scope: Scope, dryRun: 
 		const now = Date.now();
 		const kernels = await scanRoot(root, scope, true, progress);
 		const evict = planPrune(kernels, limits, now, limits.maxPercent === undefined ? 0 : freeSpace(root));
-		return carryOut(root, kernels, evict, dryRun, lost, now, progress);
+		const report = await carryOut(root, kernels, evict, dryRun, lost, now, progress);
+		if (!dryRun) forEachKey(kernels, (dir) => compactCounters(dir, now));
+		return report;
 	});
 }
 
 /** Whether a key directory belongs to the external module (or original cache path) at dir. */
 export function keyMatches(key: Key, dir: string): boolean {
-	return key.name === keyName(toBytes(dir)) || key.meta?.extmod === dir || key.meta?.original === dir;
+	return baseKeyName(key.name) === keyName(toBytes(dir)) || key.meta?.extmod === dir || key.meta?.original === dir;
 }
 
 export async function clear(root: string, scope: Scope & { extmod?: string }, dryRun: boolean, progress?: Progress): Promise<Report> {
@@ -178,8 +181,20 @@ export async function clear(root: string, scope: Scope & { extmod?: string }, dr
 			for (const kernel of kernels) kernel.keys = kernel.keys.filter((key) => keyMatches(key, scope.extmod!));
 		}
 		const evict = kernels.flatMap((k) => k.keys.flatMap((key) => key.entries));
-		return carryOut(root, kernels, evict, dryRun, lost, now, progress);
+		const report = await carryOut(root, kernels, evict, dryRun, lost, now, progress);
+		// A cleared module starts counting again; `stats --zero` resets counters alone.
+		if (!dryRun) forEachKey(kernels, zeroCounters);
+		return report;
 	});
+}
+
+/** For the key directories that are still there; one that fails is left as it is. */
+function forEachKey(kernels: Kernel[], fn: (dir: string) => void): void {
+	for (const key of kernels.flatMap((k) => k.keys)) {
+		try {
+			if (fs.existsSync(key.dir)) fn(key.dir);
+		} catch {}
+	}
 }
 
 export function renderReport(report: Report, json: boolean): string {

@@ -20,7 +20,7 @@
 // line that cannot be parsed (a torn or foreign write) is skipped.
 import fs from 'node:fs';
 import path from 'node:path';
-import { classify, COUNTS_FILE, IN_FLIGHT_MS } from './keydir.js';
+import { COUNTS_FILE, classify, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];

@@ -201,6 +201,17 @@ export function keyName(absolutePath: string): string {
 	return `${readable || 'root'}-${shortHash(bytes)}`;
 }
 
+const INCBIN_MARK = '+incbin-';
+
+/**
+ * A directory for a link whose assembly pulls in files (src/shim/incbin.ts):
+ * the module's name plus a hash of those files, so new contents mean a new directory.
+ */
+export const incbinVariant = (name: string, hash: string) => `${name}${INCBIN_MARK}${hash}`;
+
+/** The module's own key name, for an .incbin variant as for the plain directory. */
+export const baseKeyName = (name: string) => name.split(INCBIN_MARK)[0];
+
 /** A kernel release made safe as one path component; ordinary releases pass unchanged. */
 export function releaseName(release: string): string {
 	if (release === NO_KERNEL || /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$/.test(release)) return release;

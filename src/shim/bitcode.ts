@@ -31,10 +31,7 @@ const ENTER_SUBBLOCK = 1;
 const DEFINE_ABBREV = 2;
 const UNABBREV_RECORD = 3;
 
-type Op =
-	| { kind: 'literal'; value: number }
-	| { kind: 'fixed' | 'vbr'; width: number }
-	| { kind: 'array' | 'char6' | 'blob' };
+type Op = { kind: 'literal'; value: number } | { kind: 'fixed' | 'vbr'; width: number } | { kind: 'array' | 'char6' | 'blob' };
 
 const CHAR6 = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._';
 

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
-import { claim, keyName, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { claim, incbinVariant, keyName, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
 import { incbinGuard } from './incbin.js';
@@ -98,8 +98,13 @@ export async function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv)
 	if (scan.kind === 'unsure') return pass(`${scan.why}: passing argv through`);
 	if (scan.kind === 'none') {
 		if (!adding) return pass();
-		return choose({ words: scan.words, cwd, env, key: path.resolve(toBytes(cwd)), added: true }, (dir) => [...args, CACHE_FLAG + dir], (why, quiet) =>
-			quiet ? pass(`LTOCACHE_MODE=add: ${why}; passing argv through`) : pass(undefined, `LTOCACHE_MODE=add: ${why}; linking without a ThinLTO cache`),
+		return choose(
+			{ words: scan.words, cwd, env, key: path.resolve(toBytes(cwd)), added: true },
+			(dir) => [...args, CACHE_FLAG + dir],
+			(why, quiet) =>
+				quiet
+					? pass(`LTOCACHE_MODE=add: ${why}; passing argv through`)
+					: pass(undefined, `LTOCACHE_MODE=add: ${why}; linking without a ThinLTO cache`),
 		);
 	}
 	if (scan.flag.value === '') return pass();
@@ -151,7 +156,8 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
-	const name = keyName(extmod ?? link.key) + (guard.hash ? `+incbin-${guard.hash}` : '');
+	const base = keyName(extmod ?? link.key);
+	const name = guard.hash ? incbinVariant(base, guard.hash) : base;
 	const dir = path.join(root, releaseName(release), name);
 	const shared = isShared(root, env);
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.

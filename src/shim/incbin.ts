@@ -24,7 +24,7 @@ const DIRECTIVE = /\.(incbin|include)\b/gi;
 const MAX_INCLUDE_DEPTH = 16;
 
 /** The GNU as string escapes LLVM's parser knows: \b \f \n \r \t \" \\, octal and \x hex. */
-function unescape(text: Bytes): Bytes {
+function asmString(text: Bytes): Bytes {
 	return text.replace(/\\(x[0-9a-fA-F]+|[0-7]{1,3}|.)/gs, (_, e: string) => {
 		if (e[0] === 'x') return String.fromCharCode(Number.parseInt(e.slice(1), 16) & 0xff);
 		if (/^[0-7]/.test(e)) return String.fromCharCode(Number.parseInt(e, 8) & 0xff);
@@ -41,7 +41,7 @@ function namedFiles(asm: Bytes[], cwd: string): { files: Bytes[]; contents: Buff
 			const rest = text.slice(match.index + match[0].length);
 			const quoted = /^[ \t]*"((?:[^"\\\n]|\\.)*)"/s.exec(rest);
 			if (!quoted) return `an ${match[0]} whose file is not a plain string (${bytesToText(rest.split('\n')[0].trim())})`;
-			const file = path.resolve(cwd, unescape(quoted[1]));
+			const file = path.resolve(cwd, asmString(quoted[1]));
 			if (files.includes(file)) continue;
 			let data: Buffer;
 			try {

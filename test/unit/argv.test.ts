@@ -35,7 +35,7 @@ describe('tokenizeGnu (LLVM GNU response-file quoting)', () => {
 
 describe('scanArgs', () => {
 	it('finds nothing when there is no cache flag', () => {
-		expect(scanArgs(['-r', '-o', 'x.o', 'a.o'], dir)).toEqual({ kind: 'none' });
+		expect(scanArgs(['-r', '-o', 'x.o', 'a.o'], dir)).toEqual({ kind: 'none', words: ['-r', '-o', 'x.o', 'a.o'] });
 	});
 
 	it('takes the last flag, and only the joined --thinlto-cache-dir= spelling', () => {
@@ -43,7 +43,7 @@ describe('scanArgs', () => {
 			['--thinlto-cache-dir=one', '-thinlto-cache-dir=x', '--thinlto-cache-dir', 'y', '--thinlto-cache-dir=two', '-r'],
 			dir,
 		);
-		expect(scan).toEqual({ kind: 'flag', flag: { value: 'two', index: 4, inResponseFile: false } });
+		expect(scan).toMatchObject({ kind: 'flag', flag: { value: 'two', index: 4, inResponseFile: false } });
 	});
 
 	it('looks into nested response files, resolved against the cwd like lld', () => {
@@ -51,7 +51,13 @@ describe('scanArgs', () => {
 		write('inner.rsp', `"--thinlto-cache-dir=in ner"`);
 		write('sub/inner.rsp', `--thinlto-cache-dir=wrong`);
 		const scan = scanArgs(['--thinlto-cache-dir=direct', '-r', '@sub/outer.rsp', '-o', 'x'], dir);
-		expect(scan).toEqual({ kind: 'flag', flag: { value: 'in ner', index: 2, inResponseFile: true } });
+		expect(scan).toEqual({
+			kind: 'flag',
+			flag: { value: 'in ner', index: 2, inResponseFile: true },
+			// argv as lld reads it: each response file replaced by its words, an unreadable one left as it is.
+			words: ['--thinlto-cache-dir=direct', '-r', '--thinlto-cache-dir=outer', '--thinlto-cache-dir=in ner', 'a.o', '-o', 'x'],
+		});
+		expect(scanArgs(['@missing.rsp', 'b.o'], dir)).toEqual({ kind: 'none', words: ['@missing.rsp', 'b.o'] });
 	});
 
 	it('lets a later direct flag win over one in a response file', () => {

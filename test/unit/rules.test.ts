@@ -29,7 +29,7 @@ describe('decide', () => {
 		return path.join(dir, 'file', 'cache');
 	};
 
-	it('passes argv through without a flag, with a usable one, an empty one, or when disabled', () => {
+	it('passes argv through without a flag, with a usable one, an empty one, or when disabled', async () => {
 		const cwd = scratch('cwd');
 		const env = { LTOCACHE_DIR: scratch('root') };
 		for (const args of [
@@ -37,19 +37,19 @@ describe('decide', () => {
 			[`--thinlto-cache-dir=${cwd}/c`, '-r'],
 			[`--thinlto-cache-dir=${blocked()}`, '--thinlto-cache-dir='],
 		]) {
-			expectPlan(decide(args, cwd, env), args);
+			expectPlan(await decide(args, cwd, env), args);
 		}
 		const flag = [`--thinlto-cache-dir=${blocked()}`];
-		expectPlan(decide(flag, cwd, { ...env, LTOCACHE_DISABLE: '1' }), flag);
+		expectPlan(await decide(flag, cwd, { ...env, LTOCACHE_DISABLE: '1' }), flag);
 	});
 
-	it('moves an unusable flag to root/release/key, in place or after its @file', () => {
+	it('moves an unusable flag to root/release/key, in place or after its @file', async () => {
 		const cwd = scratch('cwd');
 		const root = scratch('root');
 		const original = blocked();
 		const env = { LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-x', KBUILD_EXTMOD: '/src/mod' };
 		const dir = path.join(root, '6.1.0-x', keyName(toBytes('/src/mod')));
-		expect(decide(['-r', `--thinlto-cache-dir=${original}`, 'a.o'], cwd, env)).toMatchObject({
+		expect(await decide(['-r', `--thinlto-cache-dir=${original}`, 'a.o'], cwd, env)).toMatchObject({
 			args: ['-r', `--thinlto-cache-dir=${dir}`, 'a.o'],
 			root,
 		});
@@ -62,29 +62,29 @@ describe('decide', () => {
 		});
 
 		fs.writeFileSync(path.join(cwd, 'x.mod'), `--thinlto-cache-dir=${original} a.o\n`);
-		expect(decide(['@x.mod', '-o', 'x.o'], cwd, env).args).toEqual(['@x.mod', `--thinlto-cache-dir=${dir}`, '-o', 'x.o']);
+		expect((await decide(['@x.mod', '-o', 'x.o'], cwd, env)).args).toEqual(['@x.mod', `--thinlto-cache-dir=${dir}`, '-o', 'x.o']);
 	});
 
-	it('keys by M when there is no KBUILD_EXTMOD, and by the original directory when there is neither', () => {
+	it('keys by M when there is no KBUILD_EXTMOD, and by the original directory when there is neither', async () => {
 		const cwd = scratch('cwd');
 		const root = scratch('root');
 		const original = blocked();
-		const byM = decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r', M: 'mod' });
+		const byM = await decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r', M: 'mod' });
 		expect(byM.args).toEqual([`--thinlto-cache-dir=${path.join(root, 'r', keyName(toBytes(path.join(cwd, 'mod'))))}`]);
-		const byOriginal = decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r' });
+		const byOriginal = await decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r' });
 		expect(byOriginal.args).toEqual([`--thinlto-cache-dir=${path.join(root, 'r', keyName(toBytes(original)))}`]);
 	});
 
-	it('drops the flag with LTOCACHE_MODE=drop, quietly, and with a warning when the root cannot take it', () => {
+	it('drops the flag with LTOCACHE_MODE=drop, quietly, and with a warning when the root cannot take it', async () => {
 		const cwd = scratch('cwd');
 		const original = blocked();
-		const drop = decide(['-r', `--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: scratch('root'), LTOCACHE_MODE: 'drop' });
+		const drop = await decide(['-r', `--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: scratch('root'), LTOCACHE_MODE: 'drop' });
 		expectPlan(drop, ['-r', '--thinlto-cache-dir=']);
 		expect(drop.note).toContain('ENOTDIR');
 		// A root whose key directory cannot be made (it is a file where the release should be).
 		const root = scratch('root');
 		fs.writeFileSync(path.join(root, 'r'), '');
-		const full = decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r' });
+		const full = await decide([`--thinlto-cache-dir=${original}`], cwd, { LTOCACHE_DIR: root, KERNELRELEASE: 'r' });
 		expect(full.args).toEqual(['--thinlto-cache-dir=']);
 		expect(full.root).toBeUndefined();
 		expect(full.warning).toMatch(

@@ -1,39 +1,66 @@
 // `ltocache stats`: what is cached, per kernel release and per module.
 import prettyBytes from 'pretty-bytes';
-import { NO_KERNEL } from '../../shared/keydir.js';
+import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
+import { baseKeyName, NO_KERNEL } from '../../shared/keydir.js';
 import { resolveRoot } from '../../shared/root.js';
 import { defineCommand } from '../command.js';
-import { type Kernel, type Scope, scanRoot, totals } from '../scan.js';
+import { withLock } from '../maintain.js';
+import { type Kernel, type Key, type Scope, scanRoot, totals } from '../scan.js';
 
 export default defineCommand({
-	usage: 'stats [--json] [--kernel REL]',
-	description: 'Shows what is cached, per kernel release and module: entries, size, last use.',
+	usage: 'stats [--json] [--kernel REL] [--zero]',
+	description: `Shows what is cached, per kernel release and module: links, cache hits and
+misses, hit rate, entries, size, last use. --zero resets the counters and
+nothing else.`,
 	options: {
 		kernel: { type: 'string', arg: 'REL', help: 'only this kernel release' },
 		json: { type: 'boolean', help: 'machine-readable output (schema in ltocache(1))' },
+		zero: { type: 'boolean', help: 'reset the links, hits and misses counted so far (of --kernel only, if given)' },
 	},
 	async run(values, env) {
-		const stats = await collectStats(resolveRoot(env, false), { kernel: values.kernel });
+		const root = resolveRoot(env, false);
+		const scope = { kernel: values.kernel };
+		if (values.zero) {
+			const zeroed = root ? await zero(root, scope) : 0;
+			process.stdout.write(`zeroed the counters of ${zeroed} module directories${root ? ` in ${root}` : ''}\n`);
+			return 0;
+		}
+		const stats = await collectStats(root, scope);
 		process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : renderStats(stats));
 		return 0;
 	},
 });
 
+/** Under the root's lock, so a prune compacting the counters meanwhile cannot bring them back. */
+async function zero(root: string, scope: Scope): Promise<number> {
+	return withLock(root, async () => {
+		const keys = (await scanRoot(root, scope, false)).flatMap((k) => k.keys);
+		for (const key of keys) zeroCounters(key.dir);
+		return keys.length;
+	});
+}
+
+type Counted = { links: number; hits: number; misses: number; bytesWritten: number; linkMs: number };
+const counted = (c: Counters): Counted => ({ links: c.links, hits: c.hits, misses: c.misses, bytesWritten: c.bytes, linkMs: c.ms });
+
 /** The --json schema (documented in ltocache(1)); fields are only ever added. */
 export type StatsJson = {
-	schema: 1;
+	schema: 2;
 	root: string | null;
+	totalLinks: number;
+	totalHits: number;
+	totalMisses: number;
 	totalEntries: number;
 	totalBytes: number;
 	tempFiles: number;
-	kernels: {
+	kernels: (Counted & {
 		release: string;
 		installed: boolean;
 		entries: number;
 		bytes: number;
 		lastUse: string | null;
 		tempFiles: number;
-		keys: {
+		keys: (Counted & {
 			key: string;
 			extmod: string | null;
 			original: string | null;
@@ -42,8 +69,8 @@ export type StatsJson = {
 			lastUse: string | null;
 			tempFiles: number;
 			foreignFiles: number;
-		}[];
-	}[];
+		})[];
+	})[];
 };
 
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
@@ -51,9 +78,16 @@ const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 export async function collectStats(root: string | undefined, scope: Scope): Promise<StatsJson> {
 	const kernels: Kernel[] = root ? await scanRoot(root, scope, false) : [];
 	const all = totals(kernels.flatMap((k) => k.keys));
+	// Read afresh on every run: the shim appends to them without touching what the summaries go by.
+	const counters = new Map<Key, Counters>(kernels.flatMap((k) => k.keys.map((key) => [key, readCounters(key.dir)] as const)));
+	const sum = (keys: Key[]) => addCounters(keys.map((key) => counters.get(key)!));
+	const grand = sum(kernels.flatMap((k) => k.keys));
 	return {
-		schema: 1,
+		schema: 2,
 		root: root ?? null,
+		totalLinks: grand.links,
+		totalHits: grand.hits,
+		totalMisses: grand.misses,
 		totalEntries: all.entries,
 		totalBytes: all.bytes,
 		tempFiles: all.temps,
@@ -62,6 +96,7 @@ export async function collectStats(root: string | undefined, scope: Scope): Prom
 			return {
 				release: kernel.release,
 				installed: kernel.installed,
+				...counted(sum(kernel.keys)),
 				entries: t.entries,
 				bytes: t.bytes,
 				lastUse: iso(t.lastUse),
@@ -70,6 +105,7 @@ export async function collectStats(root: string | undefined, scope: Scope): Prom
 					const k = totals([key]);
 					return {
 						key: key.name,
+						...counted(counters.get(key)!),
 						extmod: key.meta?.extmod ?? null,
 						original: key.meta?.original ?? null,
 						entries: k.entries,
@@ -82,6 +118,12 @@ export async function collectStats(root: string | undefined, scope: Scope): Prom
 			};
 		}),
 	};
+}
+
+/** Hits over lookups, as ccache shows it; '-' before the first lookup. */
+function rate(c: { hits: number; misses: number }): string {
+	const lookups = c.hits + c.misses;
+	return lookups ? `${((100 * c.hits) / lookups).toFixed(1)}%` : '-';
 }
 
 function when(isoDate: string | null): string {
@@ -106,15 +148,18 @@ function table(rows: string[][], leftColumns = 1): string {
 
 function renderStats(stats: StatsJson): string {
 	if (stats.root === null) return 'cache root: none usable (see ltocache doctor)\nnothing cached\n';
-	const rows = [['KERNEL / MODULE', 'INSTALLED', 'ENTRIES', 'SIZE', 'LAST USE']];
+	const rows = [['KERNEL / MODULE', 'INSTALLED', 'LINKS', 'HITS', 'MISSES', 'HIT RATE', 'ENTRIES', 'SIZE', 'LAST USE']];
+	const counts = (c: { links: number; hits: number; misses: number }) => [String(c.links), String(c.hits), String(c.misses), rate(c)];
 	for (const kernel of stats.kernels) {
 		const installed = kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no';
-		rows.push([kernel.release, installed, String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
+		rows.push([kernel.release, installed, ...counts(kernel), String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
-			rows.push([`  ${key.extmod ?? key.original ?? key.key}`, '', String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
+			const name = `  ${key.extmod ?? key.original ?? key.key}${baseKeyName(key.key) === key.key ? '' : ' (.incbin variant)'}`;
+			rows.push([name, '', ...counts(key), String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
 		}
 	}
-	rows.push(['total', '', String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
+	const total = { links: stats.totalLinks, hits: stats.totalHits, misses: stats.totalMisses };
+	rows.push(['total', '', ...counts(total), String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
 	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
 	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
 	return `${lines.join('\n')}\n`;

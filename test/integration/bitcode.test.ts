@@ -1,0 +1,107 @@
+// The bitcode reader against llvm-bcanalyzer -dump as the oracle: for
+// generated C sources with module-level asm, inline asm in functions and
+// data around them, compiled to ThinLTO objects by clang 14 and 16, the
+// reader finds every module, tells ThinLTO modules from others, and returns
+// exactly the asm strings the dump shows, and the ones the source wrote.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { readBitcode } from '../../src/shim/bitcode.js';
+import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const RUNS = 25;
+
+/** Asm text that clang passes through as written: no %, $, {, |, } (operand and dialect syntax). */
+const asmText = fc
+	.array(fc.constantFrom(...'abcxyz019 .,:;#_-+*/()[]<>=!?@~^&\'\t\\"\n'.split('')), { minLength: 1, maxLength: 40 })
+	.map((parts) => parts.join(''));
+const cString = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replace(/\n/g, '\\n').replace(/\t/g, '\\t')}"`;
+
+type Program = { moduleAsm: string[]; functions: { asm: string[]; data: number }[]; table: number[] };
+const program: fc.Arbitrary<Program> = fc.record({
+	moduleAsm: fc.array(asmText, { maxLength: 3 }),
+	functions: fc.array(fc.record({ asm: fc.array(asmText, { maxLength: 3 }), data: fc.nat(1000) }), { maxLength: 4 }),
+	table: fc.array(fc.nat(), { maxLength: 20 }),
+});
+
+function source(p: Program): string {
+	return [
+		...p.moduleAsm.map((a) => `__asm__(${cString(a)});`),
+		`int table[] = { ${[...p.table, 0].join(', ')} };`,
+		...p.functions.map(
+			(f, i) =>
+				`int f${i}(int x) { ${f.asm.map((a) => `__asm__ volatile(${cString(a)} ::: "memory");`).join(' ')} return x * ${f.data} + table[x & 3]; }`,
+		),
+	].join('\n');
+}
+
+/** Every ASM and INLINEASM record of the dump, as its operands. */
+function dumped(dump: string): { asm: number[][]; inline: number[][]; modules: number; thin: number } {
+	const ops = (line: string) => [...line.matchAll(/ op\d+=(-?\d+)/g)].map((m) => Number(m[1]));
+	const lines = dump.split('\n');
+	return {
+		asm: lines.filter((l) => /^\s*<ASM[ />]/.test(l)).map(ops),
+		inline: lines.filter((l) => /^\s*<INLINEASM[ />]/.test(l)).map(ops),
+		modules: lines.filter((l) => /^<MODULE_BLOCK/.test(l)).length,
+		thin: lines.filter((l) => /^\s{2}<GLOBALVAL_SUMMARY_BLOCK/.test(l)).length,
+	};
+}
+
+const codes = (s: string) => [...s].map((c) => c.charCodeAt(0));
+/** Whether needle occurs in haystack as one run. */
+const contains = (haystack: number[], needle: number[]) =>
+	haystack.some((_, i) => needle.every((n, j) => haystack[i + j] === n) && i + needle.length <= haystack.length);
+
+for (const version of ['', '-16']) {
+	const clang = `clang${version}`;
+	const analyzer = onPath(`llvm-bcanalyzer${version}`) ? `llvm-bcanalyzer${version}` : 'llvm-bcanalyzer';
+	describeIf(Boolean(onPath(clang) && onPath(analyzer)), `${clang} and ${analyzer} (Debian: clang${version} llvm${version})`)(
+		`the bitcode reader on ${clang} objects`,
+		() => {
+			it(`lists the modules and asm strings llvm-bcanalyzer shows, for ${RUNS} generated sources`, async () => {
+				const dir = scratch('gen');
+				let n = 0;
+				const seen = { regular: 0, inline: 0, moduleAsm: 0 };
+				await fc.assert(
+					fc.asyncProperty(program, fc.boolean(), async (p, split) => {
+						const src = path.join(dir, `s${n}.c`);
+						const obj = path.join(dir, `s${n++}.o`);
+						// C++ with a vtable and -fsplit-lto-unit: a second, regular LTO module in the same file.
+						const vtable = 'struct S { virtual int v(); }; int S::v() { return 1; } int use(S *s) { return s->v(); }';
+						fs.writeFileSync(src, split ? `${source(p)}\n${vtable}\n` : source(p));
+						const extra = split ? ['-x', 'c++', '-fsplit-lto-unit', '-fwhole-program-vtables', '-fvisibility=hidden'] : [];
+						await execa(clang, ['-flto=thin', '-O2', ...extra, '-c', src, '-o', obj]);
+						const modules = readBitcode(fs.readFileSync(obj));
+						const oracle = dumped((await execa(analyzer, ['-dump', obj])).stdout);
+						seen.regular += modules.filter((m) => !m.thin).length;
+						seen.inline += oracle.inline.length;
+						seen.moduleAsm += oracle.asm.length;
+
+						expect(modules.length).toBe(oracle.modules);
+						expect(modules.filter((m) => m.thin).length).toBe(oracle.thin);
+						const found = modules.flatMap((m) => m.asm);
+						expect(found.length).toBe(oracle.asm.length + oracle.inline.length);
+						for (const record of oracle.asm) expect(found).toContainEqual(String.fromCharCode(...record));
+						// INLINEASM: [fnty,] flags, length, the string, then the constraints.
+						const inline = found.filter((s) => !oracle.asm.some((r) => String.fromCharCode(...r) === s));
+						expect(inline.length).toBe(oracle.inline.length);
+						for (const [i, record] of oracle.inline.entries()) expect(contains(record, [inline[i].length, ...codes(inline[i])])).toBe(true);
+
+						// And what the source wrote: module asm as LLVM appends it (a newline after each piece that lacks one), inline strings as they stand.
+						const moduleAsm = p.moduleAsm.map((a) => (a.endsWith('\n') ? a : `${a}\n`)).join('');
+						if (p.moduleAsm.length) expect(found).toContainEqual(moduleAsm);
+						for (const f of p.functions) for (const a of f.asm) expect(found).toContainEqual(a);
+					}),
+					{ numRuns: RUNS },
+				);
+				// The generated cases did reach each kind of record.
+				expect(seen.regular).toBeGreaterThan(0);
+				expect(seen.inline).toBeGreaterThan(0);
+				expect(seen.moduleAsm).toBeGreaterThan(0);
+			});
+		},
+	);
+}
