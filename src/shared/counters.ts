@@ -40,9 +40,8 @@ const ENTRY_PREFIX = 'llvmcache-';
  * the same clock); never throws.
  */
 export function recordLink(dir: string, since: number, wallMs: number, modules: number): void {
+	let fd: number | undefined;
 	try {
-		const file = path.join(dir, COUNTS_FILE);
-		if ((fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0) > MAX_BYTES) return;
 		const written: Written[] = [];
 		for (const name of fs.readdirSync(dir)) {
 			if (classify(name) !== 'entry') continue;
@@ -50,8 +49,18 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 			if (st?.isFile() && st.mtimeMs >= since) written.push([name.slice(ENTRY_PREFIX.length), st.mtimeMs, st.size]);
 		}
 		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written };
-		fs.appendFileSync(file, `${JSON.stringify(line)}\n`, { mode: 0o600 });
-	} catch {} // counting never fails a link, nor delays it with a retry
+		fd = fs.openSync(path.join(dir, COUNTS_FILE), 'a+', 0o600);
+		const size = fs.fstatSync(fd).size;
+		if (size > MAX_BYTES) return;
+		// A line left torn (a full disk, a killed writer) is ended first, or this one would be lost with it.
+		const last = Buffer.alloc(1);
+		const torn = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+		fs.writeSync(fd, `${torn ? '\n' : ''}${JSON.stringify(line)}\n`);
+	} catch {
+		// counting never fails a link, nor delays it with a retry
+	} finally {
+		if (fd !== undefined) fs.closeSync(fd);
+	}
 }
 
 function parse(text: string): (LinkLine | FoldedLine)[] {
