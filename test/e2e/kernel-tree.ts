@@ -31,3 +31,22 @@ export function writeModule(dir: string): string {
 	fs.writeFileSync(path.join(dir, 'Kbuild'), 'obj-m := hello.o\nhello-y := main.o helper.o\n');
 	return dir;
 }
+
+/**
+ * A module that embeds blob.bin with .incbin from module-level asm, the
+ * file named by an absolute path ($(src)) as Kbuild modules must: the
+ * assembler runs in the kernel tree, at compile time or, with LTO, at link time.
+ */
+export function writeBlobModule(dir: string, blob: string): string {
+	fs.writeFileSync(
+		path.join(dir, 'blob.c'),
+		'#include <linux/module.h>\n' +
+			'asm(".section .rodata\\n.global blob_data\\nblob_data:\\n.incbin \\"" BLOB_PATH "\\"\\n.byte 0\\n.previous\\n");\n' +
+			'extern const char blob_data[];\n' +
+			'static int __init blob_init(void) { pr_info("%s\\n", blob_data); return 0; }\n' +
+			'module_init(blob_init);\nMODULE_LICENSE("GPL");\n',
+	);
+	fs.writeFileSync(path.join(dir, 'Kbuild'), `obj-m := blob.o\nccflags-y := -DBLOB_PATH='"$(src)/blob.bin"'\n`);
+	fs.writeFileSync(path.join(dir, 'blob.bin'), blob);
+	return dir;
+}

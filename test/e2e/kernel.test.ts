@@ -8,7 +8,7 @@ import { execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { asNobody, describeIf, entriesBelow, identities, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
-import { kernelNeeds, kernelReady, kernelTree, writeModule } from './kernel-tree.js';
+import { kernelNeeds, kernelReady, kernelTree, writeBlobModule, writeModule } from './kernel-tree.js';
 
 describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a read-only Clang ThinLTO kernel tree', () => {
 	const scratch = scratchRoot();
@@ -85,6 +85,9 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 		expect(json.kernels.map((k) => k.release)).toEqual([release]);
 		expect(json.kernels[0].keys[0].extmod).toBe(moddir);
 		expect(json.totalEntries).toBe(cached.length);
+		const cold = json.kernels[0].keys[0];
+		expect(cold.misses).toBe(cached.length);
+		expect(cold.links).toBeGreaterThan(0);
 
 		expect((await make(moddir, 'clean', env)).exitCode).toBe(0);
 		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(false);
@@ -93,6 +96,35 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 		expect(fs.existsSync(path.join(moddir, 'hello.ko'))).toBe(true);
 		// Every module came from the cache: no entry was written anew (same inodes, same mtimes).
 		expect(identities(path.join(xdg, 'ltocache', release, key))).toEqual(written);
+		// And the counters say so: the same links again, every module a hit.
+		const again = JSON.parse(
+			String((await asNobody('node', [cli, 'stats', '--json'], { ...env, HOME: '/nonexistent' })).stdout),
+		) as StatsJson;
+		expect(again.kernels[0].keys[0]).toMatchObject({ links: 2 * cold.links, misses: cold.misses, hits: 2 * cold.hits + cold.misses });
+	});
+
+	it('rebuilds a module that embeds a file with .incbin with the new contents, never a stale object', async () => {
+		const moddir = writeBlobModule(scratch('blob'), 'blob-v1');
+		execaSync('chown', ['-R', 'nobody', moddir]);
+		const xdg = cacheHome();
+		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg };
+		const ko = path.join(moddir, 'blob.ko');
+		const build = async () => {
+			expect((await make(moddir, 'clean', env)).exitCode).toBe(0);
+			const result = await make(moddir, 'modules', env);
+			expect(result.stderr).not.toMatch(/LLVM ERROR|ltocache:/);
+			expect(result.exitCode).toBe(0);
+			return fs.readFileSync(ko);
+		};
+		expect((await build()).includes('blob-v1\0')).toBe(true);
+		const first = entriesBelow(path.join(xdg, 'ltocache', release));
+		expect(first.length).toBeGreaterThan(0);
+		fs.writeFileSync(path.join(moddir, 'blob.bin'), 'blob-v2');
+		const rebuilt = await build();
+		expect(rebuilt.includes('blob-v2\0')).toBe(true);
+		expect(rebuilt.includes('blob-v1')).toBe(false);
+		// The old contents' directory stays, next to the new one.
+		expect(fs.readdirSync(path.join(xdg, 'ltocache', release)).filter((d) => d.includes('+incbin-')).length).toBe(2);
 	});
 
 	it('builds with ltocache run as a user, installing nothing', async () => {

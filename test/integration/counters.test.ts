@@ -64,7 +64,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 	async function stats(xdg: string): Promise<Stats> {
 		const result = await asNobody(cli, ['stats', '--json'], { PATH: '/usr/bin:/bin', HOME: '/nonexistent', XDG_CACHE_HOME: xdg });
 		expect(result.exitCode).toBe(0);
-		return JSON.parse(result.stdout) as Stats;
+		return JSON.parse(String(result.stdout)) as Stats;
 	}
 	const keyOf = async (xdg: string) => {
 		const s = await stats(xdg);
