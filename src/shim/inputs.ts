@@ -97,6 +97,8 @@ function findLibrary(name: Bytes, isStatic: boolean, dirs: Bytes[], cwd: string)
 function readInput(file: Bytes, inputs: Inputs): void {
 	let fd: number;
 	try {
+		// Only regular files: opening a FIFO (a process substitution) could block, and reading it would take lld's input.
+		if (!fs.statSync(bytesToBuffer(file)).isFile()) return;
 		fd = fs.openSync(bytesToBuffer(file), 'r');
 	} catch {
 		return; // lld says what is wrong with it

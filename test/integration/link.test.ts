@@ -321,6 +321,19 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			});
 		});
 
+		it('leaves an input that is not a regular file to lld: a process substitution still reaches it whole', async () => {
+			const kernel = tree();
+			const xdg = cacheHome();
+			const out = path.join(work, 'fifo.o');
+			const env = userEnv(xdg, { KERNELRELEASE: '6.1.0-fifo' });
+			// bash hands lld a pipe (/dev/fd/N) for <(...): reading it first would leave lld nothing.
+			const script = `cd "$0" && exec ld.lld --thinlto-cache-dir=.thinlto-cache -r -o "$1" <(cat "$2") "$3"`;
+			const result = await asNobody('bash', ['-c', script, kernel, out, objects[0], objects[1]], env);
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out)).toEqual(reference);
+			expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-fifo')).length).toBeGreaterThan(0);
+		});
+
 		it('links without a cache with LTOCACHE_MODE=drop', async () => {
 			const kernel = tree();
 			const xdg = cacheHome();
