@@ -138,25 +138,37 @@ exit 99
 		expect(fs.readFileSync(`${record}.trail`, 'utf8')).toBe('wrapper\n');
 	});
 
-	// Both halves of the shim: the shell fast path execs the linker (the
-	// linker then is the shim's process), the Node shim runs it as a child and
-	// must pass signals in and status out itself.
-	// All three ways the shim can run a linker. The shell execs it (so the
+	// All the ways the shim can run a linker. The shell execs it (so the
 	// linker runs in the shim's own process) on the fast path and with the
 	// plan the Node shim answers; the Node shim runs it as its child for a
-	// linker of another name (or a shared root), and must pass signals in and
-	// status out itself.
+	// link it counts (one whose cache directory it chose: the shell sends it
+	// there directly, one Node start), and for a linker of another name (or a
+	// shared root), and must pass signals in and status out itself.
 	describe.each([
-		['by the shell fast path', {}, { direct: true, nodes: 0 }],
-		["by the shell, on the Node shim's plan", { LTOCACHE_NO_FAST_PATH: '1' }, { direct: true, nodes: 1 }],
-		['by the Node shim', { LTOCACHE_NO_FAST_PATH: '1', LTOCACHE_LD: 'fake-ld' }, { direct: false, nodes: 2 }],
-	] as const)('run %s', (_, via, expected) => {
+		['by the shell fast path', {}, false, { direct: true, nodes: 0 }],
+		["by the shell, on the Node shim's plan", { LTOCACHE_NO_FAST_PATH: '1' }, false, { direct: true, nodes: 1 }],
+		['by the Node shim, a redirected link it counts', {}, true, { direct: false, nodes: 1 }],
+		[
+			'by the Node shim, a linker of another name',
+			{ LTOCACHE_NO_FAST_PATH: '1', LTOCACHE_LD: 'fake-ld' },
+			false,
+			{ direct: false, nodes: 2 },
+		],
+	] as const)('run %s', (_, via, redirected, expected) => {
 		/** Runs the shim and checks which way it ran the linker: by process id, and by Node starts. */
+		const start = (env: Record<string, string>) => {
+			// Below a regular file: unusable even for root.
+			const blocked = path.join(scratch('blocked'), 'file');
+			fs.writeFileSync(blocked, '');
+			const args = redirected ? [`--thinlto-cache-dir=${blocked}/cache`] : [];
+			return run(args, { ...via, ...(redirected ? { LTOCACHE_DIR: scratch('root') } : {}), ...env });
+		};
 		const runVia = async (env: Record<string, string>) => {
 			const nodeRan = path.join(scratch('node-ran'), 'log');
-			const child = run([], { ...via, ...env, NODE_RAN: nodeRan });
+			const child = start({ ...env, NODE_RAN: nodeRan });
 			const result = await child;
 			expect({ direct: ranAsPid(record) === child.pid, nodes: nodeRuns(nodeRan) }).toEqual(expected);
+			if (redirected) expect(String(recorded(record)[1])).toMatch(/^--thinlto-cache-dir=.*\/root-\d+\//);
 			return result;
 		};
 
@@ -188,7 +200,7 @@ exit 99
 			const ready = path.join(dir, 'ready');
 			const got = path.join(dir, 'got');
 			const nodeRan = path.join(dir, 'node-ran');
-			const child = run([], { ...via, FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got, NODE_RAN: nodeRan });
+			const child = start({ FAKE_LD_MODE: 'wait', FAKE_LD_READY: ready, FAKE_LD_GOT: got, NODE_RAN: nodeRan });
 			const deadline = Date.now() + 10_000;
 			while (!fs.existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 			child.kill(signal);
