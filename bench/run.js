@@ -151,7 +151,7 @@ function benchShim() {
  * prelink, the link Kbuild runs with the cache flag (`ld.lld -r ... @drv.mod`
  * in the tree), timed direct and through the shim, cold and warm.
  */
-function benchModule() {
+async function benchModule() {
 	const cache = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
 	const tree =
 		fs.existsSync(cache) &&
@@ -234,6 +234,54 @@ function benchModule() {
 	const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
 	const added = by['shim, redirected, warm'] - by['ld.lld, warm cache'];
 	console.log(`  added by the shim to the warm redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0`);
+
+	// What the shim does in Node for each redirected link, timed in-process: reading the
+	// inputs' bitcode for modules and asm (the .incbin guard), and counting after the link.
+	const { scanArgs } = await import('../dist/shim/argv.js');
+	const { readInputs } = await import('../dist/shim/inputs.js');
+	const { incbinGuard } = await import('../dist/shim/incbin.js');
+	const { recordLink } = await import('../dist/shared/counters.js');
+	const keyDir = fs
+		.readdirSync(redirected, { recursive: true })
+		.map((f) => path.join(redirected, f))
+		.find((f) => fs.existsSync(path.join(f, 'ltocache.json')));
+	const scanMs = [];
+	const countMs = [];
+	let modules = 0;
+	for (let i = 0; i < RUNS; i++) {
+		const t = process.hrtime.bigint();
+		const scan = scanArgs(args(blocked), tree);
+		const inputs = readInputs(scan.words, tree);
+		await incbinGuard(inputs.asm, tree);
+		modules = inputs.modules;
+		scanMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+		const c = process.hrtime.bigint();
+		recordLink(keyDir, Date.now(), 0, modules);
+		countMs.push(Number(process.hrtime.bigint() - c) / 1e6);
+	}
+	const [scan, count] = [median(scanMs), median(countMs)];
+	console.log(
+		`  reading the ${modules} modules' bitcode (asm for the .incbin guard, modules for the counters): ${scan.toFixed(1)} ms = ${(scan / node).toFixed(2)}x node -e 0, ${(scan / by['ld.lld, warm cache']).toFixed(2)}x the warm link`,
+	);
+	console.log(
+		`  counting after the link (listing the directory, one appended line): ${count.toFixed(2)} ms = ${(count / node).toFixed(3)}x node -e 0`,
+	);
+
+	// Add mode: the same link without any cache flag, as Linux >= 6.10 makes it.
+	const bare = args(direct).filter((a) => !a.startsWith('--thinlto'));
+	const addRoot = path.join(work, 'add-root');
+	const addOpts = { env: { ...env, LTOCACHE_DIR: addRoot, LTOCACHE_MODE: 'add' }, cwd: tree };
+	const add = compare(
+		[
+			{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], opts] },
+			{ name: 'ld.lld, no cache (as >= 6.10)', run: [real, bare, opts] },
+			{ name: 'shim, LTOCACHE_MODE=add, cold', run: [path.join(shims, 'ld.lld'), bare, addOpts], before: empty(addRoot) },
+			{ name: 'shim, LTOCACHE_MODE=add, warm', run: [path.join(shims, 'ld.lld'), bare, addOpts] },
+		],
+		Math.max(5, Math.floor(RUNS / 4)),
+	);
+	console.log('  the same link with no cache flag, and with one added by LTOCACHE_MODE=add (ratios against no cache):');
+	for (const r of add.slice(1)) console.log(`    ${r.name.padEnd(30)} ${fmt(r.ms)}  ${(r.ms / add[1].ms).toFixed(2)}x no cache`);
 }
 
 // --- the manager --------------------------------------------------------------
@@ -319,5 +367,5 @@ function regenerate(root) {
 
 console.log(`ltocache bench on ${os.cpus().length} CPUs, Node ${process.version}`);
 for (const [name, bench] of Object.entries({ shim: benchShim, module: benchModule, manager: benchManager })) {
-	if (values.only === undefined || values.only === name) bench();
+	if (values.only === undefined || values.only === name) await bench();
 }

@@ -287,7 +287,7 @@ describeIf(hasToolchain, 'clang and ld.lld')('ltocache run', () => {
 
 	it('rejects a bad mode and a missing command in one line with status 2, and says when CMD is not there', async () => {
 		for (const [args, message] of [
-			[['--mode', 'fast', 'true'], "ltocache: invalid --mode 'fast' (redirect or drop)"],
+			[['--mode', 'fast', 'true'], "ltocache: invalid --mode 'fast' (redirect, drop or add)"],
 			[[], 'ltocache: run needs a command: ltocache run -- CMD [ARGS...]'],
 		] as const) {
 			const { child, leftOver } = runVia([...args]);

@@ -11,7 +11,7 @@ import { runLinker } from '../../shim/run.js';
 import { defineCommand, UsageError } from '../command.js';
 import { linkerNames, shimFile } from '../shimlinks.js';
 
-const MODES = ['redirect', 'drop'];
+const MODES = ['redirect', 'drop', 'add'];
 
 export default defineCommand({
 	usage: 'run [--mode MODE] [--] CMD [ARGS...]',
@@ -21,12 +21,12 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
   ltocache run -- make -C /lib/modules/$(uname -r)/build M=$PWD modules
   sudo ltocache run -- dkms build -m hello -v 1.0`,
 	options: {
-		mode: { type: 'string', arg: 'MODE', help: 'what the shim does with an unwritable cache directory: redirect (default) or drop' },
+		mode: { type: 'string', arg: 'MODE', help: 'LTOCACHE_MODE for the build: redirect (default), drop, or add (a cache for ThinLTO links that have none)' },
 	},
 	positionals: true,
 	async run(values, env, command) {
 		if (values.mode !== undefined && !MODES.includes(values.mode))
-			throw new UsageError(`invalid --mode '${values.mode}' (redirect or drop)`);
+			throw new UsageError(`invalid --mode '${values.mode}' (redirect, drop or add)`);
 		if (command.length === 0) throw new UsageError('run needs a command: ltocache run -- CMD [ARGS...]');
 		const pathValue = env.PATH ?? '';
 		const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-run-'));
