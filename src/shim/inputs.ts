@@ -37,7 +37,8 @@ function option(word: Bytes): Option | undefined {
 	if (!word.startsWith('-') || word === '-') return undefined;
 	const bare = word.replace(/^--?/, '');
 	const eq = bare.indexOf('=');
-	if (eq > 0 && SEPARATE.has(bare.slice(0, eq))) return { name: bare.slice(0, eq), value: bare.slice(eq + 1) };
+	// name=value for long options only: for a one-letter one the = belongs to the value (-L=/usr is sysroot-relative).
+	if (eq > 1 && SEPARATE.has(bare.slice(0, eq))) return { name: bare.slice(0, eq), value: bare.slice(eq + 1) };
 	if (SEPARATE.has(bare) || word.startsWith('--')) return { name: bare };
 	if (JOINED.has(bare[0])) return { name: bare[0], value: bare.slice(1) };
 	return { name: bare };

@@ -1,0 +1,103 @@
+// The counters file of a key directory, in-process: what one line per link
+// adds up to, how entries seen by several links count once, and what prune's
+// compaction keeps. Real links through the shim are in counters.test.ts.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { addCounters, compactCounters, readCounters, recordLink, zeroCounters } from '../../src/shared/counters.js';
+import { classify } from '../../src/shared/keydir.js';
+import { scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const HOUR = 3600_000;
+const file = (dir: string) => path.join(dir, 'ltocache.counts');
+const line = (t: number, m: number, w: [string, number, number][], ms = 10) => `${JSON.stringify({ t, ms, m, w })}\n`;
+
+describe('counters', () => {
+	it('records the entries written since the claim, and only those', () => {
+		const dir = scratch('key');
+		fs.writeFileSync(path.join(dir, 'llvmcache-OLD'), 'x');
+		fs.utimesSync(path.join(dir, 'llvmcache-OLD'), new Date(1000), new Date(1000));
+		fs.writeFileSync(path.join(dir, 'llvmcache-NEW'), 'xyz');
+		fs.writeFileSync(path.join(dir, 'Thin-123.tmp.o'), 'in flight');
+		fs.writeFileSync(path.join(dir, 'foreign'), 'not ours');
+		recordLink(dir, 5000, 12.4, 3);
+		const [recorded] = fs
+			.readFileSync(file(dir), 'utf8')
+			.trim()
+			.split('\n')
+			.map((l) => JSON.parse(l));
+		expect(recorded).toEqual({ t: 5000, ms: 12, m: 3, w: [['NEW', fs.statSync(path.join(dir, 'llvmcache-NEW')).mtimeMs, 3]] });
+		expect(readCounters(dir)).toEqual({ links: 1, modules: 3, misses: 1, hits: 2, bytes: 3, ms: 12 });
+		expect(classify('ltocache.counts')).toBe('bookkeeping');
+		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
+	});
+
+	it('counts an entry seen by several links once, an entry written again (new mtime) again', () => {
+		const dir = scratch('key');
+		fs.writeFileSync(
+			file(dir),
+			line(1, 2, [
+				['A', 10, 100],
+				['B', 11, 200],
+			]) +
+				line(2, 2, [
+					['A', 10, 100],
+					['B', 11, 200],
+				]) +
+				line(3, 2, [['A', 20, 100]]),
+		);
+		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 400, ms: 30 });
+	});
+
+	it('never reports more misses than lookups as negative hits, and skips what it cannot parse', () => {
+		const dir = scratch('key');
+		fs.writeFileSync(
+			file(dir),
+			`garbage\n${line(1, 1, [
+				['A', 1, 1],
+				['B', 2, 1],
+			])}{"t":\n{"folded":{"links":2,"modules":5,"misses":1,"bytes":7,"ms":3}}\n`,
+		);
+		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 9, ms: 13 });
+		fs.writeFileSync(
+			file(dir),
+			line(1, 1, [
+				['A', 1, 1],
+				['B', 2, 1],
+			]),
+		);
+		expect(readCounters(dir).hits).toBe(0);
+		expect(addCounters([readCounters(dir), readCounters(scratch('empty'))])).toMatchObject({ links: 1, misses: 2, hits: 0 });
+	});
+
+	it('compacts lines older than an hour into one, keeps the recent ones, and the totals stay', () => {
+		const dir = scratch('key');
+		const now = Date.now();
+		const old = now - 2 * HOUR;
+		fs.writeFileSync(
+			file(dir),
+			line(old, 3, [['A', old, 10]]) +
+				line(old + 1, 3, [['B', old + 5, 10]]) +
+				// A recent link saw B too (it ran alongside): B must still count once after compaction.
+				line(now - 1000, 3, [['B', old + 5, 10]]) +
+				line(now, 3, []),
+		);
+		const before = readCounters(dir);
+		expect(before).toMatchObject({ links: 4, misses: 2, hits: 10 });
+		compactCounters(dir, now);
+		const lines = fs.readFileSync(file(dir), 'utf8').trim().split('\n');
+		expect(lines).toHaveLength(3);
+		expect(JSON.parse(lines[0])).toEqual({ folded: { links: 2, modules: 6, misses: 1, bytes: 10, ms: 20 } });
+		expect(readCounters(dir)).toEqual(before);
+		expect(fs.readdirSync(dir)).toEqual(['ltocache.counts']);
+
+		compactCounters(dir, now + 2 * HOUR);
+		expect(fs.readFileSync(file(dir), 'utf8').trim().split('\n')).toHaveLength(1);
+		expect(readCounters(dir)).toEqual(before);
+		zeroCounters(dir);
+		expect(readCounters(dir)).toEqual({ links: 0, modules: 0, misses: 0, hits: 0, bytes: 0, ms: 0 });
+		compactCounters(dir, now); // nothing to compact
+		expect(fs.existsSync(file(dir))).toBe(false);
+	});
+});
