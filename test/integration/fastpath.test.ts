@@ -150,7 +150,7 @@ describeIf(hasToolchain && shellsThere, 'clang (for the stand-in linker), dash, 
 			const env = fc.record(
 				{
 					LTOCACHE_DISABLE: fc.constantFrom('1', '0'),
-					LTOCACHE_MODE: fc.constantFrom('drop', 'redirect'),
+					LTOCACHE_MODE: fc.constantFrom('drop', 'redirect', 'add'),
 					LTOCACHE_CHAIN: fc.constantFrom('/nonexistent', '/nonexistent\n/also-not', `${fake}/ld.lld`, `${fake}/ld.lld-16`),
 					KBUILD_EXTMOD: fc.constantFrom('/src/mod', '/src/other'),
 				},
