@@ -164,24 +164,6 @@ async function benchModule() {
 		console.log(`  skipped: no prepared kernel tree in ${cache} (npm test as root prepares one)`);
 		return;
 	}
-	const mod = path.join(work, 'drv');
-	fs.mkdirSync(mod);
-	for (let i = 0; i < 12; i++) {
-		const calls = Array.from({ length: 20 }, (_, j) => `\tacc = drv${(i + 1) % 12}_f${j}(acc ^ ${j});`).join('\n');
-		const fns = Array.from(
-			{ length: 20 },
-			(_, j) => `int drv${i}_f${j}(int x) { int s = x; for (int k = 0; k < ${j + 3}; k++) s = s * 31 + k; return s; }`,
-		);
-		fs.writeFileSync(
-			path.join(mod, `f${i}.c`),
-			`#include <linux/module.h>\n${Array.from({ length: 20 }, (_, j) => `int drv${(i + 1) % 12}_f${j}(int);`).join('\n')}\n${fns.join('\n')}\nint drv${i}_entry(int acc) {\n${calls}\n\treturn acc;\n}\n`,
-		);
-	}
-	fs.appendFileSync(
-		path.join(mod, 'f0.c'),
-		'static int __init drv_init(void) { return drv0_entry(1) == 42; }\nmodule_init(drv_init);\nMODULE_LICENSE("GPL");\n',
-	);
-	fs.writeFileSync(path.join(mod, 'Kbuild'), `obj-m := drv.o\ndrv-y := ${Array.from({ length: 12 }, (_, i) => `f${i}.o`).join(' ')}\n`);
 	const shims = shimDir();
 	// Built through the shim, the tree's own cache redirected (the tree is root's, but must stay as prepared).
 	const env = {
@@ -193,12 +175,7 @@ async function benchModule() {
 	// Unwritable even for root: below a regular file (ENOTDIR).
 	fs.writeFileSync(path.join(work, 'module-blocker'), '');
 	const blocked = path.join(work, 'module-blocker', 'x');
-	// Built as Kbuild builds it, through the shim, with the tree read-only so it stays as prepared.
-	run(
-		'unshare',
-		['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec make -C "$0" "M=$1" LLVM=1 KBUILD_MODPOST_WARN=1 -j2 modules', tree, mod],
-		{ env },
-	);
+	const mod = buildModule(tree, 'drv', 12, 20, env);
 	const args = (dir) => [
 		'-m',
 		'elf_x86_64',
@@ -267,21 +244,76 @@ async function benchModule() {
 		`  counting after the link (listing the directory, one appended line): ${count.toFixed(2)} ms = ${(count / node).toFixed(3)}x node -e 0`,
 	);
 
-	// Add mode: the same link without any cache flag, as Linux >= 6.10 makes it.
-	const bare = args(direct).filter((a) => !a.startsWith('--thinlto'));
-	const addRoot = path.join(work, 'add-root');
-	const addOpts = { env: { ...env, LTOCACHE_DIR: addRoot, LTOCACHE_MODE: 'add' }, cwd: tree };
-	const add = compare(
-		[
-			{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], opts] },
-			{ name: 'ld.lld, no cache (as >= 6.10)', run: [real, bare, opts] },
-			{ name: 'shim, LTOCACHE_MODE=add, cold', run: [path.join(shims, 'ld.lld'), bare, addOpts], before: empty(addRoot) },
-			{ name: 'shim, LTOCACHE_MODE=add, warm', run: [path.join(shims, 'ld.lld'), bare, addOpts] },
-		],
-		Math.max(5, Math.floor(RUNS / 4)),
+	// Add mode: the same link without any cache flag, as Linux >= 6.10 makes it;
+	// and the prelink of a module four times the size, where the link outweighs Node's start-up more.
+	const big = buildModule(tree, 'big', 48, 40, env);
+	for (const [label, dir, name] of [
+		['12 objects', mod, 'drv'],
+		['48 objects', big, 'big'],
+	]) {
+		const bare = [
+			'-m',
+			'elf_x86_64',
+			'-mllvm',
+			'-import-instr-limit=5',
+			'-z',
+			'noexecstack',
+			'-r',
+			'-o',
+			path.join(work, `${name}-add.o`),
+			`@${dir}/${name}.mod`,
+		];
+		const addRoot = path.join(work, `add-root-${name}`);
+		const addOpts = { env: { ...env, LTOCACHE_DIR: addRoot, LTOCACHE_MODE: 'add' }, cwd: tree };
+		const add = compare(
+			[
+				{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], opts] },
+				{ name: 'ld.lld, no cache (as >= 6.10)', run: [real, bare, opts] },
+				{ name: 'shim, LTOCACHE_MODE=add, cold', run: [path.join(shims, 'ld.lld'), bare, addOpts], before: empty(addRoot) },
+				{ name: 'shim, LTOCACHE_MODE=add, warm', run: [path.join(shims, 'ld.lld'), bare, addOpts] },
+			],
+			Math.max(5, Math.floor(RUNS / 4)),
+		);
+		console.log(`  ${label}, linked with no cache flag, and with one added by LTOCACHE_MODE=add (ratios against no cache):`);
+		for (const r of add) console.log(`    ${r.name.padEnd(30)} ${fmt(r.ms)}  ${(r.ms / add[1].ms).toFixed(2)}x no cache`);
+	}
+}
+
+/**
+ * An out-of-tree module of n objects with fns small functions each, built by
+ * Kbuild against the prepared tree (read-only, so it stays as prepared),
+ * through the shim; returns its directory, which holds <name>.mod.
+ */
+function buildModule(tree, name, n, fns, env) {
+	const mod = path.join(work, name);
+	fs.mkdirSync(mod);
+	for (let i = 0; i < n; i++) {
+		const next = (i + 1) % n;
+		const calls = Array.from({ length: fns }, (_, j) => `\tacc = ${name}${next}_f${j}(acc ^ ${j});`).join('\n');
+		const bodies = Array.from(
+			{ length: fns },
+			(_, j) => `int ${name}${i}_f${j}(int x) { int s = x; for (int k = 0; k < ${j + 3}; k++) s = s * 31 + k; return s; }`,
+		);
+		const decls = Array.from({ length: fns }, (_, j) => `int ${name}${next}_f${j}(int);`).join('\n');
+		fs.writeFileSync(
+			path.join(mod, `f${i}.c`),
+			`#include <linux/module.h>\n${decls}\n${bodies.join('\n')}\nint ${name}${i}_entry(int acc) {\n${calls}\n\treturn acc;\n}\n`,
+		);
+	}
+	fs.appendFileSync(
+		path.join(mod, 'f0.c'),
+		`static int __init ${name}_init(void) { return ${name}0_entry(1) == 42; }\nmodule_init(${name}_init);\nMODULE_LICENSE("GPL");\n`,
 	);
-	console.log('  the same link with no cache flag, and with one added by LTOCACHE_MODE=add (ratios against no cache):');
-	for (const r of add.slice(1)) console.log(`    ${r.name.padEnd(30)} ${fmt(r.ms)}  ${(r.ms / add[1].ms).toFixed(2)}x no cache`);
+	fs.writeFileSync(
+		path.join(mod, 'Kbuild'),
+		`obj-m := ${name}.o\n${name}-y := ${Array.from({ length: n }, (_, i) => `f${i}.o`).join(' ')}\n`,
+	);
+	run(
+		'unshare',
+		['-m', 'sh', '-c', 'mount --bind -o ro "$0" "$0" && exec make -C "$0" "M=$1" LLVM=1 KBUILD_MODPOST_WARN=1 -j2 modules', tree, mod],
+		{ env },
+	);
+	return mod;
 }
 
 // --- the manager --------------------------------------------------------------

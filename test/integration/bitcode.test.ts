@@ -18,7 +18,11 @@ const RUNS = 25;
 const asmText = fc
 	.array(fc.constantFrom(...'abcxyz019 .,:;#_-+*/()[]<>=!?@~^&\'\t\\"\n'.split('')), { minLength: 1, maxLength: 40 })
 	.map((parts) => parts.join(''));
-const cString = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replace(/\n/g, '\\n').replace(/\t/g, '\\t')}"`;
+const cString = (s: string) =>
+	`"${s
+		.replace(/[\\"]/g, (c) => `\\${c}`)
+		.replace(/\n/g, '\\n')
+		.replace(/\t/g, '\\t')}"`;
 
 type Program = { moduleAsm: string[]; functions: { asm: string[]; data: number }[]; table: number[] };
 const program: fc.Arbitrary<Program> = fc.record({

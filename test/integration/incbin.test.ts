@@ -172,7 +172,9 @@ describeIf(hasToolchain && isRoot && Boolean(onPath('ar')), 'clang, ld.lld, ar a
 		fs.chmodSync(path.join(cwd, 'blob.bin'), 0o000);
 		const { link } = await build(cwd, xdg, inputs, cacheFlag(cacheDir));
 		expect(link.exitCode).not.toBe(0);
-		const said = String(link.stderr).split('\n').filter((l) => l.startsWith('ltocache:'));
+		const said = String(link.stderr)
+			.split('\n')
+			.filter((l) => l.startsWith('ltocache:'));
 		expect(said).toEqual([
 			expect.stringMatching(/^ltocache: .*cannot read .*blob\.bin, named by \.incbin \(EACCES\), linking without a ThinLTO cache$/),
 		]);

@@ -21,7 +21,11 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
   ltocache run -- make -C /lib/modules/$(uname -r)/build M=$PWD modules
   sudo ltocache run -- dkms build -m hello -v 1.0`,
 	options: {
-		mode: { type: 'string', arg: 'MODE', help: 'LTOCACHE_MODE for the build: redirect (default), drop, or add (a cache for ThinLTO links that have none)' },
+		mode: {
+			type: 'string',
+			arg: 'MODE',
+			help: 'LTOCACHE_MODE for the build: redirect (default), drop, or add (a cache for ThinLTO links that have none)',
+		},
 	},
 	positionals: true,
 	async run(values, env, command) {
