@@ -1,13 +1,13 @@
 // `ltocache`: the cache manager. Never on a link's path (the shim starts it
 // detached for automatic pruning), so it may use what it likes; each command
 // is loaded only when asked for (doctor and demo load execa, prune
-// proper-lockfile: stats needs neither).
+// proper-lockfile: stats needs neither, but for --zero).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Command, helpText, parseOptions, splitAtCommand, UsageError } from './command.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: Command }> }> = {
-	stats: { summary: 'show what is cached, per kernel release and module', load: () => import('./commands/stats.js') },
+	stats: { summary: 'show what is cached and how often it hits, per kernel release and module', load: () => import('./commands/stats.js') },
 	prune: { summary: 'evict least recently used entries beyond size, age or count limits', load: () => import('./commands/prune.js') },
 	clear: { summary: "remove all entries, or one kernel's, or one module's", load: () => import('./commands/clear.js') },
 	install: { summary: 'put ld.lld shim links first on PATH', load: () => import('./commands/install.js') },

@@ -4,7 +4,6 @@ import { addCounters, type Counters, readCounters, zeroCounters } from '../../sh
 import { baseKeyName, NO_KERNEL } from '../../shared/keydir.js';
 import { resolveRoot } from '../../shared/root.js';
 import { defineCommand } from '../command.js';
-import { withLock } from '../maintain.js';
 import { type Kernel, type Key, type Scope, scanRoot, totals } from '../scan.js';
 
 export default defineCommand({
@@ -33,6 +32,7 @@ nothing else.`,
 
 /** Under the root's lock, so a prune compacting the counters meanwhile cannot bring them back. */
 async function zero(root: string, scope: Scope): Promise<number> {
+	const { withLock } = await import('../maintain.js'); // proper-lockfile: only --zero needs it
 	return withLock(root, async () => {
 		const keys = (await scanRoot(root, scope, false)).flatMap((k) => k.keys);
 		for (const key of keys) zeroCounters(key.dir);
