@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { readBitcode } from '../../src/shim/bitcode.js';
+import { BitcodeError, readBitcode } from '../../src/shim/bitcode.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -58,6 +58,29 @@ const codes = (s: string) => [...s].map((c) => c.charCodeAt(0));
 /** Whether needle occurs in haystack as one run. */
 const contains = (haystack: number[], needle: number[]) =>
 	haystack.some((_, i) => needle.every((n, j) => haystack[i + j] === n) && i + needle.length <= haystack.length);
+
+describeIf(Boolean(onPath('clang')), 'clang')('the bitcode reader on damaged files', () => {
+	it('answers or throws BitcodeError for truncated and corrupted objects, never anything else', async () => {
+		const dir = scratch('damaged');
+		fs.writeFileSync(path.join(dir, 'x.c'), 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }');
+		await execa('clang', ['-flto=thin', '-O2', '-c', path.join(dir, 'x.c'), '-o', path.join(dir, 'x.o')]);
+		const good = fs.readFileSync(path.join(dir, 'x.o'));
+		expect(readBitcode(good)).toEqual([{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }]);
+		fc.assert(
+			fc.property(fc.nat(good.length - 1), fc.array(fc.tuple(fc.nat(good.length - 1), fc.nat(255)), { maxLength: 8 }), (cut, flips) => {
+				const bad = Buffer.from(good.subarray(0, Math.max(4, cut)));
+				for (const [at, byte] of flips) if (at < bad.length) bad[at] = byte;
+				try {
+					readBitcode(bad);
+				} catch (error) {
+					// A block nested too deep for the stack is the only other way out; the shim then links without a cache.
+					if (!(error instanceof BitcodeError || error instanceof RangeError)) throw error;
+				}
+			}),
+			{ numRuns: 500 },
+		);
+	});
+});
 
 for (const version of ['', '-16']) {
 	const clang = `clang${version}`;
