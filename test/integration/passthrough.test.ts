@@ -4,8 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { toBytes } from '../../src/shared/bytes.js';
+import { keyName } from '../../src/shared/keydir.js';
 import {
 	asNobody,
+	compileThin,
 	describeIf,
 	fakeLinker,
 	hasToolchain,
@@ -43,6 +46,34 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 		shims = shimDir(scratch('shims'));
 		record = path.join(scratch('rec'), 'argv');
 		node = nodeOnlyDir(scratch('node'));
+	});
+
+	it('with LTOCACHE_MODE=add, adds a cache flag to a ThinLTO link without one, and only to such a link', async () => {
+		const cwd = scratch('add');
+		const [thin] = compileThin(scratch('thin'));
+		fs.writeFileSync(path.join(cwd, 'plain.o'), '\x7fELF not bitcode');
+		const root = scratch('root');
+		const nodeRan = path.join(cwd, 'node-ran');
+		const env = { LTOCACHE_MODE: 'add', LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', NODE_RAN: nodeRan };
+		const lld = `${fakeDir}/ld.lld`;
+
+		expect((await run(['-r', 'plain.o'], env, 'ld.lld', cwd)).exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual([lld, '-r', 'plain.o']);
+		expect(fs.readdirSync(root)).toEqual([]);
+
+		expect((await run(['-r', thin, '-o', 'x.o'], env, 'ld.lld', cwd)).exitCode).toBe(0);
+		const dir = path.join(root, '_no-kernel', keyName(toBytes(cwd)));
+		expect(recorded(record).map(String)).toEqual([lld, '-r', thin, '-o', 'x.o', `--thinlto-cache-dir=${dir}`]);
+		expect(JSON.parse(fs.readFileSync(path.join(dir, 'ltocache.json'), 'utf8'))).toMatchObject({ original: cwd, added: true });
+		expect(nodeRuns(nodeRan)).toBe(2);
+
+		// A link with a cache directory of its own that it can use stays on the shell fast path, untouched.
+		const own = path.join(cwd, 'own');
+		fs.mkdirSync(own);
+		fs.writeFileSync(path.join(own, 'llvmcache.timestamp'), '');
+		expect((await run([`--thinlto-cache-dir=${own}`, '-r', thin], env, 'ld.lld', cwd)).exitCode).toBe(0);
+		expect(recorded(record).map(String)).toEqual([lld, `--thinlto-cache-dir=${own}`, '-r', thin]);
+		expect(nodeRuns(nodeRan)).toBe(2);
 	});
 
 	it('passes argv byte for byte, with argv[0] the path of the linker it runs', async () => {
