@@ -33,6 +33,28 @@ describe('counters', () => {
 		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
 	});
 
+	it('ends a torn last line before its own, adds nothing between whole lines, and stops at 4 MiB', () => {
+		const dir = scratch('key');
+		recordLink(dir, 1, 1, 1);
+		const first = fs.readFileSync(file(dir), 'utf8');
+		expect(first).toBe(line(1, 1, [], 1));
+		recordLink(dir, 2, 1, 2);
+		expect(fs.readFileSync(file(dir), 'utf8')).toBe(first + line(2, 2, [], 1));
+
+		fs.writeFileSync(file(dir), '{"t":1,"m":9,"w":[["to');
+		recordLink(dir, 3, 1, 3);
+		expect(fs.readFileSync(file(dir), 'utf8')).toBe(`{"t":1,"m":9,"w":[["to\n${line(3, 3, [], 1)}`);
+		expect(readCounters(dir)).toMatchObject({ links: 1, modules: 3 });
+
+		const cap = 4 * 1024 * 1024;
+		fs.writeFileSync(file(dir), `${'x'.repeat(cap - 1)}\n`);
+		recordLink(dir, 4, 1, 4);
+		expect(fs.statSync(file(dir)).size).toBeGreaterThan(cap);
+		const full = fs.statSync(file(dir)).size;
+		recordLink(dir, 5, 1, 5);
+		expect(fs.statSync(file(dir)).size).toBe(full);
+	});
+
 	it('counts an entry seen by several links once, an entry written again (new mtime) again', () => {
 		const dir = scratch('key');
 		fs.writeFileSync(
@@ -60,6 +82,10 @@ describe('counters', () => {
 			])}{"t":\n{"folded":{"links":2,"modules":5,"misses":1,"bytes":7,"ms":3}}\n`,
 		);
 		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 9, ms: 13 });
+		// Lines of another shape (a field missing, or of another type) are not links.
+		const foreign = ['{"m":1,"w":[]}', '{"t":1,"w":[]}', '{"t":1,"m":1}', '{"t":"1","m":1,"w":[]}', '{"folded":{"modules":3}}', '[]', '""'];
+		fs.writeFileSync(file(dir), `${foreign.join('\n')}\n${line(1, 2, [])}`);
+		expect(readCounters(dir)).toMatchObject({ links: 1, modules: 2, misses: 0 });
 		fs.writeFileSync(
 			file(dir),
 			line(1, 1, [
