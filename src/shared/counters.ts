@@ -20,7 +20,7 @@
 // line that cannot be parsed (a torn or foreign write) is skipped.
 import fs from 'node:fs';
 import path from 'node:path';
-import { COUNTS_FILE, classify, IN_FLIGHT_MS } from './keydir.js';
+import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
@@ -32,7 +32,6 @@ export type Counters = Folded & { hits: number };
 
 /** Past this size a directory's lines wait for the next prune to compact them rather than grow further. */
 const MAX_BYTES = 4 * 1024 * 1024;
-const ENTRY_PREFIX = 'llvmcache-';
 
 /**
  * After a link into dir: append its line. since is the directory's claim
@@ -46,7 +45,7 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 		for (const name of fs.readdirSync(dir)) {
 			if (classify(name) !== 'entry') continue;
 			const st = fs.lstatSync(path.join(dir, name), { throwIfNoEntry: false });
-			if (st?.isFile() && st.mtimeMs >= since) written.push([name.slice(ENTRY_PREFIX.length), st.mtimeMs, st.size]);
+			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}
 		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written };
 		fd = fs.openSync(path.join(dir, COUNTS_FILE), 'a+', 0o600);

@@ -47,6 +47,9 @@ export type Metadata = {
  */
 export type FileKind = 'entry' | 'meta' | 'bookkeeping' | 'temp' | 'foreign';
 
+/** An entry's name without the prefix every entry shares: its key, as lld hashed it. */
+export const entryKey = (name: string) => name.slice(ENTRY_PREFIX.length);
+
 export function classify(name: string): FileKind {
 	if (name.startsWith(ENTRY_PREFIX)) return 'entry';
 	if (name === META_FILE) return 'meta';
