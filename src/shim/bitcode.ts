@@ -54,11 +54,20 @@ class Bits {
 
 	read(width: number): number {
 		if (this.pos + width > this.end * 8) throw new BitcodeError('truncated bitcode');
+		const offset = this.pos & 7;
+		if (width + offset <= 31) {
+			// Most fields (abbreviation ids, VBR6 chunks, 8-bit chars) fit one 32-bit window: integer ops only.
+			const at = this.pos >>> 3;
+			const b = this.buf;
+			const window = b[at] | 0 | ((b[at + 1] | 0) << 8) | ((b[at + 2] | 0) << 16) | ((b[at + 3] | 0) << 24);
+			this.pos += width;
+			return (window >>> offset) & ((1 << width) - 1);
+		}
 		let value = 0;
 		for (let got = 0; got < width; ) {
-			const offset = this.pos & 7;
-			const take = Math.min(8 - offset, width - got);
-			value += ((this.buf[this.pos >>> 3] >>> offset) & ((1 << take) - 1)) * 2 ** got;
+			const bit = this.pos & 7;
+			const take = Math.min(8 - bit, width - got);
+			value += ((this.buf[this.pos >>> 3] >>> bit) & ((1 << take) - 1)) * 2 ** got;
 			got += take;
 			this.pos += take;
 		}
@@ -68,12 +77,14 @@ class Bits {
 	/** A VBR field; values past 2^53 lose precision, which only the record's own contents would notice. */
 	vbr(width: number): number {
 		const high = 2 ** (width - 1);
-		let value = 0;
-		for (let shift = 0; ; shift += width - 1) {
-			const piece = this.read(width);
-			value += (piece % high) * 2 ** shift;
-			if (piece < high) return value;
+		let piece = this.read(width);
+		if (piece < high) return piece; // most fields fit one piece
+		let value = piece - high;
+		for (let shift = width - 1; ; shift += width - 1) {
 			if (shift > 70) throw new BitcodeError('VBR field too long');
+			piece = this.read(width);
+			value += (piece < high ? piece : piece - high) * 2 ** shift;
+			if (piece < high) return value;
 		}
 	}
 
@@ -157,21 +168,11 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 			else blockInfo.set(infoFor, [...(blockInfo.get(infoFor) ?? []), abbrev]);
 			continue;
 		}
-		let code: number;
-		let ops: number[];
-		if (id === UNABBREV_RECORD) {
-			code = bits.vbr(6);
-			const count = bits.vbr(6);
-			ops = [];
-			for (let i = 0; i < count; i++) ops.push(bits.vbr(6));
-		} else {
-			const abbrev = abbrevs[id - 4];
-			if (!abbrev) throw new BitcodeError(`undefined abbreviation ${id}`);
-			[code, ...ops] = readAbbreviated(bits, abbrev);
-		}
-		if (block.id === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) infoFor = ops[0];
-		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) module.asm.push(chars(ops, 0, ops.length));
-		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT) {
+		const record = id === UNABBREV_RECORD ? readUnabbreviated(bits, block.id) : readAbbreviated(bits, abbrevs[id - 4], block.id);
+		const { code, ops } = record;
+		if (block.id === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) infoFor = ops?.[0];
+		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM && ops) module.asm.push(chars(ops, 0, ops.length));
+		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT && ops) {
 			const at = INLINEASM_AT[code];
 			module.asm.push(chars(ops, at + 1, ops[at]));
 		} else if (block.id === FUNCTION_BLOCK && code !== FUNC_CODE_DECLAREBLOCKS) {
@@ -180,6 +181,26 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 			return;
 		}
 	}
+}
+
+/** The records whose operands matter; the others are read past without keeping them (most of what is read). */
+const wanted = (blockId: number, code: number) =>
+	(blockId === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) ||
+	(blockId === MODULE_BLOCK && code === MODULE_CODE_ASM) ||
+	(blockId === CONSTANTS_BLOCK && code in INLINEASM_AT);
+
+type RecordRead = { code: number; ops?: number[] };
+
+function readUnabbreviated(bits: Bits, blockId: number): RecordRead {
+	const code = bits.vbr(6);
+	const count = bits.vbr(6);
+	if (!wanted(blockId, code)) {
+		for (let i = 0; i < count; i++) bits.vbr(6);
+		return { code };
+	}
+	const ops: number[] = [];
+	for (let i = 0; i < count; i++) ops.push(bits.vbr(6));
+	return { code, ops };
 }
 
 function chars(ops: number[], from: number, count: number): Bytes {
@@ -226,25 +247,35 @@ function scalar(bits: Bits, op: Op): number {
 	}
 }
 
-/** The record's code and operands; an array expands into its elements, a blob into its bytes. */
-function readAbbreviated(bits: Bits, abbrev: Op[]): number[] {
-	const values: number[] = [];
+/** The record's code and, if wanted, operands; an array expands into its elements, a blob into its bytes. */
+function readAbbreviated(bits: Bits, abbrev: Op[] | undefined, blockId: number): RecordRead {
+	if (!abbrev) throw new BitcodeError('undefined abbreviation');
+	let code: number | undefined;
+	let ops: number[] | undefined;
+	const add = (value: number) => {
+		if (code === undefined) {
+			code = value;
+			if (wanted(blockId, code)) ops = [];
+		} else {
+			ops?.push(value);
+		}
+	};
 	for (let i = 0; i < abbrev.length; i++) {
 		const op = abbrev[i];
 		if (op.kind === 'array') {
 			const element = abbrev[++i];
 			if (!element || element.kind === 'array' || element.kind === 'blob') throw new BitcodeError('array without an element type');
 			const count = bits.vbr(6);
-			for (let j = 0; j < count; j++) values.push(scalar(bits, element));
+			for (let j = 0; j < count; j++) add(scalar(bits, element));
 		} else if (op.kind === 'blob') {
 			const count = bits.vbr(6);
 			bits.align32();
-			for (let j = 0; j < count; j++) values.push(bits.read(8));
+			for (let j = 0; j < count; j++) add(bits.read(8));
 			bits.align32();
 		} else {
-			values.push(scalar(bits, op));
+			add(scalar(bits, op));
 		}
 	}
-	if (values.length === 0) throw new BitcodeError('record without a code');
-	return values;
+	if (code === undefined) throw new BitcodeError('record without a code');
+	return { code, ops };
 }
