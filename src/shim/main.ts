@@ -63,8 +63,9 @@ async function main(): Promise<void> {
 		return;
 	}
 	const started = performance.now();
-	const afterLink = async () => {
-		if (dir && count) recordLink(dir, count.since, performance.now() - started, count.modules);
+	const afterLink = async (succeeded: boolean) => {
+		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
+		if (dir && count && succeeded) recordLink(dir, count.since, performance.now() - started, count.modules);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link

@@ -33,14 +33,15 @@ function command(file: string, argv0: string, args: Bytes[]): { file: string; ar
 
 /**
  * Run the linker (or `ltocache run`'s command), and exit (or die) the way it
- * did, once onExit has run; the promise never settles.
+ * did, once onExit has run (told whether the command succeeded); the promise
+ * never settles.
  */
 export async function runLinker(
 	file: string,
 	argv0: string,
 	args: Bytes[],
 	env: NodeJS.ProcessEnv,
-	onExit?: () => Promise<void>,
+	onExit?: (succeeded: boolean) => Promise<void>,
 ): Promise<never> {
 	const { spawn } = await import('node:child_process');
 	const cmd = command(file, argv0, args);
@@ -52,12 +53,12 @@ export async function runLinker(
 	child.on('error', async (error: NodeJS.ErrnoException) => {
 		const missing = error.code === 'ENOENT';
 		process.stderr.write(`ltocache: cannot run ${file}: ${missing ? `not found${file.includes('/') ? '' : ' on PATH'}` : error.message}\n`);
-		await onExit?.();
+		await onExit?.(false);
 		process.exit(missing ? 127 : 126); // as a shell says it
 	});
 	child.on('exit', async (code, signal) => {
 		for (const s of FORWARDED) process.off(s, forward);
-		await onExit?.();
+		await onExit?.(code === 0);
 		if (signal) {
 			// Die of the same signal, so make and shells see 128+n, core dumps and all.
 			process.kill(process.pid, signal);

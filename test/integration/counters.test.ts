@@ -94,6 +94,27 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 		expect(text.stdout).toMatch(new RegExp(`^  /src/one +2 +${N} +${N} +50\\.0% +${N} `, 'm'));
 	});
 
+	it('does not count a link that fails', async () => {
+		const xdg = home();
+		const failed = await asNobody(
+			'sh',
+			[
+				'-c',
+				'cd "$0" && exec ld.lld "$@"',
+				scratch('tree'),
+				'--thinlto-cache-dir=.thinlto-cache',
+				'-r',
+				'-o',
+				path.join(work, 'failed.o'),
+				...objects,
+				'/nonexistent.o',
+			],
+			env(xdg, '/src/failing'),
+		);
+		expect(failed.exitCode).not.toBe(0);
+		expect(await keyOf(xdg)).toMatchObject({ links: 0, hits: 0, misses: 0 });
+	});
+
 	it('keeps hits + misses = modules linked for 8 parallel links into one directory, each entry counted once', async () => {
 		const xdg = home();
 		const results = await Promise.all(Array.from({ length: 8 }, (_, i) => link(xdg, '/src/par', path.join(work, `par-${i}.o`))));
