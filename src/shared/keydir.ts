@@ -71,7 +71,7 @@ export function claim(dir: string, meta: Metadata, shared = false): string | und
 		// The umask may have taken the group's bits; whoever made a directory may give them back.
 		if (shared) for (const d of [path.dirname(dir), dir]) tryChmod(d, 0o2770);
 	} catch (error) {
-		return `cannot create ${dir} (${code(error)})`;
+		return `cannot create ${dir} (${errorCode(error)})`;
 	}
 	const file = path.join(dir, META_FILE);
 	if (touch(file)) return undefined;
@@ -83,7 +83,7 @@ export function claim(dir: string, meta: Metadata, shared = false): string | und
 	} catch (error) {
 		fs.rmSync(tmp, { force: true });
 		// The metadata is only for display, but a disk that cannot take it cannot take lld's entries either.
-		if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(code(error))) return `cannot write in ${dir} (${code(error)})`;
+		if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(errorCode(error))) return `cannot write in ${dir} (${errorCode(error)})`;
 	}
 	return undefined;
 }
@@ -99,7 +99,7 @@ function touch(file: string): boolean {
 		fs.utimesSync(file, now, now);
 		return true;
 	} catch (error) {
-		if (code(error) !== 'EPERM') return false;
+		if (errorCode(error) !== 'EPERM') return false;
 	}
 	try {
 		fs.truncateSync(file, fs.statSync(file).size);
@@ -170,12 +170,13 @@ export function removeDir(dir: string): boolean {
 		fs.rmdirSync(dir);
 		return true;
 	} catch (error) {
-		if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(code(error))) return false;
+		if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errorCode(error))) return false;
 		throw error;
 	}
 }
 
-const code = (error: unknown) => (error as NodeJS.ErrnoException).code ?? String(error);
+/** An error's errno name (ENOENT, EACCES, ...), or the error itself as text. */
+export const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? String(error);
 
 // node:crypto adds ~3 ms to every link (measured with hyperfine against
 // `node -e 0`); 64-bit FNV-1a is plenty to tell cache directories apart.

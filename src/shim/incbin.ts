@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
+import { errorCode } from '../shared/keydir.js';
 
 export type Guard = {
 	/** Short hash of every file's name and contents, in order; undefined when there are none. */
@@ -47,7 +48,7 @@ function namedFiles(asm: Bytes[], cwd: string): { files: Bytes[]; contents: Buff
 			try {
 				data = fs.readFileSync(bytesToBuffer(file));
 			} catch (error) {
-				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${(error as NodeJS.ErrnoException).code ?? String(error)})`;
+				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${errorCode(error)})`;
 			}
 			files.push(file);
 			contents.push(data);

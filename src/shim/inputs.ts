@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
+import { errorCode } from '../shared/keydir.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
 
 export type Inputs = {
@@ -111,7 +112,7 @@ function readInput(file: Bytes, inputs: Inputs): void {
 		if (isBitcode(head)) addBitcode(fs.readFileSync(fd), file, inputs);
 		else if (magic === '!<arch>\n' || magic === '!<thin>\n') readArchive(fd, file, magic === '!<thin>\n', inputs);
 	} catch (error) {
-		inputs.problem ??= `cannot read ${bytesToText(file)} (${(error as NodeJS.ErrnoException).code ?? String(error)})`;
+		inputs.problem ??= `cannot read ${bytesToText(file)} (${errorCode(error)})`;
 	} finally {
 		fs.closeSync(fd);
 	}
