@@ -18,8 +18,21 @@
 //
 // Prune compacts the lines older than an hour into one "folded" line; a
 // line that cannot be parsed (a torn or foreign write) is skipped.
-import fs from 'node:fs';
-import path from 'node:path';
+import {
+	appendFileSync,
+	closeSync,
+	fstatSync,
+	lstatSync,
+	openSync,
+	readdirSync,
+	readFileSync,
+	readSync,
+	renameSync,
+	rmSync,
+	statSync,
+	writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
 import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
@@ -42,23 +55,23 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 	let fd: number | undefined;
 	try {
 		const written: Written[] = [];
-		for (const name of fs.readdirSync(dir)) {
+		for (const name of readdirSync(dir)) {
 			if (classify(name) !== 'entry') continue;
-			const st = fs.lstatSync(path.join(dir, name), { throwIfNoEntry: false });
+			const st = lstatSync(join(dir, name), { throwIfNoEntry: false });
 			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}
 		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written };
-		fd = fs.openSync(path.join(dir, COUNTS_FILE), 'a+', 0o600);
-		const size = fs.fstatSync(fd).size;
+		fd = openSync(join(dir, COUNTS_FILE), 'a+', 0o600);
+		const size = fstatSync(fd).size;
 		if (size > MAX_BYTES) return;
 		// A line left torn (a full disk, a killed writer) is ended first, or this one would be lost with it.
 		const last = Buffer.alloc(1);
-		const torn = size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
-		fs.writeSync(fd, `${torn ? '\n' : ''}${JSON.stringify(line)}\n`);
+		const torn = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+		writeSync(fd, `${torn ? '\n' : ''}${JSON.stringify(line)}\n`);
 	} catch {
 		// counting never fails a link, nor delays it with a retry
 	} finally {
-		if (fd !== undefined) fs.closeSync(fd);
+		if (fd !== undefined) closeSync(fd);
 	}
 }
 
@@ -107,7 +120,7 @@ export function withHits(sum: Folded): Counters {
 export function readCounters(dir: string): Counters {
 	let text = '';
 	try {
-		text = fs.readFileSync(path.join(dir, COUNTS_FILE), 'utf8');
+		text = readFileSync(join(dir, COUNTS_FILE), 'utf8');
 	} catch {}
 	return withHits(fold(parse(text)));
 }
@@ -126,27 +139,27 @@ export function addCounters(all: Counters[]): Counters {
  * moved back with appends.
  */
 export function compactCounters(dir: string, now = Date.now()): void {
-	const file = path.join(dir, COUNTS_FILE);
+	const file = join(dir, COUNTS_FILE);
 	const moving = `${file}.${process.pid}.tmp`;
 	try {
-		fs.renameSync(file, moving);
+		renameSync(file, moving);
 	} catch {
 		return; // none yet
 	}
-	let text = fs.readFileSync(moving, 'utf8');
+	let text = readFileSync(moving, 'utf8');
 	const lines = parse(text);
 	const recent = lines.filter((l): l is LinkLine => !('folded' in l) && l.t >= now - IN_FLIGHT_MS);
 	const old = lines.filter((l) => !recent.includes(l as LinkLine));
 	const recentIds = new Set(recent.flatMap((l) => l.w.map(([name, mtime]) => `${name}:${mtime}`)));
 	const kept = [...(old.length ? [{ folded: fold(old, recentIds) }] : []), ...recent];
 	// A link that opened the file before the rename may have appended since it was read.
-	const late = fs.readFileSync(moving, 'utf8').slice(text.length);
+	const late = readFileSync(moving, 'utf8').slice(text.length);
 	text = kept.map((l) => `${JSON.stringify(l)}\n`).join('') + late;
-	if (text) fs.appendFileSync(file, text, { mode: fs.statSync(moving).mode & 0o777 });
-	fs.rmSync(moving, { force: true });
+	if (text) appendFileSync(file, text, { mode: statSync(moving).mode & 0o777 });
+	rmSync(moving, { force: true });
 }
 
 /** `stats --zero`, and `clear` for what it clears: the directory's counters start again. */
 export function zeroCounters(dir: string): void {
-	fs.rmSync(path.join(dir, COUNTS_FILE), { force: true });
+	rmSync(join(dir, COUNTS_FILE), { force: true });
 }

@@ -16,8 +16,21 @@
 // llvmcache.timestamp is one lld has linked into before.
 //
 // On the shim's hot path: node built-ins only.
-import fs from 'node:fs';
-import path from 'node:path';
+import {
+	chmodSync,
+	lstatSync,
+	mkdirSync,
+	readdirSync,
+	readFileSync,
+	renameSync,
+	rmdirSync,
+	rmSync,
+	statSync,
+	truncateSync,
+	utimesSync,
+	writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
@@ -67,21 +80,21 @@ export function classify(name: string): FileKind {
  */
 export function claim(dir: string, meta: Metadata, shared = false): string | undefined {
 	try {
-		fs.mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
+		mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
 		// The umask may have taken the group's bits; whoever made a directory may give them back.
-		if (shared) for (const d of [path.dirname(dir), dir]) tryChmod(d, 0o2770);
+		if (shared) for (const d of [dirname(dir), dir]) tryChmod(d, 0o2770);
 	} catch (error) {
 		return `cannot create ${dir} (${errorCode(error)})`;
 	}
-	const file = path.join(dir, META_FILE);
+	const file = join(dir, META_FILE);
 	if (touch(file)) return undefined;
 	const tmp = `${file}.${process.pid}.tmp`;
 	try {
-		fs.writeFileSync(tmp, `${JSON.stringify(meta)}\n`, { mode: shared ? 0o660 : 0o600 });
-		if (shared) fs.chmodSync(tmp, 0o660);
-		fs.renameSync(tmp, file);
+		writeFileSync(tmp, `${JSON.stringify(meta)}\n`, { mode: shared ? 0o660 : 0o600 });
+		if (shared) chmodSync(tmp, 0o660);
+		renameSync(tmp, file);
 	} catch (error) {
-		fs.rmSync(tmp, { force: true });
+		rmSync(tmp, { force: true });
 		// The metadata is only for display, but a disk that cannot take it cannot take lld's entries either.
 		if (['ENOSPC', 'EDQUOT', 'EIO', 'EROFS'].includes(errorCode(error))) return `cannot write in ${dir} (${errorCode(error)})`;
 	}
@@ -96,13 +109,13 @@ export function claim(dir: string, meta: Metadata, shared = false): string | und
 function touch(file: string): boolean {
 	const now = new Date();
 	try {
-		fs.utimesSync(file, now, now);
+		utimesSync(file, now, now);
 		return true;
 	} catch (error) {
 		if (errorCode(error) !== 'EPERM') return false;
 	}
 	try {
-		fs.truncateSync(file, fs.statSync(file).size);
+		truncateSync(file, statSync(file).size);
 		return true;
 	} catch {
 		return false;
@@ -111,7 +124,7 @@ function touch(file: string): boolean {
 
 function tryChmod(file: string, mode: number): void {
 	try {
-		fs.chmodSync(file, mode);
+		chmodSync(file, mode);
 	} catch {} // not ours: its owner made it right
 }
 
@@ -122,9 +135,9 @@ function tryChmod(file: string, mode: number): void {
  */
 export function shareEntries(dir: string): void {
 	const uid = process.getuid?.();
-	for (const name of fs.readdirSync(dir)) {
-		const file = path.join(dir, name);
-		const st = fs.lstatSync(file, { throwIfNoEntry: false });
+	for (const name of readdirSync(dir)) {
+		const file = join(dir, name);
+		const st = lstatSync(file, { throwIfNoEntry: false });
 		if (!st?.isFile() || st.uid !== uid) continue;
 		const kind = classify(name);
 		if (kind === 'entry' && (st.mode & 0o040) === 0) tryChmod(file, 0o640);
@@ -141,14 +154,12 @@ export const IN_FLIGHT_MS = 3600_000;
 
 /** When a link last claimed the directory, looked up now (not from an earlier scan). */
 export function lastClaim(dir: string): number | undefined {
-	return (
-		fs.lstatSync(path.join(dir, META_FILE), { throwIfNoEntry: false })?.mtimeMs ?? fs.lstatSync(dir, { throwIfNoEntry: false })?.mtimeMs
-	);
+	return lstatSync(join(dir, META_FILE), { throwIfNoEntry: false })?.mtimeMs ?? lstatSync(dir, { throwIfNoEntry: false })?.mtimeMs;
 }
 
 export function readMeta(dir: string): Metadata | undefined {
 	try {
-		const meta = JSON.parse(fs.readFileSync(path.join(dir, META_FILE), 'utf8')) as Metadata;
+		const meta = JSON.parse(readFileSync(join(dir, META_FILE), 'utf8')) as Metadata;
 		return typeof meta === 'object' && meta !== null && typeof meta.original === 'string' ? meta : undefined;
 	} catch {
 		return undefined;
@@ -160,14 +171,14 @@ export function readMeta(dir: string): Metadata | undefined {
  * refuses a directory a link has written to meanwhile; returns whether it went.
  */
 export function removeKeyDir(dir: string): boolean {
-	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, META_FILE]) fs.rmSync(path.join(dir, name), { force: true });
+	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
 	return removeDir(dir);
 }
 
 /** rmdir that answers false for a directory that is not empty or already gone. */
 export function removeDir(dir: string): boolean {
 	try {
-		fs.rmdirSync(dir);
+		rmdirSync(dir);
 		return true;
 	} catch (error) {
 		if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errorCode(error))) return false;

@@ -1,12 +1,12 @@
 // The one PATH lookup: the shim's search for the real linker, install,
 // doctor, demo and the tests all walk PATH through here, the way a shell's
 // execvp does (an empty entry is the current directory).
-import fs from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from 'node:fs';
 
 export function isExecutableFile(file: string | Buffer): boolean {
 	try {
-		if (!fs.statSync(file).isFile()) return false;
-		fs.accessSync(file, fs.constants.X_OK);
+		if (!statSync(file).isFile()) return false;
+		accessSync(file, constants.X_OK);
 		return true;
 	} catch {
 		return false;
@@ -39,14 +39,14 @@ export function which(name: string, pathValue: string): string | undefined {
 export function isLtocacheShim(file: string): boolean {
 	let fd: number | undefined;
 	try {
-		fd = fs.openSync(file, 'r');
+		fd = openSync(file, 'r');
 		const head = Buffer.alloc(512);
-		const text = head.subarray(0, fs.readSync(fd, head, 0, head.length, 0)).toString('latin1');
+		const text = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1');
 		return text.startsWith('#!') && (text.includes('ltocache') || text.includes('ld.lld.cjs'));
 	} catch {
 		return false;
 	} finally {
-		if (fd !== undefined) fs.closeSync(fd);
+		if (fd !== undefined) closeSync(fd);
 	}
 }
 

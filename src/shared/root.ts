@@ -3,8 +3,8 @@
 //
 // On the shim's hot path: node built-ins and xdg-basedir only (importing
 // xdg-basedir costs nothing measurable).
-import fs from 'node:fs';
-import path from 'node:path';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { xdgCache } from 'xdg-basedir';
 import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
 
@@ -18,8 +18,8 @@ export const SUMMARY_NAME = 'ltocache.summary.json';
 /** Cache roots to try, in order: $LTOCACHE_DIR, then $XDG_CACHE_HOME/ltocache (xdg-basedir falls back to ~/.cache). */
 export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
 	const roots: string[] = [];
-	if (env.LTOCACHE_DIR) roots.push(path.resolve(env.LTOCACHE_DIR));
-	if (xdgCache) roots.push(path.join(xdgCache, 'ltocache'));
+	if (env.LTOCACHE_DIR) roots.push(resolve(env.LTOCACHE_DIR));
+	if (xdgCache) roots.push(join(xdgCache, 'ltocache'));
 	return roots;
 }
 
@@ -29,9 +29,9 @@ export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
  * creates in it is then made usable by every member (see keydir's claim).
  */
 export function isShared(root: string, env: NodeJS.ProcessEnv = process.env): boolean {
-	if (!env.LTOCACHE_DIR || path.resolve(env.LTOCACHE_DIR) !== root) return false;
+	if (!env.LTOCACHE_DIR || resolve(env.LTOCACHE_DIR) !== root) return false;
 	try {
-		const { mode } = fs.statSync(root);
+		const { mode } = statSync(root);
 		return (mode & 0o2000) !== 0 && (mode & 0o070) === 0o070;
 	} catch {
 		return false;
@@ -45,7 +45,7 @@ export function modulesDirs(env: NodeJS.ProcessEnv = process.env): string[] {
 
 /** Whether a kernel release has modules installed on this machine. */
 export function isInstalled(release: string, env: NodeJS.ProcessEnv = process.env): boolean {
-	return modulesDirs(env).some((base) => fs.existsSync(path.join(base, release)));
+	return modulesDirs(env).some((base) => existsSync(join(base, release)));
 }
 
 /** The last resort when no configured root is usable; trusted only if private (see ensurePrivateDir). */
@@ -64,15 +64,15 @@ export function unusableReason(dir: Bytes): string | undefined {
 	for (;;) {
 		const file = bytesToBuffer(probe);
 		try {
-			if (!fs.statSync(file).isDirectory()) return 'ENOTDIR';
-			fs.accessSync(file, fs.constants.W_OK | fs.constants.X_OK);
+			if (!statSync(file).isDirectory()) return 'ENOTDIR';
+			accessSync(file, constants.W_OK | constants.X_OK);
 			return undefined;
 		} catch (error) {
 			const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
 			if (code !== 'ENOENT') return code;
 		}
 		// A missing directory is fine if lld can create it: look at the parent.
-		const parent = path.dirname(probe);
+		const parent = dirname(probe);
 		if (parent.length === probe.length) return 'ENOENT';
 		probe = parent;
 	}
@@ -85,12 +85,12 @@ export function unusableReason(dir: Bytes): string | undefined {
  */
 export function ensurePrivateDir(dir: string, create = true): boolean {
 	try {
-		if (create) fs.mkdirSync(dir, { mode: 0o700 });
+		if (create) mkdirSync(dir, { mode: 0o700 });
 	} catch (error) {
 		if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false;
 	}
 	try {
-		const st = fs.lstatSync(dir);
+		const st = lstatSync(dir);
 		return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0 && unusableReason(toBytes(dir)) === undefined;
 	} catch {
 		return false;

@@ -4,8 +4,8 @@
 // Arguments are Bytes (src/shared/bytes.ts): file names that are not UTF-8
 // survive untouched from /proc/self/cmdline or a response file to the
 // linker's argv.
-import fs from 'node:fs';
-import path from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
 
 export const CACHE_FLAG = '--thinlto-cache-dir=';
@@ -13,15 +13,17 @@ export const CACHE_FLAG = '--thinlto-cache-dir=';
 /**
  * The linker's arguments (after node, the script and SELF), as the bytes the
  * kernel passed. Node decodes process.argv as UTF-8 and replaces what is not;
- * /proc/self/cmdline has the original bytes. Falls back to process.argv where
- * that is unavailable or does not line up.
+ * /proc/self/cmdline has the original bytes, read only when a U+FFFD says
+ * something was replaced. Falls back to process.argv where that is
+ * unavailable or does not line up.
  */
 export function rawArgs(argv = process.argv): Bytes[] {
 	const wanted = argv.length - 3;
 	const decoded = argv.slice(3).map(toBytes);
+	if (!argv.some((arg, i) => i >= 3 && arg.includes('\uFFFD'))) return decoded;
 	let cmdline: string;
 	try {
-		cmdline = fs.readFileSync('/proc/self/cmdline', 'latin1');
+		cmdline = readFileSync('/proc/self/cmdline', 'latin1');
 	} catch {
 		return decoded;
 	}
@@ -105,13 +107,13 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 			} else if (arg.startsWith('--rsp-quoting=')) {
 				windowsQuoting = arg !== '--rsp-quoting=posix';
 			} else if (arg.startsWith('@') && arg.length > 1) {
-				const file = bytesToBuffer(path.resolve(base, arg.slice(1)));
+				const file = bytesToBuffer(resolve(base, arg.slice(1)));
 				let content: Bytes;
 				let identity: string;
 				try {
-					const st = fs.statSync(file);
+					const st = statSync(file);
 					identity = `${st.dev}:${st.ino}`;
-					content = fs.readFileSync(file, 'latin1');
+					content = readFileSync(file, 'latin1');
 				} catch {
 					words.push(arg);
 					continue; // lld keeps it as a literal argument and reports it
@@ -143,7 +145,7 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 
 /** The flag's directory as an absolute path (bytes), relative to the cwd like lld. */
 export function absoluteDir(value: Bytes, cwd: string): Bytes {
-	return path.resolve(toBytes(cwd), value);
+	return resolve(toBytes(cwd), value);
 }
 
 /** argv with the effective flag set to a new value: in place, or right after the @file that held it. */

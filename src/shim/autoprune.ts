@@ -1,22 +1,22 @@
 // After a redirected link: start `ltocache prune` with its defaults, at most
 // once a day, detached so that make and DKMS never wait for it. On every
 // other link this costs one stat of the stamp file.
-import fs from 'node:fs';
-import path from 'node:path';
+import { realpathSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PRUNE_STAMP } from '../shared/root.js';
 
 const DAY_MS = 86400_000;
 
 export async function maybeStartPrune(root: string, env: NodeJS.ProcessEnv): Promise<void> {
 	if (env.LTOCACHE_AUTO_PRUNE === '0') return;
-	const stamp = path.join(root, PRUNE_STAMP);
+	const stamp = join(root, PRUNE_STAMP);
 	try {
-		const last = fs.statSync(stamp, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+		const last = statSync(stamp, { throwIfNoEntry: false })?.mtimeMs ?? 0;
 		if (Date.now() - last < DAY_MS) return;
 		// Stamp first: the other links of a parallel build then skip.
-		fs.writeFileSync(stamp, '');
+		writeFileSync(stamp, '');
 		// process.argv[1] is bin/ld.lld as invoked; the manager is beside its real file.
-		const cli = path.join(path.dirname(fs.realpathSync(process.argv[1])), 'ltocache');
+		const cli = join(dirname(realpathSync(process.argv[1])), 'ltocache');
 		// Loaded here, once a day, not on every link.
 		const { spawn } = await import('node:child_process');
 		const child = spawn(process.execPath, [cli, 'prune'], {

@@ -1,8 +1,8 @@
 // Deciding what the real linker gets: the same argv, or the same argv with an
 // unwritable --thinlto-cache-dir moved to <root>/<release>/<key> (and, with
 // LTOCACHE_MODE=add, one added to a ThinLTO link that has none).
-import fs from 'node:fs';
-import path from 'node:path';
+import { readFileSync, statfsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
 import { claim, incbinVariant, keyName, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
@@ -33,7 +33,7 @@ export type Plan = {
 export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
 	if (env.KERNELRELEASE?.trim()) return env.KERNELRELEASE.trim();
 	try {
-		const release = fs.readFileSync(path.join(cwd, 'include/config/kernel.release'), 'utf8').trim();
+		const release = readFileSync(join(cwd, 'include/config/kernel.release'), 'utf8').trim();
 		if (release) return release;
 	} catch {}
 	for (const dir of [env.PWD, cwd]) {
@@ -46,7 +46,7 @@ export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
 /** The external module a link belongs to, if Kbuild says (KBUILD_EXTMOD, or M as given on make's command line). */
 function externalModule(cwd: string, env: NodeJS.ProcessEnv): Bytes | undefined {
 	const name = env.KBUILD_EXTMOD ? 'KBUILD_EXTMOD' : env.M ? 'M' : undefined;
-	return name ? path.resolve(toBytes(cwd), rawEnv(name, env)) : undefined;
+	return name ? resolve(toBytes(cwd), rawEnv(name, env)) : undefined;
 }
 
 /**
@@ -59,8 +59,7 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 	const value = env[name] ?? '';
 	if (!value.includes('\uFFFD') || env !== process.env) return toBytes(value);
 	try {
-		const pair = fs
-			.readFileSync('/proc/self/environ', 'latin1')
+		const pair = readFileSync('/proc/self/environ', 'latin1')
 			.split('\0')
 			.find((p) => p.startsWith(`${name}=`));
 		if (pair !== undefined) return pair.slice(name.length + 1);
@@ -80,7 +79,7 @@ function prepare(dir: string, meta: Metadata, shared: boolean): string | undefin
 	const unusable = claim(dir, meta, shared);
 	if (unusable) return unusable;
 	try {
-		const st = fs.statfsSync(dir);
+		const st = statfsSync(dir);
 		if (st.bavail * st.bsize < MIN_FREE_BYTES) return `${dir} is on a nearly full file system`;
 	} catch {} // cannot tell: let lld try
 	return undefined;
@@ -99,7 +98,7 @@ export async function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv)
 	if (scan.kind === 'none') {
 		if (!adding) return pass();
 		return choose(
-			{ words: scan.words, cwd, env, key: path.resolve(toBytes(cwd)), added: true },
+			{ words: scan.words, cwd, env, key: resolve(toBytes(cwd)), added: true },
 			(dir) => [...args, CACHE_FLAG + dir],
 			(why, quiet) =>
 				quiet
@@ -158,7 +157,7 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	const extmod = externalModule(cwd, env);
 	const base = keyName(extmod ?? link.key);
 	const name = guard.hash ? incbinVariant(base, guard.hash) : base;
-	const dir = path.join(root, releaseName(release), name);
+	const dir = join(root, releaseName(release), name);
 	const shared = isShared(root, env);
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
 	const meta: Metadata = {

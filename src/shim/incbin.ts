@@ -8,8 +8,8 @@
 // link's working directory (measured with lld 14 and 16), and so does this.
 // It errs on the safe side: a directive in a comment or a disabled .if still
 // counts, and one whose file cannot be named or read means no cache.
-import fs from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
 import { errorCode } from '../shared/keydir.js';
 
@@ -42,11 +42,11 @@ function namedFiles(asm: Bytes[], cwd: string): { files: Bytes[]; contents: Buff
 			const rest = text.slice(match.index + match[0].length);
 			const quoted = /^[ \t]*"((?:[^"\\\n]|\\.)*)"/s.exec(rest);
 			if (!quoted) return `an ${match[0]} whose file is not a plain string (${bytesToText(rest.split('\n')[0].trim())})`;
-			const file = path.resolve(cwd, asmString(quoted[1]));
+			const file = resolve(cwd, asmString(quoted[1]));
 			if (files.includes(file)) continue;
 			let data: Buffer;
 			try {
-				data = fs.readFileSync(bytesToBuffer(file));
+				data = readFileSync(bytesToBuffer(file));
 			} catch (error) {
 				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${errorCode(error)})`;
 			}

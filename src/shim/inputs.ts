@@ -3,8 +3,8 @@
 // libraries named with -l, found the way lld searches -L. What is not bitcode
 // (ELF objects, shared libraries, linker scripts) is passed over unread
 // beyond its first bytes.
-import fs from 'node:fs';
-import path from 'node:path';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
 import { errorCode } from '../shared/keydir.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
@@ -81,7 +81,7 @@ export function readInputs(words: Bytes[], cwd: string): Inputs {
 		const found = findLibrary(lib.name, lib.isStatic, dirs, cwd);
 		if (found) files.push(found);
 	}
-	for (const file of files) readInput(path.resolve(cwd, file), inputs);
+	for (const file of files) readInput(resolve(cwd, file), inputs);
 	return inputs;
 }
 
@@ -89,8 +89,8 @@ function findLibrary(name: Bytes, isStatic: boolean, dirs: Bytes[], cwd: string)
 	const candidates = name.startsWith(':') ? [name.slice(1)] : [...(isStatic ? [] : [`lib${name}.so`]), `lib${name}.a`];
 	for (const dir of dirs) {
 		for (const candidate of candidates) {
-			const file = path.resolve(cwd, dir, candidate);
-			if (fs.statSync(bytesToBuffer(file), { throwIfNoEntry: false })?.isFile()) return file;
+			const file = resolve(cwd, dir, candidate);
+			if (statSync(bytesToBuffer(file), { throwIfNoEntry: false })?.isFile()) return file;
 		}
 	}
 	return undefined;
@@ -100,21 +100,21 @@ function readInput(file: Bytes, inputs: Inputs): void {
 	let fd: number;
 	try {
 		// Only regular files: opening a FIFO (a process substitution) could block, and reading it would take lld's input.
-		if (!fs.statSync(bytesToBuffer(file)).isFile()) return;
-		fd = fs.openSync(bytesToBuffer(file), 'r');
+		if (!statSync(bytesToBuffer(file)).isFile()) return;
+		fd = openSync(bytesToBuffer(file), 'r');
 	} catch {
 		return; // lld says what is wrong with it
 	}
 	try {
 		const head = Buffer.alloc(8);
-		fs.readSync(fd, head, 0, 8, 0);
+		readSync(fd, head, 0, 8, 0);
 		const magic = head.toString('latin1');
-		if (isBitcode(head)) addBitcode(fs.readFileSync(fd), file, inputs);
+		if (isBitcode(head)) addBitcode(readFileSync(fd), file, inputs);
 		else if (magic === '!<arch>\n' || magic === '!<thin>\n') readArchive(fd, file, magic === '!<thin>\n', inputs);
 	} catch (error) {
 		inputs.problem ??= `cannot read ${bytesToText(file)} (${errorCode(error)})`;
 	} finally {
-		fs.closeSync(fd);
+		closeSync(fd);
 	}
 }
 
@@ -137,11 +137,11 @@ function addBitcode(data: Buffer, name: Bytes, inputs: Inputs): void {
  * relative to the archive.
  */
 function readArchive(fd: number, file: Bytes, thin: boolean, inputs: Inputs): void {
-	const size = fs.fstatSync(fd).size;
+	const size = fstatSync(fd).size;
 	const header = Buffer.alloc(60);
 	let longNames = '';
 	for (let at = 8; at + 60 <= size; ) {
-		fs.readSync(fd, header, 0, 60, at);
+		readSync(fd, header, 0, 60, at);
 		if (header.toString('latin1', 58, 60) !== '`\n') throw new Error(`bad archive member header at ${at}`);
 		const raw = header.toString('latin1', 0, 16).trimEnd();
 		const length = Number.parseInt(header.toString('latin1', 48, 58).trim(), 10);
@@ -173,14 +173,14 @@ function readArchive(fd: number, file: Bytes, thin: boolean, inputs: Inputs): vo
 			name = longNames.slice(start, end < 0 ? undefined : end);
 		}
 		if (name.endsWith('/')) name = name.slice(0, -1);
-		readInput(path.resolve(path.dirname(file), name), inputs);
+		readInput(resolve(dirname(file), name), inputs);
 	}
 }
 
 function read(fd: number, position: number, length: number): Buffer {
 	const buf = Buffer.alloc(length);
 	for (let done = 0; done < length; ) {
-		const n = fs.readSync(fd, buf, done, length - done, position + done);
+		const n = readSync(fd, buf, done, length - done, position + done);
 		if (n === 0) throw new Error('archive ends inside a member');
 		done += n;
 	}

@@ -8,8 +8,8 @@
 // only themselves cannot call each other forever. bin/ld.lld's fast path
 // does the same with shell built-ins; both spell the linker and the chain
 // byte for byte alike.
-import fs from 'node:fs';
-import path from 'node:path';
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { isExecutableFile, searchPath } from '../shared/pathsearch.js';
 
 export const CHAIN_VAR = 'LTOCACHE_CHAIN';
@@ -20,7 +20,7 @@ export type Located = { linker: Linker } | { error: string };
 
 function identity(file: string): string | undefined {
 	try {
-		const st = fs.statSync(file);
+		const st = statSync(file);
 		return `${st.dev}:${st.ino}`;
 	} catch {
 		return undefined;
@@ -44,7 +44,7 @@ export function locateLinker(name: string, self: string, env: NodeJS.ProcessEnv)
 	// argv[0] is the linker's path, as a shell's exec gives it; a linker of
 	// another name (LTOCACHE_LD) gets the name the build called, from which
 	// lld takes its flavour.
-	const argv0 = (file: string) => (path.basename(file) === name ? file : name);
+	const argv0 = (file: string) => (basename(file) === name ? file : name);
 	const explicit = env.LTOCACHE_LD;
 	if (explicit?.includes('/')) {
 		if (!isExecutableFile(explicit)) return { error: `LTOCACHE_LD=${explicit} is not an executable file` };

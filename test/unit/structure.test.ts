@@ -25,6 +25,12 @@ it('bundles the shim from src/shim, src/shared and xdg-basedir only, importing N
 	}
 });
 
+it('keeps built-ins in the shim bundle unwrapped: src/shim and src/shared import them by name', () => {
+	const bundle = fs.readFileSync(path.join(repo, 'dist/ld.lld.cjs'), 'utf8');
+	expect(bundle).toMatch(/ = require\("node:fs"\);/);
+	expect(bundle).not.toMatch(/__toESM\(require\("node:/);
+});
+
 /** src/ file -> the src/ files it imports (static and dynamic), as paths relative to src/. */
 function importGraph(): Map<string, string[]> {
 	const src = path.join(repo, 'src');
