@@ -31,9 +31,20 @@ const ENTER_SUBBLOCK = 1;
 const DEFINE_ABBREV = 2;
 const UNABBREV_RECORD = 3;
 
-type Op = { kind: 'literal'; value: number } | { kind: 'fixed' | 'vbr'; width: number } | { kind: 'array' | 'char6' | 'blob' };
+// Operand encodings as small integers, and field reads that stay within
+// 31-bit integers: the shim reads each input once, in a fresh process, so
+// this code runs in V8's interpreter, where every float or object made per
+// field is an allocation, and garbage collections show in a link's time.
+const LITERAL = 0;
+const FIXED = 1;
+const VBR = 2;
+const ARRAY = 3;
+const CHAR6 = 4;
+const BLOB = 5;
+/** An abbreviation operand: its encoding, and the literal's value or the field's width. */
+type Op = { kind: number; value: number };
 
-const CHAR6 = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._';
+const CHAR6_CODES = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._'].map((c) => c.charCodeAt(0));
 
 export class BitcodeError extends Error {}
 
@@ -44,39 +55,42 @@ export function isBitcode(head: Buffer): boolean {
 
 class Bits {
 	pos: number;
+	readonly endBit: number;
 	constructor(
 		private readonly buf: Buffer,
 		start: number,
-		readonly end: number,
+		end: number,
 	) {
 		this.pos = start * 8;
+		this.endBit = end * 8;
 	}
 
+	/** A field of up to 64 bits; past 2^53 it loses precision, which only the record's own contents would notice. */
 	read(width: number): number {
-		if (this.pos + width > this.end * 8) throw new BitcodeError('truncated bitcode');
-		const offset = this.pos & 7;
+		const pos = this.pos;
+		if (pos + width > this.endBit) throw new BitcodeError('truncated bitcode');
+		const offset = pos & 7;
+		const b = this.buf;
+		const at = pos >>> 3;
+		this.pos = pos + width;
 		if (width + offset <= 31) {
-			// Most fields (abbreviation ids, VBR6 chunks, 8-bit chars) fit one 32-bit window: integer ops only.
-			const at = this.pos >>> 3;
-			const b = this.buf;
-			const window = b[at] | 0 | ((b[at + 1] | 0) << 8) | ((b[at + 2] | 0) << 16) | ((b[at + 3] | 0) << 24);
-			this.pos += width;
-			return (window >>> offset) & ((1 << width) - 1);
+			// Most fields (abbreviation ids, VBR6 chunks, 8-bit chars) fit one 32-bit window; >> keeps it a small integer.
+			return ((b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >> offset) & ((1 << width) - 1);
 		}
 		let value = 0;
-		for (let got = 0; got < width; ) {
-			const bit = this.pos & 7;
-			const take = Math.min(8 - bit, width - got);
-			value += ((this.buf[this.pos >>> 3] >>> bit) & ((1 << take) - 1)) * 2 ** got;
+		for (let got = 0, bit = pos; got < width; ) {
+			const shift = bit & 7;
+			const take = Math.min(8 - shift, width - got);
+			value += ((b[bit >>> 3] >>> shift) & ((1 << take) - 1)) * 2 ** got;
 			got += take;
-			this.pos += take;
+			bit += take;
 		}
 		return value;
 	}
 
 	/** A VBR field; values past 2^53 lose precision, which only the record's own contents would notice. */
 	vbr(width: number): number {
-		const high = 2 ** (width - 1);
+		const high = width < 32 ? 1 << (width - 1) : 2 ** (width - 1);
 		let piece = this.read(width);
 		if (piece < high) return piece; // most fields fit one piece
 		let value = piece - high;
@@ -88,12 +102,16 @@ class Bits {
 		}
 	}
 
+	skip(width: number): void {
+		this.skipTo(this.pos + width);
+	}
+
 	align32(): void {
-		this.pos = Math.ceil(this.pos / 32) * 32;
+		this.pos += -this.pos & 31;
 	}
 
 	skipTo(bit: number): void {
-		if (bit > this.end * 8) throw new BitcodeError('block runs past the end');
+		if (bit > this.endBit) throw new BitcodeError('block runs past the end');
 		this.pos = bit;
 	}
 }
@@ -111,7 +129,7 @@ export function readBitcode(buf: Buffer): BitcodeModule[] {
 	const bits = new Bits(buf, start + 4, end);
 	const modules: BitcodeModule[] = [];
 	// Top-level blocks are padded to 32 bits; a file may end in zero words.
-	while (bits.pos + 32 <= bits.end * 8) {
+	while (bits.pos + 32 <= bits.endBit) {
 		const id = bits.read(2);
 		if (id !== ENTER_SUBBLOCK) {
 			if (id === END_BLOCK && bits.read(30) === 0) continue;
@@ -135,7 +153,7 @@ function enter(bits: Bits): Block {
 	const id = bits.vbr(8);
 	const width = bits.vbr(4);
 	bits.align32();
-	const words = bits.read(32);
+	const words = bits.read(16) + bits.read(16) * 0x10000;
 	if (width < 1 || width > 32) throw new BitcodeError(`abbreviation width ${width}`);
 	return { id, width, end: bits.pos + words * 32 };
 }
@@ -143,6 +161,7 @@ function enter(bits: Bits): Block {
 /** Reads a block whose header has been read; returns at its end. blockInfo holds BLOCKINFO's abbreviations by block id. */
 function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: Map<number, Op[][]>): void {
 	const abbrevs: Op[][] = [...(blockInfo.get(block.id) ?? [])];
+	const ops: number[] = [];
 	let infoFor: number | undefined;
 	for (;;) {
 		const id = bits.read(block.width);
@@ -168,11 +187,11 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 			else blockInfo.set(infoFor, [...(blockInfo.get(infoFor) ?? []), abbrev]);
 			continue;
 		}
-		const record = id === UNABBREV_RECORD ? readUnabbreviated(bits, block.id) : readAbbreviated(bits, abbrevs[id - 4], block.id);
-		const { code, ops } = record;
-		if (block.id === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) infoFor = ops?.[0];
-		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM && ops) module.asm.push(chars(ops, 0, ops.length));
-		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT && ops) {
+		ops.length = 0;
+		const code = id === UNABBREV_RECORD ? readUnabbreviated(bits, block.id, ops) : readAbbreviated(bits, abbrevs[id - 4], block.id, ops);
+		if (block.id === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) infoFor = ops[0];
+		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) module.asm.push(chars(ops, 0, ops.length));
+		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT) {
 			const at = INLINEASM_AT[code];
 			module.asm.push(chars(ops, at + 1, ops[at]));
 		} else if (block.id === FUNCTION_BLOCK && code !== FUNC_CODE_DECLAREBLOCKS) {
@@ -189,18 +208,16 @@ const wanted = (blockId: number, code: number) =>
 	(blockId === MODULE_BLOCK && code === MODULE_CODE_ASM) ||
 	(blockId === CONSTANTS_BLOCK && code in INLINEASM_AT);
 
-type RecordRead = { code: number; ops?: number[] };
-
-function readUnabbreviated(bits: Bits, blockId: number): RecordRead {
+/** Reads a record without an abbreviation; returns its code, and its operands in ops if wanted. */
+function readUnabbreviated(bits: Bits, blockId: number, ops: number[]): number {
 	const code = bits.vbr(6);
 	const count = bits.vbr(6);
-	if (!wanted(blockId, code)) {
-		for (let i = 0; i < count; i++) bits.vbr(6);
-		return { code };
+	const keep = wanted(blockId, code);
+	for (let i = 0; i < count; i++) {
+		const value = bits.vbr(6);
+		if (keep) ops.push(value);
 	}
-	const ops: number[] = [];
-	for (let i = 0; i < count; i++) ops.push(bits.vbr(6));
-	return { code, ops };
+	return code;
 }
 
 function chars(ops: number[], from: number, count: number): Bytes {
@@ -215,16 +232,17 @@ function defineAbbrev(bits: Bits): Op[] {
 	const ops: Op[] = [];
 	for (let i = 0; i < count; i++) {
 		if (bits.read(1)) {
-			ops.push({ kind: 'literal', value: bits.vbr(8) });
+			ops.push({ kind: LITERAL, value: bits.vbr(8) });
 			continue;
 		}
 		const encoding = bits.read(3);
-		if (encoding === 1 || encoding === 2) {
+		if (encoding === FIXED || encoding === VBR) {
 			const width = bits.vbr(5);
-			if (width > 64 || (encoding === 2 && width < 2 && width !== 0)) throw new BitcodeError(`field width ${width}`);
-			ops.push({ kind: encoding === 1 ? 'fixed' : 'vbr', width });
-		} else if (encoding >= 3 && encoding <= 5) {
-			ops.push({ kind: (['array', 'char6', 'blob'] as const)[encoding - 3] });
+			// LLVM's MaxChunkSize, 64 before LLVM 9 (32 since); a VBR field needs a continuation bit and one more.
+			if (width > 64 || (encoding === VBR && width < 2 && width !== 0)) throw new BitcodeError(`field width ${width}`);
+			ops.push({ kind: encoding, value: width });
+		} else if (encoding === ARRAY || encoding === CHAR6 || encoding === BLOB) {
+			ops.push({ kind: encoding, value: 0 });
 		} else {
 			throw new BitcodeError(`abbreviation encoding ${encoding}`);
 		}
@@ -234,48 +252,53 @@ function defineAbbrev(bits: Bits): Op[] {
 
 function scalar(bits: Bits, op: Op): number {
 	switch (op.kind) {
-		case 'literal':
+		case LITERAL:
 			return op.value;
-		case 'fixed':
-			return op.width > 32 ? bits.read(32) + bits.read(op.width - 32) * 2 ** 32 : bits.read(op.width);
-		case 'vbr':
-			return op.width === 0 ? 0 : bits.vbr(op.width);
-		case 'char6':
-			return CHAR6.charCodeAt(bits.read(6));
+		case FIXED:
+			return op.value === 0 ? 0 : bits.read(op.value);
+		case VBR:
+			return op.value === 0 ? 0 : bits.vbr(op.value);
+		case CHAR6:
+			return CHAR6_CODES[bits.read(6)];
 		default:
-			throw new BitcodeError(`${op.kind} where a scalar belongs`);
+			throw new BitcodeError(`${op.kind === ARRAY ? 'array' : 'blob'} where a scalar belongs`);
 	}
 }
 
-/** The record's code and, if wanted, operands; an array expands into its elements, a blob into its bytes. */
-function readAbbreviated(bits: Bits, abbrev: Op[] | undefined, blockId: number): RecordRead {
+/**
+ * Reads a record laid out by an abbreviation; returns its code, and its
+ * operands in ops if wanted: an array expands into its elements, a blob into
+ * its bytes. An unwanted array of fixed-width elements, or blob, is skipped
+ * in one step.
+ */
+function readAbbreviated(bits: Bits, abbrev: Op[] | undefined, blockId: number, ops: number[]): number {
 	if (!abbrev) throw new BitcodeError('undefined abbreviation');
-	let code: number | undefined;
-	let ops: number[] | undefined;
-	const add = (value: number) => {
-		if (code === undefined) {
-			code = value;
-			if (wanted(blockId, code)) ops = [];
-		} else {
-			ops?.push(value);
-		}
-	};
-	for (let i = 0; i < abbrev.length; i++) {
+	if (abbrev.length === 0) throw new BitcodeError('record without a code');
+	const code = scalar(bits, abbrev[0]);
+	const keep = wanted(blockId, code);
+	for (let i = 1; i < abbrev.length; i++) {
 		const op = abbrev[i];
-		if (op.kind === 'array') {
+		if (op.kind === ARRAY) {
 			const element = abbrev[++i];
-			if (!element || element.kind === 'array' || element.kind === 'blob') throw new BitcodeError('array without an element type');
+			if (!element || element.kind === ARRAY || element.kind === BLOB) throw new BitcodeError('array without an element type');
 			const count = bits.vbr(6);
-			for (let j = 0; j < count; j++) add(scalar(bits, element));
-		} else if (op.kind === 'blob') {
+			if (!keep && (element.kind === FIXED || element.kind === CHAR6)) bits.skip(count * (element.kind === CHAR6 ? 6 : element.value));
+			else if (!keep && element.kind === LITERAL) continue;
+			else
+				for (let j = 0; j < count; j++) {
+					const value = scalar(bits, element);
+					if (keep) ops.push(value);
+				}
+		} else if (op.kind === BLOB) {
 			const count = bits.vbr(6);
 			bits.align32();
-			for (let j = 0; j < count; j++) add(bits.read(8));
+			if (keep) for (let j = 0; j < count; j++) ops.push(bits.read(8));
+			else bits.skip(count * 8);
 			bits.align32();
 		} else {
-			add(scalar(bits, op));
+			const value = scalar(bits, op);
+			if (keep) ops.push(value);
 		}
 	}
-	if (code === undefined) throw new BitcodeError('record without a code');
-	return { code, ops };
+	return code;
 }
