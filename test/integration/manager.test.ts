@@ -376,15 +376,24 @@ describe('on a terminal', () => {
 		const json = await onTerminal('clear --dry-run --json');
 		expect(json.exitCode).toBe(0);
 		expect(json.stdout).not.toContain(ERASE);
-		// Another prune's lock, held 2.5 s: the clear waits for it, so it takes
-		// longer than a second however fast this machine removes 4,000 files.
+		// Another prune's lock, held until the clear has been running for 1.5 s:
+		// it waits for the lock, so it takes longer than a second however fast
+		// this machine removes 4,000 files.
 		const lock = path.join(root, LOCK_NAME);
 		fs.mkdirSync(lock);
 		const keepFresh = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 500);
 		const clearing = onTerminal('clear');
-		await new Promise((r) => setTimeout(r, 2500));
-		clearInterval(keepFresh);
-		fs.rmdirSync(lock);
+		const started = (pid: number) => {
+			const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+			return children !== '' && fs.readFileSync(`/proc/${children.split(' ')[0]}/cmdline`, 'utf8').includes(CLI);
+		};
+		try {
+			while (clearing.pid !== undefined && !started(clearing.pid)) await new Promise((r) => setTimeout(r, 20));
+			await new Promise((r) => setTimeout(r, 1500));
+		} finally {
+			clearInterval(keepFresh);
+			fs.rmdirSync(lock);
+		}
 		const shown = await clearing;
 		expect(shown.exitCode).toBe(0);
 		const lines = shown.stdout.split(ERASE);
