@@ -88,6 +88,9 @@ function parse(text: string): (LinkLine | FoldedLine)[] {
 	return lines;
 }
 
+/** What makes a written entry one miss, however many lines list it: its name and mtime. */
+const writtenId = ([name, mtime]: Written) => `${name}:${mtime}`;
+
 const zero = (): Folded => ({ links: 0, modules: 0, misses: 0, bytes: 0, ms: 0 });
 
 /** Sums lines, each written entry once; `except` holds entries counted elsewhere. */
@@ -102,12 +105,12 @@ function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Fol
 		sum.links++;
 		sum.modules += line.m;
 		sum.ms += line.ms || 0;
-		for (const [name, mtime, bytes] of line.w) {
-			const id = `${name}:${mtime}`;
+		for (const written of line.w) {
+			const id = writtenId(written);
 			if (seen.has(id)) continue;
 			seen.add(id);
 			sum.misses++;
-			sum.bytes += bytes;
+			sum.bytes += written[2];
 		}
 	}
 	return sum;
@@ -148,9 +151,13 @@ export function compactCounters(dir: string, now = Date.now()): void {
 	}
 	let text = readFileSync(moving, 'utf8');
 	const lines = parse(text);
-	const recent = lines.filter((l): l is LinkLine => !('folded' in l) && l.t >= now - IN_FLIGHT_MS);
-	const old = lines.filter((l) => !recent.includes(l as LinkLine));
-	const recentIds = new Set(recent.flatMap((l) => l.w.map(([name, mtime]) => `${name}:${mtime}`)));
+	const recent: LinkLine[] = [];
+	const old: (LinkLine | FoldedLine)[] = [];
+	for (const line of lines) {
+		if (!('folded' in line) && line.t >= now - IN_FLIGHT_MS) recent.push(line);
+		else old.push(line);
+	}
+	const recentIds = new Set(recent.flatMap((l) => l.w.map(writtenId)));
 	const kept = [...(old.length ? [{ folded: fold(old, recentIds) }] : []), ...recent];
 	// A link that opened the file before the rename may have appended since it was read.
 	const late = readFileSync(moving, 'utf8').slice(text.length);
