@@ -1,0 +1,123 @@
+// The .incbin guard in-process, from the asm strings the bitcode reader
+// returns: which files it names, how their names are spelled and resolved,
+// and that the hash follows every file's name and contents. Real links
+// through the shim, with clang and lld, are in test/integration/incbin.test.ts.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { incbinGuard } from '../../src/shim/incbin.js';
+import { scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+
+/** A working directory holding these files. */
+function tree(files: Record<string, string>): string {
+	const dir = scratch('cwd');
+	for (const [name, text] of Object.entries(files)) {
+		fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+		fs.writeFileSync(path.join(dir, name), text, 'latin1');
+	}
+	return dir;
+}
+
+describe('the .incbin guard', () => {
+	it('names nothing and hashes nothing for asm without the directives', async () => {
+		const cwd = tree({ 'blob.bin': 'x' });
+		expect(await incbinGuard([], cwd)).toEqual({ files: [] });
+		expect(await incbinGuard(['.globl f\nf: ret', 'nop # incbin in a comment, but no dot'], cwd)).toEqual({ files: [] });
+	});
+
+	it('resolves names against the working directory, absolute names as they are, each file once, in order', async () => {
+		const cwd = tree({ 'a.bin': 'A', 'sub/b.bin': 'B' });
+		const abs = path.join(cwd, 'sub/b.bin');
+		const guard = await incbinGuard(['.incbin "a.bin"', `.section .rodata\n\t.incbin "${abs}", 0, 1\n.incbin "a.bin"`], cwd);
+		expect(guard.files).toEqual([path.join(cwd, 'a.bin'), abs]);
+		expect(guard.hash).toMatch(/^[0-9a-f]{16}$/);
+		expect(guard.problem).toBeUndefined();
+	});
+
+	it('reads directives in any case, as LLVM does', async () => {
+		const cwd = tree({ 'a.bin': 'A' });
+		expect((await incbinGuard(['.INCBIN "a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
+		expect((await incbinGuard(['.Include "a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
+	});
+
+	it('decodes the string escapes of the assembler: \\\\, \\", octal and hex', async () => {
+		const cwd = tree({ 'q"b\\s.bin': '1', 'AB.bin': '2', 'tab\t.bin': '3' });
+		const guard = await incbinGuard(['.incbin "q\\"b\\\\s.bin"\n.incbin "\\101\\x42.bin"\n.incbin "tab\\t.bin"'], cwd);
+		expect(guard.problem).toBeUndefined();
+		expect(guard.files).toEqual(['q"b\\s.bin', 'AB.bin', 'tab\t.bin'].map((f) => path.join(cwd, f)));
+		const controls = tree({ 'b\bf\fn\nr\r.bin': '4' });
+		expect((await incbinGuard(['.incbin "b\\bf\\fn\\nr\\r.bin"'], controls)).files).toEqual([path.join(controls, 'b\bf\fn\nr\r.bin')]);
+	});
+
+	it('takes the string right after the directive, after any blanks', async () => {
+		const cwd = tree({ 'a.bin': 'A' });
+		expect((await incbinGuard(['.incbin \t  "a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
+		expect((await incbinGuard(['.incbin"a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
+		expect((await incbinGuard(['.incbin sym, "a.bin"'], cwd)).problem).toBe('an .incbin whose file is not a plain string (sym, "a.bin")');
+	});
+
+	it('follows .include into the included file, and hashes what it names too', async () => {
+		const cwd = tree({ 'x.s': '.incbin "blob.bin"\n', 'blob.bin': 'one', 'c.bin': 'C' });
+		const before = await incbinGuard(['.include "x.s"'], cwd);
+		expect(before.files).toEqual([path.join(cwd, 'x.s'), path.join(cwd, 'blob.bin')]);
+		expect((await incbinGuard(['.include "x.s"\n.incbin "c.bin"'], cwd)).files).toEqual(
+			['x.s', 'blob.bin', 'c.bin'].map((f) => path.join(cwd, f)),
+		);
+		fs.writeFileSync(path.join(cwd, 'blob.bin'), 'two');
+		expect((await incbinGuard(['.include "x.s"'], cwd)).hash).not.toBe(before.hash);
+	});
+
+	it('reads an .incbin file as data: directives in it mean nothing', async () => {
+		const cwd = tree({ 'blob.bin': '.include "missing.s"\n' });
+		expect(await incbinGuard(['.incbin "blob.bin"'], cwd)).toEqual({
+			files: [path.join(cwd, 'blob.bin')],
+			hash: expect.stringMatching(/^[0-9a-f]{16}$/),
+		});
+		expect((await incbinGuard(['.include "blob.bin"'], cwd)).problem).toMatch(/^cannot read .*missing\.s/);
+	});
+
+	it('follows .include 16 deep, and stops at one nested deeper or one that includes itself', async () => {
+		const chain = (n: number) => {
+			const files: Record<string, string> = {};
+			for (let i = 0; i < n; i++) files[`n${i}.s`] = i < n - 1 ? `.include "n${i + 1}.s"\n` : '';
+			return tree(files);
+		};
+		const deep = await incbinGuard(['.include "n0.s"'], chain(16));
+		expect(deep.problem).toBeUndefined();
+		expect(deep.files).toHaveLength(16);
+		expect((await incbinGuard(['.include "n0.s"'], chain(17))).problem).toBe('.include nested deeper than 16');
+		const loop = tree({ 'self.s': '.include "self.s"\n' });
+		const guard = await incbinGuard(['.include "self.s"'], loop);
+		expect(guard.problem).toBeUndefined();
+		expect(guard.files).toEqual([path.join(loop, 'self.s')]);
+	});
+
+	it('changes the hash with a file contents, its name, or the order, and only then', async () => {
+		const cwd = tree({ 'a.bin': 'A', 'b.bin': 'B', 'c.bin': 'A' });
+		const hash = async (...asm: string[]) => (await incbinGuard(asm, cwd)).hash;
+		const ab = await hash('.incbin "a.bin"', '.incbin "b.bin"');
+		expect(await hash('.incbin "a.bin"', '.incbin "b.bin"')).toBe(ab);
+		expect(await hash('.incbin "b.bin"', '.incbin "a.bin"')).not.toBe(ab);
+		expect(await hash('.incbin "a.bin"')).not.toBe(await hash('.incbin "c.bin"')); // same contents, another file
+		fs.writeFileSync(path.join(cwd, 'b.bin'), 'B2');
+		expect(await hash('.incbin "a.bin"', '.incbin "b.bin"')).not.toBe(ab);
+		// Names and contents are delimited: moving a byte from one to the other is a change.
+		const split = tree({ ab: 'c', a: 'bc' });
+		expect((await incbinGuard(['.incbin "ab"'], split)).hash).not.toBe((await incbinGuard(['.incbin "a"'], split)).hash);
+	});
+
+	it('gives up, naming why, on a file it cannot read or a name that is not a plain string', async () => {
+		const cwd = tree({ 'a.bin': 'A', 'dir/.keep': '' });
+		expect((await incbinGuard(['.incbin "missing.bin"'], cwd)).problem).toBe(
+			`cannot read ${path.join(cwd, 'missing.bin')}, named by .incbin (ENOENT)`,
+		);
+		expect((await incbinGuard(['.incbin "dir"'], cwd)).problem).toMatch(/^cannot read .*dir, named by \.incbin \(EISDIR\)$/);
+		expect((await incbinGuard(['.incbin "a.bin"\n.incbin BLOB\n'], cwd)).problem).toBe(
+			'an .incbin whose file is not a plain string (BLOB)',
+		);
+		expect((await incbinGuard(['.macro m f\n.incbin \\f\n.endm'], cwd)).problem).toMatch(/not a plain string \(\\f\)/);
+		expect((await incbinGuard(['.incbin "a.bin\n"'], cwd)).problem).toMatch(/not a plain string/);
+	});
+});
