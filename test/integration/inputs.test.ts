@@ -11,7 +11,7 @@ import { describeIf, hasToolchain, onPath, scratchRoot } from '../helpers/tools.
 
 const scratch = scratchRoot();
 
-describeIf(hasToolchain && Boolean(onPath('ar')), 'clang, ld.lld and ar')('reading a link inputs', () => {
+describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, ld.lld, ar and llvm-ar')('reading a link inputs', () => {
 	let dir: string;
 	const obj = (name: string) => path.join(dir, `${name}.o`);
 
@@ -77,6 +77,44 @@ describeIf(hasToolchain && Boolean(onPath('ar')), 'clang, ld.lld and ar')('readi
 		expect(read(['thin.a'], lib)).toEqual({ modules: 2, asm: ['nop # two'] });
 	});
 
+	it('reads BSD archives (names inline after #1/), thin archives with a 64-bit symbol table, and odd-sized members', () => {
+		const lib = scratch('lib');
+		fs.copyFileSync(obj('two'), path.join(lib, 'a-rather-long-member-name-two.o'));
+		fs.writeFileSync(path.join(lib, 'odd.txt'), 'odd'); // padded to an even size in the archive
+		fs.writeFileSync(path.join(lib, 'z'), 'z'); // shorter than a bitcode magic, and last
+		fs.writeFileSync(path.join(lib, 'empty'), '');
+		execaSync('llvm-ar', ['rcs', '--format=bsd', 'bsd.a', obj('one'), 'a-rather-long-member-name-two.o'], { cwd: lib });
+		expect(read(['bsd.a'], lib)).toEqual({ modules: 2, asm: ['.globl one_marker\none_marker:\n', 'nop # two'] });
+		execaSync('llvm-ar', ['rcsT', 'thin64.a', obj('one'), obj('two')], { cwd: lib, env: { SYM64_THRESHOLD: '0' } });
+		expect(fs.readFileSync(path.join(lib, 'thin64.a'), 'latin1')).toContain('/SYM64/');
+		expect(read(['thin64.a'], lib).modules).toBe(2);
+		execaSync('ar', ['rc', 'odd.a', 'odd.txt', 'empty', obj('one'), 'z'], { cwd: lib });
+		expect(read(['odd.a'], lib)).toEqual({ modules: 1, asm: ['.globl one_marker\none_marker:\n'] });
+	});
+
+	it('says an archive it cannot read through is damaged: a bad header, a bad size, a member cut short, a bad member', () => {
+		const lib = scratch('lib');
+		execaSync('ar', ['rc', path.join(lib, 'good.a'), obj('three'), obj('one')]);
+		const good = fs.readFileSync(path.join(lib, 'good.a'));
+		const damaged = (name: string, bytes: Buffer) => {
+			fs.writeFileSync(path.join(lib, name), bytes);
+			return read([path.join(lib, name)]).problem;
+		};
+		const edited = (at: number, text: string) => {
+			const copy = Buffer.from(good);
+			copy.write(text, at, 'latin1');
+			return copy;
+		};
+		expect(damaged('header.a', edited(8 + 58, 'xx'))).toBe(
+			`cannot read ${path.join(lib, 'header.a')} (Error: bad archive member header at 8)`,
+		);
+		expect(damaged('size.a', edited(8 + 48, '-12       '))).toMatch(/\(Error: bad archive member size at 8\)$/);
+		expect(damaged('nan.a', edited(8 + 48, 'twelve    '))).toMatch(/\(Error: bad archive member size at 8\)$/);
+		expect(damaged('short.a', good.subarray(0, good.length - 100))).toMatch(/\(Error: archive ends inside a member\)$/);
+		const bitcode = good.indexOf('BC\xc0\xde', 0, 'latin1');
+		expect(damaged('member.a', edited(bitcode + 4, '\xff'.repeat(60)))).toMatch(/^cannot read the bitcode of .*member\.a\(three\.o\/\) \(/);
+	});
+
 	it('finds -l libraries the way lld does: every -L, .so before .a unless static, -l:file, sysroot', () => {
 		const lib = scratch('lib');
 		const sys = scratch('sys');
@@ -91,6 +129,24 @@ describeIf(hasToolchain && Boolean(onPath('ar')), 'clang, ld.lld and ar')('readi
 		expect(read(['--library=x', '--library-path', lib, '-Bstatic']).modules).toBe(0);
 		expect(read([`--sysroot=${sys}`, '-L=/usr', '-ls']).modules).toBe(1);
 		expect(read(['-lmissing', `-L${lib}`]).modules).toBe(0);
+		// Every spelling of static and dynamic, each holding for the -l after it.
+		for (const on of ['-Bstatic', '-static', '-dn', '-non_shared']) expect(read([on, '-lx', `-L${lib}`]).modules).toBe(1);
+		for (const off of ['-Bdynamic', '-dy', '-call_shared']) expect(read(['-Bstatic', off, '-lx', `-L${lib}`]).modules).toBe(0);
+		expect(read(['-Bstatic', '--library=x', '-L', lib]).modules).toBe(1);
+		expect(read(['-Bstatic', '--library', 'x', '-L', lib]).modules).toBe(1);
+		expect(read(['-Bstatic', '-lx', `-L=${lib}`]).modules).toBe(1); // = with no sysroot: the directory itself
+		expect(read(['-Bstatic', '--gc-sections', '-lx', `-L${lib}`]).modules).toBe(1); // other options leave it static
+		expect(read(['-Bstatic', '-o', 'x', '-e', 'x', `-L${lib}`]).modules).toBe(0); // only -l names a library
+	});
+
+	it('takes the value of an option for the option, not for an input, and a file named - for a file', () => {
+		const one = obj('one');
+		const valued = ['-plugin-opt', '--mllvm', '--symbol-ordering-file', '--dependency-file', '--error-limit', '--why-extract'];
+		for (const opt of valued) expect(read([opt, one]).modules).toBe(0);
+		expect(read(['--emulation', one, '--package-metadata', one, '--section-start', one, '-Ttext', one]).modules).toBe(0);
+		const cwd = scratch('dash');
+		fs.copyFileSync(one, path.join(cwd, '-'));
+		expect(read(['-'], cwd).modules).toBe(1);
 	});
 
 	it('says which input it could not read through, and passes over what is not a regular file', () => {
