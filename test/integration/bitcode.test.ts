@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { BitcodeError, readBitcode } from '../../src/shim/bitcode.js';
+import { BitcodeError, type BitcodeModule, readBitcode } from '../../src/shim/bitcode.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -60,12 +60,25 @@ const contains = (haystack: number[], needle: number[]) =>
 	haystack.some((_, i) => needle.every((n, j) => haystack[i + j] === n) && i + needle.length <= haystack.length);
 
 describeIf(Boolean(onPath('clang')), 'clang')('the bitcode reader on damaged files', () => {
-	it('answers or throws BitcodeError for truncated and corrupted objects, never anything else', async () => {
+	it('reads a file cut short as the modules before the cut or refuses it, and answers or throws BitcodeError for corrupted ones', async () => {
 		const dir = scratch('damaged');
 		fs.writeFileSync(path.join(dir, 'x.c'), 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }');
 		await execa('clang', ['-flto=thin', '-O2', '-c', path.join(dir, 'x.c'), '-o', path.join(dir, 'x.o')]);
 		const good = fs.readFileSync(path.join(dir, 'x.o'));
-		expect(readBitcode(good)).toEqual([{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }]);
+		const whole = readBitcode(good);
+		expect(whole).toEqual([{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }]);
+		expect(() => readBitcode(Buffer.from('not bitcode'))).toThrow(new BitcodeError('not bitcode'));
+		// Cut short: the modules wholly before the cut, as the whole file has them, or a refusal; never half a module.
+		for (let cut = 4; cut < good.length; cut++) {
+			let read: BitcodeModule[];
+			try {
+				read = readBitcode(good.subarray(0, cut));
+			} catch (error) {
+				if (error instanceof BitcodeError) continue;
+				throw error;
+			}
+			expect(read, `cut at ${cut}`).toEqual(whole.slice(0, read.length));
+		}
 		fc.assert(
 			fc.property(fc.nat(good.length - 1), fc.array(fc.tuple(fc.nat(good.length - 1), fc.nat(255)), { maxLength: 8 }), (cut, flips) => {
 				const bad = Buffer.from(good.subarray(0, Math.max(4, cut)));
@@ -128,6 +141,36 @@ for (const version of ['', '-16']) {
 				expect(seen.regular).toBeGreaterThan(0);
 				expect(seen.inline).toBeGreaterThan(0);
 				expect(seen.moduleAsm).toBeGreaterThan(0);
+			});
+
+			it('reads what small sources do not reach: long asm strings, a block over 256 KiB, the Darwin wrapper', async () => {
+				const dir = scratch('large');
+				// 42,000 characters of module asm (a VBR6 operand count of four pieces), 2,600 of inline asm (a length of three).
+				const moduleAsm = Array.from({ length: 3000 }, (_, i) => `.ascii "m${String(i).padStart(5, '0')}"`).join('\n');
+				const inline = Array.from({ length: 200 }, (_, i) => `nop # i${String(i).padStart(4, '0')}`).join('\n');
+				// A function body of more than 65,535 words: its block length needs the high half, and the reader skips it by that length.
+				const body = Array.from({ length: 12000 }, (_, i) => `v += ${i};`).join('\n');
+				fs.writeFileSync(
+					path.join(dir, 'big.c'),
+					`__asm__(${cString(moduleAsm)});\nint big(int x) { volatile int v = x;\n${body}\nreturn v; }\n` +
+						`int later(int x) { __asm__ volatile(${cString(inline)} ::: "memory"); return x; }\n`,
+				);
+				const obj = path.join(dir, 'big.o');
+				await execa(clang, ['-flto=thin', '-O2', '-c', path.join(dir, 'big.c'), '-o', obj]);
+				const words = [...(await execa(analyzer, ['-dump', obj])).stdout.matchAll(/<FUNCTION_BLOCK NumWords=(\d+)/g)].map((m) =>
+					Number(m[1]),
+				);
+				expect(Math.max(...words)).toBeGreaterThan(0xffff);
+				expect(readBitcode(fs.readFileSync(obj))).toEqual([{ thin: true, asm: [`${moduleAsm}\n`, inline] }]);
+
+				// Darwin targets wrap bitcode in a 0x0B17C0DE header; the module inside reads the same.
+				const small = path.join(dir, 'small.c');
+				fs.writeFileSync(small, 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }');
+				await execa(clang, ['-flto=thin', '-O2', '-target', 'x86_64-apple-macosx11', '-c', small, '-o', path.join(dir, 'darwin.o')]);
+				const wrapped = fs.readFileSync(path.join(dir, 'darwin.o'));
+				expect(wrapped.readUInt32LE(0)).toBe(0x0b17c0de);
+				expect(readBitcode(wrapped)).toEqual([{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }]);
+				expect(() => readBitcode(wrapped.subarray(0, wrapped.length - 8))).toThrow(new BitcodeError('wrapper runs past the end'));
 			});
 		},
 	);
