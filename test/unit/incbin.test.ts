@@ -42,7 +42,7 @@ describe('the .incbin guard', () => {
 		expect((await incbinGuard(['.Include "a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
 	});
 
-	it('decodes the string escapes of the assembler: \\\\, \\", octal and hex', async () => {
+	it('decodes the string escapes of the assembler: \\\\, \\", \\b \\f \\n \\r \\t, octal and hex', async () => {
 		const cwd = tree({ 'q"b\\s.bin': '1', 'AB.bin': '2', 'tab\t.bin': '3' });
 		const guard = await incbinGuard(['.incbin "q\\"b\\\\s.bin"\n.incbin "\\101\\x42.bin"\n.incbin "tab\\t.bin"'], cwd);
 		expect(guard.problem).toBeUndefined();
@@ -94,7 +94,7 @@ describe('the .incbin guard', () => {
 		expect(guard.files).toEqual([path.join(loop, 'self.s')]);
 	});
 
-	it('changes the hash with a file contents, its name, or the order, and only then', async () => {
+	it("changes the hash with a file's contents, its name, or the order, and only then", async () => {
 		const cwd = tree({ 'a.bin': 'A', 'b.bin': 'B', 'c.bin': 'A' });
 		const hash = async (...asm: string[]) => (await incbinGuard(asm, cwd)).hash;
 		const ab = await hash('.incbin "a.bin"', '.incbin "b.bin"');
