@@ -54,6 +54,10 @@ function dumped(dump: string): { asm: number[][]; inline: number[][]; modules: n
 	};
 }
 
+/** A small source with module and inline asm, and what the reader finds in its object. */
+const SMALL = 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }';
+const SMALL_MODULES = [{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }];
+
 const codes = (s: string) => [...s].map((c) => c.charCodeAt(0));
 /** Whether needle occurs in haystack as one run. */
 const contains = (haystack: number[], needle: number[]) =>
@@ -62,11 +66,11 @@ const contains = (haystack: number[], needle: number[]) =>
 describeIf(Boolean(onPath('clang')), 'clang')('the bitcode reader on damaged files', () => {
 	it('reads a file cut short as the modules before the cut or refuses it, and answers or throws BitcodeError for corrupted ones', async () => {
 		const dir = scratch('damaged');
-		fs.writeFileSync(path.join(dir, 'x.c'), 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }');
+		fs.writeFileSync(path.join(dir, 'x.c'), SMALL);
 		await execa('clang', ['-flto=thin', '-O2', '-c', path.join(dir, 'x.c'), '-o', path.join(dir, 'x.o')]);
 		const good = fs.readFileSync(path.join(dir, 'x.o'));
 		const whole = readBitcode(good);
-		expect(whole).toEqual([{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }]);
+		expect(whole).toEqual(SMALL_MODULES);
 		expect(() => readBitcode(Buffer.from('not bitcode'))).toThrow(new BitcodeError('not bitcode'));
 		// Cut short: the modules wholly before the cut, as the whole file has them, or a refusal; never half a module.
 		for (let cut = 4; cut < good.length; cut++) {
@@ -165,11 +169,11 @@ for (const version of ['', '-16']) {
 
 				// Darwin targets wrap bitcode in a 0x0B17C0DE header; the module inside reads the same.
 				const small = path.join(dir, 'small.c');
-				fs.writeFileSync(small, 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }');
+				fs.writeFileSync(small, SMALL);
 				await execa(clang, ['-flto=thin', '-O2', '-target', 'x86_64-apple-macosx11', '-c', small, '-o', path.join(dir, 'darwin.o')]);
 				const wrapped = fs.readFileSync(path.join(dir, 'darwin.o'));
 				expect(wrapped.readUInt32LE(0)).toBe(0x0b17c0de);
-				expect(readBitcode(wrapped)).toEqual([{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }]);
+				expect(readBitcode(wrapped)).toEqual(SMALL_MODULES);
 				// The header's offset and size say where the module ends (the file may be padded past it).
 				const end = wrapped.readUInt32LE(8) + wrapped.readUInt32LE(12);
 				expect(() => readBitcode(wrapped.subarray(0, end - 1))).toThrow(new BitcodeError('wrapper runs past the end'));

@@ -10,6 +10,8 @@ import { readInputs } from '../../src/shim/inputs.js';
 import { describeIf, hasToolchain, onPath, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
+/** The module asm of one.c below, as the reader returns it. */
+const ONE_ASM = '.globl one_marker\none_marker:\n';
 
 describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, ld.lld, ar and llvm-ar')('reading a link inputs', () => {
 	let dir: string;
@@ -62,7 +64,7 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 			'-mllvm',
 			'-x',
 		]);
-		expect(inputs).toEqual({ modules: 3, asm: ['.globl one_marker\none_marker:\n', 'nop # two'] });
+		expect(inputs).toEqual({ modules: 3, asm: [ONE_ASM, 'nop # two'] });
 		// A C++ object with -fsplit-lto-unit: one ThinLTO module and one regular LTO module, which lld does not cache.
 		expect(read([obj('split')]).modules).toBe(1);
 	});
@@ -73,7 +75,7 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		fs.mkdirSync(path.join(lib, 'sub'));
 		fs.copyFileSync(obj('two'), path.join(lib, 'sub', 'a-rather-long-member-name-two.o'));
 		execaSync('ar', ['rcsT', path.join(lib, 'thin.a'), 'sub/a-rather-long-member-name-two.o', obj('three')], { cwd: lib });
-		expect(read([path.join(lib, 'libreg.a')])).toEqual({ modules: 1, asm: ['.globl one_marker\none_marker:\n'] });
+		expect(read([path.join(lib, 'libreg.a')])).toEqual({ modules: 1, asm: [ONE_ASM] });
 		expect(read(['thin.a'], lib)).toEqual({ modules: 2, asm: ['nop # two'] });
 	});
 
@@ -84,12 +86,12 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		fs.writeFileSync(path.join(lib, 'z'), 'z'); // shorter than a bitcode magic, and last
 		fs.writeFileSync(path.join(lib, 'empty'), '');
 		execaSync('llvm-ar', ['rcs', '--format=bsd', 'bsd.a', obj('one'), 'a-rather-long-member-name-two.o'], { cwd: lib });
-		expect(read(['bsd.a'], lib)).toEqual({ modules: 2, asm: ['.globl one_marker\none_marker:\n', 'nop # two'] });
+		expect(read(['bsd.a'], lib)).toEqual({ modules: 2, asm: [ONE_ASM, 'nop # two'] });
 		execaSync('llvm-ar', ['rcsT', 'thin64.a', obj('one'), obj('two')], { cwd: lib, env: { SYM64_THRESHOLD: '0' } });
 		expect(fs.readFileSync(path.join(lib, 'thin64.a'), 'latin1')).toContain('/SYM64/');
 		expect(read(['thin64.a'], lib).modules).toBe(2);
 		execaSync('ar', ['rc', 'odd.a', 'odd.txt', 'empty', obj('one'), 'z'], { cwd: lib });
-		expect(read(['odd.a'], lib)).toEqual({ modules: 1, asm: ['.globl one_marker\none_marker:\n'] });
+		expect(read(['odd.a'], lib)).toEqual({ modules: 1, asm: [ONE_ASM] });
 	});
 
 	it('says an archive it cannot read through is damaged: a bad header, a bad size, a member cut short, a bad member', () => {
