@@ -216,16 +216,43 @@ export function keyName(absolutePath: string): string {
 	return `${readable || 'root'}-${shortHash(bytes)}`;
 }
 
+const OPTIONS_MARK = '+opt-';
 const INCBIN_MARK = '+incbin-';
 
 /**
- * A directory for a link whose assembly pulls in files (src/shim/incbin.ts):
- * the module's name plus a hash of those files, so new contents mean a new directory.
+ * The directory for one module's links with given code-generation options
+ * (src/shim/codegen.ts) and files pulled in with .incbin (src/shim/incbin.ts):
+ * the module's name plus a hash of each, so other options or new contents
+ * mean another directory.
  */
-export const incbinVariant = (name: string, hash: string) => `${name}${INCBIN_MARK}${hash}`;
+export function keyVariant(name: string, variant: { options?: string; incbin?: string }): string {
+	return `${name}${variant.options ? OPTIONS_MARK + variant.options : ''}${variant.incbin ? INCBIN_MARK + variant.incbin : ''}`;
+}
 
-/** The module's own key name, for an .incbin variant as for the plain directory. */
-export const baseKeyName = (name: string) => name.split(INCBIN_MARK)[0];
+/** The module's own key name, without the variant a link's options or .incbin files add. */
+export const baseKeyName = (name: string) => name.split(/\+(?:opt|incbin)-(?=[0-9a-f]+(?:\+|$))/)[0];
+
+/** Whether a directory is the variant of a module for files pulled in with .incbin. */
+export const isIncbinVariant = (name: string) => name.includes(INCBIN_MARK);
+
+/**
+ * After a link whose .incbin files or option files changed while lld ran:
+ * remove every entry written since the link claimed its directory, since
+ * any of them may hold what the old name does not stand for. Returns how
+ * many went.
+ */
+export function removeEntriesSince(dir: string, since: number): number {
+	let removed = 0;
+	for (const name of readdirSync(dir)) {
+		if (classify(name) !== 'entry') continue;
+		const file = join(dir, name);
+		const st = lstatSync(file, { throwIfNoEntry: false });
+		if (!st?.isFile() || st.mtimeMs < since) continue;
+		rmSync(file, { force: true });
+		removed++;
+	}
+	return removed;
+}
 
 /** A kernel release made safe as one path component; ordinary releases pass unchanged. */
 export function releaseName(release: string): string {

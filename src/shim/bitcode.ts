@@ -15,6 +15,13 @@ import type { Bytes } from '../shared/bytes.js';
 
 export type BitcodeModule = { thin: boolean; asm: Bytes[] };
 
+/**
+ * Stands for an inline-asm operand (`$0`, `${1:c}`) in the asm strings the
+ * reader returns: what it becomes is known only to the code generator. Not
+ * a byte, so no file name or directive can hold it by accident.
+ */
+export const OPERAND = '\u0100';
+
 const BLOCKINFO = 0;
 const MODULE_BLOCK = 8;
 const CONSTANTS_BLOCK = 11;
@@ -205,7 +212,7 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) module.asm.push(chars(ops, 0, ops.length));
 		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT) {
 			const at = INLINEASM_AT[code];
-			module.asm.push(chars(ops, at + 1, ops[at]));
+			module.asm.push(inlineAsm(chars(ops, at + 1, ops[at])));
 		} else if (block.id === FUNCTION_BLOCK && code !== FUNC_CODE_DECLAREBLOCKS) {
 			// The function's constants come before its first instruction; the rest of it cannot hold asm.
 			bits.skipTo(block.end);
@@ -235,6 +242,9 @@ function chars(ops: number[], from: number, count: number): Bytes {
 	for (let i = from; i < from + count; i++) text += String.fromCharCode(ops[i] & 0xff);
 	return text;
 }
+
+/** Inline asm as the assembler will read it: IR spells a literal `$` as `$$`; any other `$` starts an operand. */
+const inlineAsm = (text: Bytes): Bytes => (text.includes('$') ? text.replace(/\$(\$?)/g, (_, dollar) => (dollar ? '$' : OPERAND)) : text);
 
 function defineAbbrev(bits: Bits): Op[] {
 	const count = bits.vbr(5);

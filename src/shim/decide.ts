@@ -4,9 +4,10 @@
 import { readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
-import { claim, incbinVariant, keyName, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
+import { codegenKey } from './codegen.js';
 import { incbinGuard } from './incbin.js';
 import { readInputs } from './inputs.js';
 
@@ -19,6 +20,12 @@ export type Plan = {
 	shared?: boolean;
 	/** For the directory's counters: the ThinLTO modules linked, and when the link claimed the directory (file-system clock). */
 	count?: { modules: number; since: number };
+	/**
+	 * After the link: whether the files its name stands for (.incbin files,
+	 * files named by code-generation options) are still what they were when
+	 * they were hashed. If not, lld may have read other contents.
+	 */
+	unchanged?: () => Promise<boolean>;
 	/** What was done and why, for LTOCACHE_VERBOSE. */
 	note?: string;
 	/** Said on stderr even when not verbose. */
@@ -146,17 +153,26 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	const { cwd, env } = link;
 	const root = resolveRoot(env);
 	if (root === undefined) return refuse('no safe cache root (see ltocache doctor)');
+	// lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
+	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
 	const inputs = readInputs(link.words, cwd);
 	if (inputs.problem) return refuse(inputs.problem);
 	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
+	const codegen = await codegenKey(link.words, cwd);
+	if (codegen.problem) return refuse(codegen.problem);
 	const guard = await incbinGuard(inputs.asm, cwd);
 	if (guard.problem) return refuse(guard.problem);
+	const fingerprint = `${guard.hash}\n${guard.identity}\n${codegen.hash}\n${codegen.identity}`;
+	const unchanged = async () => {
+		const [again, options] = await Promise.all([incbinGuard(inputs.asm, cwd), codegenKey(link.words, cwd)]);
+		return `${again.hash}\n${again.identity}\n${options.hash}\n${options.identity}` === fingerprint;
+	};
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
 	const base = keyName(extmod ?? link.key);
-	const name = guard.hash ? incbinVariant(base, guard.hash) : base;
+	const name = keyVariant(base, { options: codegen.hash, incbin: guard.hash });
 	const dir = join(root, releaseName(release), name);
 	const shared = isShared(root, env);
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
@@ -177,6 +193,7 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		dir,
 		shared,
 		count: { modules: inputs.modules, since },
+		unchanged: guard.identity || codegen.identity ? unchanged : undefined,
 		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir}`,
 	};
 }

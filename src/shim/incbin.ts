@@ -5,24 +5,47 @@
 // ltocache chooses, so a changed file means a fresh directory.
 //
 // The assembler of lld's code generator resolves those names against the
-// link's working directory (measured with lld 14 and 16), and so does this.
-// It errs on the safe side: a directive in a comment or a disabled .if still
-// counts, and one whose file cannot be named or read means no cache.
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+// link's working directory (measured with lld 14 and 16), and so does this,
+// through the file system (`link/../x` is where the symlink points, not
+// `x`). It errs on the safe side: a directive in a comment or a disabled
+// .if still counts. Where it cannot know what the assembler will read, the
+// link gets no cache:
+// - a file that cannot be read, or that changes while it is read;
+// - a statement whose directive a macro or an inline-asm operand spells
+//   (`.inc\()bin`, `.\d` inside `.irp d,incbin`, `${0}`): only the
+//   directive position matters, so the kernel's macros, whose arguments
+//   are operands, stay cached;
+// - a name with a backslash while the link defines macros (`"\image"` is a
+//   macro argument), or with an inline-asm operand in it;
+// - `.altmacro`, under which a macro argument needs no backslash.
+//
+// The contents are hashed as they are read, in bounded memory; an
+// `.include`d file, which the assembler parses, is also scanned.
+
+import type { Hash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
 import { errorCode } from '../shared/keydir.js';
+import { OPERAND } from './bitcode.js';
 
 export type Guard = {
 	/** Short hash of every file's name and contents, in order; undefined when there are none. */
 	hash?: string;
 	files: Bytes[];
+	/** Each file's identity (device, inode, size, nanosecond mtime and ctime) when it was read, to tell after the link whether it changed. */
+	identity?: string;
 	/** Why the link cannot have a cache. */
 	problem?: string;
 };
 
 const DIRECTIVE = /\.(incbin|include)\b/gi;
 const MAX_INCLUDE_DEPTH = 16;
+/** An .include'd file is assembly the guard must scan whole; past this it is not worth the memory. */
+const MAX_INCLUDE_BYTES = 16 * 1024 * 1024;
+const CHUNK = 1024 * 1024;
+/** Constructs that substitute text into the statements they expand. */
+const MACRO = /\.(macro|irpc?|rept)\b/i;
+const ALTMACRO = /\.altmacro\b/i;
 
 /** The GNU as string escapes LLVM's parser knows: \b \f \n \r \t \" \\, octal and \x hex. */
 function asmString(text: Bytes): Bytes {
@@ -33,50 +56,112 @@ function asmString(text: Bytes): Bytes {
 	});
 }
 
-/** The files named by .incbin and .include in the asm strings, each once, in order; or what stops that. */
-function namedFiles(asm: Bytes[], cwd: string): { files: Bytes[]; contents: Buffer[]; problem?: string } {
+/**
+ * The first token of a statement that is not a label, where a directive
+ * stands, if a macro argument or an operand helps spell it (or a label
+ * before it). `\@` (the expansion counter) is digits, and `\()` only joins
+ * what stands either side, so in a label neither can make a directive.
+ */
+function spelledDirective(text: Bytes): string | undefined {
+	for (const statement of text.split(/[\n;]/)) {
+		let rest = statement;
+		for (;;) {
+			const match = /^[ \t\r\f\v]*([^ \t\r\f\v"]*)/.exec(rest)!;
+			const token = match[1];
+			const label = token.length > 1 && token.endsWith(':');
+			let spelled = token.replaceAll('\\@', '');
+			if (label) spelled = spelled.replaceAll('\\()', '');
+			if (spelled.includes('\\') || spelled.includes(OPERAND)) return bytesToText(token.replaceAll(OPERAND, '$'));
+			if (!label) break;
+			rest = rest.slice(match[0].length);
+		}
+	}
+	return undefined;
+}
+
+/** A file the assembler reads, as it is now: a path the kernel resolves (no lexical `..`). */
+const onDisk = (name: Bytes, cwd: string): Bytes => (name.startsWith('/') ? name : `${cwd}/${name}`);
+
+export type Read = { identity: string; text?: Bytes };
+
+/** Hash a file's contents as they are read; keep them as text if asked (an .include). Throws with a reason. */
+export function readInto(hash: Hash, file: Bytes, keep: boolean): Read {
+	const fd = openSync(bytesToBuffer(file), 'r');
+	try {
+		const before = identityOf(fd);
+		const chunks: Buffer[] = [];
+		let size = 0;
+		const buffer = Buffer.alloc(CHUNK);
+		for (;;) {
+			const n = readSync(fd, buffer, 0, CHUNK, null);
+			if (n === 0) break;
+			hash.update(buffer.subarray(0, n));
+			size += n;
+			if (!keep) continue;
+			if (size > MAX_INCLUDE_BYTES) throw new Error(`larger than ${MAX_INCLUDE_BYTES} bytes`);
+			chunks.push(Buffer.from(buffer.subarray(0, n)));
+		}
+		if (identityOf(fd) !== before || before.split(':')[2] !== String(size)) throw new Error('changed while being read');
+		return { identity: before, text: keep ? Buffer.concat(chunks).toString('latin1') : undefined };
+	} finally {
+		closeSync(fd);
+	}
+}
+
+function identityOf(fd: number): string {
+	const st = fstatSync(fd, { bigint: true });
+	return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 	const files: Bytes[] = [];
-	const contents: Buffer[] = [];
-	const visit = (text: Bytes, depth: number): string | undefined => {
+	const refuse = (problem: string): Guard => ({ files, problem });
+	// Loaded only when there is something to hash: node:crypto costs every link ~3 ms to load.
+	let hash: Hash | undefined;
+	const identities: string[] = [];
+	let macros = false;
+	let backslashName: string | undefined;
+
+	const visit = async (text: Bytes, depth: number): Promise<string | undefined> => {
+		if (ALTMACRO.test(text)) return 'the assembler is put in alternate macro mode (.altmacro)';
+		macros ||= MACRO.test(text);
+		const spelled = spelledDirective(text);
+		if (spelled !== undefined) return `a directive spelled by a macro argument or an operand (${spelled})`;
 		for (const match of text.matchAll(DIRECTIVE)) {
 			const rest = text.slice(match.index + match[0].length);
 			const quoted = /^[ \t]*"((?:[^"\\\n]|\\.)*)"/s.exec(rest);
 			if (!quoted) return `an ${match[0]} whose file is not a plain string (${bytesToText(rest.split('\n')[0].trim())})`;
-			const file = resolve(cwd, asmString(quoted[1]));
+			if (quoted[1].includes(OPERAND)) return `an ${match[0]} whose file names an inline-asm operand`;
+			if (quoted[1].includes('\\')) backslashName ??= `${match[0]} "${bytesToText(quoted[1])}"`;
+			const file = onDisk(asmString(quoted[1]), cwd);
 			if (files.includes(file)) continue;
-			let data: Buffer;
+			hash ??= (await import('node:crypto')).createHash('sha256');
+			const include = match[1].toLowerCase() === 'include';
+			hash.update(`${file.length}:${file}:`, 'latin1');
+			let read: Read;
 			try {
-				data = readFileSync(bytesToBuffer(file));
+				read = readInto(hash, file, include);
 			} catch (error) {
-				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${errorCode(error)})`;
+				const why = error instanceof Error && !('code' in error) ? error.message : errorCode(error);
+				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${why})`;
 			}
+			hash.update(`:${read.identity.split(':')[2]};`, 'latin1');
 			files.push(file);
-			contents.push(data);
-			if (match[1].toLowerCase() === 'include') {
+			identities.push(read.identity);
+			if (read.text !== undefined) {
 				if (depth >= MAX_INCLUDE_DEPTH) return `.include nested deeper than ${MAX_INCLUDE_DEPTH}`;
-				const inner = visit(data.toString('latin1'), depth + 1);
+				const inner = await visit(read.text, depth + 1);
 				if (inner) return inner;
 			}
 		}
 		return undefined;
 	};
 	for (const text of asm) {
-		const problem = visit(text, 0);
-		if (problem) return { files, contents, problem };
+		const problem = await visit(text, 0);
+		if (problem) return refuse(problem);
 	}
-	return { files, contents };
-}
-
-export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
-	if (!asm.some((text) => /\.(incbin|include)/i.test(text))) return { files: [] };
-	const { files, contents, problem } = namedFiles(asm, cwd);
-	if (problem) return { files, problem };
-	// Loaded only here, for the few links that include files: node:crypto costs every link ~3 ms to load.
-	const { createHash } = await import('node:crypto');
-	const hash = createHash('sha256');
-	files.forEach((file, i) => {
-		hash.update(`${file.length}:${file}:${contents[i].length}:`, 'latin1');
-		hash.update(contents[i]);
-	});
-	return { files, hash: hash.digest('hex').slice(0, 16) };
+	// A macro may be defined after the statement that uses it is read here, so this waits for every text.
+	if (macros && backslashName) return refuse(`a macro argument may name the file of ${backslashName}`);
+	if (!hash) return { files };
+	return { files, hash: hash.digest('hex').slice(0, 16), identity: identities.join('\n') };
 }

@@ -19,7 +19,7 @@ import { writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
 import { recordLink } from '../shared/counters.js';
-import { shareEntries } from '../shared/keydir.js';
+import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
 import { decide, type Plan } from './decide.js';
@@ -68,8 +68,25 @@ async function main(): Promise<void> {
 	}
 	const started = performance.now();
 	const afterLink = async (succeeded: boolean) => {
+		let kept = true;
+		if (dir && count && plan.unchanged) {
+			try {
+				kept = await plan.unchanged();
+			} catch {
+				kept = false; // cannot tell: as if changed
+			}
+			if (!kept) {
+				let removed = 0;
+				try {
+					removed = removeEntriesSince(dir, count.since);
+				} catch {} // the link is done either way
+				process.stderr.write(
+					`ltocache: a file this link's cache directory stands for changed while lld ran; removed the ${removed} cache entries it wrote\n`,
+				);
+			}
+		}
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
-		if (dir && count && succeeded) recordLink(dir, count.since, performance.now() - started, count.modules);
+		if (dir && count && succeeded && kept) recordLink(dir, count.since, performance.now() - started, count.modules);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link

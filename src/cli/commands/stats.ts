@@ -1,7 +1,7 @@
 // `ltocache stats`: what is cached, per kernel release and per module.
 import prettyBytes from 'pretty-bytes';
 import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
-import { baseKeyName, NO_KERNEL } from '../../shared/keydir.js';
+import { isIncbinVariant, NO_KERNEL } from '../../shared/keydir.js';
 import { resolveRoot } from '../../shared/root.js';
 import { defineCommand } from '../command.js';
 import { type Kernel, type Key, type Scope, scanRoot, totals } from '../scan.js';
@@ -154,7 +154,7 @@ function renderStats(stats: StatsJson): string {
 		const installed = kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no';
 		rows.push([kernel.release, installed, ...counts(kernel), String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
-			const name = `  ${key.extmod ?? key.original ?? key.key}${baseKeyName(key.key) === key.key ? '' : ' (.incbin variant)'}`;
+			const name = `  ${key.extmod ?? key.original ?? key.key}${isIncbinVariant(key.key) ? ' (.incbin variant)' : ''}`;
 			rows.push([name, '', ...counts(key), String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
 		}
 	}
