@@ -1,0 +1,290 @@
+// Links built to make the cache stale, each linked through the shim in add
+// mode (the same choice of directory as redirect mode) and compared byte for
+// byte with an uncached link of the same inputs by the real ld.lld: the
+// cached answer must be the uncached one, or the link goes without a cache
+// and says so once. Each case changes what the link depends on between two
+// links, the way a rebuild would, and keeps the objects.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa, execaSync } from 'execa';
+import fc from 'fast-check';
+import { beforeAll, expect, it } from 'vitest';
+import { describeIf, entriesBelow, hasToolchain, LLD, onPath, SHIM, scratchRoot, shimDir } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+
+const MAIN = '#include <stdio.h>\nconst char *get(void);\nint main(void) { puts(get()); return 0; }\n';
+/** Module asm that embeds a file, the name spelled as given, in a rodata blob get() returns. */
+const blobSource = (asm: string) =>
+	`asm(".section .rodata\\n.global blob\\nblob:\\n${asm.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')}\\n.byte 0\\n.previous\\n");\n` +
+	'extern const char blob[];\nconst char *get(void) { return blob; }\n';
+
+describeIf(hasToolchain && Boolean(onPath('mkfifo')), 'clang, ld.lld and mkfifo')('links built to make the cache stale', () => {
+	let shims: string;
+	beforeAll(() => {
+		shims = shimDir(scratch('shims'), SHIM, ['ld.lld']);
+	});
+
+	/** A working directory with these files (parents made). */
+	function tree(files: Record<string, string>): string {
+		const cwd = scratch('cwd');
+		write(cwd, files);
+		return cwd;
+	}
+	function write(cwd: string, files: Record<string, string>): void {
+		for (const [name, text] of Object.entries(files)) {
+			fs.mkdirSync(path.dirname(path.join(cwd, name)), { recursive: true });
+			fs.writeFileSync(path.join(cwd, name), text);
+		}
+	}
+	const compile = (cwd: string, name: string, source: string, flags: string[] = []) => {
+		fs.writeFileSync(path.join(cwd, `${name}.c`), source);
+		execaSync('clang', ['-flto=thin', '-O2', ...flags, '-c', `${name}.c`, '-o', `${name}.o`], { cwd, reject: false });
+		return `${name}.o`;
+	};
+
+	/**
+	 * Link through the shim (add mode, a cache root of the test's) and with the
+	 * real ld.lld and no cache; both programs' bytes, the shim's stderr lines
+	 * and how many entries the cache holds.
+	 */
+	async function both(cwd: string, args: string[], env: Record<string, string> = {}) {
+		const xdg = path.join(cwd, '.xdg');
+		const viaShim = await execa('clang', ['-flto=thin', '-fuse-ld=lld', `--ld-path=${shims}/ld.lld`, ...args, '-o', 'cached'], {
+			cwd,
+			reject: false,
+			env: { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: xdg, LTOCACHE_DIR: '', ...env },
+		});
+		const direct = await execa('clang', ['-flto=thin', '-fuse-ld=lld', `--ld-path=${LLD}`, ...args, '-o', 'uncached'], {
+			cwd,
+			reject: false,
+		});
+		expect(direct.exitCode, direct.stderr).toBe(0);
+		expect(viaShim.exitCode, viaShim.stderr).toBe(0);
+		return {
+			same: fs.readFileSync(path.join(cwd, 'cached')).equals(fs.readFileSync(path.join(cwd, 'uncached'))),
+			said: viaShim.stderr.split('\n').filter((l) => l.startsWith('ltocache:')),
+			entries: entriesBelow(xdg).length,
+			printed: (await execa(path.join(cwd, 'cached'), { reject: false })).stdout,
+		};
+	}
+
+	/** Link, change files, link again: both times the cached program equals the uncached one; returns the second link. */
+	async function twice(cwd: string, args: string[], change: Record<string, string>, env: Record<string, string> = {}) {
+		const first = await both(cwd, args, env);
+		expect(first.same).toBe(true);
+		write(cwd, change);
+		const second = await both(cwd, args, env);
+		expect(second.same).toBe(true);
+		return { first, second };
+	}
+	const refused = (said: string[], why: RegExp) => {
+		expect(said).toEqual([expect.stringMatching(why)]);
+		expect(said[0]).toMatch(/linking without a ThinLTO cache$/);
+	};
+
+	it('keeps ordinary code cached: a rebuild with nothing changed writes nothing', async () => {
+		const cwd = tree({ 'blob.bin': 'plain' });
+		const objs = [compile(cwd, 'blob', blobSource('.incbin "blob.bin"')), compile(cwd, 'main', MAIN)];
+		const first = await both(cwd, objs);
+		expect(first).toMatchObject({ same: true, said: [], printed: 'plain', entries: 2 });
+		const again = await both(cwd, objs);
+		expect(again).toMatchObject({ same: true, said: [], entries: 2 });
+	});
+
+	it('refuses directives that macros spell: .inc\\()bin in a .macro, .irp d,incbin then .\\d, a directive passed whole', async () => {
+		const spellings = [
+			'.macro emb f\n.inc\\()bin "\\f"\n.endm\nemb blob.bin',
+			'.irp d,incbin\n.\\d "blob.bin"\n.endr',
+			'.macro run what\n\\what "blob.bin"\n.endm\nrun .incbin',
+			'.rept 1\n.inc\\()bin "blob.bin"\n.endr',
+		];
+		for (const asm of spellings) {
+			const cwd = tree({ 'blob.bin': 'old' });
+			const objs = [compile(cwd, 'blob', blobSource(asm)), compile(cwd, 'main', MAIN)];
+			const { second } = await twice(cwd, objs, { 'blob.bin': 'new' });
+			expect(second.printed).toBe('new');
+			refused(second.said, /a directive spelled by a macro argument or an operand/);
+			expect(second.entries).toBe(0);
+		}
+	});
+
+	it('refuses a file named by a macro argument, even when a file of the literal name exists; and .altmacro', async () => {
+		const cwd = tree({ 'blob.bin': 'old', image: 'decoy' });
+		const objs = [compile(cwd, 'blob', blobSource('.macro emb image\n.incbin "\\image"\n.endm\nemb blob.bin')), compile(cwd, 'main', MAIN)];
+		const { second } = await twice(cwd, objs, { 'blob.bin': 'new' });
+		expect(second.printed).toBe('new');
+		refused(second.said, /a macro argument may name the file of \.incbin "\\image"/);
+
+		const alt = tree({ 'blob.bin': 'old' });
+		const altObjs = [
+			compile(alt, 'blob', blobSource('.altmacro\n.macro emb f\n.incbin "blob.bin"\n.endm\nemb x')),
+			compile(alt, 'main', MAIN),
+		];
+		refused((await twice(alt, altObjs, { 'blob.bin': 'new' })).second.said, /alternate macro mode/);
+	});
+
+	it('reads $ in an inline-asm name as lld does ($$ in IR), and refuses an operand in a name', async () => {
+		const dollar =
+			'const char *get(void) { const char *p; asm(".pushsection .rodata\\n1: .incbin \\"a$b.bin\\"\\n.byte 0\\n.popsection\\nlea 1b(%%rip), %0" : "=r"(p)); return p; }\n';
+		const cwd = tree({ 'a$b.bin': 'one', 'a$$b.bin': 'decoy' });
+		const objs = [compile(cwd, 'get', dollar), compile(cwd, 'main', MAIN)];
+		const { first, second } = await twice(cwd, objs, { 'a$b.bin': 'two' });
+		expect([first.printed, second.printed]).toEqual(['one', 'two']);
+		expect(second.said).toEqual([]);
+		expect(second.entries).toBe(4); // cached, in two directories
+
+		const operand =
+			'const char *get(void) { const char *p; asm(".pushsection .rodata\\n1: .incbin \\"%c1\\"\\n.byte 0\\n.popsection\\nlea 1b(%%rip), %0" : "=r"(p) : "i"(7)); return p; }\n';
+		const op = tree({ '7': 'seven' });
+		const opObjs = [compile(op, 'get', operand), compile(op, 'main', MAIN)];
+		refused((await twice(op, opObjs, { '7': 'eight' })).second.said, /names an inline-asm operand/);
+	});
+
+	it('resolves link/../blob.bin where the symlink points, as the assembler does, not on paper', async () => {
+		const cwd = tree({ 'real/sub/x': '', 'real/blob.bin': 'real-old', 'blob.bin': 'decoy' });
+		fs.symlinkSync('real/sub', path.join(cwd, 'link'));
+		const objs = [compile(cwd, 'blob', blobSource('.incbin "link/../blob.bin"')), compile(cwd, 'main', MAIN)];
+		const { second } = await twice(cwd, objs, { 'real/blob.bin': 'real-new' });
+		expect(second.printed).toBe('real-new');
+		expect(second.said).toEqual([]);
+		// And an input object reached the same way.
+		const other = tree({ 'real/sub/x': '', 'blob.bin': 'obj-old' });
+		fs.symlinkSync('real/sub', path.join(other, 'link'));
+		compile(other, 'main', MAIN);
+		fs.writeFileSync(path.join(other, 'real/blob.c'), blobSource('.incbin "blob.bin"'));
+		execaSync('clang', ['-flto=thin', '-O2', '-c', 'real/blob.c', '-o', 'real/blob.o'], { cwd: other });
+		fs.writeFileSync(path.join(other, 'blob.o'), 'not this one');
+		const { second: via } = await twice(other, ['link/../blob.o', 'main.o'], { 'blob.bin': 'obj-new' });
+		expect(via.printed).toBe('obj-new');
+	});
+
+	it('follows linker scripts: INPUT, GROUP with AS_NEEDED, a -l that finds a script, -T with INPUT, INCLUDE, SEARCH_DIR', async () => {
+		const cases: [Record<string, string>, string[]][] = [
+			[{ 's.lds': 'INPUT(lib/blob.o)' }, ['s.lds', 'main.o']],
+			[{ 's.lds': '/* c */ GROUP ( main.o AS_NEEDED ( lib/blob.o ) )' }, ['s.lds']],
+			[{ 'lib/libz.so': 'INPUT(blob.o) # beside the script' }, ['main.o', '-Llib', '-lz']],
+			[{ 'lib/libz.so': 'INPUT(blob.o)' }, ['main.o', '-Wl,-T,t.lds', '-Llib']],
+			[{ 'i.lds': 'INCLUDE inner.lds', 'inner.lds': 'INPUT(-lq)', 'lib/libq.a': '' }, ['main.o', 'i.lds', '-Llib']],
+			[{ 'd.lds': 'SEARCH_DIR(lib)', 'lib/libq.a': '' }, ['main.o', 'd.lds', '-Wl,-lq']],
+		];
+		for (const [files, args] of cases) {
+			const cwd = tree({ 'blob.bin': 'old', 't.lds': 'INPUT(lib/blob.o)', ...files });
+			fs.writeFileSync(path.join(cwd, 'blob.c'), blobSource('.incbin "blob.bin"'));
+			fs.mkdirSync(path.join(cwd, 'lib'), { recursive: true });
+			execaSync('clang', ['-flto=thin', '-O2', '-c', 'blob.c', '-o', 'lib/blob.o'], { cwd });
+			if (files['lib/libq.a'] !== undefined) {
+				fs.rmSync(path.join(cwd, 'lib/libq.a'));
+				execaSync('ar', ['rcs', 'lib/libq.a', 'lib/blob.o'], { cwd });
+			}
+			compile(cwd, 'main', MAIN);
+			const { second } = await twice(cwd, args, { 'blob.bin': 'new' });
+			expect([args, second.printed, second.said]).toEqual([args, 'new', []]);
+		}
+	});
+
+	it('follows --chroot, and refuses a FIFO input, which it cannot read without taking it from lld', async () => {
+		// lld -r, as Kbuild links: a whole program under --chroot would need its C library there too.
+		const cwd = tree({ 'jail/blob.bin': 'old' });
+		fs.writeFileSync(path.join(cwd, 'blob.c'), blobSource('.incbin "jail/blob.bin"'));
+		fs.mkdirSync(path.join(cwd, 'jail', cwd), { recursive: true });
+		execaSync('clang', ['-flto=thin', '-O2', '-c', 'blob.c', '-o', path.join('jail', cwd, 'blob.o')], { cwd });
+		fs.writeFileSync(path.join(cwd, 'blob.o'), 'outside the chroot');
+		const args = ['--chroot', 'jail', '-r', path.join(cwd, 'blob.o')];
+		const env = { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(cwd, '.xdg') };
+		for (const contents of ['old', 'new']) {
+			fs.writeFileSync(path.join(cwd, 'jail/blob.bin'), contents);
+			const viaShim = await execa(`${shims}/ld.lld`, [...args, '-o', 'cached.o'], { cwd, env, reject: false });
+			await execa(LLD, [...args, '-o', 'uncached.o'], { cwd });
+			expect([viaShim.exitCode, viaShim.stderr]).toEqual([0, '']);
+			expect(fs.readFileSync(path.join(cwd, 'cached.o')).equals(fs.readFileSync(path.join(cwd, 'uncached.o')))).toBe(true);
+		}
+		expect(entriesBelow(path.join(cwd, '.xdg')).length).toBe(2);
+
+		const fifo = tree({ 'blob.bin': 'fifo' });
+		compile(fifo, 'blob', blobSource('.incbin "blob.bin"'));
+		compile(fifo, 'main', MAIN);
+		const shimmed = await execa(
+			'sh',
+			['-c', `mkfifo in.o; cat blob.o > in.o & exec clang -flto=thin -fuse-ld=lld --ld-path=${shims}/ld.lld in.o main.o -o cached`],
+			{ cwd: fifo, reject: false, env: { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(fifo, '.xdg') } },
+		);
+		expect(shimmed.exitCode, shimmed.stderr).toBe(0);
+		refused(
+			shimmed.stderr.split('\n').filter((l) => l.startsWith('ltocache:')),
+			/in\.o is not a regular file/,
+		);
+		expect((await execa(path.join(fifo, 'cached'))).stdout).toBe('fifo');
+	});
+
+	it('keys the options lld leaves out of its key: --plugin-opt=-<llvm option>', async () => {
+		const cwd = tree({ 'o.c': 'int other(int x) { return x * 21; }\nconst char *get(void) { return other(2) == 42 ? "ok" : "no"; }\n' });
+		const objs = [compile(cwd, 'o', fs.readFileSync(path.join(cwd, 'o.c'), 'utf8')), compile(cwd, 'main', MAIN)];
+		const aligned = (n: number) => [...objs, `-Wl,--plugin-opt=-align-all-functions=${n}`];
+		expect(await both(cwd, aligned(4))).toMatchObject({ same: true, said: [] });
+		const eight = await both(cwd, aligned(8));
+		expect(eight).toMatchObject({ same: true, said: [] });
+		expect(fs.readdirSync(path.join(cwd, '.xdg/ltocache/_no-kernel')).filter((d) => d.includes('+opt-')).length).toBe(2);
+	});
+
+	it('refuses a cache root whose path holds a %, which lld would take for a placeholder', async () => {
+		const cwd = tree({ 'blob.bin': 'pct' });
+		const objs = [compile(cwd, 'blob', blobSource('.incbin "blob.bin"')), compile(cwd, 'main', MAIN)];
+		const result = await both(cwd, objs, { LTOCACHE_DIR: path.join(cwd, '100%') });
+		expect(result.same).toBe(true);
+		refused(result.said, /the cache root .*100% holds a %, which lld cannot use/);
+	});
+
+	it('removes what a link wrote when an .incbin file changed while lld ran, so no later link is served it', async () => {
+		const cwd = tree({ 'blob.bin': 'before' });
+		const objs = [compile(cwd, 'blob', blobSource('.incbin "blob.bin"')), compile(cwd, 'main', MAIN)];
+		// The real linker behind a wrapper that changes the file first: the shim hashed "before", lld reads "during".
+		const wrapper = path.join(cwd, 'racing-ld');
+		fs.writeFileSync(wrapper, `#!/bin/sh\nprintf during > "${cwd}/blob.bin"\nexec "${LLD}" "$@"\n`, { mode: 0o755 });
+		fs.writeFileSync(path.join(cwd, 'blob.bin'), 'before');
+		const raced = await execa('clang', ['-flto=thin', '-fuse-ld=lld', `--ld-path=${shims}/ld.lld`, ...objs, '-o', 'raced'], {
+			cwd,
+			reject: false,
+			env: { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(cwd, '.xdg'), LTOCACHE_LD: wrapper },
+		});
+		expect(raced.exitCode, raced.stderr).toBe(0);
+		expect(raced.stderr).toMatch(
+			/^ltocache: a file this link's cache directory stands for changed while lld ran; removed the 2 cache entries it wrote$/m,
+		);
+		expect(entriesBelow(path.join(cwd, '.xdg'))).toEqual([]);
+		// Back to the contents the directory's name stands for: the program carries them, not the raced ones.
+		fs.writeFileSync(path.join(cwd, 'blob.bin'), 'before');
+		const after = await both(cwd, objs);
+		expect([after.same, after.printed]).toEqual([true, 'before']);
+	});
+
+	it('matches an uncached link for generated asm built from the directive set (macros, .irp, .rept, .if, .include, escapes)', async () => {
+		const pieces = fc.constantFrom(
+			'.incbin "blob.bin"',
+			'.incbin "bl\\157b.bin"',
+			'.incbin "blob.bin", 1, 2',
+			'.include "inc.s"',
+			'.if 0\n.incbin "blob.bin"\n.endif',
+			'.rept 2\n.incbin "blob.bin"\n.endr',
+			'.irp f,blob.bin\n.incbin "\\f"\n.endr',
+			'.irp d,incbin\n.\\d "blob.bin"\n.endr',
+			'.macro m\\@x a\n.\\a "blob.bin"\n.endm',
+			'.macro inc_\\@ n\n.byte \\n\n.endm',
+			'.ascii "incbin ; \\\\"',
+			'.byte 65',
+		);
+		let n = 0;
+		await fc.assert(
+			fc.asyncProperty(fc.array(pieces, { minLength: 1, maxLength: 4 }), fc.string({ minLength: 1, maxLength: 6 }), async (asm, text) => {
+				const blob = text.replace(/[^A-Za-z0-9]/g, 'x') || 'x';
+				const cwd = tree({ 'blob.bin': blob, 'inc.s': '.incbin "blob.bin"\n' });
+				const source = blobSource(asm.join('\n').replaceAll('\\@', String(n++)));
+				if (!fs.existsSync(path.join(cwd, compile(cwd, 'blob', source)))) return; // the assembler refused the piece
+				compile(cwd, 'main', MAIN);
+				const { second } = await twice(cwd, ['blob.o', 'main.o'], { 'blob.bin': `${blob}2` });
+				expect(second.said.length).toBeLessThanOrEqual(1);
+			}),
+			{ numRuns: 12 },
+		);
+	});
+});
