@@ -28,13 +28,13 @@ const KEYED =
 	/^(mllvm|plugin-opt|lto|thinlto-|disable-verify|load-pass-plugin|r$|relocatable|shared|Bshareable|pie|no-pie|pic-executable|no-pic-executable|m$|emulation|emit-relocs|q$|icf|fat-lto-objects|no-fat-lto-objects)/;
 const UNKEYED = /^(thinlto-cache-dir|thinlto-cache-policy|thinlto-jobs)/;
 
-/** The options that matter, each as name=value. */
+/** The options that matter, each as name=value (a joined value already is), or a flag's name. */
 export function codegenOptions(words: Bytes[]): Bytes[] {
 	const keyed: Bytes[] = [];
 	for (const opt of options(words)) {
 		if ('file' in opt || !KEYED.test(opt.name) || UNKEYED.test(opt.name)) continue;
 		if (opt.name === 'plugin-opt' && opt.value?.startsWith('jobs=')) continue;
-		keyed.push(`${opt.name}=${opt.value ?? ''}`);
+		keyed.push(opt.value === undefined ? opt.name : `${opt.name}=${opt.value}`);
 	}
 	return keyed;
 }
@@ -43,6 +43,7 @@ export function codegenOptions(words: Bytes[]): Bytes[] {
 function namedFiles(keyed: Bytes[], cwd: string): Bytes[] {
 	const files: Bytes[] = [];
 	for (const word of keyed) {
+		if (!word.includes('=')) continue;
 		const value = word.slice(word.indexOf('=') + 1);
 		for (const name of new Set([value, value.slice(value.indexOf('=') + 1), value.slice(value.lastIndexOf('=') + 1)])) {
 			if (!name) continue;

@@ -141,6 +141,14 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), 'clang, ld.lld and mkfifo'
 		refused((await twice(op, opObjs, { '7': 'eight' })).second.said, /names an inline-asm operand/);
 	});
 
+	it("resolves names against the link's working directory, whatever $PWD says", async () => {
+		const cwd = tree({ 'blob.bin': 'cwd-old' });
+		const elsewhere = tree({ 'blob.bin': 'pwd' });
+		const objs = [compile(cwd, 'blob', blobSource('.incbin "blob.bin"')), compile(cwd, 'main', MAIN)];
+		const { second } = await twice(cwd, objs, { 'blob.bin': 'cwd-new' }, { PWD: elsewhere });
+		expect([second.printed, second.said]).toEqual(['cwd-new', []]);
+	});
+
 	it('resolves link/../blob.bin where the symlink points, as the assembler does, not on paper', async () => {
 		const cwd = tree({ 'real/sub/x': '', 'real/blob.bin': 'real-old', 'blob.bin': 'decoy' });
 		fs.symlinkSync('real/sub', path.join(cwd, 'link'));

@@ -216,6 +216,14 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		expect(output.equals(variants[0].reference)).toBe(true);
 	});
 
+	it('links without a cache when the cache root has less than 32 MiB free, though it could take this link', async () => {
+		// 1 MiB free holds this link's entries; a larger link would make lld abort half-way.
+		const { result, output } = await linkNearlyFull(256);
+		expect(result).toMatchObject({ exitCode: 0, stdout: '0' });
+		expect(result.stderr).toMatch(/ is on a nearly full file system, linking without a ThinLTO cache$/);
+		expect(output.equals(variants[0].reference)).toBe(true);
+	});
+
 	it('handles roots and module paths with spaces, newlines, .. and bytes that are not UTF-8', async () => {
 		const base = scratch('hostile');
 		const tree = path.join(base, 'kernel tree\nwith newline');

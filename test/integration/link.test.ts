@@ -321,17 +321,30 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			});
 		});
 
-		it('leaves an input that is not a regular file to lld: a process substitution still reaches it whole', async () => {
+		it('leaves an input that is not a regular file to lld: a process substitution reaches it whole, and the link goes without a cache', async () => {
 			const kernel = tree();
 			const xdg = cacheHome();
 			const out = path.join(work, 'fifo.o');
 			const env = userEnv(xdg, { KERNELRELEASE: '6.1.0-fifo' });
-			// bash hands lld a pipe (/dev/fd/N) for <(...): reading it first would leave lld nothing.
+			// bash hands lld a pipe (/dev/fd/N) for <(...): reading it first would leave lld nothing, and not reading it leaves its asm unknown.
 			const script = `cd "$0" && exec ld.lld --thinlto-cache-dir=.thinlto-cache -r -o "$1" <(cat "$2") "$3"`;
 			const result = await asNobody('bash', ['-c', script, kernel, out, objects[0], objects[1]], env);
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(/^ltocache: .* \/dev\/fd\/\d+ is not a regular file, linking without a ThinLTO cache$/);
+			expect(fs.readFileSync(out)).toEqual(reference);
+			expect(entriesBelow(xdg)).toEqual([]);
+		});
+
+		it('links without a cache with LTOCACHE_MODE=drop when the flag is inside a response file', async () => {
+			const kernel = tree();
+			const xdg = cacheHome();
+			const out = path.join(work, 'drop-rsp.o');
+			const rsp = path.join(scratch('rsp'), 'flags.rsp');
+			fs.writeFileSync(rsp, '--thinlto-cache-dir=.thinlto-cache -r\n', { mode: 0o644 });
+			const result = await linkAsNobody(kernel, [`@${rsp}`, '-o', out, ...objects], userEnv(xdg, { LTOCACHE_MODE: 'drop' }));
 			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
 			expect(fs.readFileSync(out)).toEqual(reference);
-			expect(entriesBelow(path.join(xdg, 'ltocache/6.1.0-fifo')).length).toBeGreaterThan(0);
+			expect(fs.readdirSync(xdg)).toEqual([]);
 		});
 
 		it('links without a cache with LTOCACHE_MODE=drop', async () => {

@@ -262,6 +262,13 @@ describe('ltocache clear', () => {
 
 		expect((await run(root, ['clear', '--extmod', path.join(modRoot, 'three')])).removed.entries).toBe(0);
 		expect(left()).toEqual({ oldOne: 0, newOne: 2, newTwo: 0 });
+
+		// A module whose path starts with another's is another module.
+		const longer = makeKey(root, '6.1.0-1', `${one}ne`, 2);
+		const kept = [makeEntry(longer), makeEntry(longer)];
+		expect((await run(root, ['clear', '--extmod', one])).removed.entries).toBe(2);
+		expect(left()).toEqual({ oldOne: 0, newOne: 0, newTwo: 0 });
+		expect(kept.every((f) => fs.existsSync(f))).toBe(true);
 	});
 });
 
@@ -298,20 +305,22 @@ describe('safety', () => {
 		const root = scratch('root');
 		const key = makeKey(root, '6.1.0-1', '/src/one');
 		const fresh = path.join(key, 'Thin-fresh.tmp.o');
+		const halfHour = path.join(key, 'Thin-half-hour.tmp.o');
 		const stale = path.join(key, 'Thin-stale.tmp.o');
 		const staleMeta = path.join(key, 'ltocache.json.4242.tmp');
-		for (const file of [fresh, stale, staleMeta]) fs.writeFileSync(file, 'x');
+		for (const file of [fresh, halfHour, stale, staleMeta]) fs.writeFileSync(file, 'x');
+		setAge(halfHour, 0.5 / 24);
 		setAge(stale, 2 / 24);
 		setAge(staleMeta, 2 / 24);
 		const report = await run(root, ['clear']);
 		expect(report.removed.tempFiles).toBe(2);
-		expect([fresh, stale, staleMeta].map((f) => fs.existsSync(f))).toEqual([true, false, false]);
+		expect([fresh, halfHour, stale, staleMeta].map((f) => fs.existsSync(f))).toEqual([true, true, false, false]);
 	});
 
 	it('removes a key directory only when empty and idle for an hour', async () => {
 		const root = scratch('root');
 		const idle = makeKey(root, '6.1.0-1', '/src/idle', 1);
-		const busy = makeKey(root, '6.1.0-1', '/src/busy', 0);
+		const busy = makeKey(root, '6.1.0-1', '/src/busy', 0.5 / 24); // claimed half an hour ago: a link may still run
 		makeEntry(idle, { ageDays: 1 });
 		makeEntry(busy, { ageDays: 1 });
 		fs.writeFileSync(path.join(idle, 'llvmcache.timestamp'), '');

@@ -36,10 +36,56 @@ describe('the .incbin guard', () => {
 		expect(guard.problem).toBeUndefined();
 	});
 
-	it('reads directives in any case, as LLVM does', async () => {
-		const cwd = tree({ 'a.bin': 'A' });
+	it('reads directives in any case, as LLVM does, and follows an .INCLUDE in capitals', async () => {
+		const cwd = tree({ 'a.bin': 'A', 'x.s': '.incbin "a.bin"\n' });
 		expect((await incbinGuard(['.INCBIN "a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
 		expect((await incbinGuard(['.Include "a.bin"'], cwd)).files).toEqual([path.join(cwd, 'a.bin')]);
+		expect((await incbinGuard(['.INCLUDE "x.s"'], cwd)).files).toEqual([path.join(cwd, 'x.s'), path.join(cwd, 'a.bin')]);
+	});
+
+	it('refuses a directive a macro argument, a join or an operand spells, wherever the statement starts', async () => {
+		const cwd = tree({ 'a.bin': 'A' });
+		const problem = async (asm: string) => (await incbinGuard([asm], cwd)).problem;
+		for (const asm of [
+			'.macro e f\n.inc\\()bin "a.bin"\n.endm',
+			'.irp d,incbin\n.\\d "a.bin"\n.endr',
+			'.macro r w\n  \\w "a.bin"\n.endm',
+			'nop; .\\d "a.bin"',
+			'lbl: .\\d "a.bin"',
+			'\\x: nop',
+			`.\u0100 "a.bin"`,
+		]) {
+			expect(await problem(asm)).toMatch(/^a directive spelled by a macro argument or an operand \(/);
+		}
+		expect(await problem('.altmacro\n.macro m\n.endm')).toBe('the assembler is put in alternate macro mode (.altmacro)');
+	});
+
+	it("keeps the kernel's macros cached: arguments as operands, \\@ and \\() in labels", async () => {
+		const cwd = tree({ 'a.bin': 'A' });
+		const extable =
+			'.macro extable_type_reg type:req reg:req\n.set .Lfound, 0\n.irp rs,rax,rcx\n.ifc \\reg, %\\rs\n.long \\type + (.Lregnr << 8)\n.endif\n.endr\n.endm\n' +
+			'extable_type_reg reg=%eax, type=3\n.purgem extable_type_reg\n.Lhere_\\@: nop\nl\\()x\\@: .incbin "a.bin"\nmov \u0100, %eax';
+		const guard = await incbinGuard([extable], cwd);
+		expect(guard.problem).toBeUndefined();
+		expect(guard.files).toEqual([path.join(cwd, 'a.bin')]);
+	});
+
+	it('refuses a name with a backslash once the link defines a macro anywhere, and a name holding an operand', async () => {
+		const cwd = tree({ 'a.bin': 'A', image: 'decoy', 'A.bin': 'x' });
+		expect((await incbinGuard(['.incbin "\\image"', '.macro emb image\n.endm'], cwd)).problem).toBe(
+			'a macro argument may name the file of .incbin "\\image"',
+		);
+		expect((await incbinGuard(['.incbin "\\101.bin"'], cwd)).problem).toBeUndefined();
+		expect((await incbinGuard(['.incbin "\\101.bin"', '.rept 1\n.endr'], cwd)).problem).toMatch(/^a macro argument may name/);
+		expect((await incbinGuard(['.incbin "a\u0100.bin"'], cwd)).problem).toBe('an .incbin whose file names an inline-asm operand');
+	});
+
+	it('names a file the way the file system finds it: through a symlink, then ..', async () => {
+		const cwd = tree({ 'real/sub/.keep': '', 'real/blob.bin': 'real', 'blob.bin': 'decoy' });
+		fs.symlinkSync('real/sub', path.join(cwd, 'link'));
+		const [through, decoy] = await Promise.all(['link/../blob.bin', 'real/blob.bin'].map((f) => incbinGuard([`.incbin "${f}"`], cwd)));
+		expect(through.files).toEqual([`${cwd}/link/../blob.bin`]);
+		expect(through.identity?.split(':').slice(0, 2)).toEqual(decoy.identity?.split(':').slice(0, 2));
 	});
 
 	it('decodes the string escapes of the assembler: \\\\, \\", \\b \\f \\n \\r \\t, octal and hex', async () => {
@@ -74,6 +120,7 @@ describe('the .incbin guard', () => {
 		expect(await incbinGuard(['.incbin "blob.bin"'], cwd)).toEqual({
 			files: [path.join(cwd, 'blob.bin')],
 			hash: expect.stringMatching(/^[0-9a-f]{16}$/),
+			identity: expect.stringMatching(/^\d+:\d+:21:\d+:\d+$/),
 		});
 		expect((await incbinGuard(['.include "blob.bin"'], cwd)).problem).toMatch(/^cannot read .*missing\.s/);
 	});
@@ -118,6 +165,9 @@ describe('the .incbin guard', () => {
 			'an .incbin whose file is not a plain string (BLOB)',
 		);
 		expect((await incbinGuard(['.macro m f\n.incbin \\f\n.endm'], cwd)).problem).toMatch(/not a plain string \(\\f\)/);
+		expect((await incbinGuard(['.include "big.s"'], tree({ 'big.s': ' '.repeat(16 * 1024 * 1024 + 1) }))).problem).toMatch(
+			/^cannot read .*big\.s, named by \.include \(larger than 16777216 bytes\)$/,
+		);
 		expect((await incbinGuard(['.incbin "a.bin\n"'], cwd)).problem).toMatch(/not a plain string/);
 	});
 });

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { clear, prune } from '../../src/cli/maintain.js';
 import { toBytes } from '../../src/shared/bytes.js';
 import { keyName } from '../../src/shared/keydir.js';
+import { isShared } from '../../src/shared/root.js';
 import { decide, type Plan } from '../../src/shim/decide.js';
 import { makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
 import { scratchRoot } from '../helpers/tools.js';
@@ -49,8 +50,8 @@ describe('decide', () => {
 		const original = blocked();
 		const env = { LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-x', KBUILD_EXTMOD: '/src/mod' };
 		const dir = path.join(root, '6.1.0-x', keyName(toBytes('/src/mod')));
-		expect(await decide(['-r', `--thinlto-cache-dir=${original}`, 'a.o'], cwd, env)).toMatchObject({
-			args: ['-r', `--thinlto-cache-dir=${dir}`, 'a.o'],
+		expect(await decide(['--gc-sections', `--thinlto-cache-dir=${original}`, 'a.o'], cwd, env)).toMatchObject({
+			args: ['--gc-sections', `--thinlto-cache-dir=${dir}`, 'a.o'],
 			root,
 		});
 		expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
@@ -90,6 +91,22 @@ describe('decide', () => {
 		expect(full.warning).toMatch(
 			/^--thinlto-cache-dir=.* is not writable \(ENOTDIR\); cannot create .* \(ENOTDIR\), linking without a ThinLTO cache$/,
 		);
+	});
+});
+
+describe('a shared root', () => {
+	it('is only the one LTOCACHE_DIR names, setgid and writable by its group; never the XDG cache or the fallback', () => {
+		const root = scratch('shared');
+		fs.chmodSync(root, 0o2770);
+		expect(isShared(root, { LTOCACHE_DIR: root })).toBe(true);
+		expect(isShared(root, { LTOCACHE_DIR: `${root}/` })).toBe(true);
+		expect(isShared(root, {})).toBe(false);
+		expect(isShared(root, { XDG_CACHE_HOME: path.dirname(root) })).toBe(false);
+		expect(isShared(root, { LTOCACHE_DIR: scratch('other') })).toBe(false);
+		fs.chmodSync(root, 0o770);
+		expect(isShared(root, { LTOCACHE_DIR: root })).toBe(false);
+		fs.chmodSync(root, 0o2750);
+		expect(isShared(root, { LTOCACHE_DIR: root })).toBe(false);
 	});
 });
 
