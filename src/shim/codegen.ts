@@ -4,7 +4,7 @@
 // names, -mllvm with lld 14), so relinking with only those changed would be
 // served the objects of the old options. Every option that reaches LTO's
 // configuration (-mllvm, --plugin-opt, --lto-*, --thinlto-* but the cache's
-// own, the output kind, the emulation) goes into the name, with the contents
+// own) goes into the name, with the contents
 // of every regular file such an option names: a changed option or profile
 // means another directory. Options that only place, name or report things
 // (-o, -L, -Map, --threads, ...) stay out, so a module keeps one directory.
@@ -24,8 +24,8 @@ export type Codegen = {
 	problem?: string;
 };
 
-const KEYED =
-	/^(mllvm|plugin-opt|lto|thinlto-|disable-verify|load-pass-plugin|r$|relocatable|shared|Bshareable|pie|no-pie|pic-executable|no-pic-executable|m$|emulation|emit-relocs|q$|icf|fat-lto-objects|no-fat-lto-objects)/;
+// The output kind (-r, -shared, -pie) reaches LTO as the relocation model and the target as the modules' triple, both in lld's key.
+const KEYED = /^(mllvm|plugin-opt|lto|thinlto-|disable-verify|load-pass-plugin|emit-relocs|q$|icf|fat-lto-objects|no-fat-lto-objects)/;
 const UNKEYED = /^(thinlto-cache-dir|thinlto-cache-policy|thinlto-jobs)/;
 
 /** The options that matter, each as name=value (a joined value already is), or a flag's name. */
