@@ -141,12 +141,14 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), 'clang, ld.lld and mkfifo'
 		refused((await twice(op, opObjs, { '7': 'eight' })).second.said, /names an inline-asm operand/);
 	});
 
-	it("resolves names against the link's working directory, whatever $PWD says", async () => {
-		const cwd = tree({ 'blob.bin': 'cwd-old' });
-		const elsewhere = tree({ 'blob.bin': 'pwd' });
-		const objs = [compile(cwd, 'blob', blobSource('.incbin "blob.bin"')), compile(cwd, 'main', MAIN)];
-		const { second } = await twice(cwd, objs, { 'blob.bin': 'cwd-new' }, { PWD: elsewhere });
-		expect([second.printed, second.said]).toEqual(['cwd-new', []]);
+	it("resolves names against the link's working directory through the file system, whatever $PWD spells", async () => {
+		// $PWD names the working directory through a symlink (a shell keeps such a $PWD): ../blob.bin is real/blob.bin, not the decoy beside the symlink.
+		const base = tree({ 'real/sub/.keep': '', 'real/blob.bin': 'real-old', 'blob.bin': 'decoy' });
+		fs.symlinkSync('real/sub', path.join(base, 'alias'));
+		const cwd = path.join(base, 'real/sub');
+		const objs = [compile(cwd, 'blob', blobSource('.incbin "../blob.bin"')), compile(cwd, 'main', MAIN)];
+		const { second } = await twice(cwd, objs, { '../blob.bin': 'real-new' }, { PWD: path.join(base, 'alias') });
+		expect([second.printed, second.said]).toEqual(['real-new', []]);
 	});
 
 	it('resolves link/../blob.bin where the symlink points, as the assembler does, not on paper', async () => {
