@@ -7,8 +7,8 @@ import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
-import { codegenKey } from './codegen.js';
-import { incbinGuard } from './incbin.js';
+import { type Codegen, codegenKey } from './codegen.js';
+import { type Guard, incbinGuard } from './incbin.js';
 import { readInputs } from './inputs.js';
 
 export type Plan = {
@@ -163,11 +163,8 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	if (codegen.problem) return refuse(codegen.problem);
 	const guard = await incbinGuard(inputs.asm, cwd);
 	if (guard.problem) return refuse(guard.problem);
-	const fingerprint = `${guard.hash}\n${guard.identity}\n${codegen.hash}\n${codegen.identity}`;
-	const unchanged = async () => {
-		const [again, options] = await Promise.all([incbinGuard(inputs.asm, cwd), codegenKey(link.words, cwd)]);
-		return `${again.hash}\n${again.identity}\n${options.hash}\n${options.identity}` === fingerprint;
-	};
+	const stamp = (g: Guard, c: Codegen) => `${g.hash}\n${g.identity}\n${c.hash}\n${c.identity}`;
+	const unchanged = async () => stamp(await incbinGuard(inputs.asm, cwd), await codegenKey(link.words, cwd)) === stamp(guard, codegen);
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
