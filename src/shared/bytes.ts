@@ -12,3 +12,10 @@ export const bytesToBuffer = (bytes: Bytes): Buffer => Buffer.from(bytes, 'latin
 /** For display and JSON: UTF-8, with U+FFFD for bytes that are not. */
 export const bytesToText = (bytes: Bytes): string => bytesToBuffer(bytes).toString('utf8');
 export const isUtf8 = (bytes: Bytes): boolean => toBytes(bytesToText(bytes)) === bytes;
+
+/**
+ * A name as a process in cwd opens it: joined, not normalized, so the file
+ * system resolves `link/..` where the symlink points, as lld and its
+ * assembler do (path.resolve would drop both on paper).
+ */
+export const inDir = (cwd: string, name: Bytes): Bytes => (name.startsWith('/') ? name : `${cwd}/${name}`);

@@ -11,7 +11,7 @@
 
 import type { Hash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
+import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
 import { shortHash } from '../shared/keydir.js';
 import { readInto } from './incbin.js';
 import { options } from './inputs.js';
@@ -47,7 +47,7 @@ function namedFiles(keyed: Bytes[], cwd: string): Bytes[] {
 		const value = word.slice(word.indexOf('=') + 1);
 		for (const name of new Set([value, value.slice(value.indexOf('=') + 1), value.slice(value.lastIndexOf('=') + 1)])) {
 			if (!name) continue;
-			const file = name.startsWith('/') ? name : `${cwd}/${name}`;
+			const file = inDir(cwd, name);
 			if (!files.includes(file) && statSync(bytesToBuffer(file), { throwIfNoEntry: false })?.isFile()) files.push(file);
 		}
 	}

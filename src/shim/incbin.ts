@@ -24,7 +24,7 @@
 
 import type { Hash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
+import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
 import { errorCode } from '../shared/keydir.js';
 import { OPERAND } from './bitcode.js';
 
@@ -63,6 +63,7 @@ function asmString(text: Bytes): Bytes {
  * what stands either side, so in a label neither can make a directive.
  */
 function spelledDirective(text: Bytes): string | undefined {
+	if (!text.includes('\\') && !text.includes(OPERAND)) return undefined; // most asm: nothing can spell anything
 	for (const statement of text.split(/[\n;]/)) {
 		let rest = statement;
 		for (;;) {
@@ -79,10 +80,7 @@ function spelledDirective(text: Bytes): string | undefined {
 	return undefined;
 }
 
-/** A file the assembler reads, as it is now: a path the kernel resolves (no lexical `..`). */
-const onDisk = (name: Bytes, cwd: string): Bytes => (name.startsWith('/') ? name : `${cwd}/${name}`);
-
-export type Read = { identity: string; text?: Bytes };
+export type Read = { identity: string; size: number; text?: Bytes };
 
 /** Hash a file's contents as they are read; keep them as text if asked (an .include). Throws with a reason. */
 export function readInto(hash: Hash, file: Bytes, keep: boolean): Read {
@@ -102,7 +100,7 @@ export function readInto(hash: Hash, file: Bytes, keep: boolean): Read {
 			chunks.push(Buffer.from(buffer.subarray(0, n)));
 		}
 		if (identityOf(fd) !== before || before.split(':')[2] !== String(size)) throw new Error('changed while being read');
-		return { identity: before, text: keep ? Buffer.concat(chunks).toString('latin1') : undefined };
+		return { identity: before, size, text: keep ? Buffer.concat(chunks).toString('latin1') : undefined };
 	} finally {
 		closeSync(fd);
 	}
@@ -133,7 +131,7 @@ export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 			if (!quoted) return `an ${match[0]} whose file is not a plain string (${bytesToText(rest.split('\n')[0].trim())})`;
 			if (quoted[1].includes(OPERAND)) return `an ${match[0]} whose file names an inline-asm operand`;
 			if (quoted[1].includes('\\')) backslashName ??= `${match[0]} "${bytesToText(quoted[1])}"`;
-			const file = onDisk(asmString(quoted[1]), cwd);
+			const file = inDir(cwd, asmString(quoted[1]));
 			if (files.includes(file)) continue;
 			hash ??= (await import('node:crypto')).createHash('sha256');
 			const include = match[1].toLowerCase() === 'include';
@@ -145,7 +143,7 @@ export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 				const why = error instanceof Error && !('code' in error) ? error.message : errorCode(error);
 				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${why})`;
 			}
-			hash.update(`:${read.identity.split(':')[2]};`, 'latin1');
+			hash.update(`:${read.size};`, 'latin1');
 			files.push(file);
 			identities.push(read.identity);
 			if (read.text !== undefined) {

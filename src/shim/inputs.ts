@@ -12,7 +12,7 @@
 // gets no cache: `problem` says why.
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
+import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
 import { errorCode } from '../shared/keydir.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
 
@@ -134,8 +134,7 @@ export function readInputs(words: Bytes[], cwd: string): Inputs {
 	return inputs;
 }
 
-/** A path as the file system resolves it for this link: relative to its working directory, `..` after a symlink where the symlink points. */
-const onDisk = (r: Reader, file: Bytes): Buffer => bytesToBuffer(file.startsWith('/') ? file : `${r.cwd}/${file}`);
+const onDisk = (r: Reader, file: Bytes): Buffer => bytesToBuffer(inDir(r.cwd, file));
 const exists = (r: Reader, file: Bytes) => statSync(onDisk(r, file), { throwIfNoEntry: false }) !== undefined;
 
 /** lld's findFile: dir/name, a leading = in dir standing for the sysroot. */
