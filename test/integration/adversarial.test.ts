@@ -288,13 +288,14 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), 'clang, ld.lld and mkfifo'
 			fc.asyncProperty(fc.array(pieces, { minLength: 1, maxLength: 4 }), fc.string({ minLength: 1, maxLength: 6 }), async (asm, text) => {
 				const blob = text.replace(/[^A-Za-z0-9]/g, 'x') || 'x';
 				const cwd = tree({ 'blob.bin': blob, 'inc.s': '.incbin "blob.bin"\n' });
-				const source = blobSource(asm.join('\n').replaceAll('\\@', String(n++)));
+				// Each macro piece gets names of its own: the same piece twice would define a macro twice, which no link accepts.
+				const source = blobSource(asm.map((piece) => piece.replaceAll('\\@', String(n++))).join('\n'));
 				if (!fs.existsSync(path.join(cwd, compile(cwd, 'blob', source)))) return; // the assembler refused the piece
 				compile(cwd, 'main', MAIN);
 				const { second } = await twice(cwd, ['blob.o', 'main.o'], { 'blob.bin': `${blob}2` });
 				expect(second.said.length).toBeLessThanOrEqual(1);
 			}),
-			{ numRuns: 12, seed: 20261202 },
+			{ numRuns: 12 },
 		);
 	});
 });
