@@ -12,6 +12,7 @@ import lockfile from 'proper-lockfile';
 import { toBytes } from '../shared/bytes.js';
 import { compactCounters, zeroCounters } from '../shared/counters.js';
 import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
+import { pruneMemo } from '../shared/memo.js';
 import { LOCK_NAME, resolveRoot } from '../shared/root.js';
 import type { Limits } from './limits.js';
 import { type Entry, type Kernel, type Key, type Progress, type Scope, scanRoot, type Temp, totals, yieldToTimers } from './scan.js';
@@ -162,7 +163,10 @@ export async function prune(root: string, limits: Limits, scope: Scope, dryRun: 
 		const kernels = await scanRoot(root, scope, true, progress);
 		const evict = planPrune(kernels, limits, now, limits.maxPercent === undefined ? 0 : freeSpace(root));
 		const report = await carryOut(root, kernels, evict, dryRun, lost, now, progress);
-		if (!dryRun) forEachKey(kernels, (dir) => compactCounters(dir, now));
+		if (!dryRun) {
+			forEachKey(kernels, (dir) => compactCounters(dir, now));
+			pruneMemo(root, now);
+		}
 		return report;
 	});
 }
@@ -184,6 +188,8 @@ export async function clear(root: string, scope: Scope & { extmod?: string }, dr
 		const report = await carryOut(root, kernels, evict, dryRun, lost, now, progress);
 		// A cleared module starts counting again; `stats --zero` resets counters alone.
 		if (!dryRun) forEachKey(kernels, zeroCounters);
+		// What the shim remembers of inputs is no one module's: only a clear of everything forgets it.
+		if (!dryRun && scope.kernel === undefined && scope.extmod === undefined) pruneMemo(root, now, 0);
 		return report;
 	});
 }

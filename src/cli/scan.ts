@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { classify, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
+import { MEMO_DIR } from '../shared/memo.js';
 import { isInstalled, LOCK_NAME, SUMMARY_NAME } from '../shared/root.js';
 
 export type Entry = { file: string; bytes: number; lastUse: number };
@@ -106,8 +107,8 @@ async function scanReleases(root: string, scope: Scope, collect: boolean, summar
 	let entries = 0;
 	let dirs = 0;
 	for (const release of dirents(root)) {
-		// Skips the prune stamp, the summaries, foreign files, and the lock, which is a directory.
-		if (!release.isDirectory() || release.name === LOCK_NAME) continue;
+		// Skips the prune stamp, the summaries, foreign files, and the lock and the inputs memo, which are directories.
+		if (!release.isDirectory() || release.name === LOCK_NAME || release.name === MEMO_DIR) continue;
 		if (scope.kernel !== undefined && release.name !== scope.kernel) continue;
 		const dir = path.join(root, release.name);
 		const keys: Key[] = [];

@@ -5,6 +5,7 @@ import { readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { openMemo } from '../shared/memo.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
 import { type Codegen, codegenKey } from './codegen.js';
@@ -156,7 +157,9 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	// lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
 	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
-	const inputs = readInputs(link.words, cwd);
+	const shared = isShared(root, env);
+	const memo = openMemo(root, shared);
+	const inputs = readInputs(link.words, cwd, memo);
 	if (inputs.problem) return refuse(inputs.problem);
 	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
 	const codegen = await codegenKey(link.words, cwd);
@@ -171,7 +174,6 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	const base = keyName(extmod ?? link.key);
 	const name = keyVariant(base, { options: codegen.hash, incbin: guard.hash });
 	const dir = join(root, releaseName(release), name);
-	const shared = isShared(root, env);
 	// The metadata is for display: UTF-8, with U+FFFD for bytes that are not.
 	const meta: Metadata = {
 		version: 1,
@@ -191,6 +193,6 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		shared,
 		count: { modules: inputs.modules, since },
 		unchanged: guard.identity || codegen.identity ? unchanged : undefined,
-		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir}`,
+		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled})`,
 	};
 }

@@ -14,6 +14,7 @@ import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from
 import { dirname } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
 import { errorCode } from '../shared/keydir.js';
+import type { Memo } from '../shared/memo.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
 
 export type Inputs = {
@@ -85,6 +86,7 @@ type Reader = {
 	isStatic: boolean;
 	binary: boolean;
 	depth: number;
+	memo?: Memo;
 };
 
 /**
@@ -93,9 +95,20 @@ type Reader = {
  * lazily and may not take: a member's bitcode is read either way (the asm
  * guard must not miss one), and the module count says so in its docs.
  */
-export function readInputs(words: Bytes[], cwd: string): Inputs {
+export function readInputs(words: Bytes[], cwd: string, memo?: Memo): Inputs {
 	const inputs: Inputs = { modules: 0, asm: [] };
-	const r: Reader = { inputs, cwd, searchDirs: [], sysroot: '', chroot: '', nostdlib: false, isStatic: false, binary: false, depth: 0 };
+	const r: Reader = {
+		inputs,
+		cwd,
+		searchDirs: [],
+		sysroot: '',
+		chroot: '',
+		nostdlib: false,
+		isStatic: false,
+		binary: false,
+		depth: 0,
+		memo,
+	};
 	let fat = false;
 	const scripts: Bytes[] = [];
 	const defaultScripts: Bytes[] = [];
@@ -196,13 +209,31 @@ function addFile(r: Reader, given: Bytes): void {
 	const fd = open(r, file);
 	if (fd === undefined) return;
 	try {
+		// A bitcode file or a regular archive is remembered whole; a thin archive's members each by themselves.
+		const st = r.memo && fstatSync(fd, { bigint: true });
+		const known = st && r.memo?.recall(st);
+		if (known) {
+			r.inputs.modules += known.modules;
+			for (const text of known.asm) r.inputs.asm.push(text);
+			return;
+		}
 		const head = Buffer.alloc(8);
 		readSync(fd, head, 0, 8, 0);
 		const magic = head.toString('latin1');
+		const modules = r.inputs.modules;
+		const asm = r.inputs.asm.length;
 		if (isBitcode(head)) addBitcode(readFileSync(fd), file, r.inputs);
-		else if (magic === '!<arch>\n' || magic === '!<thin>\n') readArchive(r, fd, file, magic === '!<thin>\n');
-		else if (magic.startsWith('\x7fELF')) return;
-		else readScript(r, readFileSync(fd, 'latin1'), file);
+		else if (magic === '!<arch>\n') readArchive(r, fd, file, false);
+		else {
+			if (magic === '!<thin>\n') readArchive(r, fd, file, true);
+			else if (!magic.startsWith('\x7fELF')) readScript(r, readFileSync(fd, 'latin1'), file);
+			return; // what these pull in is remembered file by file, if at all
+		}
+		// Remembered only if the file stayed as it was while it was read.
+		const after = st && fstatSync(fd, { bigint: true });
+		if (st && after && after.size === st.size && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs) {
+			r.memo?.learn(st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm) });
+		}
 	} catch (error) {
 		if (error instanceof Error && !('code' in error)) throw error;
 		throw new Error(`cannot read ${bytesToText(file)} (${errorCode(error)})`);

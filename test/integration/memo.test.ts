@@ -1,0 +1,139 @@
+// The inputs memo (src/shared/memo.ts) with real clang objects, in-process:
+// an unchanged input is answered from the memo, anything that changed is
+// read again (in place, same size, same mtime included), a file written
+// moments ago is not remembered, and a damaged memo only costs a read.
+// Through the shim: a warm link reads no input again.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa, execaSync } from 'execa';
+import { beforeAll, expect, it } from 'vitest';
+import { MEMO_DIR, openMemo, pruneMemo } from '../../src/shared/memo.js';
+import { readInputs } from '../../src/shim/inputs.js';
+import { describeIf, hasToolchain, LLD, onPath, SHIM, scratchRoot, shimDir } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const WHOLE_SECOND = new Date('2026-01-01T00:00:00Z');
+
+describeIf(hasToolchain && Boolean(onPath('ar')), 'clang, ld.lld and ar')('the inputs memo', () => {
+	let dir: string;
+	/** Two objects of one size whose asm differs: x.bin against y.bin. */
+	const objects: Record<string, Buffer> = {};
+
+	beforeAll(async () => {
+		dir = scratch('objs');
+		for (const name of ['x', 'y']) {
+			fs.writeFileSync(path.join(dir, `${name}.c`), `asm(".incbin \\"${name}.bin\\""); int f_${name}(int a) { return a + 1; }\n`);
+			execaSync('clang', ['-flto=thin', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: dir });
+			objects[name] = fs.readFileSync(path.join(dir, `${name}.o`));
+		}
+		// Trailing zero words are allowed after bitcode: pad both to one size.
+		const size = Math.ceil(Math.max(objects.x.length, objects.y.length) / 4) * 4;
+		for (const name of ['x', 'y']) objects[name] = Buffer.concat([objects[name], Buffer.alloc(size - objects[name].length)]);
+		// Files the memo may remember must be older than its racy window.
+		await new Promise((r) => setTimeout(r, 2100));
+	});
+
+	/** An input file written long enough ago, with an mtime of a whole second. */
+	function input(cwd: string, name: string, bytes: Buffer): string {
+		const file = path.join(cwd, name);
+		fs.writeFileSync(file, bytes);
+		fs.utimesSync(file, WHOLE_SECOND, WHOLE_SECOND);
+		return file;
+	}
+	const read = (cwd: string, root: string, words: string[]) => {
+		const memo = openMemo(root);
+		const inputs = readInputs(words, cwd, memo);
+		return { inputs, ...memo.counts };
+	};
+
+	it('answers an unchanged input from the memo, and reads one changed in place (same size, same mtime) again', async () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		const file = input(cwd, 'in.o', objects.x);
+		await new Promise((r) => setTimeout(r, 2100)); // past the racy window of its ctime
+		const first = read(cwd, root, ['in.o']);
+		expect(first).toMatchObject({ read: 1, recalled: 0, inputs: { modules: 1, asm: ['.incbin "x.bin"\n'] } });
+		expect(fs.readdirSync(path.join(root, MEMO_DIR)).length).toBe(1);
+		expect(read(cwd, root, ['in.o'])).toEqual({ ...first, read: 0, recalled: 1 });
+
+		// Rewritten in place: same inode, same size, mtime set back to the same second. Only ctime tells.
+		const fd = fs.openSync(file, 'r+');
+		fs.writeSync(fd, objects.y, 0, objects.y.length, 0);
+		fs.closeSync(fd);
+		fs.utimesSync(file, WHOLE_SECOND, WHOLE_SECOND);
+		const st = fs.statSync(file, { bigint: true });
+		expect([st.size, st.mtimeNs]).toEqual([BigInt(objects.x.length), BigInt(WHOLE_SECOND.getTime()) * 1_000_000n]);
+		expect(read(cwd, root, ['in.o'])).toMatchObject({ read: 1, recalled: 0, inputs: { asm: ['.incbin "y.bin"\n'] } });
+	});
+
+	it('does not remember a file written less than two seconds before it was read', () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		fs.writeFileSync(path.join(cwd, 'fresh.o'), objects.x);
+		expect(read(cwd, root, ['fresh.o'])).toMatchObject({ read: 1, recalled: 0 });
+		expect(read(cwd, root, ['fresh.o'])).toMatchObject({ read: 1, recalled: 0 });
+		expect(fs.readdirSync(path.join(root, MEMO_DIR))).toEqual([]);
+	});
+
+	it("remembers a thin archive's members one by one, and reads again only the one that changed", async () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		input(cwd, 'a.o', objects.x);
+		input(cwd, 'b.o', objects.y);
+		execaSync('ar', ['rcsT', 'thin.a', 'a.o', 'b.o'], { cwd });
+		await new Promise((r) => setTimeout(r, 2100));
+		expect(read(cwd, root, ['thin.a'])).toMatchObject({ read: 2, recalled: 0, inputs: { modules: 2 } });
+		fs.writeFileSync(path.join(cwd, 'b.o'), objects.x);
+		expect(read(cwd, root, ['thin.a'])).toMatchObject({
+			read: 1,
+			recalled: 1,
+			inputs: { asm: ['.incbin "x.bin"\n', '.incbin "x.bin"\n'] },
+		});
+	});
+
+	it('reads an input again when its memo is torn, foreign or of another format', async () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		input(cwd, 'in.o', objects.x);
+		await new Promise((r) => setTimeout(r, 2100));
+		const first = read(cwd, root, ['in.o']);
+		const [name] = fs.readdirSync(path.join(root, MEMO_DIR));
+		const memoFile = path.join(root, MEMO_DIR, name);
+		const good = fs.readFileSync(memoFile, 'latin1');
+		for (const bad of [good.slice(0, -5), '{}', good.replace('"v":1', '"v":0'), good.replace('"modules":1', '"modules":"1"'), 'null']) {
+			fs.writeFileSync(memoFile, bad);
+			expect(read(cwd, root, ['in.o'])).toEqual(first);
+		}
+	});
+
+	it('is pruned by last use and cleared whole, and stats never takes it for a kernel', async () => {
+		const root = scratch('root');
+		const memoDir = path.join(root, MEMO_DIR);
+		fs.mkdirSync(memoDir);
+		for (const name of ['old', 'new', 'dead.42.tmp']) fs.writeFileSync(path.join(memoDir, name), '{}');
+		const eightDays = new Date(Date.now() - 8 * 86400_000);
+		for (const name of ['old', 'dead.42.tmp']) fs.utimesSync(path.join(memoDir, name), eightDays, eightDays);
+		expect(pruneMemo(root, Date.now())).toBe(2);
+		expect(fs.readdirSync(memoDir)).toEqual(['new']);
+		const stats = await execa('node', [path.join(path.dirname(SHIM), 'ltocache'), 'stats', '--json'], { env: { LTOCACHE_DIR: root } });
+		expect(JSON.parse(stats.stdout).kernels).toEqual([]);
+		await execa('node', [path.join(path.dirname(SHIM), 'ltocache'), 'clear'], { env: { LTOCACHE_DIR: root } });
+		expect(fs.readdirSync(memoDir)).toEqual([]);
+	});
+
+	it('through the shim: a warm link reads none of its unchanged inputs, and its output is the uncached one', async () => {
+		const cwd = scratch('cwd');
+		const shims = shimDir(scratch('shims'), SHIM, ['ld.lld']);
+		for (const name of ['x', 'y']) fs.writeFileSync(path.join(cwd, `${name}.bin`), name);
+		input(cwd, 'a.o', objects.x);
+		input(cwd, 'b.o', objects.y);
+		await new Promise((r) => setTimeout(r, 2100));
+		const env = { LTOCACHE_MODE: 'add', LTOCACHE_DIR: path.join(cwd, 'root'), LTOCACHE_VERBOSE: '1' };
+		const link = () => execa(`${shims}/ld.lld`, ['-r', 'a.o', 'b.o', '-o', 'out.o'], { cwd, env });
+		expect((await link()).stderr).toMatch(/\(inputs read: 2, known unchanged: 0\)/);
+		expect((await link()).stderr).toMatch(/\(inputs read: 0, known unchanged: 2\)/);
+		const cached = fs.readFileSync(path.join(cwd, 'out.o'));
+		await execa(LLD, ['-r', 'a.o', 'b.o', '-o', 'direct.o'], { cwd });
+		expect(cached.equals(fs.readFileSync(path.join(cwd, 'direct.o')))).toBe(true);
+	});
+});
