@@ -95,17 +95,25 @@ class Bits {
 		return value;
 	}
 
-	/** A VBR field; values past 2^53 lose precision, which only the record's own contents would notice. */
+	/**
+	 * A VBR field. Past 2^53 a number cannot hold it exactly; then it comes
+	 * back as 2^40 plus its exact low 32 bits: still too large for any count,
+	 * and a character LLVM wrote sign-extended (a byte above 0x7F in an asm
+	 * string is a negative char, 0xFFFFFFFFFFFFFFxx) keeps its low byte.
+	 */
 	vbr(width: number): number {
 		const high = width < 32 ? 1 << (width - 1) : 2 ** (width - 1);
 		let piece = this.read(width);
 		if (piece < high) return piece; // most fields fit one piece
 		let value = piece - high;
+		let low = value;
 		for (let shift = width - 1; ; shift += width - 1) {
 			if (shift > 70) throw new BitcodeError('VBR field too long');
 			piece = this.read(width);
-			value += (piece < high ? piece : piece - high) * 2 ** shift;
-			if (piece < high) return value;
+			const part = (piece < high ? piece : piece - high) * 2 ** shift; // exact: a power of two times a small integer
+			value += part;
+			if (shift < 32) low = (low + (part % 2 ** 32)) % 2 ** 32;
+			if (piece < high) return value < 2 ** 53 ? value : 2 ** 40 + low;
 		}
 	}
 

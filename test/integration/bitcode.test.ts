@@ -178,6 +178,19 @@ for (const version of ['', '-16']) {
 				const end = wrapped.readUInt32LE(8) + wrapped.readUInt32LE(12);
 				expect(() => readBitcode(wrapped.subarray(0, end - 1))).toThrow(new BitcodeError('wrapper runs past the end'));
 			});
+
+			it('reads bytes above 0x7F in asm strings, which LLVM stores as sign-extended chars', async () => {
+				const dir = scratch('high');
+				// A UTF-8 file name and Latin-1 bytes, in module asm and in inline asm, as C escapes.
+				fs.writeFileSync(
+					path.join(dir, 'high.c'),
+					'asm(".incbin \\"\\xc3\\xa9.bin\\""); int f(int a) { asm volatile("nop # \\x80\\xff" ::: "memory"); return a; }\n',
+				);
+				await execa(clang, ['-flto=thin', '-O2', '-c', 'high.c', '-o', 'high.o'], { cwd: dir });
+				expect(readBitcode(fs.readFileSync(path.join(dir, 'high.o')))).toEqual([
+					{ thin: true, asm: ['.incbin "\xc3\xa9.bin"\n', 'nop # \x80\xff'] },
+				]);
+			});
 		},
 	);
 }
