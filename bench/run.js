@@ -2,7 +2,7 @@
 // as ratios against baselines measured in the same run (these machines are
 // shared and noisy, so absolute times mean little).
 //
-//   node bench/run.js [--runs N] [--entries N] [--only shim|module|manager]
+//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|manager]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +13,12 @@ import { realLinker } from '../dist/shared/pathsearch.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
-	options: { runs: { type: 'string', default: '40' }, entries: { type: 'string', default: '100000' }, only: { type: 'string' } },
+	options: {
+		runs: { type: 'string', default: '40' },
+		entries: { type: 'string', default: '100000' },
+		objects: { type: 'string', default: '3000' },
+		only: { type: 'string' },
+	},
 });
 const RUNS = Number(values.runs);
 const ENTRIES = Number(values.entries);
@@ -325,6 +330,62 @@ function buildModule(tree, name, n, fns, env) {
 	return mod;
 }
 
+// --- a whole-kernel-sized link ----------------------------------------------------
+/**
+ * A generated link of many ThinLTO objects through a thin archive, as
+ * vmlinux.o is linked from vmlinux.a: the shim in add mode, warm, against
+ * lld's own warm cache, with the inputs memo and without it (every object's
+ * bitcode read again: what the guard costs when nothing is remembered).
+ */
+function benchWide() {
+	const n = Number(values.objects);
+	const dir = path.join(work, 'wide');
+	fs.mkdirSync(dir);
+	console.log(`\nA generated link of ${n} ThinLTO objects in a thin archive (ld.lld -r --whole-archive, as vmlinux.o is linked)`);
+	const names = Array.from({ length: n }, (_, i) => `w${i}`);
+	for (const [i, name] of names.entries()) {
+		const next = names[(i + 1) % n];
+		fs.writeFileSync(
+			path.join(dir, `${name}.c`),
+			`int ${next}_f(int);\nint ${name}_g(int x) { int r; asm("lea 1(%1), %0" : "=r"(r) : "r"(x)); return r; }\n` +
+				`int ${name}_f(int x) { return x > ${i} ? ${name}_g(x) : ${next}_f(x + 1); }\n`,
+		);
+	}
+	fs.writeFileSync(path.join(dir, 'list'), names.map((name) => `${name}.c`).join('\n'));
+	run('sh', ['-c', 'xargs -P 2 -n 50 clang -flto=thin -O2 -c < list'], { cwd: dir });
+	// Older than the memo's racy window, as a rebuilt kernel's unchanged objects are.
+	spawnSync('sleep', ['2.1']);
+	run('ar', ['rcsT', 'all.a', ...names.map((name) => `${name}.o`)], { cwd: dir });
+	const shims = shimDir();
+	const real = realLinker('ld.lld', process.env.PATH);
+	const args = (cache) => ['-r', '-o', 'out.o', ...(cache ? [`--thinlto-cache-dir=${cache}`] : []), '--whole-archive', 'all.a'];
+	const root = path.join(work, 'wide-root');
+	const env = { ...process.env, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', LTOCACHE_MODE: 'add' };
+	const forget = () => fs.rmSync(path.join(root, 'ltocache.inputs'), { recursive: true, force: true });
+	const runs = Math.max(3, Math.floor(RUNS / 8));
+	const results = compare(
+		[
+			{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], { cwd: dir }] },
+			{ name: 'ld.lld, no cache', run: [real, args(), { cwd: dir }] },
+			{ name: 'ld.lld, its own cache, warm', run: [real, args('own-cache'), { cwd: dir }] },
+			{ name: 'shim, add mode, warm', run: [path.join(shims, 'ld.lld'), args(), { cwd: dir, env }] },
+			{ name: 'shim, add mode, warm, no memo', run: [path.join(shims, 'ld.lld'), args(), { cwd: dir, env }], before: forget },
+		],
+		runs,
+	);
+	const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
+	const node = by['node -e 0'];
+	const warm = by['ld.lld, its own cache, warm'];
+	for (const r of results)
+		console.log(`  ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / warm).toFixed(2)}x lld's warm cache  ${(r.ms / node).toFixed(2)}x node`);
+	const added = by['shim, add mode, warm'] - warm;
+	const guard = by['shim, add mode, warm, no memo'] - by['shim, add mode, warm'];
+	console.log(
+		`  added by the shim, warm: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0 (${(added - node).toFixed(1)} ms beyond Node's start-up)`,
+	);
+	console.log(`  reading every object's bitcode again when nothing is remembered: ${guard.toFixed(1)} ms more`);
+}
+
 // --- the manager --------------------------------------------------------------
 function generate(root, entries) {
 	const kernels = ['5.15.0-91', '6.1.0-18', '6.6.13', '6.8.0-31'];
@@ -407,6 +468,6 @@ function regenerate(root) {
 }
 
 console.log(`ltocache bench on ${os.cpus().length} CPUs, Node ${process.version}`);
-for (const [name, bench] of Object.entries({ shim: benchShim, module: benchModule, manager: benchManager })) {
+for (const [name, bench] of Object.entries({ shim: benchShim, module: benchModule, wide: benchWide, manager: benchManager })) {
 	if (values.only === undefined || values.only === name) await bench();
 }

@@ -59,7 +59,7 @@ export function openMemo(root: string, shared = false): Memo {
 		counts,
 		recall(st) {
 			try {
-				const stored = JSON.parse(readFileSync(file(st), 'latin1')) as Stored;
+				const stored = JSON.parse(readFileSync(file(st), 'utf8')) as Stored;
 				if (stored.v !== FORMAT || stored.id !== identity(st) || !Number.isInteger(stored.modules) || !Array.isArray(stored.asm))
 					return undefined;
 				if (!stored.asm.every((a) => typeof a === 'string')) return undefined;
@@ -78,7 +78,8 @@ export function openMemo(root: string, shared = false): Memo {
 				if (!made) mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
 				made = true;
 				fd = openSync(tmp, 'w', shared ? 0o660 : 0o600);
-				writeSync(fd, JSON.stringify({ v: FORMAT, id: identity(st), ...facts } satisfies Stored), null, 'latin1');
+				// UTF-8: asm strings hold bytes up to 0xFF and the reader's operand mark, U+0100.
+				writeSync(fd, JSON.stringify({ v: FORMAT, id: identity(st), ...facts } satisfies Stored), null, 'utf8');
 				// The memo's own mtime is the file system's "now": too close to the input's last change, and the change may not show.
 				const now = fstatSync(fd, { bigint: true }).mtimeNs;
 				closeSync(fd);
