@@ -1,25 +1,28 @@
-// The inputs memo: what the shim learned from an input's bitcode (its
-// ThinLTO modules and asm strings), kept under the cache root so that a
-// link reads again only the inputs that changed. A whole kernel relinks
-// hundreds of unchanged objects; reading their bitcode is most of what the
-// shim costs there.
+// The inputs memo: what the shim learned from a link's bitcode inputs
+// (their ThinLTO modules and asm strings), kept under the cache root so that
+// a relink reads again only the inputs that changed. A whole kernel relinks
+// hundreds of unchanged objects; reading their bitcode would be most of what
+// the shim costs there.
 //
-//   <root>/ltocache.inputs/<hash of device and inode>   one input's facts, JSON:
-//                                                       { v, id, modules, asm }
-//   <root>/ltocache.inputs/<...>.<pid>.tmp              one being written
+//   <root>/ltocache.inputs/<hash of cwd and argv>   one link's inputs, JSON:
+//                                                  { v, files: { <path>: { id, modules, asm } } }
+//   <root>/ltocache.inputs/<...>.<pid>.tmp         one being written
+//
+// One file a link (a kernel's vmlinux.o, a module's prelink), read once and
+// written back only when something was read anew: a link stats its inputs
+// instead of opening them.
 //
 // The memo may only save work, never change an answer. A fact holds while
 // the file's identity is what it was when it was read: device, inode, size,
 // and mtime and ctime in nanoseconds (ctime moves on every write and cannot
-// be set back). A file written within two seconds of being read is not
-// remembered at all: file times tick coarsely, so a second write in the
-// same tick could keep them (git's "racily clean" rule). Anything else that
-// is off (another format, a torn or foreign file) means the input is read
+// be set back). A file changed within two seconds of the memo's writing is
+// not remembered: file times tick coarsely, so a second write in the same
+// tick could keep them (git's "racily clean" rule). Anything else that is
+// off (another format, a torn or foreign file) means the inputs are read
 // again. Writes go to a temporary file renamed in, so parallel links never
-// see half a fact; the last writer wins.
+// see half a memo; the last writer wins.
 //
 // On the shim's hot path: node built-ins only.
-
 import type { BigIntStats } from 'node:fs';
 import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,62 +33,88 @@ export const MEMO_DIR = 'ltocache.inputs';
 /** Bumped whenever what the bitcode reader returns changes. */
 const FORMAT = 1;
 const RACY_NS = 2_000_000_000n;
-/** Facts about inputs no link has used for this long go at the next prune. */
+/** Memos no link has used for this long go at the next prune. */
 export const MEMO_MAX_AGE_MS = 7 * 86400_000;
-/** At most this many inputs are remembered; prune drops the least recently used beyond. */
-export const MEMO_MAX_FILES = 100_000;
+/** At most this many links are remembered; prune drops the least recently used beyond. */
+export const MEMO_MAX_FILES = 10_000;
 
 export type Facts = { modules: number; asm: Bytes[] };
-type Stored = Facts & { v: number; id: string };
+type Fact = Facts & { id: string };
+type Stored = { v: number; files: Record<string, Fact> };
 
 const identity = (st: BigIntStats) => `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 
+const isFact = (f: Fact | undefined): f is Fact =>
+	typeof f === 'object' &&
+	f !== null &&
+	typeof f.id === 'string' &&
+	Number.isInteger(f.modules) &&
+	Array.isArray(f.asm) &&
+	f.asm.every((a) => typeof a === 'string');
+
 export type Memo = {
-	/** The facts of the file open at fd, if remembered for exactly this identity. */
-	recall(st: BigIntStats): Facts | undefined;
-	/** Remember the facts of a file whose identity was st when it was read. */
-	learn(st: BigIntStats, facts: Facts): void;
+	/** The facts of a file whose identity is st now, if remembered for exactly this identity. */
+	recall(file: Bytes, st: BigIntStats): Facts | undefined;
+	/** Remember the facts of a file whose identity was st while it was read. */
+	learn(file: Bytes, st: BigIntStats, facts: Facts): void;
+	/** Write the memo back if anything was read anew; never throws. */
+	save(): void;
 	/** Inputs answered from the memo, and read. */
 	readonly counts: { recalled: number; read: number };
 };
 
-/** The memo under a cache root; shared: a root a group shares, whose members read each other's facts. */
-export function openMemo(root: string, shared = false): Memo {
+/**
+ * The memo of one link under a cache root: key names the link (its working
+ * directory and argv); shared: a root a group shares, whose members read
+ * each other's memos.
+ */
+export function openMemo(root: string, key: Bytes, shared = false): Memo {
 	const dir = join(root, MEMO_DIR);
-	const file = (st: BigIntStats) => join(dir, shortHash(Buffer.from(`${st.dev}:${st.ino}`)));
+	const file = join(dir, shortHash(Buffer.from(key, 'latin1')));
 	const counts = { recalled: 0, read: 0 };
-	let made = false;
+	let old: Record<string, Fact> | undefined;
+	const now: Record<string, Fact> = {};
+	const learned: Record<string, BigIntStats> = {};
+	const load = () => {
+		if (old) return old;
+		old = {};
+		try {
+			const stored = JSON.parse(readFileSync(file, 'utf8')) as Stored;
+			if (stored?.v === FORMAT && typeof stored.files === 'object' && stored.files !== null) old = stored.files;
+		} catch {} // none yet, or damaged: read every input
+		return old;
+	};
 	return {
 		counts,
-		recall(st) {
-			try {
-				const stored = JSON.parse(readFileSync(file(st), 'utf8')) as Stored;
-				if (stored.v !== FORMAT || stored.id !== identity(st) || !Number.isInteger(stored.modules) || !Array.isArray(stored.asm))
-					return undefined;
-				if (!stored.asm.every((a) => typeof a === 'string')) return undefined;
-				counts.recalled++;
-				return { modules: stored.modules, asm: stored.asm };
-			} catch {
-				return undefined;
-			}
+		recall(name, st) {
+			const fact = load()[name];
+			if (!isFact(fact) || fact.id !== identity(st)) return undefined;
+			now[name] = fact;
+			counts.recalled++;
+			return fact;
 		},
-		learn(st, facts) {
+		learn(name, st, facts) {
 			counts.read++;
-			const target = file(st);
-			const tmp = `${target}.${process.pid}.tmp`;
+			now[name] = { id: identity(st), ...facts };
+			learned[name] = st;
+		},
+		save() {
+			if (counts.read === 0) return;
+			const tmp = `${file}.${process.pid}.tmp`;
 			let fd: number | undefined;
 			try {
-				if (!made) mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
-				made = true;
+				mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
 				fd = openSync(tmp, 'w', shared ? 0o660 : 0o600);
+				// The temporary file's mtime is the file system's "now": an input changed too close to it may not show its change.
+				const clock = fstatSync(fd, { bigint: true }).mtimeNs;
+				for (const [name, st] of Object.entries(learned)) {
+					if (clock - st.ctimeNs < RACY_NS || clock - st.mtimeNs < RACY_NS) delete now[name];
+				}
 				// UTF-8: asm strings hold bytes up to 0xFF and the reader's operand mark, U+0100.
-				writeSync(fd, JSON.stringify({ v: FORMAT, id: identity(st), ...facts } satisfies Stored), null, 'utf8');
-				// The memo's own mtime is the file system's "now": too close to the input's last change, and the change may not show.
-				const now = fstatSync(fd, { bigint: true }).mtimeNs;
+				writeSync(fd, JSON.stringify({ v: FORMAT, files: now } satisfies Stored), null, 'utf8');
 				closeSync(fd);
 				fd = undefined;
-				if (now - st.ctimeNs < RACY_NS || now - st.mtimeNs < RACY_NS) rmSync(tmp, { force: true });
-				else renameSync(tmp, target);
+				renameSync(tmp, file);
 			} catch {
 				if (fd !== undefined) closeSync(fd);
 				rmSync(tmp, { force: true });
@@ -95,10 +124,10 @@ export function openMemo(root: string, shared = false): Memo {
 }
 
 /**
- * For prune and clear: remove remembered facts no link has used for maxAge
- * (last use: the later of atime and mtime), then the least recently used
- * beyond MEMO_MAX_FILES; all of them with maxAge 0. Temporary files of
- * links that died go once an hour old. Returns how many went.
+ * For prune and clear: remove memos no link has used for maxAge (last use:
+ * the later of atime and mtime), then the least recently used beyond
+ * MEMO_MAX_FILES; all of them with maxAge 0. Temporary files of links that
+ * died go once an hour old. Returns how many went.
  */
 export function pruneMemo(root: string, now: number, maxAge = MEMO_MAX_AGE_MS): number {
 	const dir = join(root, MEMO_DIR);

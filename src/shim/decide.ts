@@ -158,8 +158,9 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
 	const shared = isShared(root, env);
-	const memo = openMemo(root, shared);
+	const memo = openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
 	const inputs = readInputs(link.words, cwd, memo);
+	memo.save();
 	if (inputs.problem) return refuse(inputs.problem);
 	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
 	const codegen = await codegenKey(link.words, cwd);

@@ -206,17 +206,18 @@ function open(r: Reader, file: Bytes): number | undefined {
 function addFile(r: Reader, given: Bytes): void {
 	if (r.binary) return; // raw data, placed as it is
 	const file = chrooted(r, given);
+	// A bitcode file or a regular archive is remembered whole; a thin archive's members each by themselves.
+	const now = r.memo && statSync(onDisk(r, file), { bigint: true, throwIfNoEntry: false });
+	const known = now?.isFile() && r.memo?.recall(file, now);
+	if (known) {
+		r.inputs.modules += known.modules;
+		for (const text of known.asm) r.inputs.asm.push(text);
+		return;
+	}
 	const fd = open(r, file);
 	if (fd === undefined) return;
 	try {
-		// A bitcode file or a regular archive is remembered whole; a thin archive's members each by themselves.
 		const st = r.memo && fstatSync(fd, { bigint: true });
-		const known = st && r.memo?.recall(st);
-		if (known) {
-			r.inputs.modules += known.modules;
-			for (const text of known.asm) r.inputs.asm.push(text);
-			return;
-		}
 		const head = Buffer.alloc(8);
 		readSync(fd, head, 0, 8, 0);
 		const magic = head.toString('latin1');
@@ -232,7 +233,7 @@ function addFile(r: Reader, given: Bytes): void {
 		// Remembered only if the file stayed as it was while it was read.
 		const after = st && fstatSync(fd, { bigint: true });
 		if (st && after && after.size === st.size && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs) {
-			r.memo?.learn(st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm) });
+			r.memo?.learn(file, st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm) });
 		}
 	} catch (error) {
 		if (error instanceof Error && !('code' in error)) throw error;
@@ -385,11 +386,14 @@ function scriptFile(r: Reader, name: Bytes, script: Bytes, sysroot: boolean): By
  * relative to the archive's directory, as its path spells it.
  */
 function readArchive(r: Reader, fd: number, file: Bytes, thin: boolean): void {
-	const size = fstatSync(fd).size;
-	const header = Buffer.alloc(60);
+	// A thin archive holds only headers and tables, read in one go; a regular one is read member by member.
+	const whole = thin ? readFileSync(fd) : undefined;
+	const size = whole ? whole.length : fstatSync(fd).size;
+	let header = Buffer.alloc(60);
 	let longNames = '';
 	for (let at = 8; at + 60 <= size; ) {
-		readSync(fd, header, 0, 60, at);
+		if (whole) header = whole.subarray(at, at + 60);
+		else readSync(fd, header, 0, 60, at);
 		if (header.toString('latin1', 58, 60) !== '`\n')
 			throw new Error(`cannot read ${bytesToText(file)} (Error: bad archive member header at ${at})`);
 		const raw = header.toString('latin1', 0, 16).trimEnd();
@@ -401,7 +405,8 @@ function readArchive(r: Reader, fd: number, file: Bytes, thin: boolean): void {
 		const stored = !thin || tables; // a thin archive's members are elsewhere
 		at = data + (stored ? length + (length % 2) : 0);
 		if (raw === '//') {
-			longNames = read(fd, data, length, file).toString('latin1');
+			if (whole && data + length > whole.length) throw new Error(`cannot read ${bytesToText(file)} (Error: archive ends inside a member)`);
+			longNames = (whole ? whole.subarray(data, data + length) : read(fd, data, length, file)).toString('latin1');
 			continue;
 		}
 		if (tables) continue;
