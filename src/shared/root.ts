@@ -14,6 +14,8 @@ export const LOCK_NAME = 'ltocache.lock';
 export const PRUNE_STAMP = 'ltocache.last-prune';
 /** What stats last counted in each key directory (src/cli/scan.ts). */
 export const SUMMARY_NAME = 'ltocache.summary.json';
+// Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
+// Everything else at the root is a kernel release (src/shared/keydir.ts has the map below it).
 
 /** Cache roots to try, in order: $LTOCACHE_DIR, then $XDG_CACHE_HOME/ltocache (xdg-basedir falls back to ~/.cache). */
 export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
