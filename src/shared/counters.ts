@@ -49,14 +49,17 @@ const MAX_BYTES = 4 * 1024 * 1024;
 /**
  * After a link into dir: append its line. since is the directory's claim
  * time, as the file system's clock put it (lld's entries get theirs from
- * the same clock); never throws.
+ * the same clock); before, the directory's names when the link started:
+ * lld writes an entry only when it has none of that name, so only new
+ * names need a look at their times (a whole kernel's directory holds
+ * thousands). Never throws.
  */
-export function recordLink(dir: string, since: number, wallMs: number, modules: number): void {
+export function recordLink(dir: string, since: number, wallMs: number, modules: number, before?: Set<string>): void {
 	let fd: number | undefined;
 	try {
 		const written: Written[] = [];
 		for (const name of readdirSync(dir)) {
-			if (classify(name) !== 'entry') continue;
+			if (classify(name) !== 'entry' || before?.has(name)) continue;
 			const st = lstatSync(join(dir, name), { throwIfNoEntry: false });
 			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}

@@ -15,7 +15,7 @@
 // src/shim and src/shared import Node's built-ins by name: the bundle then
 // requires them as they are, where a default import (`import fs from`) is
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
-import { writeSync } from 'node:fs';
+import { readdirSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
 import { recordLink } from '../shared/counters.js';
@@ -66,6 +66,10 @@ async function main(): Promise<void> {
 		answer(`${CHAIN_VAR}=${quote(chain)}; export ${CHAIN_VAR}; set -- ${plan.args.map(quote).join(' ')}; exec ${quote(linker.file)} "$@"`);
 		return;
 	}
+	let before: Set<string> | undefined;
+	try {
+		if (dir && count) before = new Set(readdirSync(dir));
+	} catch {} // then every entry's time is looked at
 	const started = performance.now();
 	const afterLink = async (succeeded: boolean) => {
 		let kept = true;
@@ -86,7 +90,7 @@ async function main(): Promise<void> {
 			}
 		}
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
-		if (dir && count && succeeded && kept) recordLink(dir, count.since, performance.now() - started, count.modules);
+		if (dir && count && succeeded && kept) recordLink(dir, count.since, performance.now() - started, count.modules, before);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link

@@ -33,6 +33,13 @@ describe('counters', () => {
 		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
 	});
 
+	it('looks only at names that were not there when the link started, when it knows them', () => {
+		const dir = scratch('key');
+		for (const name of ['llvmcache-THERE', 'llvmcache-NEW']) fs.writeFileSync(path.join(dir, name), 'xy');
+		recordLink(dir, 5000, 1, 2, new Set(['llvmcache-THERE', 'ltocache.json']));
+		expect(JSON.parse(fs.readFileSync(file(dir), 'utf8')).w).toEqual([['NEW', fs.statSync(path.join(dir, 'llvmcache-NEW')).mtimeMs, 2]]);
+	});
+
 	it('ends a torn last line before its own, adds nothing between whole lines, and stops at 4 MiB', () => {
 		const dir = scratch('key');
 		recordLink(dir, 1, 1, 1);
