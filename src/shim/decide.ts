@@ -160,7 +160,6 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	const shared = isShared(root, env);
 	const memo = openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
 	const inputs = readInputs(link.words, cwd, memo);
-	memo.save();
 	if (inputs.problem) return refuse(inputs.problem);
 	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
 	const codegen = await codegenKey(link.words, cwd);
@@ -186,6 +185,8 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	};
 	const unusable = prepare(dir, meta, shared);
 	if (unusable) return refuse(unusable);
+	// Only once the root has room for this link: a memo must not take the space its entries need.
+	memo.save();
 	const since = lastClaim(dir) ?? Date.now();
 	return {
 		args: rewrite(toBytes(dir)),
