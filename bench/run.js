@@ -2,7 +2,7 @@
 // as ratios against baselines measured in the same run (these machines are
 // shared and noisy, so absolute times mean little).
 //
-//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|manager]
+//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|kernel|manager]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -386,6 +386,61 @@ function benchWide() {
 	console.log(`  reading every object's bitcode again when nothing is remembered: ${guard.toFixed(1)} ms more`);
 }
 
+// --- a whole kernel ---------------------------------------------------------------
+/**
+ * The vmlinux.o link of a tinyconfig 6.12 Clang ThinLTO kernel (one with no
+ * cache flag, as Linux >= 6.10 makes it) three ways: no cache, lld's own
+ * cache warm, the shim in add mode warm. The tree is built by
+ * bench/prepare-tinyconfig.sh, only with --only kernel (10-20 minutes once);
+ * other runs use it if it is there.
+ */
+function benchKernel() {
+	const cache = process.env.LTOCACHE_TEST_KERNEL_CACHE ?? '/var/cache/ltocache-test';
+	console.log('\nThe vmlinux.o link of a tinyconfig 6.12 Clang ThinLTO kernel (441 objects in vmlinux.a)');
+	const prepared =
+		fs.existsSync(cache) &&
+		fs
+			.readdirSync(cache)
+			.map((d) => path.join(cache, d))
+			.find((d) => path.basename(d).startsWith('linux-tinyconfig-') && fs.existsSync(path.join(d, '.ltocache-prepared')));
+	let tree = prepared;
+	if (!tree && values.only === 'kernel') tree = run(path.join(repo, 'bench/prepare-tinyconfig.sh'), [cache]).stdout.toString().trim();
+	if (!tree) return console.log(`  skipped: no prepared tree in ${cache} (npm run bench -- --only kernel builds one, 10-20 minutes)`);
+	const saved = fs.readFileSync(path.join(tree, '.vmlinux.o.cmd'), 'utf8').match(/^savedcmd_vmlinux\.o := ld\.lld (.*?)(?:;|$)/m);
+	if (!saved) return console.log('  skipped: no vmlinux.o command in the tree');
+	const args = (out, extra = []) => [
+		...extra,
+		...saved[1]
+			.trim()
+			.split(/\s+/)
+			.map((a) => (a === 'vmlinux.o' ? out : a)),
+	];
+	const real = realLinker('ld.lld', process.env.PATH);
+	const shim = path.join(shimDir(), 'ld.lld');
+	const own = path.join(work, 'kernel-own');
+	const env = { ...process.env, LTOCACHE_DIR: path.join(work, 'kernel-root'), LTOCACHE_AUTO_PRUNE: '0', LTOCACHE_MODE: 'add' };
+	const out = (name) => path.join(work, `vmlinux-${name}.o`);
+	const once = (name, cmd, a, options) => ({ name, ms: time(cmd, a, { cwd: tree, ...options }) });
+	const cold = [
+		once('ld.lld, no cache', real, args(out('none'))),
+		once('ld.lld, its own cache, cold', real, args(out('own'), [`--thinlto-cache-dir=${own}`])),
+		once('shim, add mode, cold', shim, args(out('shim')), { env }),
+	];
+	const warm = compare(
+		[
+			{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], { cwd: tree }] },
+			{ name: 'ld.lld, its own cache, warm', run: [real, args(out('own'), [`--thinlto-cache-dir=${own}`]), { cwd: tree }] },
+			{ name: 'shim, add mode, warm', run: [shim, args(out('shim')), { cwd: tree, env }] },
+		],
+		Math.max(3, Math.floor(RUNS / 8)),
+	);
+	const by = Object.fromEntries([...cold, ...warm].map((r) => [r.name, r.ms]));
+	const base = by['ld.lld, its own cache, warm'];
+	for (const r of [...cold, ...warm]) console.log(`  ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / base).toFixed(2)}x lld's warm cache`);
+	const same = ['own', 'shim'].map((name) => fs.readFileSync(out(name)).equals(fs.readFileSync(out('none'))));
+	console.log(`  byte-identical to the uncached link: lld's own cache ${same[0]}, the shim ${same[1]}`);
+}
+
 // --- the manager --------------------------------------------------------------
 function generate(root, entries) {
 	const kernels = ['5.15.0-91', '6.1.0-18', '6.6.13', '6.8.0-31'];
@@ -468,6 +523,12 @@ function regenerate(root) {
 }
 
 console.log(`ltocache bench on ${os.cpus().length} CPUs, Node ${process.version}`);
-for (const [name, bench] of Object.entries({ shim: benchShim, module: benchModule, wide: benchWide, manager: benchManager })) {
+for (const [name, bench] of Object.entries({
+	shim: benchShim,
+	module: benchModule,
+	wide: benchWide,
+	kernel: benchKernel,
+	manager: benchManager,
+})) {
 	if (values.only === undefined || values.only === name) await bench();
 }

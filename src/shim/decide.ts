@@ -9,7 +9,7 @@ import { openMemo } from '../shared/memo.js';
 import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
 import { type Codegen, codegenKey } from './codegen.js';
-import { type Guard, incbinGuard } from './incbin.js';
+import { type Guard, incbinGuard, rehash } from './incbin.js';
 import { readInputs } from './inputs.js';
 
 export type Plan = {
@@ -166,8 +166,8 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	if (codegen.problem) return refuse(codegen.problem);
 	const guard = await incbinGuard(inputs.asm, cwd);
 	if (guard.problem) return refuse(guard.problem);
-	const stamp = (g: Guard, c: Codegen) => `${g.hash}\n${g.identity}\n${c.hash}\n${c.identity}`;
-	const unchanged = async () => stamp(await incbinGuard(inputs.asm, cwd), await codegenKey(link.words, cwd)) === stamp(guard, codegen);
+	const stamp = (g: Pick<Guard, 'hash' | 'identity'>, c: Codegen) => `${g.hash}\n${g.identity}\n${c.hash}\n${c.identity}`;
+	const unchanged = async () => stamp(await rehash(guard.files), await codegenKey(link.words, cwd)) === stamp(guard, codegen);
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);

@@ -111,6 +111,39 @@ function identityOf(fd: number): string {
 	return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
+/** One file's part of the guard's hash: its name and contents, delimited. */
+function hashFile(hash: Hash, file: Bytes, keep: boolean): Read {
+	hash.update(`${file.length}:${file}:`, 'latin1');
+	const read = readInto(hash, file, keep);
+	hash.update(`:${read.size};`, 'latin1');
+	return read;
+}
+
+/**
+ * The guard's hash and identity of the files it named, read again: after
+ * the link, whether they are still what the directory's name stands for.
+ * Empty if one cannot be read.
+ */
+export async function rehash(files: Bytes[]): Promise<Pick<Guard, 'hash' | 'identity'>> {
+	if (files.length === 0) return {};
+	const hash = (await import('node:crypto')).createHash('sha256');
+	try {
+		const identity = files.map((file) => hashFile(hash, file, false).identity).join('\n');
+		return { hash: hash.digest('hex').slice(0, 16), identity };
+	} catch {
+		return {};
+	}
+}
+
+/**
+ * Whether the guard has anything to say about an asm string. The others
+ * name no file, spell no directive and define no macro: the inputs reader
+ * keeps only these (a kernel's vmlinux.o carries thousands of asm strings,
+ * a few dozen of them macros).
+ */
+export const concernsGuard = (text: Bytes): boolean =>
+	/inc(?:bin|lude)|macro|\.irp|\.rept/i.test(text) || spelledDirective(text) !== undefined;
+
 export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 	const files: Bytes[] = [];
 	const refuse = (problem: string): Guard => ({ files, problem });
@@ -135,15 +168,13 @@ export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 			if (files.includes(file)) continue;
 			hash ??= (await import('node:crypto')).createHash('sha256');
 			const include = match[1].toLowerCase() === 'include';
-			hash.update(`${file.length}:${file}:`, 'latin1');
 			let read: Read;
 			try {
-				read = readInto(hash, file, include);
+				read = hashFile(hash, file, include);
 			} catch (error) {
 				const why = error instanceof Error && !('code' in error) ? error.message : errorCode(error);
 				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${why})`;
 			}
-			hash.update(`:${read.size};`, 'latin1');
 			files.push(file);
 			identities.push(read.identity);
 			if (read.text !== undefined) {

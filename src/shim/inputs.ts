@@ -16,11 +16,12 @@ import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.j
 import { errorCode } from '../shared/keydir.js';
 import type { Memo } from '../shared/memo.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
+import { concernsGuard } from './incbin.js';
 
 export type Inputs = {
 	/** ThinLTO modules: one cache lookup each. */
 	modules: number;
-	/** Every assembly string in every module, module-level and inline. */
+	/** The assembly strings, module-level and inline, that the .incbin guard has something to say about (see concernsGuard), in order. */
 	asm: Bytes[];
 	/** Why what the link reads cannot be known, so it gets no cache. */
 	problem?: string;
@@ -247,7 +248,7 @@ function addBitcode(data: Buffer, name: Bytes, inputs: Inputs): void {
 	try {
 		for (const module of readBitcode(data)) {
 			if (module.thin) inputs.modules++;
-			inputs.asm.push(...module.asm);
+			for (const text of module.asm) if (concernsGuard(text)) inputs.asm.push(text);
 		}
 	} catch (error) {
 		if (!(error instanceof BitcodeError)) throw error;
