@@ -268,6 +268,23 @@ exit 99
 		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, ...args]);
 	});
 
+	it('stops, rather than exec itself forever, when Node.js is missing and LTOCACHE_LD names the shim', async () => {
+		const alias = path.join(scratch('alias'), 'my-ld');
+		fs.symlinkSync(path.join(shims, 'ld.lld'), alias);
+		const ran = path.join(scratch('rec'), 'argv');
+		const result = await execa(path.join(shims, 'ld.lld'), ['-r'], {
+			reject: false,
+			timeout: 10_000,
+			env: { PATH: `${shims}:${fakeDir}`, FAKE_LD_RECORD: ran, LTOCACHE_LD: alias },
+			extendEnv: false,
+		});
+		expect(result).toMatchObject({ exitCode: 127, timedOut: false });
+		expect(result.stderr).toBe(
+			`ltocache: node not found on PATH; running ld.lld with the original arguments\nltocache: LTOCACHE_LD=${alias} is the ltocache shim itself, not a real linker; set LTOCACHE_LD to the real linker`,
+		);
+		expect(fs.existsSync(ran)).toBe(false);
+	});
+
 	it('passes an empty --thinlto-cache-dir= through untouched', async () => {
 		for (const via of [{}, { LTOCACHE_NO_FAST_PATH: '1' }]) {
 			const result = await run(['--thinlto-cache-dir=/proc/unwritable', '--thinlto-cache-dir=', '-r'], via);
