@@ -93,7 +93,20 @@ function prepare(dir: string, meta: Metadata, shared: boolean): string | undefin
 	return undefined;
 }
 
+const MODES = ['redirect', 'drop', 'add'];
+
+/** What the real linker gets. An LTOCACHE_MODE that is none of the modes is said on every link, and redirect mode (the default) applies. */
 export async function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Promise<Plan> {
+	const mode = env.LTOCACHE_MODE;
+	if (!mode || MODES.includes(mode)) return decideIn(args, cwd, env);
+	const plan = await decideIn(args, cwd, { ...env, LTOCACHE_MODE: undefined });
+	const bad = `LTOCACHE_MODE=${mode} is not one of ${MODES.join(', ')}; using redirect`;
+	plan.warning = plan.warning ? `${bad}; ${plan.warning}` : bad;
+	plan.note ??= bad;
+	return plan;
+}
+
+async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Promise<Plan> {
 	const pass = (note?: string, warning?: string): Plan => ({ args, note: note ?? warning, warning });
 	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
 	const adding = env.LTOCACHE_MODE === 'add';

@@ -285,6 +285,18 @@ exit 99
 		expect(fs.existsSync(ran)).toBe(false);
 	});
 
+	it('says on every link that an LTOCACHE_MODE it does not know is none of the modes, and redirects as by default', async () => {
+		const blocker = path.join(scratch('blocked'), 'file');
+		fs.writeFileSync(blocker, ''); // below a regular file: unusable even for root
+		for (const args of [['-r'], [`--thinlto-cache-dir=${blocker}/cache`, '-r']]) {
+			const result = await run(args, { LTOCACHE_MODE: 'ad', LTOCACHE_DIR: scratch('root') });
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toBe('ltocache: LTOCACHE_MODE=ad is not one of redirect, drop, add; using redirect\nfake-ld stderr\n');
+			const argv = recorded(record).map(String).slice(1);
+			expect(argv).toEqual(args.length === 1 ? ['-r'] : [expect.stringMatching(/^--thinlto-cache-dir=\/.*root-\d+\//), '-r']);
+		}
+	});
+
 	it('passes an empty --thinlto-cache-dir= through untouched', async () => {
 		for (const via of [{}, { LTOCACHE_NO_FAST_PATH: '1' }]) {
 			const result = await run(['--thinlto-cache-dir=/proc/unwritable', '--thinlto-cache-dir=', '-r'], via);
