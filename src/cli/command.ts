@@ -51,7 +51,40 @@ export function splitAtCommand(command: Command, args: string[]): [string[], str
 	return [args, []];
 }
 
-/** parseArgs with one-line errors: its own messages go on to explain '--' usage. */
+/**
+ * A string option's value that begins with '-' (`--max-age -1d`): parseArgs
+ * refuses it as ambiguous before any check of ours could name what is wrong
+ * with it, so it is joined to its option (`--max-age=-1d`) and checked like
+ * any other value. A known option is never taken as a value.
+ */
+function joinDashValues(command: Command, args: string[]): string[] {
+	const out: string[] = [];
+	for (let i = 0; i < args.length; i++) {
+		const arg = args[i];
+		const next = args[i + 1];
+		const known = (word: string) =>
+			word === '--' || word.replace(/=.*/, '').replace(/^--?/, '') in command.options || /^(-h|--help)$/.test(word);
+		if (arg.startsWith('--') && command.options[arg.slice(2)]?.type === 'string' && next?.startsWith('-') && !known(next)) {
+			out.push(`${arg}=${next}`);
+			i++;
+		} else out.push(arg);
+	}
+	return out;
+}
+
+/** parseArgs's errors in our words: one line, lower case, naming the bad word (its own go on to explain '--'). */
+function ourWords(message: string): string {
+	const first = message.split(/\. |\n/)[0].replace(/\.$/, '');
+	const unknown = /^Unknown option '([^']+)'/.exec(first);
+	if (unknown) return `unknown option '${unknown[1]}'`;
+	const missing = /^Option '(--[\w-]+)[^']*' argument (missing|is ambiguous)/.exec(first);
+	if (missing) return `${missing[1]} needs a value`;
+	const unexpected = /^Unexpected argument '([^']*)'/.exec(first);
+	if (unexpected) return `unexpected argument '${unexpected[1]}'`;
+	return first.charAt(0).toLowerCase() + first.slice(1);
+}
+
+/** parseArgs with one-line errors. */
 export function parseOptions<O extends OptionSpecs>(
 	command: Command<O>,
 	args: string[],
@@ -59,14 +92,13 @@ export function parseOptions<O extends OptionSpecs>(
 	const options = Object.fromEntries(Object.entries(command.options).map(([name, spec]) => [name, { type: spec.type }]));
 	const [own, positionals] = splitAtCommand(command, args);
 	try {
-		const parsed = parseArgs({ args: own, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true });
+		const parsed = parseArgs({
+			args: joinDashValues(command, own),
+			options: { ...options, help: { type: 'boolean', short: 'h' } },
+			strict: true,
+		});
 		return { values: parsed.values as Values<O> & { help?: boolean }, positionals };
 	} catch (error) {
-		const message = (error as Error).message;
-		// `--max-age -1d`: name the value, not just the option.
-		const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message);
-		const value = ambiguous && args[args.indexOf(ambiguous[1]) + 1];
-		if (value) throw new UsageError(`invalid ${ambiguous[1]} '${value}'`);
-		throw new UsageError(message.split(/\. |\n/)[0].replace(/\.$/, ''));
+		throw new UsageError(ourWords((error as Error).message));
 	}
 }

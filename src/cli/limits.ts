@@ -1,6 +1,9 @@
 // Prune's limits: one type, and the parsers for what users type. Every
 // malformed value is a UsageError naming it: a typo must never turn into a
-// silent default and a mass delete.
+// silent default and a mass delete. A limit of 0 is no limit, for every
+// limit and from every source, as LLVM's cache policy (lld's own test:
+// "cache_size_files=0 should disable the limit, not delete everything") and
+// ccache's max_size read it; `ltocache clear` empties a cache.
 import { UsageError } from './command.js';
 
 export const DEFAULT_MAX_SIZE = '5GiB';
@@ -46,7 +49,7 @@ export function parseSize(text: string, what = 'size'): number {
 	const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
 	if (!match || unit === undefined) {
 		throw new UsageError(
-			`invalid ${what} '${text}' (expected a number with an optional unit K, M, G, T, KiB.., KB..: 123, 500K, 1.5G, 2GiB)`,
+			`invalid ${what} '${text}' (expected a number with an optional unit K, M, G, T, KiB.., KB..: 123, 500K, 1.5G, 2GiB; 0 for no limit)`,
 		);
 	}
 	return Math.floor(Number(match[1]) * unit);
@@ -61,10 +64,12 @@ const DURATION_UNITS: Record<string, number> = {
 	w: 7 * 86400 * SECOND,
 };
 
-/** A duration in milliseconds: `90s`, `30m`, `12h`, `7d`, `2w`. A unit is required. */
+/** A duration in milliseconds: `90s`, `30m`, `12h`, `7d`, `2w`. A unit is required, but for 0 (no limit). */
 export function parseDuration(text: string, what = 'duration'): number {
+	if (text.trim() === '0') return 0;
 	const match = /^(\d+(?:\.\d+)?)([smhdw])$/.exec(text.trim());
-	if (!match) throw new UsageError(`invalid ${what} '${text}' (expected a number and a unit s, m, h, d or w: 90s, 12h, 7d, 2w)`);
+	if (!match)
+		throw new UsageError(`invalid ${what} '${text}' (expected a number and a unit s, m, h, d or w: 90s, 12h, 7d, 2w; 0 for no limit)`);
 	return Number(match[1]) * DURATION_UNITS[match[2]];
 }
 
@@ -127,6 +132,13 @@ export function parsePolicy(text: string): Limits {
 	return policy;
 }
 
+/** The limits that are set: 0 is none. */
+function withoutZeros(limits: Limits): Limits {
+	const out: Limits = { ...limits };
+	for (const key of ['maxBytes', 'maxPercent', 'maxAge', 'maxFiles'] as const) if (out[key] === 0) delete out[key];
+	return out;
+}
+
 /** Each limit of both, the stricter where both set one. */
 function stricter(a: Limits, b: Limits): Limits {
 	const out: Limits = { ...a };
@@ -141,15 +153,16 @@ export type LimitOptions = { 'max-size'?: string; 'max-age'?: string; 'max-files
 
 /** Limits given on the command line, else the defaults (themselves overridable from the environment). */
 export function limitsFrom(values: LimitOptions, env: NodeJS.ProcessEnv): Limits {
-	let limits: Limits = {};
-	if (values['max-size'] !== undefined) limits.maxBytes = parseSize(values['max-size'], '--max-size');
-	if (values['max-age'] !== undefined) limits.maxAge = parseDuration(values['max-age'], '--max-age');
-	if (values['max-files'] !== undefined) limits.maxFiles = parseCount(values['max-files'], '--max-files');
-	if (values['stale-kernels']) limits.staleKernels = true;
-	if (values.policy !== undefined) limits = stricter(limits, parsePolicy(values.policy));
-	if (Object.keys(limits).length > 0) return limits;
-	return {
+	const given: Limits = {};
+	if (values['max-size'] !== undefined) given.maxBytes = parseSize(values['max-size'], '--max-size');
+	if (values['max-age'] !== undefined) given.maxAge = parseDuration(values['max-age'], '--max-age');
+	if (values['max-files'] !== undefined) given.maxFiles = parseCount(values['max-files'], '--max-files');
+	if (values['stale-kernels']) given.staleKernels = true;
+	const policy = values.policy === undefined ? undefined : parsePolicy(values.policy);
+	// Anything given, a 0 included, replaces the defaults.
+	if (Object.keys(given).length > 0 || values.policy !== undefined) return stricter(withoutZeros(given), withoutZeros(policy ?? {}));
+	return withoutZeros({
 		maxBytes: parseSize(env.LTOCACHE_MAX_SIZE || DEFAULT_MAX_SIZE, 'LTOCACHE_MAX_SIZE'),
 		maxAge: parseDuration(env.LTOCACHE_MAX_AGE || DEFAULT_MAX_AGE, 'LTOCACHE_MAX_AGE'),
-	};
+	});
 }

@@ -53,8 +53,21 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 		out(`ltocache ${version()}\n`);
 		return 0;
 	}
-	if (!Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command '${name}' (${Object.keys(COMMANDS).join(', ')})`);
+	if (!Object.hasOwn(COMMANDS, name)) {
+		throw new UsageError(`unknown command '${name}' (${Object.keys(COMMANDS).join(', ')}); see 'ltocache --help'`);
+	}
 	const command = (await COMMANDS[name].load()).default;
+	try {
+		return await runCommand(command, rest, env);
+	} catch (error) {
+		// Every usage error ends with where the usage is.
+		if (error instanceof UsageError) throw new UsageError(`${error.message}; see 'ltocache ${name} --help'`);
+		throw error;
+	}
+}
+
+async function runCommand(command: Command, rest: string[], env: NodeJS.ProcessEnv): Promise<number> {
+	const out = (text: string) => process.stdout.write(text);
 	// --help wins over bad options, as it did before parsing: `ltocache prune --max-size x --help`.
 	const help = () => {
 		out(helpText(command));

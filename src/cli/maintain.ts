@@ -13,12 +13,26 @@ import { toBytes } from '../shared/bytes.js';
 import { compactCounters, zeroCounters } from '../shared/counters.js';
 import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
 import { pruneMemo } from '../shared/memo.js';
-import { LOCK_NAME, resolveRoot } from '../shared/root.js';
+import { LOCK_NAME } from '../shared/root.js';
 import type { Limits } from './limits.js';
-import { type Entry, type Kernel, type Key, type Progress, type Scope, scanRoot, type Temp, totals, yieldToTimers } from './scan.js';
+import {
+	type Entry,
+	type Kernel,
+	type Key,
+	type Progress,
+	plural,
+	type Scope,
+	scanRoot,
+	type Temp,
+	totals,
+	unknownKernel,
+	yieldToTimers,
+} from './scan.js';
 
 export type Report = {
 	root: string;
+	/** What the command was limited to ('kernel 6.1.0-13-amd64', 'module /src/mod'); null for the whole root. remaining counts this set. */
+	scope: string | null;
 	dryRun: boolean;
 	removed: { entries: number; bytes: number; tempFiles: number; directories: number };
 	remaining: { entries: number; bytes: number };
@@ -108,13 +122,14 @@ async function carryOut(
 	dryRun: boolean,
 	lost: () => boolean,
 	now: number,
+	scope: Scope & { extmod?: string },
 	progress?: Progress,
 ): Promise<Report> {
-	const report = emptyReport(root, dryRun);
+	const report = emptyReport(root, dryRun, scope);
 	const evicted = new Set<string>();
 	for (const [i, entry] of evict.entries()) {
 		if (i % 1000 === 999) {
-			progress?.(`${dryRun ? 'counted' : 'removed'} ${i + 1} of ${evict.length} entries`);
+			progress?.(`${dryRun ? 'counted' : 'removed'} ${i + 1} of ${plural(evict.length, 'entry', 'entries')}`);
 			await yieldToTimers();
 		}
 		if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
@@ -152,17 +167,47 @@ function freeSpace(root: string): number {
 	}
 }
 
-function emptyReport(root: string, dryRun: boolean): Report {
-	return { root, dryRun, removed: { entries: 0, bytes: 0, tempFiles: 0, directories: 0 }, remaining: { entries: 0, bytes: 0 } };
+/** The set a scoped command works on, in words; null for the whole root. */
+function scopeText(scope: Scope & { extmod?: string }): string | null {
+	const parts = [scope.kernel !== undefined && `kernel ${scope.kernel}`, scope.extmod !== undefined && `module ${scope.extmod}`];
+	return parts.filter(Boolean).join(', ') || null;
+}
+
+/**
+ * A --kernel or --extmod that names nothing in the root is an error, listing
+ * what there is: `clear --kernel 6.1` that removed 0 entries and exited 0
+ * would leave the user thinking 6.1's cache was gone.
+ */
+function checkMatched(root: string, scope: Scope & { extmod?: string }, kernels: Kernel[]): void {
+	if (scope.kernel !== undefined && kernels.length === 0) throw unknownKernel(root, scope.kernel);
+	if (scope.extmod !== undefined && kernels.every((k) => k.keys.length === 0)) {
+		throw new Error(
+			`--extmod ${scope.extmod} matches nothing in ${root}${scope.kernel ? ` for kernel ${scope.kernel}` : ''} (ltocache stats lists the modules)`,
+		);
+	}
+}
+
+function emptyReport(root: string, dryRun: boolean, scope: Scope & { extmod?: string } = {}): Report {
+	return {
+		root,
+		scope: scopeText(scope),
+		dryRun,
+		removed: { entries: 0, bytes: 0, tempFiles: 0, directories: 0 },
+		remaining: { entries: 0, bytes: 0 },
+	};
 }
 
 export async function prune(root: string, limits: Limits, scope: Scope, dryRun: boolean, progress?: Progress): Promise<Report> {
-	if (!fs.existsSync(root)) return emptyReport(root, dryRun);
+	if (!fs.existsSync(root)) {
+		checkMatched(root, scope, []);
+		return emptyReport(root, dryRun);
+	}
 	return withLock(root, async (lost) => {
 		const now = Date.now();
 		const kernels = await scanRoot(root, scope, true, progress);
+		checkMatched(root, scope, kernels);
 		const evict = planPrune(kernels, limits, now, limits.maxPercent === undefined ? 0 : freeSpace(root));
-		const report = await carryOut(root, kernels, evict, dryRun, lost, now, progress);
+		const report = await carryOut(root, kernels, evict, dryRun, lost, now, scope, progress);
 		if (!dryRun) {
 			forEachKey(kernels, (dir) => compactCounters(dir, now));
 			pruneMemo(root, now);
@@ -177,15 +222,19 @@ export function keyMatches(key: Key, dir: string): boolean {
 }
 
 export async function clear(root: string, scope: Scope & { extmod?: string }, dryRun: boolean, progress?: Progress): Promise<Report> {
-	if (!fs.existsSync(root)) return emptyReport(root, dryRun);
+	if (!fs.existsSync(root)) {
+		checkMatched(root, scope, []);
+		return emptyReport(root, dryRun);
+	}
 	return withLock(root, async (lost) => {
 		const now = Date.now();
 		const kernels = await scanRoot(root, scope, true, progress);
 		if (scope.extmod !== undefined) {
 			for (const kernel of kernels) kernel.keys = kernel.keys.filter((key) => keyMatches(key, scope.extmod!));
 		}
+		checkMatched(root, scope, kernels);
 		const evict = kernels.flatMap((k) => k.keys.flatMap((key) => key.entries));
-		const report = await carryOut(root, kernels, evict, dryRun, lost, now, progress);
+		const report = await carryOut(root, kernels, evict, dryRun, lost, now, scope, progress);
 		// A cleared module starts counting again; `stats --zero` resets counters alone.
 		if (!dryRun) forEachKey(kernels, zeroCounters);
 		// What the shim remembers of inputs is no one module's: only a clear of everything forgets it.
@@ -207,20 +256,15 @@ export function renderReport(report: Report, json: boolean): string {
 	if (json) return `${JSON.stringify(report, null, 2)}\n`;
 	const verb = report.dryRun ? 'would remove' : 'removed';
 	const r = report.removed;
-	const extra = [r.tempFiles && `${r.tempFiles} stale temporary files`, r.directories && `${r.directories} idle directories`].filter(
-		Boolean,
-	);
+	const extra = [
+		r.tempFiles && plural(r.tempFiles, 'stale temporary file'),
+		r.directories && plural(r.directories, 'idle directory', 'idle directories'),
+	].filter(Boolean);
+	const set = report.scope ? ` of ${report.scope}` : '';
 	return (
-		`${verb} ${r.entries} entries (${prettyBytes(r.bytes)})${extra.length ? `, ${extra.join(', ')}` : ''}\n` +
-		`${report.dryRun ? 'would keep' : 'kept'} ${report.remaining.entries} entries (${prettyBytes(report.remaining.bytes)}) in ${report.root}\n`
+		`${verb} ${plural(r.entries, 'entry', 'entries')} (${prettyBytes(r.bytes)})${extra.length ? `, ${extra.join(', ')}` : ''}\n` +
+		`${report.dryRun ? 'would keep' : 'kept'} ${plural(report.remaining.entries, 'entry', 'entries')} (${prettyBytes(report.remaining.bytes)})${set} in ${report.root}\n`
 	);
-}
-
-/** The root prune and clear work on; they never create one. */
-export function existingRoot(env: NodeJS.ProcessEnv): string {
-	const found = resolveRoot(env, false);
-	if (found === undefined) throw new Error('no usable cache root (set LTOCACHE_DIR, or see ltocache doctor)');
-	return found;
 }
 
 /**

@@ -83,6 +83,24 @@ export function scanKey(dir: string, name: string, collect = true): Key {
 	return key;
 }
 
+/** `1 entry`, `2 entries`: a count and its noun. */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** The kernel releases a root holds, sorted as stats shows them: not the prune stamp, the summaries, foreign files, the lock or the inputs memo. */
+export function listReleases(root: string): string[] {
+	return dirents(root)
+		.filter((d) => d.isDirectory() && d.name !== LOCK_NAME && d.name !== MEMO_DIR)
+		.map((d) => d.name)
+		.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+}
+
+/** A --kernel that names no release in the root: an error that lists those there are. */
+export function unknownKernel(root: string | undefined, kernel: string): Error {
+	const releases = root ? listReleases(root) : [];
+	const there = releases.length ? `releases cached: ${releases.join(', ')}` : 'nothing is cached';
+	return new Error(`--kernel ${kernel} matches nothing in ${root ?? 'the cache'} (${there})`);
+}
+
 /** Lets timers run: proper-lockfile refreshes the lock from one, and a lock not refreshed for 5 s is taken over. */
 export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -106,11 +124,9 @@ async function scanReleases(root: string, scope: Scope, collect: boolean, summar
 	const kernels: Kernel[] = [];
 	let entries = 0;
 	let dirs = 0;
-	for (const release of dirents(root)) {
-		// Skips the prune stamp, the summaries, foreign files, and the lock and the inputs memo, which are directories.
-		if (!release.isDirectory() || release.name === LOCK_NAME || release.name === MEMO_DIR) continue;
-		if (scope.kernel !== undefined && release.name !== scope.kernel) continue;
-		const dir = path.join(root, release.name);
+	for (const release of listReleases(root)) {
+		if (scope.kernel !== undefined && release !== scope.kernel) continue;
+		const dir = path.join(root, release);
 		const keys: Key[] = [];
 		for (const d of dirents(dir)) {
 			if (!d.isDirectory()) continue;
@@ -118,12 +134,12 @@ async function scanReleases(root: string, scope: Scope, collect: boolean, summar
 			const key = summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect);
 			keys.push(key);
 			entries += key.count;
-			progress?.(`scanned ${++dirs} module directories, ${entries} entries`);
+			progress?.(`scanned ${plural(++dirs, 'module directory', 'module directories')}, ${plural(entries, 'entry', 'entries')}`);
 			await yieldToTimers();
 		}
-		kernels.push({ release: release.name, dir, installed: release.name !== NO_KERNEL && isInstalled(release.name), keys });
+		kernels.push({ release, dir, installed: release !== NO_KERNEL && isInstalled(release), keys });
 	}
-	return kernels.sort((a, b) => a.release.localeCompare(b.release, 'en', { numeric: true }));
+	return kernels;
 }
 
 type Summary = Pick<Key, 'count' | 'bytes' | 'lastUse' | 'temps' | 'foreign'> & { id: string };

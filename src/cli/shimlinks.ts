@@ -1,10 +1,13 @@
 // The shim's links on PATH, as install, uninstall, doctor and demo see them:
-// where the shim is, which linker names it stands in for, which symlinks
-// are its own.
+// where the shim is, which linker names it stands in for, which files are
+// ltocache's (src/shared/pathsearch.ts answers that, for every copy).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { toBytes } from '../shared/bytes.js';
+import { isShimLink } from '../shared/pathsearch.js';
+import { unusableReason } from '../shared/root.js';
 import { UsageError } from './command.js';
 
 /** Root's PATH under sudo (secure_path) and Debian's login.defs ENV_SUPATH: what a DKMS hook run by apt sees. */
@@ -28,33 +31,46 @@ export function linkerNames(pathDirs: string[]): string[] {
 	return [...names].sort();
 }
 
-/** Whether file is a symlink to this shim (by its target, so a dangling or relative link still counts). */
-export function isOurLink(file: string, shim = shimFile()): boolean {
+/** What a file on PATH is to this copy of ltocache: its own link, another copy's (or a dangling one's), or not ltocache's. */
+export function linkKind(file: string, shim = shimFile()): 'this' | 'other' | undefined {
+	if (!isShimLink(file)) return undefined;
 	try {
-		const target = fs.readlinkSync(file);
-		if (path.resolve(path.dirname(file), target) === shim) return true;
-		return fs.realpathSync(file) === fs.realpathSync(shim);
+		return fs.realpathSync(file) === fs.realpathSync(shim) ? 'this' : 'other';
 	} catch {
-		return false;
+		return 'other'; // dangling: into an install that is gone
 	}
 }
 
+/** Why root is needed, for a directory only root can write. */
+const needsRoot = (dir: string, command: string) =>
+	dir === SYSTEM_DIR && process.getuid?.() !== 0 ? `; --system needs root: sudo ltocache ${command} --system` : '';
+
+/** Why this user cannot write dir (or create it), if not: what a dry run checks instead of writing. */
+export const writeProblem = (dir: string) => unusableReason(toBytes(dir));
+
 /** fs calls on a directory install writes, with a hint when it takes root. */
-export function writing<T>(dir: string, fn: () => T): T {
+export function writing<T>(dir: string, command: string, fn: () => T): T {
 	try {
 		return fn();
 	} catch (error) {
 		const code = (error as NodeJS.ErrnoException).code;
 		if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error;
-		throw new Error(`cannot write ${dir} (${code})${dir === SYSTEM_DIR ? '; --system needs root: sudo ltocache install --system' : ''}`);
+		throw new Error(`cannot write ${dir} (${code})${needsRoot(dir, command)}`);
 	}
 }
 
 /** The directory install and uninstall work on (~/.local/bin, --system or --dir), and how they report. */
-export function target(values: { system?: boolean; dir?: string; 'dry-run'?: boolean }) {
+export function target(values: { system?: boolean; dir?: string; 'dry-run'?: boolean }, command: string) {
 	if (values.system && values.dir !== undefined) throw new UsageError('--system and --dir cannot be used together');
 	const dir = path.resolve(values.dir ?? (values.system ? SYSTEM_DIR : path.join(os.homedir(), '.local/bin')));
+	const st = fs.statSync(dir, { throwIfNoEntry: false });
+	if (values.dir !== undefined && st && !st.isDirectory()) throw new UsageError(`invalid --dir '${values.dir}': not a directory`);
 	const dryRun = Boolean(values['dry-run']);
 	const say = (line: string) => process.stdout.write(`${dryRun ? '(dry run) ' : ''}${line}\n`);
-	return { dir, dryRun, say };
+	/** A dry run that would fail says so, as the real one would, instead of claiming success. */
+	const check = () => {
+		const problem = dryRun ? writeProblem(dir) : undefined;
+		if (problem) throw new Error(`cannot write ${dir} (${problem})${needsRoot(dir, command)}`);
+	};
+	return { dir, dryRun, say, check };
 }

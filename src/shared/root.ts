@@ -4,7 +4,7 @@
 // On the shim's hot path: node built-ins and xdg-basedir only (importing
 // xdg-basedir costs nothing measurable).
 import { accessSync, constants, existsSync, lstatSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { xdgCache } from 'xdg-basedir';
 import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
 
@@ -17,12 +17,69 @@ export const SUMMARY_NAME = 'ltocache.summary.json';
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
 // Everything else at the root is a kernel release (src/shared/keydir.ts has the map below it).
 
-/** Cache roots to try, in order: $LTOCACHE_DIR, then $XDG_CACHE_HOME/ltocache (xdg-basedir falls back to ~/.cache). */
-export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
-	const roots: string[] = [];
-	if (env.LTOCACHE_DIR) roots.push(resolve(env.LTOCACHE_DIR));
-	if (xdgCache) roots.push(join(xdgCache, 'ltocache'));
+/** A place the root may come from, in the order they are tried. */
+export type Candidate = {
+	/** What chose it: a variable the user set (LTOCACHE_DIR, XDG_CACHE_HOME), or HOME for the XDG default. */
+	variable: 'LTOCACHE_DIR' | 'XDG_CACHE_HOME' | 'HOME';
+	/** The variable's value, as set. */
+	value: string;
+	root: string;
+};
+
+/**
+ * Cache roots to try, in order: $LTOCACHE_DIR, then $XDG_CACHE_HOME/ltocache
+ * (xdg-basedir's ~/.cache when it is unset). A relative value is kept as
+ * given: it names a different place in every directory a build links in,
+ * so it is refused (see problemWith), never resolved against the cwd.
+ */
+export function rootCandidates(env: NodeJS.ProcessEnv = process.env): Candidate[] {
+	const roots: Candidate[] = [];
+	if (env.LTOCACHE_DIR) roots.push({ variable: 'LTOCACHE_DIR', value: env.LTOCACHE_DIR, root: env.LTOCACHE_DIR });
+	if (env.XDG_CACHE_HOME) {
+		roots.push({ variable: 'XDG_CACHE_HOME', value: env.XDG_CACHE_HOME, root: join(env.XDG_CACHE_HOME, 'ltocache') });
+	} else if (xdgCache) {
+		roots.push({ variable: 'HOME', value: env.HOME ?? '', root: join(xdgCache, 'ltocache') });
+	}
 	return roots;
+}
+
+/** Why a candidate cannot be the root (an errno code, or words), or undefined if it can. */
+export function problemWith(candidate: Candidate): string | undefined {
+	if (!isAbsolute(candidate.root)) return 'not an absolute path';
+	return unusableReason(toBytes(candidate.root));
+}
+
+export type RootChoice = {
+	/** The root to use, or undefined if there is no safe one. */
+	root?: string;
+	/** What chose it; 'fallback' for /var/tmp/ltocache-<uid>. */
+	from: Candidate['variable'] | 'fallback';
+	/** The candidates passed over, and why: one the user set is worth saying. */
+	skipped: (Candidate & { problem: string })[];
+};
+
+/**
+ * The cache root to use, what chose it, and what was passed over on the way.
+ * The shim creates the fallback; the manager (create = false) only looks at it.
+ */
+export function chooseRoot(env: NodeJS.ProcessEnv = process.env, create = true): RootChoice {
+	const skipped: RootChoice['skipped'] = [];
+	for (const candidate of rootCandidates(env)) {
+		const problem = problemWith(candidate);
+		if (problem === undefined) return { root: resolve(candidate.root), from: candidate.variable, skipped };
+		skipped.push({ ...candidate, problem });
+	}
+	const fallback = fallbackRoot();
+	return { root: ensurePrivateDir(fallback, create) ? fallback : undefined, from: 'fallback', skipped };
+}
+
+/** The variable the user set whose root could not be used, if one was passed over. */
+export const skippedSetting = (choice: RootChoice) => choice.skipped.find((s) => s.variable !== 'HOME');
+
+/** One line on a root passed over: the variable, its value, the path and why. */
+export function describeSkipped(s: RootChoice['skipped'][number]): string {
+	const path = s.root === s.value ? '' : ` (${s.root})`;
+	return `${s.variable}=${s.value}${path} is not usable: ${s.problem}`;
 }
 
 /**
@@ -31,7 +88,7 @@ export function rootCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
  * creates in it is then made usable by every member (see keydir's claim).
  */
 export function isShared(root: string, env: NodeJS.ProcessEnv = process.env): boolean {
-	if (!env.LTOCACHE_DIR || resolve(env.LTOCACHE_DIR) !== root) return false;
+	if (!env.LTOCACHE_DIR || !isAbsolute(env.LTOCACHE_DIR) || resolve(env.LTOCACHE_DIR) !== root) return false;
 	try {
 		const { mode } = statSync(root);
 		return (mode & 0o2000) !== 0 && (mode & 0o070) === 0o070;
@@ -97,16 +154,4 @@ export function ensurePrivateDir(dir: string, create = true): boolean {
 	} catch {
 		return false;
 	}
-}
-
-/**
- * The cache root to use, or undefined if there is no safe one. The shim
- * creates the fallback; the manager (create = false) only looks at it.
- */
-export function resolveRoot(env: NodeJS.ProcessEnv = process.env, create = true): string | undefined {
-	for (const root of rootCandidates(env)) {
-		if (unusableReason(toBytes(root)) === undefined) return root;
-	}
-	const fallback = fallbackRoot();
-	return ensurePrivateDir(fallback, create) ? fallback : undefined;
 }

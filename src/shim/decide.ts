@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { openMemo } from '../shared/memo.js';
-import { isShared, resolveRoot, unusableReason } from '../shared/root.js';
+import { chooseRoot, describeSkipped, isShared, skippedSetting, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
 import { type Codegen, codegenKey } from './codegen.js';
 import { type Guard, incbinGuard, rehash } from './incbin.js';
@@ -165,8 +165,13 @@ type Link = {
  */
 async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why: string, quiet?: boolean) => Plan): Promise<Plan> {
 	const { cwd, env } = link;
-	const root = resolveRoot(env);
-	if (root === undefined) return refuse('no safe cache root (see ltocache doctor)');
+	const choice = chooseRoot(env);
+	const { root } = choice;
+	// A root the user set and the shim cannot use is said on every link it affects: the entries go elsewhere.
+	const passed = skippedSetting(choice);
+	if (root === undefined)
+		return refuse(`${passed ? `${describeSkipped(passed)}, and there is ` : ''}no safe cache root (see ltocache doctor)`);
+	const instead = passed && `${describeSkipped(passed)}; using ${root}`;
 	// lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
 	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
@@ -209,5 +214,6 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		count: { modules: inputs.modules, since },
 		unchanged: guard.identity || codegen.identity ? unchanged : undefined,
 		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled})`,
+		...(instead ? { warning: instead } : {}),
 	};
 }

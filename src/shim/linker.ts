@@ -2,15 +2,17 @@
 //
 // The shim is found on PATH under the name the build asked for (ld.lld,
 // ld.lld-16, ...), so the real linker is the next executable of that name on
-// PATH that is not a shim. "Not a shim" compares files (device and inode,
-// like `test -ef`), not names, and LTOCACHE_CHAIN carries every file already
-// passed through in this link to the child, so two wrappers that each skip
-// only themselves cannot call each other forever. bin/ld.lld's fast path
-// does the same with shell built-ins; both spell the linker and the chain
-// byte for byte alike.
+// PATH that is not a shim. "Not a shim" is any copy of ltocache's shim, known
+// by its contents (isShimFile: another user's or root's install is passed
+// over, not run as a second hop), or any file already passed through in
+// this link: LTOCACHE_CHAIN carries those to the child, compared as files
+// (device and inode, like `test -ef`), so two wrappers that each skip only
+// themselves cannot call each other forever. bin/ld.lld's fast path does
+// the same with shell built-ins; both spell the linker and the chain byte
+// for byte alike.
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { isExecutableFile, searchPath } from '../shared/pathsearch.js';
+import { isExecutableFile, isShimFile, searchPath } from '../shared/pathsearch.js';
 
 export const CHAIN_VAR = 'LTOCACHE_CHAIN';
 
@@ -40,7 +42,7 @@ export function nextChain(env: NodeJS.ProcessEnv, self: string, linker: Linker):
 export function locateLinker(name: string, self: string, env: NodeJS.ProcessEnv): Located {
 	const skip = new Set([self, ...(env[CHAIN_VAR] ?? '').split('\n')].map(identity));
 	skip.delete(undefined);
-	const isShim = (file: string) => skip.has(identity(file));
+	const isShim = (file: string) => skip.has(identity(file)) || isShimFile(file);
 	// argv[0] is the linker's path, as a shell's exec gives it; a linker of
 	// another name (LTOCACHE_LD) gets the name the build called, from which
 	// lld takes its flavour.

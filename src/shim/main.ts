@@ -4,20 +4,15 @@
 //
 // bin/ld.lld loads this (bundled as dist/ld.lld.cjs) only for what its shell
 // fast path leaves over, with process.argv = [node, $0, SELF, ARGS...]:
-// SELF is the shim's path as the build invoked it, made absolute. It asks
-// for a plan (LTOCACHE_PLAN=1): a shell command that execs the linker, which
-// the shell then runs, so the linker replaces the shim's own process and
-// Node never has to spawn it. A link that needs work after it (one whose
-// cache directory ltocache chose is counted, see src/shared/counters.ts) or
-// an argv[0] a shell cannot give is run from here; the shell sends a link it
-// expects to be one of those here directly, without asking for a plan.
+// SELF is the shim's path as the build invoked it, made absolute. There are
+// two routes to the linker: the shell execs it (fast path), or this runs it
+// as its child and exits as it did.
 //
 // src/shim and src/shared import Node's built-ins by name: the bundle then
 // requires them as they are, where a default import (`import fs from`) is
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
-import { readdirSync, writeSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { Bytes } from '../shared/bytes.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -30,7 +25,6 @@ async function main(): Promise<void> {
 	const env = process.env;
 	const self = process.argv[2];
 	const name = basename(self);
-	const planning = env.LTOCACHE_PLAN === '1';
 
 	const args = rawArgs();
 	let plan: Plan;
@@ -43,28 +37,17 @@ async function main(): Promise<void> {
 	const located = locateLinker(name, self, env);
 	if ('error' in located) {
 		process.stderr.write(`ltocache: ${located.error}; set LTOCACHE_LD to the real linker\n`);
-		if (!planning) process.exit(127);
-		answer('exit 127');
-		return;
+		process.exit(127);
 	}
 	const { linker } = located;
 	const { root, dir, shared, count } = plan;
-	if (planning && (count || shared || linker.argv0 !== linker.file)) {
-		answer('rerun');
-		return;
-	}
 
 	if (env.LTOCACHE_VERBOSE === '1') {
 		process.stderr.write(`ltocache: running ${linker.file}\n`);
 		if (plan.note) process.stderr.write(`ltocache: ${plan.note}\n`);
+		if (plan.warning && plan.warning !== plan.note) process.stderr.write(`ltocache: ${plan.warning}\n`);
 	} else if (plan.warning) {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
-	}
-	const chain = nextChain(env, self, linker);
-	if (planning) {
-		if (root) await maybeStartPrune(root, env);
-		answer(`${CHAIN_VAR}=${quote(chain)}; export ${CHAIN_VAR}; set -- ${plan.args.map(quote).join(' ')}; exec ${quote(linker.file)} "$@"`);
-		return;
 	}
 	let before: Set<string> | undefined;
 	try {
@@ -96,16 +79,8 @@ async function main(): Promise<void> {
 		} catch {} // housekeeping never fails a link
 		if (root) await maybeStartPrune(root, env);
 	};
+	const chain = nextChain(env, self, linker);
 	await runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);
-}
-
-/** One argument for the shell, byte for byte: single quotes hold anything but NUL, which argv cannot carry. */
-const quote = (bytes: Bytes) => `'${bytes.replaceAll("'", "'\\''")}'`;
-
-/** The plan, as bytes, on stdout (a pipe the shell reads to its end). */
-function answer(text: string): void {
-	const buffer = Buffer.from(text, 'latin1');
-	for (let done = 0; done < buffer.length; ) done += writeSync(1, buffer, done);
 }
 
 void main();

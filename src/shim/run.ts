@@ -1,12 +1,12 @@
-// Running the real linker from Node, for the links bin/ld.lld cannot exec
-// itself (a shared root needs work after the link; a linker of another name
-// needs an argv[0] a shell cannot give), as if the build had run it: inherited
+// Running the real linker from Node, for the links bin/ld.lld leaves to Node
+// (a cache directory to move or count, an argv[0] a shell cannot give, any
+// doubt), as if the build had run it: inherited
 // stdio, its exit status, its death signal, and the build's signals passed on.
 // `ltocache run` runs its command the same way.
 //
 // node:child_process rather than execa: importing execa costs ~100 ms, more
 // than Node's own start-up, on every link; the shim needs only spawn, and
-// loads even that only here (~5 ms that a planned link does without), with
+// loads even that only here, with
 // process.getBuiltinModule (Node >= 20.16): import() would first start the
 // ES module loader, ~4 ms more on every link Node runs.
 import { existsSync } from 'node:fs';

@@ -260,7 +260,13 @@ describe('ltocache clear', () => {
 		expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(2);
 		expect(left()).toEqual({ oldOne: 0, newOne: 2, newTwo: 0 });
 
-		expect((await run(root, ['clear', '--extmod', path.join(modRoot, 'three')])).removed.entries).toBe(0);
+		// A module that has no entries is an error, not `removed 0` (issue 21, item 3).
+		const none = await ltocache(root, ['clear', '--extmod', path.join(modRoot, 'three')]);
+		expect(none).toMatchObject({
+			exitCode: 1,
+			stdout: '',
+			stderr: `ltocache: --extmod ${path.join(modRoot, 'three')} matches nothing in ${root} (ltocache stats lists the modules)`,
+		});
 		expect(left()).toEqual({ oldOne: 0, newOne: 2, newTwo: 0 });
 
 		// A module whose path starts with another's is another module.
@@ -341,14 +347,19 @@ describe('safety', () => {
 		const before = onDisk(root);
 		const cases: [string[], string, Record<string, string>?][] = [
 			[['prune', '--max-size', '10Q'], "invalid --max-size '10Q'"],
-			[['prune', '--max-age', '-1d'], "invalid --max-age '-1d'"],
+			// A value that starts with '-' gets the same hint as any other (issue 21, item 5).
+			[['prune', '--max-age', '-1d'], "invalid --max-age '-1d' (expected a number and a unit"],
 			[['prune', '--max-files', 'many'], "invalid --max-files 'many'"],
 			[['prune', '--policy', 'cache_size=lots'], "invalid --policy 'cache_size=lots'"],
-			[['prune', '--max-age=1d', '--bogus'], "Unknown option '--bogus'"],
+			// One style: ours, lower case, ending with where the usage is.
+			[['prune', '--max-age=1d', '--bogus'], "ltocache: unknown option '--bogus'; see 'ltocache prune --help'"],
+			[['prune', '--max-age', '--dry-run'], "ltocache: --max-age needs a value; see 'ltocache prune --help'"],
 			[['prune'], "invalid LTOCACHE_MAX_AGE '30'", { LTOCACHE_MAX_AGE: '30' }],
-			[['clear', 'everything'], "Unexpected argument 'everything'"],
+			[['clear', 'everything'], "ltocache: unexpected argument 'everything'; see 'ltocache clear --help'"],
 			[['frobnicate'], "unknown command 'frobnicate'"],
-			[['stats', '--kernel'], "'--kernel <value>' argument missing"],
+			[['stats', '--kernel'], "ltocache: --kernel needs a value; see 'ltocache stats --help'"],
+			// Relative: a different place in every directory a build links in.
+			[['stats'], 'ltocache: LTOCACHE_DIR=cache is not an absolute path', { LTOCACHE_DIR: 'cache' }],
 		];
 		for (const [args, message, env] of cases) {
 			const result = await ltocache(root, args, env);

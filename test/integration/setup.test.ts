@@ -56,7 +56,10 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache insta
 		expect(dry.stdout).toContain(`(dry run) linked ${dir}/ld.lld`);
 		expect(fs.existsSync(dir)).toBe(false);
 		const both = await cli(['install', '--system', '--dir', dir]);
-		expect(both).toMatchObject({ exitCode: 2, stderr: 'ltocache: --system and --dir cannot be used together' });
+		expect(both).toMatchObject({
+			exitCode: 2,
+			stderr: "ltocache: --system and --dir cannot be used together; see 'ltocache install --help'",
+		});
 	});
 });
 
@@ -86,7 +89,6 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 		asNobody('node', [path.join(path.dirname(staged), 'ltocache'), 'doctor', ...extra], {
 			PATH: pathValue,
 			HOME: '/nonexistent',
-			XDG_CACHE_HOME: '/nonexistent',
 			LTOCACHE_MODULES: modules,
 		});
 
@@ -287,8 +289,8 @@ describeIf(hasToolchain, 'clang and ld.lld')('ltocache run', () => {
 
 	it('rejects a bad mode and a missing command in one line with status 2, and says when CMD is not there', async () => {
 		for (const [args, message] of [
-			[['--mode', 'fast', 'true'], "ltocache: invalid --mode 'fast' (redirect, drop or add)"],
-			[[], 'ltocache: run needs a command: ltocache run -- CMD [ARGS...]'],
+			[['--mode', 'fast', 'true'], "ltocache: invalid --mode 'fast' (redirect, drop or add); see 'ltocache run --help'"],
+			[[], "ltocache: run needs a command: ltocache run -- CMD [ARGS...]; see 'ltocache run --help'"],
 		] as const) {
 			const { child, leftOver } = runVia([...args]);
 			expect(await child).toMatchObject({ exitCode: 2, stderr: message });

@@ -33,6 +33,8 @@ describe('parseDuration', () => {
 		['7d', 604_800_000],
 		['2w', 1_209_600_000],
 		['1.5d', 129_600_000],
+		['0', 0],
+		['0d', 0],
 	])('%s is %d ms', (text, ms) => {
 		expect(parseDuration(text)).toBe(ms);
 	});
@@ -89,6 +91,16 @@ describe('limitsFrom', () => {
 	it('rejects a bad environment value by name', () => {
 		expect(() => limitsFrom({}, { LTOCACHE_MAX_SIZE: 'lots' })).toThrow("invalid LTOCACHE_MAX_SIZE 'lots'");
 		expect(() => limitsFrom({}, { LTOCACHE_MAX_AGE: '-1d' })).toThrow("invalid LTOCACHE_MAX_AGE '-1d'");
+	});
+
+	// As LLVM reads its policy (lld's test: cache_size_files=0 "should disable the limit, not delete everything") and ccache max_size (issue 21, item 4).
+	it('reads 0 as no limit, for every limit and from every source, and still leaves the defaults out', () => {
+		expect(limitsFrom({ 'max-size': '0' }, {})).toEqual({});
+		expect(limitsFrom({ 'max-age': '0' }, {})).toEqual({});
+		expect(limitsFrom({ 'max-files': '0', 'max-size': '1M' }, {})).toEqual({ maxBytes: 1024 ** 2 });
+		expect(limitsFrom({ policy: 'cache_size_files=0:cache_size_bytes=0:prune_after=0s:cache_size=0%' }, {})).toEqual({});
+		expect(limitsFrom({ 'max-size': '1M', policy: 'cache_size_bytes=0' }, {})).toEqual({ maxBytes: 1024 ** 2 });
+		expect(limitsFrom({}, { LTOCACHE_MAX_SIZE: '0', LTOCACHE_MAX_AGE: '0' })).toEqual({});
 	});
 
 	it('combines --policy with explicit limits, the stricter winning', () => {

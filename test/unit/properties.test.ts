@@ -154,8 +154,9 @@ describe('limits', () => {
 			),
 			{ numRuns: RUNS },
 		);
-		// A duration takes its unit right after the number, and needs one.
-		const durationSpec = (t: string) => (/^\s*\d+(\.\d+)?[smhdw]\s*$/.test(t) ? bySpec(DURATION, (u) => u)(t) : undefined);
+		// A duration takes its unit right after the number, and needs one, but for a bare 0 (no limit).
+		const durationSpec = (t: string) =>
+			t.trim() === '0' ? 0 : /^\s*\d+(\.\d+)?[smhdw]\s*$/.test(t) ? bySpec(DURATION, (u) => u)(t) : undefined;
 		fc.assert(fc.property(text, total(parseDuration, durationSpec)), { numRuns: RUNS });
 	});
 

@@ -1,7 +1,8 @@
 // `ltocache clear`: remove every entry, or one kernel's, or one module's.
 import path from 'node:path';
 import { defineCommand } from '../command.js';
-import { clear, existingRoot, renderReport, terminalProgress } from '../maintain.js';
+import { clear, renderReport, terminalProgress } from '../maintain.js';
+import { existingRoot } from '../settings.js';
 
 export default defineCommand({
 	usage: 'clear [--kernel REL] [--extmod PATH] [--dry-run] [--json]',

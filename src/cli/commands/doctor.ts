@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
-import { which } from '../../shared/pathsearch.js';
-import { fallbackRoot, isShared, modulesDirs, resolveRoot, rootCandidates, unusableReason } from '../../shared/root.js';
+import { isShimFile, which } from '../../shared/pathsearch.js';
+import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
 import { defineCommand } from '../command.js';
-import { isOurLink, linkerNames, ROOT_PATH, shimFile } from '../shimlinks.js';
+import { linkerNames, linkKind, ROOT_PATH, SYSTEM_DIR, shimFile } from '../shimlinks.js';
 
 export default defineCommand({
 	usage: 'doctor [--json]',
@@ -49,27 +49,44 @@ async function resolveLinker(
 	const check = `${name} on ${where}`;
 	const first = which(name, pathValue);
 	if (!first) return { finding: { level: 'warn', check, message: `${name} is not on ${where}` }, shimFirst: false };
-	if (!isOurLink(first, shim) && fs.realpathSync(first) !== fs.realpathSync(shim)) {
+	if (!isShimFile(first)) {
+		const install =
+			where === "root's default PATH" ? `${process.getuid?.() === 0 ? '' : 'sudo '}ltocache install --system` : 'ltocache install';
 		return {
-			finding: {
-				level: 'warn',
-				check,
-				message: `${first} is the real linker (${await version(first)}), not the shim: run ltocache install${where === "root's default PATH" ? ' --system' : ''}`,
-			},
+			finding: { level: 'warn', check, message: `${first} is the real linker (${await version(first)}), not the shim: run ${install}` },
 			shimFirst: false,
 		};
 	}
+	const copy = linkKind(first, shim) === 'this' ? 'the shim' : `the shim of another ltocache installation (${fs.realpathSync(first)})`;
 	const located = locateLinker(name, shim, { PATH: pathValue });
 	if ('error' in located)
-		return { finding: { level: 'fail', check, message: `${first} is the shim, but ${located.error}` }, shimFirst: true };
+		return { finding: { level: 'fail', check, message: `${first} is ${copy}, but ${located.error}` }, shimFirst: true };
 	return {
 		finding: {
 			level: 'ok',
 			check,
-			message: `${first} is the shim; real linker ${located.linker.file} (${await version(located.linker.file)})`,
+			message: `${first} is ${copy}; real linker ${located.linker.file} (${await version(located.linker.file)})`,
 		},
 		shimFirst: true,
 	};
+}
+
+/** Links into an ltocache install that is gone (npm uninstall before ltocache uninstall): harmless, but litter. */
+function danglingFindings(pathDirs: string[]): Finding[] {
+	const findings: Finding[] = [];
+	for (const dir of new Set(pathDirs.filter(Boolean))) {
+		for (const name of linkerNames([dir])) {
+			const file = path.join(dir, name);
+			if (linkKind(file) === 'other' && !fs.existsSync(file)) {
+				findings.push({
+					level: 'warn',
+					check: file,
+					message: `points into a removed ltocache install (${fs.readlinkSync(file)}): ltocache uninstall${dir === SYSTEM_DIR ? ' --system' : ` --dir ${dir}`} removes it`,
+				});
+			}
+		}
+	}
+	return findings;
 }
 
 /** A group's name from /etc/group, else its number. */
@@ -86,22 +103,38 @@ function groupName(gid: number): string {
 
 function cacheRootFinding(env: NodeJS.ProcessEnv): Finding {
 	const check = 'cache root';
-	const candidates = rootCandidates(env);
-	const usable = candidates.find((root) => unusableReason(toBytes(root)) === undefined);
-	if (usable && isShared(usable, env)) {
-		const gid = fs.statSync(usable).gid;
+	const choice = chooseRoot(env, false);
+	const { root } = choice;
+	const passed = skippedSetting(choice);
+	if (passed) {
+		const links = root ? `links use ${root} instead` : 'links run without a cache';
 		return {
-			level: 'ok',
+			level: 'fail',
 			check,
-			message: `${usable} is usable, shared with group ${groupName(gid)} (setgid, group-writable): its members reuse, prune and clear each other's entries`,
+			message: `${describeSkipped(passed)}: ${links}, and the manager refuses to run until you fix or unset ${passed.variable}`,
 		};
 	}
-	if (usable) return { level: 'ok', check, message: `${usable} is usable` };
-	const why =
-		candidates.map((root) => `${root} (${unusableReason(toBytes(root))})`).join(', ') || 'no LTOCACHE_DIR, XDG_CACHE_HOME or HOME';
+	const from = {
+		LTOCACHE_DIR: 'set by LTOCACHE_DIR',
+		XDG_CACHE_HOME: 'from XDG_CACHE_HOME',
+		HOME: 'the default under your home',
+		fallback: '',
+	}[choice.from];
+	if (root && choice.from !== 'fallback') {
+		if (isShared(root, env)) {
+			const gid = fs.statSync(root).gid;
+			return {
+				level: 'ok',
+				check,
+				message: `${root} (${from}) is usable, shared with group ${groupName(gid)} (setgid, group-writable): its members reuse, prune and clear each other's entries`,
+			};
+		}
+		return { level: 'ok', check, message: `${root} (${from}) is usable` };
+	}
+	const why = choice.skipped.map((s) => `${s.root} (${s.problem})`).join(', ') || 'no LTOCACHE_DIR, XDG_CACHE_HOME or HOME';
 	const fallback = fallbackRoot();
-	if (!fs.existsSync(fallback) || resolveRoot(env, false) === fallback) {
-		return { level: 'warn', check, message: `not usable: ${why}; links will use ${fallback}` };
+	if (!fs.existsSync(fallback) || root === fallback) {
+		return { level: 'warn', check, message: `not usable: ${why}; links will use ${fallback} (set LTOCACHE_DIR to choose)` };
 	}
 	return {
 		level: 'fail',
@@ -126,7 +159,17 @@ function makefileText(build: string): string {
 
 function kernelFindings(env: NodeJS.ProcessEnv, shimFirst: boolean): Finding[] {
 	const findings: Finding[] = [];
+	// /lib is a link to usr/lib on merged-/usr systems: each tree once.
+	const seen = new Set<string>();
 	for (const base of modulesDirs(env)) {
+		let real: string;
+		try {
+			real = fs.realpathSync(base);
+		} catch {
+			continue;
+		}
+		if (seen.has(real)) continue;
+		seen.add(real);
 		let releases: string[] = [];
 		try {
 			releases = fs.readdirSync(base).sort();
@@ -169,11 +212,11 @@ function kernelFindings(env: NodeJS.ProcessEnv, shimFirst: boolean): Finding[] {
 }
 
 /** clang -fuse-ld=lld runs the ld.lld beside clang before looking at PATH. */
-function clangFinding(env: NodeJS.ProcessEnv, shim: string): Finding | undefined {
+function clangFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	const clang = which('clang', env.PATH ?? '');
 	if (!clang) return undefined;
 	const beside = path.join(path.dirname(fs.realpathSync(clang)), 'ld.lld');
-	if (!fs.existsSync(beside) || isOurLink(beside, shim)) return undefined;
+	if (!fs.existsSync(beside) || isShimFile(beside)) return undefined;
 	return {
 		level: 'warn',
 		check: 'clang -fuse-ld=lld',
@@ -198,16 +241,20 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 		[shimFirst, userPath, 'PATH'],
 		[rootShimFirst, ROOT_PATH, "root's default PATH"],
 	] as const) {
-		if (inFront && !which('node', pathValue)) {
+		const node = which('node', pathValue);
+		if (inFront && !node) {
 			findings.push({
 				level: 'fail',
 				check: `node on ${where}`,
 				message: `the shim is first on ${where} but node is not: it cannot move an unwritable cache directory, so such links still fail`,
 			});
+		} else if (inFront && node) {
+			findings.push({ level: 'ok', check: `node on ${where}`, message: `${node} (${await version(node)}) runs the shim's redirects` });
 		}
 	}
+	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
 	findings.push(cacheRootFinding(env), ...kernelFindings(env, shimFirst));
-	const clang = clangFinding(env, shim);
+	const clang = clangFinding(env);
 	if (clang) findings.push(clang);
 	return findings;
 }

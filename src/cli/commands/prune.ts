@@ -1,7 +1,8 @@
 // `ltocache prune`: evict least recently used entries beyond the limits.
 import { defineCommand } from '../command.js';
 import { DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE, limitsFrom } from '../limits.js';
-import { existingRoot, prune, renderReport, terminalProgress } from '../maintain.js';
+import { prune, renderReport, terminalProgress } from '../maintain.js';
+import { existingRoot } from '../settings.js';
 
 export default defineCommand({
 	usage: 'prune [limits] [--kernel REL] [--dry-run] [--json]',

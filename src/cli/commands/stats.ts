@@ -2,9 +2,9 @@
 import prettyBytes from 'pretty-bytes';
 import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
 import { isIncbinVariant, NO_KERNEL } from '../../shared/keydir.js';
-import { resolveRoot } from '../../shared/root.js';
 import { defineCommand } from '../command.js';
-import { type Kernel, type Key, type Scope, scanRoot, totals } from '../scan.js';
+import { type Kernel, type Key, listReleases, plural, type Scope, scanRoot, totals, unknownKernel } from '../scan.js';
+import { managedRoot } from '../settings.js';
 
 export default defineCommand({
 	usage: 'stats [--json] [--kernel REL] [--zero]',
@@ -17,11 +17,16 @@ nothing else.`,
 		zero: { type: 'boolean', help: 'reset the links, hits and misses counted so far (of --kernel only, if given)' },
 	},
 	async run(values, env) {
-		const root = resolveRoot(env, false);
+		const root = managedRoot(env);
 		const scope = { kernel: values.kernel };
+		if (values.kernel !== undefined && !(root && listReleases(root).includes(values.kernel))) throw unknownKernel(root, values.kernel);
 		if (values.zero) {
 			const zeroed = root ? await zero(root, scope) : 0;
-			process.stdout.write(`zeroed the counters of ${zeroed} module directories${root ? ` in ${root}` : ''}\n`);
+			process.stdout.write(
+				values.json
+					? `${JSON.stringify({ root: root ?? null, zeroed })}\n`
+					: `zeroed the counters of ${plural(zeroed, 'module directory', 'module directories')}${root ? ` in ${root}` : ''}\n`,
+			);
 			return 0;
 		}
 		const stats = await collectStats(root, scope);

@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { defineCommand } from '../command.js';
-import { isOurLink, linkerNames, SYSTEM_DIR, shimFile, target } from '../shimlinks.js';
+import { linkerNames, linkKind, SYSTEM_DIR, target, writeProblem } from '../shimlinks.js';
 
 export default defineCommand({
 	usage: 'uninstall [--system | --dir DIR] [--dry-run]',
-	description: `Removes the ld.lld and ld.lld-NN symlinks that point at this shim, from
+	description: `Removes the ld.lld and ld.lld-NN symlinks of ltocache's shim (of this or any
+other installation, dangling ones into a removed install included), from
 everywhere install puts them (~/.local/bin and /usr/local/bin), or only from
 /usr/local/bin (--system) or DIR. Other files are left alone. Exit status 1
 if links remain that it could not remove.`,
@@ -17,16 +18,17 @@ if links remain that it could not remove.`,
 		'dry-run': { type: 'boolean', help: 'say what would be done, do nothing' },
 	},
 	async run(values) {
-		const { dir, dryRun, say } = target(values);
+		const { dir, dryRun, say } = target(values, 'uninstall');
 		const dirs = values.system || values.dir !== undefined ? [dir] : [dir, SYSTEM_DIR].filter((d, i, all) => all.indexOf(d) === i);
-		const shim = shimFile();
 		let removed = 0;
 		let left = 0;
 		for (const where of dirs) {
 			for (const name of linkerNames([where])) {
 				const file = path.join(where, name);
-				if (!isOurLink(file, shim)) continue;
+				if (!linkKind(file)) continue;
 				try {
+					const problem = dryRun ? writeProblem(where) : undefined;
+					if (problem) throw Object.assign(new Error(problem), { code: problem });
 					if (!dryRun) fs.unlinkSync(file);
 					say(`removed ${file}`);
 					removed++;
