@@ -21,6 +21,7 @@ export default defineConfig({
 		reporters: ['default', noSkipsInCI],
 		// A detached prune outliving a test would race the removal of its
 		// scratch directory; the tests of automatic pruning turn it back on.
-		env: { LTOCACHE_AUTO_PRUNE: '0' },
+		// The machine's and the user's configuration files stay out of it too.
+		env: { LTOCACHE_AUTO_PRUNE: '0', LTOCACHE_SYSTEM_CONFIG: '/nonexistent/ltocache.conf', LTOCACHE_CONFIG: '/nonexistent/config' },
 	},
 });

@@ -4,10 +4,8 @@
 // limit and from every source, as LLVM's cache policy (lld's own test:
 // "cache_size_files=0 should disable the limit, not delete everything") and
 // ccache's max_size read it; `ltocache clear` empties a cache.
+import { describeSource, readSettings, type Setting, type Value } from '../shared/config.js';
 import { UsageError } from './command.js';
-
-export const DEFAULT_MAX_SIZE = '5GiB';
-export const DEFAULT_MAX_AGE = '30d';
 
 /** What prune enforces; an absent field is no limit. */
 export type Limits = {
@@ -85,11 +83,11 @@ export function parseCount(text: string, what = 'count'): number {
  * cache_size is a percentage; cache_size_bytes takes k, m or g (powers of
  * 1024). prune_interval is valid there and means nothing to a one-shot prune.
  */
-export function parsePolicy(text: string): Limits {
+export function parsePolicy(text: string, what = '--policy'): Limits {
 	const policy: Limits = {};
 	if (text === '') return policy;
 	const bad = (why: string): never => {
-		throw new UsageError(`invalid --policy '${text}': ${why}`);
+		throw new UsageError(`invalid ${what} '${text}': ${why}`);
 	};
 	const integer = (value: string, key: string) =>
 		/^\d+$/.test(value) ? Number(value) : bad(`${key} needs a whole number, got '${value}'`);
@@ -151,7 +149,30 @@ function stricter(a: Limits, b: Limits): Limits {
 
 export type LimitOptions = { 'max-size'?: string; 'max-age'?: string; 'max-files'?: string; 'stale-kernels'?: boolean; policy?: string };
 
-/** Limits given on the command line, else the defaults (themselves overridable from the environment). */
+/** How a setting is named in an error: the variable, the file and line, or the setting itself. */
+export function settingName(key: Setting, value: Value): string {
+	const source = describeSource(value.source);
+	return 'env' in value.source ? source : 'file' in value.source ? `${key} (${source})` : key;
+}
+
+/**
+ * The configured limits: the environment, else the configuration files,
+ * else the defaults (5 GiB, 30 days). A configuration file that is not
+ * right is bad input, named by file and line.
+ */
+export function configuredLimits(env: NodeJS.ProcessEnv): Limits {
+	const { values, problems } = readSettings(env);
+	if (problems.length > 0) throw new UsageError(problems[0]);
+	const name = (key: Setting) => settingName(key, values[key]);
+	const limits = withoutZeros({
+		maxBytes: parseSize(values['max-size'].value, name('max-size')),
+		maxAge: parseDuration(values['max-age'].value, name('max-age')),
+		maxFiles: parseCount(values['max-files'].value, name('max-files')),
+	});
+	return stricter(limits, withoutZeros(parsePolicy(values.policy.value, name('policy'))));
+}
+
+/** Limits given on the command line, else the configured ones. */
 export function limitsFrom(values: LimitOptions, env: NodeJS.ProcessEnv): Limits {
 	const given: Limits = {};
 	if (values['max-size'] !== undefined) given.maxBytes = parseSize(values['max-size'], '--max-size');
@@ -159,10 +180,7 @@ export function limitsFrom(values: LimitOptions, env: NodeJS.ProcessEnv): Limits
 	if (values['max-files'] !== undefined) given.maxFiles = parseCount(values['max-files'], '--max-files');
 	if (values['stale-kernels']) given.staleKernels = true;
 	const policy = values.policy === undefined ? undefined : parsePolicy(values.policy);
-	// Anything given, a 0 included, replaces the defaults.
+	// Anything given, a 0 included, replaces the configured limits.
 	if (Object.keys(given).length > 0 || values.policy !== undefined) return stricter(withoutZeros(given), withoutZeros(policy ?? {}));
-	return withoutZeros({
-		maxBytes: parseSize(env.LTOCACHE_MAX_SIZE || DEFAULT_MAX_SIZE, 'LTOCACHE_MAX_SIZE'),
-		maxAge: parseDuration(env.LTOCACHE_MAX_AGE || DEFAULT_MAX_AGE, 'LTOCACHE_MAX_AGE'),
-	});
+	return configuredLimits(env);
 }

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default:
 	doctor: { summary: 'check PATH, the real linkers, the cache root and installed kernels', load: () => import('./commands/doctor.js') },
 	demo: { summary: 'link two ThinLTO objects through the shim into a read-only place', load: () => import('./commands/demo.js') },
 	run: { summary: 'run a build with the shim first on its PATH, installing nothing', load: () => import('./commands/run.js') },
+	config: { summary: 'show the settings and where each comes from, or set one', load: () => import('./commands/config.js') },
 };
 
 function overview(): string {

@@ -1,14 +1,16 @@
-// After a redirected link: start `ltocache prune` with its defaults, at most
-// once a day, detached so that make and DKMS never wait for it. On every
-// other link this costs one stat of the stamp file.
+// After a redirected link: start `ltocache prune` with its defaults (the
+// configured limits), at most once a day, detached so that make and DKMS
+// never wait for it. On every other link this costs one stat of the stamp
+// file.
 import { realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PRUNE_STAMP } from '../shared/root.js';
 
 const DAY_MS = 86400_000;
 
-export async function maybeStartPrune(root: string, env: NodeJS.ProcessEnv): Promise<void> {
-	if (env.LTOCACHE_AUTO_PRUNE === '0') return;
+/** @param enabled the auto-prune setting (LTOCACHE_AUTO_PRUNE, or the configuration files) */
+export async function maybeStartPrune(root: string, env: NodeJS.ProcessEnv, enabled: boolean): Promise<void> {
+	if (!enabled) return;
 	const stamp = join(root, PRUNE_STAMP);
 	try {
 		const last = statSync(stamp, { throwIfNoEntry: false })?.mtimeMs ?? 0;

@@ -4,6 +4,7 @@
 import { readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
+import { MODES } from '../shared/config.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { openMemo } from '../shared/memo.js';
 import { chooseRoot, describeSkipped, isShared, skippedSetting, unusableReason } from '../shared/root.js';
@@ -93,23 +94,31 @@ function prepare(dir: string, meta: Metadata, shared: boolean): string | undefin
 	return undefined;
 }
 
-const MODES = ['redirect', 'drop', 'add'];
-
-/** What the real linker gets. An LTOCACHE_MODE that is none of the modes is said on every link, and redirect mode (the default) applies. */
-export async function decide(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Promise<Plan> {
-	const mode = env.LTOCACHE_MODE;
-	if (!mode || MODES.includes(mode)) return decideIn(args, cwd, env);
-	const plan = await decideIn(args, cwd, { ...env, LTOCACHE_MODE: undefined });
-	const bad = `LTOCACHE_MODE=${mode} is not one of ${MODES.join(', ')}; using redirect`;
+/**
+ * What the real linker gets. A mode that is none of the modes is said on
+ * every link, and redirect mode (the default) applies.
+ * @param mode the mode, and where it came from: LTOCACHE_MODE, or a configuration file's line
+ */
+export async function decide(
+	args: Bytes[],
+	cwd: string,
+	env: NodeJS.ProcessEnv,
+	mode = { value: env.LTOCACHE_MODE ?? '', source: 'LTOCACHE_MODE' },
+): Promise<Plan> {
+	if (!mode.value || MODES.includes(mode.value)) return decideIn(args, cwd, env, mode.value);
+	const plan = await decideIn(args, cwd, env, 'redirect');
+	const named = mode.source === 'LTOCACHE_MODE' ? `LTOCACHE_MODE=${mode.value}` : `mode = ${mode.value} (${mode.source})`;
+	const bad = `${named} is not one of ${MODES.join(', ')}; using redirect`;
 	plan.warning = plan.warning ? `${bad}; ${plan.warning}` : bad;
 	plan.note ??= bad;
 	return plan;
 }
 
-async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Promise<Plan> {
+/** @param env the process's own, so that rawEnv can read what Node could not decode */
+async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode: string): Promise<Plan> {
 	const pass = (note?: string, warning?: string): Plan => ({ args, note: note ?? warning, warning });
 	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
-	const adding = env.LTOCACHE_MODE === 'add';
+	const adding = mode === 'add';
 
 	// Most links have no cache flag and no response file: no file system work.
 	if (!adding && !args.some((a) => a.startsWith('@') || a.includes('thinlto-cache-dir'))) return pass();
@@ -139,7 +148,7 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv): Pro
 		const text = `--thinlto-cache-dir=${shown} is not writable (${reason}); ${why}, linking without a ThinLTO cache`;
 		return { args: withCacheDir(args, flag, ''), note: text, warning: warn ? text : undefined };
 	};
-	if (env.LTOCACHE_MODE === 'drop') return drop('LTOCACHE_MODE=drop', false);
+	if (mode === 'drop') return drop('LTOCACHE_MODE=drop', false);
 	const plan = await choose(
 		{ words: scan.words, cwd, env, key: original },
 		(dir) => withCacheDir(args, flag, dir),

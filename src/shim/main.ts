@@ -13,6 +13,7 @@
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
 import { readdirSync } from 'node:fs';
 import { basename } from 'node:path';
+import { describeSource, isOff, readSettings } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -27,9 +28,11 @@ async function main(): Promise<void> {
 	const name = basename(self);
 
 	const args = rawArgs();
+	// The configured mode and auto-prune (the environment overrides the files); a file's mistakes are the manager's to report.
+	const { values: settings } = readSettings(env);
 	let plan: Plan;
 	try {
-		plan = await decide(args, process.cwd(), env);
+		plan = await decide(args, process.cwd(), env, { value: settings.mode.value, source: describeSource(settings.mode.source) });
 	} catch (error) {
 		plan = { args, note: `unexpected ${String(error)}; passing argv through` };
 	}
@@ -77,7 +80,7 @@ async function main(): Promise<void> {
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link
-		if (root) await maybeStartPrune(root, env);
+		if (root) await maybeStartPrune(root, env, !isOff(settings['auto-prune'].value));
 	};
 	const chain = nextChain(env, self, linker);
 	await runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);

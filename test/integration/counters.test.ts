@@ -164,7 +164,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 		await link(xdg, '/src/z');
 		await link(xdg, '/src/z');
 		const zero = await asNobody(cli, ['stats', '--zero'], user);
-		expect(zero).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^zeroed the counters of 1 module directories in /) });
+		expect(zero).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^zeroed the counters of 1 module directory in /) });
 		expect(await keyOf(xdg)).toMatchObject({ links: 0, hits: 0, misses: 0, entries: N });
 
 		await link(xdg, '/src/z');

@@ -296,7 +296,7 @@ describe('safety', () => {
 		setAge(foreignTmp, 100);
 		makeEntry(key, { ageDays: 100 });
 
-		for (const args of [['prune', '--max-size', '0'], ['clear']]) {
+		for (const args of [['prune', '--max-size', '1'], ['clear']]) {
 			await run(root, args);
 			expect(victims.every((v) => fs.existsSync(v))).toBe(true);
 			expect(fs.existsSync(foreign)).toBe(true);

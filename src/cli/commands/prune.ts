@@ -1,14 +1,17 @@
 // `ltocache prune`: evict least recently used entries beyond the limits.
+
+import { SETTINGS } from '../../shared/config.js';
 import { defineCommand } from '../command.js';
-import { DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE, limitsFrom } from '../limits.js';
+import { limitsFrom } from '../limits.js';
 import { prune, renderReport, terminalProgress } from '../maintain.js';
 import { existingRoot } from '../settings.js';
 
 export default defineCommand({
 	usage: 'prune [limits] [--kernel REL] [--dry-run] [--json]',
 	description: `Evicts least recently used entries (last use = later of atime and mtime)
-until every limit holds. With no limits: --max-size \${LTOCACHE_MAX_SIZE:-${DEFAULT_MAX_SIZE}}
---max-age \${LTOCACHE_MAX_AGE:-${DEFAULT_MAX_AGE}}.`,
+until every limit holds. With no limits given: the configured ones (ltocache
+config shows them and where each comes from; by default max-size ${SETTINGS['max-size'].default}, max-age
+${SETTINGS['max-age'].default}). A limit of 0 is no limit, as in LLVM's cache policy.`,
 	options: {
 		'max-size': { type: 'string', arg: 'SIZE', help: 'cap on the whole root (or --kernel): 123, 500K, 10M, 1.5G, 2GiB' },
 		'max-age': { type: 'string', arg: 'DURATION', help: 'evict entries unused for longer: 90s, 12h, 7d, 2w' },

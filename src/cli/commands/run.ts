@@ -6,12 +6,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { toBytes } from '../../shared/bytes.js';
+import { MODES } from '../../shared/config.js';
 import { which } from '../../shared/pathsearch.js';
 import { runLinker } from '../../shim/run.js';
 import { defineCommand, UsageError } from '../command.js';
 import { linkerNames, shimFile } from '../shimlinks.js';
-
-const MODES = ['redirect', 'drop', 'add'];
 
 export default defineCommand({
 	usage: 'run [--mode MODE] [--] CMD [ARGS...]',

@@ -3,6 +3,7 @@ import prettyBytes from 'pretty-bytes';
 import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
 import { isIncbinVariant, NO_KERNEL } from '../../shared/keydir.js';
 import { defineCommand } from '../command.js';
+import { configuredLimits, type Limits } from '../limits.js';
 import { type Kernel, type Key, listReleases, plural, type Scope, scanRoot, totals, unknownKernel } from '../scan.js';
 import { managedRoot } from '../settings.js';
 
@@ -29,7 +30,7 @@ nothing else.`,
 			);
 			return 0;
 		}
-		const stats = await collectStats(root, scope);
+		const stats = await collectStats(root, scope, env);
 		process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : renderStats(stats));
 		return 0;
 	},
@@ -58,6 +59,8 @@ export type StatsJson = {
 	totalEntries: number;
 	totalBytes: number;
 	tempFiles: number;
+	/** What prune (and the daily auto-prune) keeps the cache within, null where none; null if the configuration is not right. */
+	limits: { maxBytes: number | null; maxAge: number | null; maxFiles: number | null; usedPercent: number | null } | null;
 	kernels: (Counted & {
 		release: string;
 		installed: boolean;
@@ -80,7 +83,26 @@ export type StatsJson = {
 
 const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
-export async function collectStats(root: string | undefined, scope: Scope): Promise<StatsJson> {
+/** The configured limits, and how full the cache is against the tighter of size and count. */
+function limitsOf(all: { entries: number; bytes: number }, env: NodeJS.ProcessEnv): StatsJson['limits'] {
+	let limits: Limits;
+	try {
+		limits = configuredLimits(env);
+	} catch {
+		return null; // `ltocache config` says what is wrong
+	}
+	const shares = [limits.maxBytes && all.bytes / limits.maxBytes, limits.maxFiles && all.entries / limits.maxFiles].filter(
+		(x): x is number => typeof x === 'number',
+	);
+	return {
+		maxBytes: limits.maxBytes ?? null,
+		maxAge: limits.maxAge ?? null,
+		maxFiles: limits.maxFiles ?? null,
+		usedPercent: shares.length ? Math.round(1000 * Math.max(...shares)) / 10 : null,
+	};
+}
+
+export async function collectStats(root: string | undefined, scope: Scope, env: NodeJS.ProcessEnv = process.env): Promise<StatsJson> {
 	const kernels: Kernel[] = root ? await scanRoot(root, scope, false) : [];
 	const all = totals(kernels.flatMap((k) => k.keys));
 	// Read afresh on every run: the shim appends to them without touching what the summaries go by.
@@ -96,6 +118,7 @@ export async function collectStats(root: string | undefined, scope: Scope): Prom
 		totalEntries: all.entries,
 		totalBytes: all.bytes,
 		tempFiles: all.temps,
+		limits: limitsOf(all, env),
 		kernels: kernels.map((kernel) => {
 			const t = totals(kernel.keys);
 			return {
@@ -151,6 +174,18 @@ function table(rows: string[][], leftColumns = 1): string {
 		.join('\n');
 }
 
+function limitsLine(limits: StatsJson['limits']): string {
+	if (limits === null) return 'limits: the configuration is not right (see ltocache config)';
+	const days = (ms: number) => `${+(ms / 86_400_000).toFixed(1)}d`;
+	const parts = [
+		`max-size ${limits.maxBytes === null ? 'none' : prettyBytes(limits.maxBytes, { binary: true })}`,
+		`max-age ${limits.maxAge === null ? 'none' : days(limits.maxAge)}`,
+		...(limits.maxFiles === null ? [] : [`max-files ${limits.maxFiles}`]),
+	];
+	const full = limits.usedPercent === null ? '' : `; ${limits.usedPercent}% full`;
+	return `limits: ${parts.join(', ')}${full} (ltocache config)`;
+}
+
 function renderStats(stats: StatsJson): string {
 	if (stats.root === null) return 'cache root: none usable (see ltocache doctor)\nnothing cached\n';
 	const rows = [['KERNEL / MODULE', 'INSTALLED', 'LINKS', 'HITS', 'MISSES', 'HIT RATE', 'ENTRIES', 'SIZE', 'LAST USE']];
@@ -167,5 +202,6 @@ function renderStats(stats: StatsJson): string {
 	rows.push(['total', '', ...counts(total), String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
 	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
 	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
+	lines.push(limitsLine(stats.limits));
 	return `${lines.join('\n')}\n`;
 }

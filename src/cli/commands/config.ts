@@ -1,0 +1,132 @@
+// `ltocache config`: the effective settings and where each comes from, or
+// one setting written to the configuration file (src/shared/config.ts).
+import fs from 'node:fs';
+import path from 'node:path';
+import { configFiles, describeSource, isOnOrOff, isSetting, MODES, readSettings, SETTINGS, type Setting } from '../../shared/config.js';
+import { defineCommand, UsageError } from '../command.js';
+import { parseCount, parseDuration, parsePolicy, parseSize, settingName } from '../limits.js';
+
+export default defineCommand({
+	usage: 'config [--json] | config [--system] KEY [VALUE] | config [--system] --unset KEY',
+	description: `Shows every setting, its value and where it comes from: the environment
+(LTOCACHE_MAX_SIZE, ...), a configuration file and line, or the default.
+With KEY, shows that value; with KEY VALUE, writes it to your configuration
+file: $XDG_CONFIG_HOME/ltocache/config (~/.config/ltocache/config), or for
+root /etc/ltocache.conf, which every user, DKMS and the daily prune read
+first. The environment overrides your file, your file the machine's.
+  ltocache config max-size 10G
+  sudo ltocache config mode add
+Settings: ${Object.keys(SETTINGS).join(', ')}.`,
+	options: {
+		unset: { type: 'boolean', help: 'remove KEY from the configuration file' },
+		system: { type: 'boolean', help: 'the machine-wide file, /etc/ltocache.conf (root only)' },
+		json: { type: 'boolean', help: 'machine-readable output' },
+	},
+	positionals: true,
+	async run(values, env, words) {
+		if (words.length > 2) throw new UsageError(`unexpected argument '${words[2]}'`);
+		const [key, value] = words;
+		if (key !== undefined && !isSetting(key)) throw new UsageError(`unknown setting '${key}' (${Object.keys(SETTINGS).join(', ')})`);
+		if (values.unset && (key === undefined || value !== undefined))
+			throw new UsageError('--unset takes one KEY: ltocache config --unset KEY');
+		if (values.unset || value !== undefined) return write(key as Setting, values.unset ? undefined : value, env, Boolean(values.system));
+		const { values: settings, problems } = readSettings(env);
+		if (key !== undefined) {
+			process.stdout.write(`${settings[key].value}\n`);
+			return 0;
+		}
+		problems.push(...invalidValues(settings));
+		if (values.json) {
+			const files = configFiles(env);
+			process.stdout.write(`${JSON.stringify({ files, settings, problems }, null, 2)}\n`);
+		} else {
+			const rows = Object.entries(settings).map(([k, v]) => [k, v.value === '' ? '(none)' : v.value, describeSource(v.source)]);
+			const widths = [0, 1].map((i) => Math.max(...rows.map((r) => r[i].length)));
+			for (const [k, v, from] of rows) process.stdout.write(`${k.padEnd(widths[0])}  ${v.padEnd(widths[1])}  ${from}\n`);
+			const { system, user } = configFiles(env);
+			const state = (file?: string) => (file ? `${file}${fs.existsSync(file) ? '' : ' (none)'}` : '(no HOME)');
+			process.stdout.write(`files: ${state(system)}, then ${state(user)}\n`);
+		}
+		for (const problem of problems) process.stderr.write(`ltocache: ${problem}\n`);
+		return problems.length > 0 ? 2 : 0;
+	},
+});
+
+/** A value as its setting reads it; throws a UsageError naming it. */
+export function checkSetting(key: Setting, value: string, what: string): void {
+	switch (key) {
+		case 'max-size':
+			parseSize(value, what);
+			break;
+		case 'max-age':
+			parseDuration(value, what);
+			break;
+		case 'max-files':
+			parseCount(value, what);
+			break;
+		case 'policy':
+			parsePolicy(value, what);
+			break;
+		case 'auto-prune':
+			if (!isOnOrOff(value)) throw new UsageError(`invalid ${what} '${value}' (true or false)`);
+			break;
+		case 'mode':
+			if (value !== '' && !MODES.includes(value)) throw new UsageError(`invalid ${what} '${value}' (${MODES.join(', ')})`);
+	}
+}
+
+function invalidValues(settings: ReturnType<typeof readSettings>['values']): string[] {
+	const problems: string[] = [];
+	for (const [key, value] of Object.entries(settings) as [Setting, (typeof settings)[Setting]][]) {
+		try {
+			checkSetting(key, value.value, settingName(key, value));
+		} catch (error) {
+			problems.push((error as Error).message);
+		}
+	}
+	return problems;
+}
+
+/** The file `config KEY VALUE` writes: root's is the machine's, anyone else's their own. */
+function ownFile(env: NodeJS.ProcessEnv, system: boolean): string {
+	const files = configFiles(env);
+	if (system || process.getuid?.() === 0) return files.system;
+	if (!files.user) throw new Error('no configuration file of yours: set HOME or XDG_CONFIG_HOME (or use --system as root)');
+	return files.user;
+}
+
+/** Set (or, with value undefined, remove) one setting in the file, keeping every other line; replaced in one rename. */
+function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, system: boolean): number {
+	if (value !== undefined) checkSetting(key, value, key);
+	const file = ownFile(env, system);
+	let text = '';
+	let mode = 0o644;
+	try {
+		text = fs.readFileSync(file, 'utf8');
+		mode = fs.statSync(file).mode & 0o777;
+	} catch (error) {
+		if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+			throw new Error(`cannot read ${file} (${(error as NodeJS.ErrnoException).code})`);
+	}
+	const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
+	const ours = (line: string) => new RegExp(`^[ \\t\\v\\f\\r]*${key}[ \\t\\v\\f\\r]*=`).test(line);
+	const at = lines.findIndex(ours);
+	const kept = lines.filter((line) => !ours(line));
+	if (value !== undefined) kept.splice(at < 0 ? kept.length : at, 0, `${key} = ${value}`);
+	const temp = `${file}.${process.pid}.tmp`;
+	try {
+		fs.mkdirSync(path.dirname(file), { recursive: true });
+		fs.writeFileSync(temp, kept.length ? `${kept.join('\n')}\n` : '', { mode });
+		fs.renameSync(temp, file);
+	} catch (error) {
+		fs.rmSync(temp, { force: true });
+		const code = (error as NodeJS.ErrnoException).code;
+		throw new Error(
+			`cannot write ${file} (${code})${file === configFiles(env).system && process.getuid?.() !== 0 ? '; the machine-wide file needs root: sudo ltocache config ... --system' : ''}`,
+		);
+	}
+	const overridden = env[SETTINGS[key].env];
+	process.stdout.write(`${value === undefined ? `removed ${key} from` : `${key} = ${value} in`} ${file}\n`);
+	if (overridden) process.stdout.write(`note: ${SETTINGS[key].env}=${overridden} in this environment overrides it\n`);
+	return 0;
+}
