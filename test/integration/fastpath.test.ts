@@ -1,6 +1,6 @@
 // bin/ld.lld's shell fast path against the Node shim, which defines the
 // behaviour: generated argv, response files, cache directories, environment
-// and PATH, each run through the fast path under dash, busybox sh and bash,
+// PATH and configuration files, each run through the fast path under dash, busybox sh and bash,
 // and once with LTOCACHE_NO_FAST_PATH=1. A recording stand-in linker must
 // receive the same argv bytes, argv[0], environment, and be the same file;
 // stdout, stderr and exit status must match.
@@ -94,6 +94,17 @@ describeIf(hasToolchain && shellsThere, 'clang (for the stand-in linker), dash, 
 				'empty.rsp': '',
 			};
 			for (const [name, text] of Object.entries(rsp)) fs.writeFileSync(inWork(name), text);
+			// Configuration files, as both halves must read them alike: blanks, comments, the last line winning.
+			const conf: Record<string, string> = {
+				'add.conf': 'mode = add\n',
+				'drop.conf': '# mine\n\tmode=drop \r\n',
+				'bad.conf': 'mode = fast\n',
+				'last.conf': 'mode = add\nmode = redirect\n',
+				'comment.conf': '# mode = add\nmodes = add\nmode x = add\n',
+				'empty.conf': 'mode =\n',
+				'noeol.conf': 'max-size = 1G\nmode = add',
+			};
+			for (const [name, text] of Object.entries(conf)) fs.writeFileSync(inWork(name), text);
 		});
 
 		type Situation = { args: string[]; env: Record<string, string>; name: string; path: string };
@@ -156,6 +167,10 @@ describeIf(hasToolchain && shellsThere, 'clang (for the stand-in linker), dash, 
 					LTOCACHE_MODE: fc.constantFrom('drop', 'redirect', 'add'),
 					LTOCACHE_CHAIN: fc.constantFrom('/nonexistent', '/nonexistent\n/also-not', `${fake}/ld.lld`, `${fake}/ld.lld-16`),
 					KBUILD_EXTMOD: fc.constantFrom('/src/mod', '/src/other'),
+					LTOCACHE_CONFIG: fc
+						.constantFrom('add', 'drop', 'bad', 'last', 'comment', 'empty', 'noeol', 'missing')
+						.map((n) => path.join(work, `${n}.conf`)),
+					LTOCACHE_SYSTEM_CONFIG: fc.constantFrom('add', 'drop', 'missing').map((n) => path.join(work, `${n}.conf`)),
 					// The real linker, one of another name, a name, this shim, another copy's shim, nothing.
 					// Mostly empty, as unset: most of what it sends goes to Node, and the fast path needs its share.
 					LTOCACHE_LD: fc.oneof(

@@ -487,6 +487,8 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 
 	describe('8: a per-user install', () => {
 		it('works as the README says, without root, and man finds the page', async () => {
+			const readme = fs.readFileSync(path.resolve(CLI, '../../README.md'), 'utf8');
+			expect(readme).toContain('npm i -g --prefix ~/.local ./ltocache-*.tgz');
 			const out = scratch('pack');
 			expect((await execa('npm', ['pack', '--pack-destination', out], { cwd: path.resolve(CLI, '../..'), reject: false })).exitCode).toBe(
 				0,

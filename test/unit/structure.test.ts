@@ -85,3 +85,17 @@ describeIf(Boolean(onPath('shellcheck')), 'shellcheck (Debian: shellcheck)')('bi
 		expect(fs.readFileSync(path.join(repo, 'bin/ld.lld'), 'utf8')).toMatch(/^#!\/bin\/sh\n/);
 	});
 });
+
+it('answers "is this file an ltocache shim?" in one place, which bin/ld.lld reads the same way', async () => {
+	const { isShimFile, SHIM_MARK } = await import('../../src/shared/pathsearch.js');
+	const shim = fs.readFileSync(path.join(repo, 'bin/ld.lld'), 'utf8');
+	expect(shim.split('\n')[1].startsWith(SHIM_MARK)).toBe(true);
+	expect(shim).toContain(`case $l2 in "${SHIM_MARK}"*`);
+	expect(isShimFile(path.join(repo, 'bin/ld.lld'))).toBe(true);
+	// Everything else asks pathsearch: no second reading of a file's head.
+	for (const [file] of importGraph()) {
+		if (file === 'shared/pathsearch.ts') continue;
+		const text = fs.readFileSync(path.join(repo, 'src', file), 'utf8');
+		expect(text, file).not.toMatch(/SHIM_MARK|'#!'|ld\.lld\.cjs'\)/);
+	}
+});
