@@ -1,4 +1,4 @@
-// The configuration files, read the same way by the shim (mode, auto-prune)
+// The configuration files, read the same way by the shim (mode, auto-prune, remote)
 // and the manager (everything): /etc/ltocache.conf for the whole machine
 // (root's and DKMS's), then the user's $XDG_CONFIG_HOME/ltocache/config, then
 // the environment, each overriding what came before; a default last.
@@ -24,6 +24,9 @@ export const SETTINGS = {
 	policy: { env: 'LTOCACHE_POLICY', default: '' },
 	'auto-prune': { env: 'LTOCACHE_AUTO_PRUNE', default: 'true' },
 	mode: { env: 'LTOCACHE_MODE', default: 'redirect' },
+	remote: { env: 'LTOCACHE_REMOTE', default: '' },
+	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false' },
+	'remote-timeout': { env: 'LTOCACHE_REMOTE_TIMEOUT', default: '2s' },
 } as const;
 
 export type Setting = keyof typeof SETTINGS;
@@ -97,3 +100,13 @@ export function describeSource(source: Source): string {
 /** auto-prune (and LTOCACHE_AUTO_PRUNE): these turn it off; true, 1, yes and on turn it on. */
 export const isOff = (value: string) => /^(0|false|no|off)$/i.test(value.trim());
 export const isOnOrOff = (value: string) => /^(0|1|false|true|no|yes|off|on)$/i.test(value.trim());
+
+/** remote-timeout in milliseconds: `500ms`, `2s`, `1.5` (seconds); undefined if it is not a time above 0. */
+export function parseBudget(value: string): number | undefined {
+	const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value.trim());
+	const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : 1000) : 0;
+	return ms > 0 ? ms : undefined;
+}
+
+/** A remote URL as it may be shown anywhere: the password replaced. */
+export const redacted = (value: string) => value.replace(/^([a-z]+:\/\/[^/@]*?:)[^/@]*@/i, '$1***@');

@@ -37,8 +37,20 @@ import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
-type LinkLine = { t: number; ms: number; m: number; w: Written[] };
-type Folded = { links: number; modules: number; misses: number; bytes: number; ms: number };
+/** [entries downloaded, their bytes, entries uploaded, their bytes], with a remote (src/shim/remote.ts). */
+type Shared = [number, number, number, number];
+type LinkLine = { t: number; ms: number; m: number; w: Written[]; r?: Shared };
+type Folded = {
+	links: number;
+	modules: number;
+	misses: number;
+	bytes: number;
+	ms: number;
+	downloads: number;
+	downloadBytes: number;
+	uploads: number;
+	uploadBytes: number;
+};
 type FoldedLine = { folded: Folded };
 
 export type Counters = Folded & { hits: number };
@@ -54,7 +66,7 @@ const MAX_BYTES = 4 * 1024 * 1024;
  * names need a look at their times (a whole kernel's directory holds
  * thousands). Never throws.
  */
-export function recordLink(dir: string, since: number, wallMs: number, modules: number, before?: Set<string>): void {
+export function recordLink(dir: string, since: number, wallMs: number, modules: number, before?: Set<string>, shared?: Shared): void {
 	let fd: number | undefined;
 	try {
 		const written: Written[] = [];
@@ -63,7 +75,7 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 			const st = lstatSync(join(dir, name), { throwIfNoEntry: false });
 			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}
-		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written };
+		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written, ...(shared?.some(Boolean) ? { r: shared } : {}) };
 		fd = openSync(join(dir, COUNTS_FILE), 'a+', 0o600);
 		const size = fstatSync(fd).size;
 		if (size > MAX_BYTES) return;
@@ -94,7 +106,17 @@ function parse(text: string): (LinkLine | FoldedLine)[] {
 /** What makes a written entry one miss, however many lines list it: its name and mtime. */
 const writtenId = ([name, mtime]: Written) => `${name}:${mtime}`;
 
-const zero = (): Folded => ({ links: 0, modules: 0, misses: 0, bytes: 0, ms: 0 });
+const zero = (): Folded => ({
+	links: 0,
+	modules: 0,
+	misses: 0,
+	bytes: 0,
+	ms: 0,
+	downloads: 0,
+	downloadBytes: 0,
+	uploads: 0,
+	uploadBytes: 0,
+});
 
 /** Sums lines, each written entry once; `except` holds entries counted elsewhere. */
 function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Folded {
@@ -108,6 +130,12 @@ function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Fol
 		sum.links++;
 		sum.modules += line.m;
 		sum.ms += line.ms || 0;
+		if (Array.isArray(line.r)) {
+			sum.downloads += Number(line.r[0]) || 0;
+			sum.downloadBytes += Number(line.r[1]) || 0;
+			sum.uploads += Number(line.r[2]) || 0;
+			sum.uploadBytes += Number(line.r[3]) || 0;
+		}
 		for (const written of line.w) {
 			const id = writtenId(written);
 			if (seen.has(id)) continue;

@@ -13,7 +13,7 @@
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
 import { readdirSync } from 'node:fs';
 import { basename } from 'node:path';
-import { describeSource, isOff, readSettings } from '../shared/config.js';
+import { describeSource, isOff, isOnOrOff, parseBudget, readSettings, type Setting, type Value } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -21,6 +21,8 @@ import { maybeStartPrune } from './autoprune.js';
 import { decide, type Plan } from './decide.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
 import { runLinker } from './run.js';
+
+type Settings = Record<Setting, Value>;
 
 async function main(): Promise<void> {
 	const env = process.env;
@@ -52,6 +54,8 @@ async function main(): Promise<void> {
 	} else if (plan.warning) {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
+	// A remote (LTOCACHE_REMOTE, or the remote setting) fills the directory before the link, and hears of its entries after.
+	const remote = dir && count && settings.remote.value ? await openRemote(settings, root!, dir, linker.file, env) : undefined;
 	let before: Set<string> | undefined;
 	try {
 		if (dir && count) before = new Set(readdirSync(dir));
@@ -75,8 +79,14 @@ async function main(): Promise<void> {
 				);
 			}
 		}
+		if (remote && succeeded && kept) {
+			const problem = await remote.after();
+			if (problem) process.stderr.write(`ltocache: ${problem}\n`);
+		}
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
-		if (dir && count && succeeded && kept) recordLink(dir, count.since, performance.now() - started, count.modules, before);
+		const c = remote?.counts;
+		const moved = c && ([c.downloads, c.downloadBytes, c.uploads, c.uploadBytes] as [number, number, number, number]);
+		if (dir && count && succeeded && kept) recordLink(dir, count.since, performance.now() - started, count.modules, before, moved);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link
@@ -84,6 +94,26 @@ async function main(): Promise<void> {
 	};
 	const chain = nextChain(env, self, linker);
 	await runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);
+}
+
+/** The remote for this link, its entries downloaded; loaded only when one is configured. */
+async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv) {
+	const { remoteFor } = await import('./remote.js');
+	const budgetMs = parseBudget(settings['remote-timeout'].value) ?? 2000;
+	const remote = remoteFor(
+		{
+			url: settings.remote.value,
+			readOnly: !isOff(settings['remote-read-only'].value) && isOnOrOff(settings['remote-read-only'].value),
+			budgetMs,
+		},
+		root,
+		dir,
+		linker,
+		env,
+	);
+	const problem = await remote.before();
+	if (problem) process.stderr.write(`ltocache: ${problem}\n`);
+	return remote;
 }
 
 void main();

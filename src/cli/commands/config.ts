@@ -2,7 +2,18 @@
 // one setting written to the configuration file (src/shared/config.ts).
 import fs from 'node:fs';
 import path from 'node:path';
-import { configFiles, describeSource, isOnOrOff, isSetting, MODES, readSettings, SETTINGS, type Setting } from '../../shared/config.js';
+import {
+	configFiles,
+	describeSource,
+	isOnOrOff,
+	isSetting,
+	MODES,
+	parseBudget,
+	readSettings,
+	redacted,
+	SETTINGS,
+	type Setting,
+} from '../../shared/config.js';
 import { defineCommand, UsageError } from '../command.js';
 import { parseCount, parseDuration, parsePolicy, parseSize, settingName } from '../limits.js';
 
@@ -31,6 +42,8 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 			throw new UsageError('--unset takes one KEY: ltocache config --unset KEY');
 		if (values.unset || value !== undefined) return write(key as Setting, values.unset ? undefined : value, env, Boolean(values.system));
 		const { values: settings, problems } = readSettings(env);
+		// A remote's password is never shown.
+		for (const v of Object.values(settings)) v.value = redacted(v.value);
 		if (key !== undefined) {
 			process.stdout.write(`${settings[key].value}\n`);
 			return 0;
@@ -72,6 +85,17 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 			break;
 		case 'mode':
 			if (value !== '' && !MODES.includes(value)) throw new UsageError(`invalid ${what} '${value}' (${MODES.join(', ')})`);
+			break;
+		case 'remote-read-only':
+			if (!isOnOrOff(value)) throw new UsageError(`invalid ${what} '${value}' (true or false)`);
+			break;
+		case 'remote-timeout':
+			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);
+			break;
+		case 'remote':
+			if (value !== '' && !/^(https?|rediss?):\/\/[^/]/.test(value)) {
+				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
+			}
 	}
 }
 
@@ -98,6 +122,7 @@ function ownFile(env: NodeJS.ProcessEnv, system: boolean): string {
 /** Set (or, with value undefined, remove) one setting in the file, keeping every other line; replaced in one rename. */
 function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, system: boolean): number {
 	if (value !== undefined) checkSetting(key, value, key);
+	const shown = value === undefined ? undefined : redacted(value);
 	const file = ownFile(env, system);
 	let text = '';
 	let mode = 0o644;
@@ -126,7 +151,7 @@ function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, 
 		);
 	}
 	const overridden = env[SETTINGS[key].env];
-	process.stdout.write(`${value === undefined ? `removed ${key} from` : `${key} = ${value} in`} ${file}\n`);
-	if (overridden) process.stdout.write(`note: ${SETTINGS[key].env}=${overridden} in this environment overrides it\n`);
+	process.stdout.write(`${shown === undefined ? `removed ${key} from` : `${key} = ${shown} in`} ${file}\n`);
+	if (overridden) process.stdout.write(`note: ${SETTINGS[key].env}=${redacted(overridden)} in this environment overrides it\n`);
 	return 0;
 }

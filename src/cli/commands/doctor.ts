@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
+import { isOff, isOnOrOff, parseBudget, readSettings, redacted } from '../../shared/config.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
 import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
@@ -211,6 +212,42 @@ function kernelFindings(env: NodeJS.ProcessEnv, shimFirst: boolean): Finding[] {
 	return findings;
 }
 
+/** The remote, if one is set: does it answer, how fast, and can this client write it. */
+async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefined> {
+	const { values } = readSettings(env);
+	const value = values.remote.value;
+	if (!value) return undefined;
+	const check = 'remote';
+	let url: URL;
+	try {
+		url = new URL(value);
+	} catch {
+		return { level: 'fail', check, message: `${redacted(value)} is not a URL (see ltocache config)` };
+	}
+	const readOnly = !isOff(values['remote-read-only'].value) && isOnOrOff(values['remote-read-only'].value);
+	const budget = parseBudget(values['remote-timeout'].value) ?? 2000;
+	const { openStore, shownUrl } = await import('../../shared/remote.js');
+	const signal = AbortSignal.timeout(Math.max(budget, 5000));
+	const started = performance.now();
+	let store: ReturnType<typeof openStore> | undefined;
+	try {
+		store = openStore(url, signal);
+		const aborted = new Promise<never>((_, reject) =>
+			signal.addEventListener('abort', () => reject(new Error('no answer')), { once: true }),
+		);
+		await Promise.race([store.index('ltocache-probe'), aborted]);
+		const ms = Math.round(performance.now() - started);
+		if (readOnly) return { level: 'ok', check, message: `${shownUrl(url)} answers (${ms} ms); read-only: links download, never upload` };
+		await Promise.race([store.probe(), aborted]);
+		const slow = ms > budget / 4 ? `; slow against remote-timeout ${values['remote-timeout'].value}` : '';
+		return { level: slow ? 'warn' : 'ok', check, message: `${shownUrl(url)} answers (${ms} ms) and takes writes${slow}` };
+	} catch (error) {
+		return { level: 'fail', check, message: `${shownUrl(url)}: ${(error as Error).message}; links go on with the local cache` };
+	} finally {
+		store?.close();
+	}
+}
+
 /** clang -fuse-ld=lld runs the ld.lld beside clang before looking at PATH. */
 function clangFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	const clang = which('clang', env.PATH ?? '');
@@ -254,6 +291,8 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 	}
 	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
 	findings.push(cacheRootFinding(env), ...kernelFindings(env, shimFirst));
+	const remote = await remoteFinding(env);
+	if (remote) findings.push(remote);
 	const clang = clangFinding(env);
 	if (clang) findings.push(clang);
 	return findings;

@@ -46,8 +46,29 @@ async function zero(root: string, scope: Scope): Promise<number> {
 	});
 }
 
-type Counted = { links: number; hits: number; misses: number; bytesWritten: number; linkMs: number };
-const counted = (c: Counters): Counted => ({ links: c.links, hits: c.hits, misses: c.misses, bytesWritten: c.bytes, linkMs: c.ms });
+type Counted = {
+	links: number;
+	hits: number;
+	misses: number;
+	bytesWritten: number;
+	linkMs: number;
+	/** With a remote: the entries downloaded before links (remote hits) and uploaded after, and their bytes. */
+	remoteDownloads: number;
+	remoteDownloadBytes: number;
+	remoteUploads: number;
+	remoteUploadBytes: number;
+};
+const counted = (c: Counters): Counted => ({
+	links: c.links,
+	hits: c.hits,
+	misses: c.misses,
+	bytesWritten: c.bytes,
+	linkMs: c.ms,
+	remoteDownloads: c.downloads,
+	remoteDownloadBytes: c.downloadBytes,
+	remoteUploads: c.uploads,
+	remoteUploadBytes: c.uploadBytes,
+});
 
 /** The --json schema (documented in ltocache(1)); fields are only ever added. */
 export type StatsJson = {
@@ -56,6 +77,7 @@ export type StatsJson = {
 	totalLinks: number;
 	totalHits: number;
 	totalMisses: number;
+	remote: Pick<Counted, 'remoteDownloads' | 'remoteDownloadBytes' | 'remoteUploads' | 'remoteUploadBytes'>;
 	totalEntries: number;
 	totalBytes: number;
 	tempFiles: number;
@@ -115,6 +137,12 @@ export async function collectStats(root: string | undefined, scope: Scope, env: 
 		totalLinks: grand.links,
 		totalHits: grand.hits,
 		totalMisses: grand.misses,
+		remote: {
+			remoteDownloads: grand.downloads,
+			remoteDownloadBytes: grand.downloadBytes,
+			remoteUploads: grand.uploads,
+			remoteUploadBytes: grand.uploadBytes,
+		},
 		totalEntries: all.entries,
 		totalBytes: all.bytes,
 		tempFiles: all.temps,
@@ -202,6 +230,12 @@ function renderStats(stats: StatsJson): string {
 	rows.push(['total', '', ...counts(total), String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
 	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
 	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
+	const r = stats.remote;
+	if (r.remoteDownloads || r.remoteUploads) {
+		lines.push(
+			`remote: ${plural(r.remoteDownloads, 'entry', 'entries')} downloaded (${prettyBytes(r.remoteDownloadBytes)}), ${r.remoteUploads} uploaded (${prettyBytes(r.remoteUploadBytes)})`,
+		);
+	}
 	lines.push(limitsLine(stats.limits));
 	return `${lines.join('\n')}\n`;
 }

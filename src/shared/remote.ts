@@ -1,0 +1,277 @@
+// The remote stores a cache can be shared through (LTOCACHE_REMOTE): an HTTP
+// server that serves plain GET and PUT of <base>/<name> (nginx's WebDAV
+// module, ccache's HTTP servers, an S3-style gateway), or Redis. Each holds,
+// per namespace (see src/shim/remote.ts), the cache entries and an index of
+// them: entry name -> sha256 and size, recorded by the machine that uploaded
+// the entry, so a downloaded entry is checked before lld may read it.
+//
+// HTTP: <base>/<namespace>/<entry> and <base>/<namespace>/index (one line per
+// entry: name, sha256, size). Updating the index is read, merge, write: two
+// machines writing at once may lose each other's lines, which costs misses,
+// never a wrong entry.
+// Redis: <namespace>/<entry> strings and the hash <namespace>/index.
+//
+// Redis is spoken here with a small RESP2 client over node:net rather than
+// with node-redis (@redis/client), the maintained client: loading it takes
+// ~200 ms (measured on this 2-core machine, Node 20), three times a whole
+// warm 12-object link through the shim, and the shim needs seven commands.
+import { createHash } from 'node:crypto';
+import { connect as tcp } from 'node:net';
+import { connect as tls } from 'node:tls';
+
+/** What the index holds of an entry: its sha256 and size at upload. */
+export type Sum = { sum: string; size: number };
+
+export interface Store {
+	/** The entries the remote holds for a namespace. */
+	index(ns: string): Promise<Map<string, Sum>>;
+	/** An entry's bytes, or undefined if the remote has none. */
+	get(ns: string, name: string): Promise<Buffer | undefined>;
+	put(ns: string, name: string, data: Buffer): Promise<void>;
+	/** Add to the namespace's index (after the entries themselves are up). */
+	addToIndex(ns: string, records: Map<string, Sum>): Promise<void>;
+	/** Write and remove a probe (doctor: can this client write?). */
+	probe(): Promise<void>;
+	close(): void;
+}
+
+export const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** A URL as it may be shown: never its user or password. */
+export function shownUrl(url: URL): string {
+	return `${url.protocol}//${url.host}${url.pathname}`;
+}
+
+/** The store a URL names; throws on a URL that is neither http(s) nor redis(s). */
+export function openStore(url: URL, signal: AbortSignal): Store {
+	if (url.protocol === 'http:' || url.protocol === 'https:') return httpStore(url, signal);
+	if (url.protocol === 'redis:' || url.protocol === 'rediss:') return redisStore(url, signal);
+	throw new Error(`${url.protocol} is not a remote ltocache knows (http, https, redis, rediss)`);
+}
+
+/** Index lines: `name sum size`, one an entry; a line that does not parse is no entry. */
+export function parseIndex(text: string): Map<string, Sum> {
+	const index = new Map<string, Sum>();
+	for (const line of text.split('\n')) {
+		const m = /^(llvmcache-[0-9A-Fa-f]+) ([0-9a-f]{64}) (\d+)$/.exec(line.trim());
+		if (m) index.set(m[1], { sum: m[2], size: Number(m[3]) });
+	}
+	return index;
+}
+
+const formatIndex = (index: Map<string, Sum>) => [...index].map(([name, r]) => `${name} ${r.sum} ${r.size}\n`).join('');
+
+/** Whether a name may be used as an entry's file name and a remote key. */
+export const isEntryName = (name: string) => /^llvmcache-[0-9A-Fa-f]+$/.test(name);
+
+function httpStore(base: URL, signal: AbortSignal): Store {
+	const root = base.href.endsWith('/') ? base.href : `${base.href}/`;
+	const auth = base.username
+		? `Basic ${Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')}`
+		: undefined;
+	const at = (ns: string, name: string) => {
+		const url = new URL(`${ns.split('/').map(encodeURIComponent).join('/')}/${encodeURIComponent(name)}`, root);
+		url.username = '';
+		url.password = '';
+		return url;
+	};
+	const request = async (method: string, url: URL, body?: Buffer): Promise<{ status: number; body: Buffer }> => {
+		// getBuiltinModule (Node >= 20.16): import() would start the ES module loader on the link path.
+		const name = url.protocol === 'https:' ? 'node:https' : 'node:http';
+		const { request: send } = (process.getBuiltinModule?.(name) ?? (await import(name))) as typeof import('node:http');
+		return new Promise((resolve, reject) => {
+			const req = send(
+				url,
+				{ method, signal, headers: { ...(auth ? { authorization: auth } : {}), ...(body ? { 'content-length': body.length } : {}) } },
+				(res) => {
+					const chunks: Buffer[] = [];
+					res.on('data', (c: Buffer) => chunks.push(c));
+					res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+					res.on('error', reject);
+				},
+			);
+			req.on('error', reject);
+			req.end(body);
+		});
+	};
+	const check = (what: string, status: number, ok: (s: number) => boolean) => {
+		if (!ok(status)) throw new Error(`${what}: HTTP ${status}`);
+	};
+	return {
+		async index(ns) {
+			const res = await request('GET', at(ns, 'index'));
+			if (res.status === 404) return new Map();
+			check('index', res.status, (s) => s === 200);
+			return parseIndex(res.body.toString('latin1'));
+		},
+		async get(ns, name) {
+			const res = await request('GET', at(ns, name));
+			if (res.status === 404) return undefined;
+			check(name, res.status, (s) => s === 200);
+			return res.body;
+		},
+		async put(ns, name, data) {
+			const res = await request('PUT', at(ns, name), data);
+			check(name, res.status, (s) => s >= 200 && s < 300);
+		},
+		async addToIndex(ns, records) {
+			const merged = await this.index(ns);
+			const before = merged.size;
+			for (const [name, r] of records) merged.set(name, r);
+			if (merged.size === before) return;
+			const res = await request('PUT', at(ns, 'index'), Buffer.from(formatIndex(merged), 'latin1'));
+			check('index', res.status, (s) => s >= 200 && s < 300);
+		},
+		async probe() {
+			const url = at('ltocache-probe', `probe-${process.pid}`);
+			check('probe', (await request('PUT', url, Buffer.from('probe'))).status, (s) => s >= 200 && s < 300);
+			await request('DELETE', url);
+		},
+		close() {},
+	};
+}
+
+type Reply = string | number | Buffer | null | Reply[] | Error;
+
+/** A RESP2 connection: commands go out in order, replies come back in order. */
+function resp(url: URL, signal: AbortSignal) {
+	const port = Number(url.port || 6379);
+	const socket =
+		url.protocol === 'rediss:' ? tls({ host: url.hostname, port, servername: url.hostname }) : tcp({ host: url.hostname, port });
+	socket.setNoDelay(true);
+	const waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
+	let buffer: Buffer = Buffer.alloc(0);
+	let failed: Error | undefined;
+	const fail = (error: Error) => {
+		failed ??= error;
+		for (const w of waiting.splice(0)) w.reject(failed);
+		socket.destroy();
+	};
+	const onAbort = () => fail(new Error('timed out'));
+	signal.addEventListener('abort', onAbort, { once: true });
+	socket.on('error', fail);
+	socket.on('close', () => fail(new Error('connection closed')));
+
+	/** One reply from the front of the buffer, and where it ends; undefined if it is not all there yet. */
+	const parse = (at: number): [Reply, number] | undefined => {
+		const eol = buffer.indexOf('\r\n', at);
+		if (eol < 0) return undefined;
+		const line = buffer.toString('latin1', at + 1, eol);
+		const next = eol + 2;
+		switch (buffer[at]) {
+			case 0x2b: // +
+				return [line, next];
+			case 0x2d: // -
+				return [new Error(line), next];
+			case 0x3a: // :
+				return [Number(line), next];
+			case 0x24: {
+				// $
+				const length = Number(line);
+				if (length < 0) return [null, next];
+				if (buffer.length < next + length + 2) return undefined;
+				return [buffer.subarray(next, next + length), next + length + 2];
+			}
+			case 0x2a: {
+				// *
+				const count = Number(line);
+				if (count < 0) return [null, next];
+				const items: Reply[] = [];
+				let pos = next;
+				for (let i = 0; i < count; i++) {
+					const item = parse(pos);
+					if (!item) return undefined;
+					items.push(item[0]);
+					pos = item[1];
+				}
+				return [items, pos];
+			}
+			default:
+				throw new Error('not a Redis reply');
+		}
+	};
+	socket.on('data', (chunk: Buffer) => {
+		buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
+		try {
+			for (;;) {
+				const reply = parse(0);
+				if (!reply) break;
+				buffer = buffer.subarray(reply[1]);
+				const w = waiting.shift();
+				if (!w) throw new Error('a reply nobody asked for');
+				if (reply[0] instanceof Error) w.reject(reply[0]);
+				else w.resolve(reply[0]);
+			}
+		} catch (error) {
+			fail(error as Error);
+		}
+	});
+
+	const command = (...args: (string | Buffer)[]): Promise<Reply> => {
+		if (failed) return Promise.reject(failed);
+		const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
+		for (const arg of args) {
+			const bytes = typeof arg === 'string' ? Buffer.from(arg, 'utf8') : arg;
+			parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
+		}
+		socket.write(Buffer.concat(parts));
+		return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+	};
+	const close = () => {
+		signal.removeEventListener('abort', onAbort);
+		failed ??= new Error('closed');
+		socket.destroy();
+	};
+	return { command, close };
+}
+
+function redisStore(url: URL, signal: AbortSignal): Store {
+	const conn = resp(url, signal);
+	// AUTH and SELECT go first: every later command waits behind them on the one connection.
+	const ready = (async () => {
+		if (url.password) {
+			const user = decodeURIComponent(url.username);
+			const pass = decodeURIComponent(url.password);
+			await conn.command('AUTH', ...(user ? [user, pass] : [pass])).catch(() => {
+				throw new Error('authentication refused'); // never the server's words, which may echo the user
+			});
+		}
+		const db = url.pathname.replace(/^\//, '');
+		if (db) await conn.command('SELECT', db);
+	})();
+	ready.catch(() => {});
+	const run = async (...args: (string | Buffer)[]) => {
+		await ready;
+		return conn.command(...args);
+	};
+	const key = (ns: string, name: string) => `${ns}/${name}`;
+	return {
+		async index(ns) {
+			const reply = await run('HGETALL', key(ns, 'index'));
+			const index = new Map<string, Sum>();
+			if (!Array.isArray(reply)) return index;
+			for (let i = 0; i + 1 < reply.length; i += 2) {
+				const parsed = parseIndex(`${String(reply[i])} ${String(reply[i + 1])}`);
+				for (const [name, r] of parsed) index.set(name, r);
+			}
+			return index;
+		},
+		async get(ns, name) {
+			const reply = await run('GET', key(ns, name));
+			return Buffer.isBuffer(reply) ? reply : undefined;
+		},
+		async put(ns, name, data) {
+			await run('SET', key(ns, name), data);
+		},
+		async addToIndex(ns, records) {
+			if (records.size === 0) return;
+			await run('HSET', key(ns, 'index'), ...[...records].flatMap(([name, r]) => [name, `${r.sum} ${r.size}`]));
+		},
+		async probe() {
+			const probe = key('ltocache-probe', `probe-${process.pid}`);
+			await run('SET', probe, 'probe');
+			await run('DEL', probe);
+		},
+		close: conn.close,
+	};
+}

@@ -1,0 +1,238 @@
+// A cache directory shared with other machines through a remote store
+// (src/shared/remote.ts). Before a link into a directory ltocache chose,
+// the entries the remote's index lists and the directory lacks are
+// downloaded, each checked against the sha256 and size its uploader
+// recorded, and renamed in only if they match; after the link, the entries
+// the directory holds and the index lacks are uploaded, then listed.
+//
+// The remote namespace is ltocache/1/<linker>/<release>/<directory>: the
+// directory's name carries the module, the .incbin guard's hash and the
+// code-generation options (src/shared/keydir.ts), and <linker> is what the
+// real linker is by content, the lld binary and the LLVM libraries it loads,
+// not its version string (distributions patch LLVM), so two machines share
+// only what both linkers would write alike.
+//
+// Fail-open: each phase has a time budget (remote-timeout); a remote that is
+// down, slow, full, refusing or answering garbage is said once on stderr and
+// the link goes on with what the directory has. Nothing here is loaded
+// unless a remote is configured.
+import {
+	closeSync,
+	fstatSync,
+	openSync,
+	readdirSync,
+	readFileSync,
+	readSync,
+	realpathSync,
+	renameSync,
+	statSync,
+	writeFileSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { classify } from '../shared/keydir.js';
+import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl } from '../shared/remote.js';
+
+/** At most this many entries and bytes move in one phase of one link. */
+const MAX_ENTRIES = 20_000;
+const MAX_BYTES = 2 * 1024 ** 3;
+/** Requests in flight at once. */
+const PARALLEL = 8;
+
+export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
+
+export type Remote = {
+	/** Download what the directory lacks; returns a line for stderr if the remote could not be used. */
+	before(): Promise<string | undefined>;
+	/** Upload what the remote lacks (nothing if read-only or the remote failed before). */
+	after(): Promise<string | undefined>;
+	counts: RemoteCounts;
+};
+
+/** Run fn over items, PARALLEL at a time; the first error stops the rest. */
+async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+	let next = 0;
+	const worker = async () => {
+		while (next < items.length) await fn(items[next++]);
+	};
+	await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
+}
+
+/** File identity: a cached hash holds while these hold. */
+function stamp(file: string): string {
+	const st = statSync(file, { bigint: true });
+	return `${file}:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+const multiarch =
+	process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;
+
+/**
+ * The LLVM libraries a linker loads: the sonames it names (libLLVM*, liblld*,
+ * libclang-cpp*), found along its RUNPATH ($ORIGIN), LD_LIBRARY_PATH and
+ * the system's library directories, as the dynamic loader would.
+ */
+function llvmLibraries(linker: string, bytes: Buffer, env: NodeJS.ProcessEnv): string[] {
+	const text = bytes.toString('latin1');
+	const sonames = [...new Set(text.match(/lib(?:LLVM|lld|clang-cpp)[\w.+-]*\.so(?:\.[\d.]+)?(?=\0)/g) ?? [])];
+	const runpaths = (text.match(/\$ORIGIN[^\0]*(?=\0)/g) ?? [])
+		.flatMap((r) => r.split(':'))
+		.map((r) => r.replace('$ORIGIN', dirname(linker)));
+	const dirs = [
+		...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+		...runpaths,
+		`/lib/${multiarch}`,
+		`/usr/lib/${multiarch}`,
+		'/lib64',
+		'/usr/lib64',
+		'/lib',
+		'/usr/lib',
+		'/usr/local/lib',
+	];
+	const found: string[] = [];
+	for (const soname of sonames) {
+		for (const dir of dirs) {
+			try {
+				found.push(realpathSync(join(dir, soname)));
+				break;
+			} catch {}
+		}
+	}
+	return found.sort();
+}
+
+type LinkerCache = Record<string, { libs: { path: string; stamp: string }[]; id: string }>;
+
+/** What the real linker is, by content; remembered under the root by the files' identities, so the hashing (~0.5 s for libLLVM) happens once. */
+export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEnv): string {
+	const linker = realpathSync(file);
+	const cacheFile = join(root, 'ltocache.linkers.json');
+	let cache: LinkerCache = {};
+	try {
+		cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as LinkerCache;
+	} catch {}
+	const own = stamp(linker);
+	const known = cache[own];
+	try {
+		if (known?.libs.every((lib) => stamp(lib.path) === lib.stamp)) return known.id;
+	} catch {} // a library gone: hash again
+	const bytes = readFileSync(linker);
+	const libs = llvmLibraries(linker, bytes, env);
+	const parts = [sha256(bytes), ...libs.map((lib) => `${basename(lib)}:${sha256(readFileSync(lib))}`)];
+	const id = sha256(Buffer.from(parts.join('\n'))).slice(0, 32);
+	try {
+		const temp = `${cacheFile}.${process.pid}.tmp`;
+		writeFileSync(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
+		renameSync(temp, cacheFile);
+	} catch {} // remembering is an optimisation
+	return id;
+}
+
+/** The entry's bytes as they are now, hashed; undefined if it changed while being read (lld is never that, but be sure). */
+function readEntry(file: string): Buffer | undefined {
+	const fd = openSync(file, 'r');
+	try {
+		const st = fstatSync(fd);
+		const data = Buffer.alloc(st.size);
+		let done = 0;
+		while (done < data.length) {
+			const n = readSync(fd, data, done, data.length - done, done);
+			if (n === 0) return undefined;
+			done += n;
+		}
+		return fstatSync(fd).mtimeMs === st.mtimeMs ? data : undefined;
+	} finally {
+		closeSync(fd);
+	}
+}
+
+export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number };
+
+/**
+ * The remote for one link into dir (root/<release>/<key>); linkerFile is the
+ * real linker that will run.
+ */
+export function remoteFor(settings: RemoteSettings, root: string, dir: string, linkerFile: string, env: NodeJS.ProcessEnv): Remote {
+	const counts: RemoteCounts = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0 };
+	let url: URL;
+	let shown = 'remote';
+	let index: Map<string, Sum> | undefined;
+	let failed = false;
+	const say = (what: string, error: unknown) => {
+		failed = true;
+		const why =
+			(error as Error)?.name === 'TimeoutError' || /aborted|timed out/i.test(String((error as Error)?.message))
+				? `no answer within ${settings.budgetMs / 1000}s`
+				: ((error as Error)?.message ?? String(error));
+		return `remote ${shown}: ${why}; ${what}`;
+	};
+	/** One phase: a fresh store, bound to the phase's budget. */
+	const phase = async (fn: (store: Store, ns: string) => Promise<void>) => {
+		const signal = AbortSignal.timeout(settings.budgetMs);
+		url = new URL(settings.url);
+		shown = shownUrl(url);
+		const ns = `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${basename(dir)}`;
+		const store = openStore(url, signal);
+		try {
+			await Promise.race([
+				fn(store, ns),
+				new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
+			]);
+		} finally {
+			store.close();
+		}
+	};
+	return {
+		counts,
+		async before() {
+			try {
+				await phase(async (store, ns) => {
+					index = await store.index(ns);
+					const have = new Set(readdirSync(dir));
+					let bytes = 0;
+					const wanted = [...index].filter(([name, r]) => {
+						if (!isEntryName(name) || have.has(name) || bytes + r.size > MAX_BYTES) return false;
+						bytes += r.size;
+						return true;
+					});
+					await pool(wanted.slice(0, MAX_ENTRIES), async ([name, r]) => {
+						const data = await store.get(ns, name);
+						// Corrupt, truncated or not what was uploaded under this name: never linked.
+						if (!data || data.length !== r.size || sha256(data) !== r.sum) return;
+						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
+						writeFileSync(temp, data, { mode: 0o600 });
+						renameSync(temp, join(dir, name));
+						counts.downloads++;
+						counts.downloadBytes += data.length;
+					});
+				});
+				return undefined;
+			} catch (error) {
+				return say('linking with the local cache', error);
+			}
+		},
+		async after() {
+			if (settings.readOnly || failed || !index) return undefined;
+			const known = index;
+			try {
+				await phase(async (store, ns) => {
+					const fresh = readdirSync(dir).filter((name) => classify(name) === 'entry' && isEntryName(name) && !known.has(name));
+					const uploaded = new Map<string, Sum>();
+					let bytes = 0;
+					await pool(fresh.slice(0, MAX_ENTRIES), async (name) => {
+						const data = readEntry(join(dir, name));
+						if (!data || bytes + data.length > MAX_BYTES) return;
+						bytes += data.length;
+						await store.put(ns, name, data);
+						uploaded.set(name, { sum: sha256(data), size: data.length });
+						counts.uploads++;
+						counts.uploadBytes += data.length;
+					});
+					await store.addToIndex(ns, uploaded);
+				});
+				return undefined;
+			} catch (error) {
+				return say('the entries this link wrote are not shared', error);
+			}
+		},
+	};
+}
