@@ -15,6 +15,7 @@ export const PRUNE_STAMP = 'ltocache.last-prune';
 /** What stats last counted in each key directory (src/cli/scan.ts). */
 export const SUMMARY_NAME = 'ltocache.summary.json';
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
+// And ltocache.linkers.json, what each real linker is by content, for a remote's namespace (src/shim/remote.ts).
 // Everything else at the root is a kernel release (src/shared/keydir.ts has the map below it).
 
 /** A place the root may come from, in the order they are tried. */

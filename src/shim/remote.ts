@@ -165,16 +165,17 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 				: ((error as Error)?.message ?? String(error));
 		return `remote ${shown}: ${why}; ${what}`;
 	};
-	/** One phase: a fresh store, bound to the phase's budget. */
+	let ns: string | undefined;
+	/** One phase: a fresh store, bound to the phase's budget (which the local hashing of the linker does not count against). */
 	const phase = async (fn: (store: Store, ns: string) => Promise<void>) => {
-		const signal = AbortSignal.timeout(settings.budgetMs);
 		url = new URL(settings.url);
 		shown = shownUrl(url);
-		const ns = `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${basename(dir)}`;
+		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${basename(dir)}`;
+		const signal = AbortSignal.timeout(settings.budgetMs);
 		const store = openStore(url, signal);
 		try {
 			await Promise.race([
-				fn(store, ns),
+				fn(store, ns as string),
 				new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
 			]);
 		} finally {

@@ -1,0 +1,122 @@
+// Real remote stores on localhost for the remote cache tests: nginx with its
+// WebDAV module (plain GET and PUT), redis-server, and a server that accepts
+// connections and never answers. Each on a free port, gone when stopped.
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export type Server = { url: string; port: number; stop: () => Promise<void> };
+
+async function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const server = net.createServer();
+		server.listen(0, '127.0.0.1', () => {
+			const { port } = server.address() as net.AddressInfo;
+			server.close(() => resolve(port));
+		});
+		server.on('error', reject);
+	});
+}
+
+/** Resolves once something listens on the port. */
+async function listening(port: number, child: ChildProcess, log: () => string): Promise<void> {
+	for (let i = 0; i < 100; i++) {
+		if (child.exitCode !== null) throw new Error(`server exited: ${log()}`);
+		const up = await new Promise<boolean>((resolve) => {
+			const socket = net.connect(port, '127.0.0.1', () => {
+				socket.destroy();
+				resolve(true);
+			});
+			socket.on('error', () => resolve(false));
+		});
+		if (up) return;
+		await new Promise((r) => setTimeout(r, 50));
+	}
+	throw new Error(`server did not listen on ${port}: ${log()}`);
+}
+
+const stopper = (child: ChildProcess) => () =>
+	new Promise<void>((resolve) => {
+		if (child.exitCode !== null || child.signalCode !== null) return resolve();
+		child.on('exit', () => resolve());
+		child.kill('SIGKILL');
+	});
+
+/** nginx serving dir: PUT and DELETE under /cache/, and PUT refused with 507 (full) under /full/. */
+export async function startNginx(dir: string): Promise<Server & { root: string }> {
+	const port = await freePort();
+	const root = path.join(dir, 'www');
+	fs.mkdirSync(path.join(root, 'cache'), { recursive: true });
+	fs.mkdirSync(path.join(root, 'full'), { recursive: true });
+	const conf = path.join(dir, 'nginx.conf');
+	fs.writeFileSync(
+		conf,
+		`daemon off;
+master_process off;
+user root;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events {}
+http {
+	access_log off;
+	client_body_temp_path ${dir}/body;
+	proxy_temp_path ${dir}/proxy;
+	fastcgi_temp_path ${dir}/fastcgi;
+	uwsgi_temp_path ${dir}/uwsgi;
+	scgi_temp_path ${dir}/scgi;
+	server {
+		listen 127.0.0.1:${port};
+		root ${root};
+		client_max_body_size 0;
+		location /cache/ { dav_methods PUT DELETE; create_full_put_path on; }
+		location /full/ { if ($request_method = PUT) { return 507; } }
+	}
+}
+`,
+	);
+	const child = spawn('nginx', ['-c', conf, '-e', path.join(dir, 'error.log')], { stdio: 'ignore' });
+	await listening(port, child, () => fs.readFileSync(path.join(dir, 'error.log'), 'utf8'));
+	return { url: `http://127.0.0.1:${port}/cache/`, port, root: path.join(root, 'cache'), stop: stopper(child) };
+}
+
+/** redis-server in memory; extra arguments as on its command line (--requirepass x, --maxmemory 1). */
+export async function startRedis(dir: string, extra: string[] = []): Promise<Server> {
+	const port = await freePort();
+	let out = '';
+	const child = spawn('redis-server', [
+		'--port',
+		String(port),
+		'--bind',
+		'127.0.0.1',
+		'--save',
+		'',
+		'--appendonly',
+		'no',
+		'--dir',
+		dir,
+		...extra,
+	]);
+	child.stdout?.on('data', (d) => {
+		out += d;
+	});
+	await listening(port, child, () => out);
+	return { url: `redis://127.0.0.1:${port}/0`, port, stop: stopper(child) };
+}
+
+/** Accepts connections and never answers: a stalled remote. */
+export async function startSilent(): Promise<Server> {
+	const sockets: net.Socket[] = [];
+	const server = net.createServer((socket) => sockets.push(socket));
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port } = server.address() as net.AddressInfo;
+	return {
+		url: `http://127.0.0.1:${port}/cache/`,
+		port,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				for (const s of sockets) s.destroy();
+				server.close(() => resolve());
+			}),
+	};
+}
