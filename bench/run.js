@@ -2,8 +2,8 @@
 // as ratios against baselines measured in the same run (these machines are
 // shared and noisy, so absolute times mean little).
 //
-//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|kernel|manager]
-import { spawnSync } from 'node:child_process';
+//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|kernel|manager|remote]
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -517,6 +517,100 @@ function benchManager() {
 	console.log(`  ${"find -name '*[02468ace]' -delete".padEnd(32)} ${fmt(findMs)}  (about half the entries)`);
 }
 
+// --- a remote cache ---------------------------------------------------------------
+/** A server started for the bench: redis-server, or nginx with its WebDAV module; undefined if not installed. */
+function startServer(kind, dir, port) {
+	const which = spawnSync('sh', ['-c', `command -v ${kind === 'redis' ? 'redis-server' : 'nginx'}`]);
+	if (which.status !== 0) return undefined;
+	fs.mkdirSync(path.join(dir, 'www/cache'), { recursive: true });
+	let child;
+	if (kind === 'redis') {
+		child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+			stdio: 'ignore',
+		});
+	} else {
+		const conf = path.join(dir, 'nginx.conf');
+		fs.writeFileSync(
+			conf,
+			`daemon off; master_process off; user root; pid ${dir}/pid; error_log ${dir}/error.log; events {}
+http { access_log off; client_body_temp_path ${dir}/body; server { listen 127.0.0.1:${port}; root ${dir}/www; client_max_body_size 0;
+location /cache/ { dav_methods PUT DELETE; create_full_put_path on; } } }`,
+		);
+		child = spawn('nginx', ['-c', conf, '-e', path.join(dir, 'error.log')], { stdio: 'ignore' });
+	}
+	spawnSync('sleep', ['0.5']);
+	process.on('exit', () => child.kill('SIGKILL'));
+	return kind === 'redis' ? `redis://127.0.0.1:${port}/0` : `http://127.0.0.1:${port}/cache/`;
+}
+
+/**
+ * The 12-object module and a generated 500-object link in add mode, three
+ * ways: cold (no cache anywhere), local-warm (this machine linked it before),
+ * remote-warm (another machine did: a fresh root, the remote holding every
+ * entry); and local-warm with no remote configured, which must not change.
+ */
+function benchRemote() {
+	console.log('\nA cache shared across machines: a fresh machine linking from the remote against one linking from its own cache');
+	for (const n of [12, 500]) {
+		const dir = path.join(work, `remote-${n}`);
+		fs.mkdirSync(dir);
+		const names = Array.from({ length: n }, (_, i) => `r${i}`);
+		for (const [i, name] of names.entries()) {
+			const next = names[(i + 1) % n];
+			fs.writeFileSync(
+				path.join(dir, `${name}.c`),
+				`int ${next}_f(int);\nint ${name}_f(int x) { return x > ${i} ? x * ${i + 3} : ${next}_f(x + 1); }\n`,
+			);
+		}
+		fs.writeFileSync(path.join(dir, 'list'), names.map((name) => `${name}.c`).join('\n'));
+		run('sh', ['-c', 'xargs -P 2 -n 50 clang -flto=thin -O2 -c < list'], { cwd: dir });
+		spawnSync('sleep', ['2.1']); // older than the inputs memo's racy window
+		const objects = names.map((name) => `${name}.o`);
+		const link = [path.join(shimDir(), 'ld.lld'), ['-r', '-o', 'out.o', ...objects]];
+		const runs = n > 100 ? Math.max(3, Math.floor(RUNS / 4)) : RUNS;
+		for (const kind of ['http', 'redis']) {
+			const url = startServer(kind, path.join(dir, kind), 20000 + Math.floor(Math.random() * 20000));
+			if (!url) {
+				console.log(`  ${n} objects, ${kind}: skipped (${kind === 'redis' ? 'redis-server' : 'nginx'} not installed)`);
+				continue;
+			}
+			const env = (root, remote) => ({
+				...process.env,
+				LTOCACHE_DIR: root,
+				LTOCACHE_MODE: 'add',
+				LTOCACHE_AUTO_PRUNE: '0',
+				LTOCACHE_REMOTE: remote ?? '',
+				LTOCACHE_REMOTE_TIMEOUT: '10s',
+				KBUILD_EXTMOD: `/bench/${n}-${kind}`,
+			});
+			const local = path.join(dir, `${kind}-local`);
+			const fresh = path.join(dir, `${kind}-fresh`);
+			const plain = path.join(dir, `${kind}-plain`);
+			// The remote filled once, and the fresh machine's linker known (hashed once per machine, not per link).
+			run(link[0], link[1], { cwd: dir, env: env(local, url) });
+			run(link[0], link[1], { cwd: dir, env: env(fresh, url) });
+			const forget = (root) => () => {
+				for (const name of fs.readdirSync(root))
+					if (name !== 'ltocache.linkers.json') fs.rmSync(path.join(root, name), { recursive: true, force: true });
+			};
+			const results = compare(
+				[
+					{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], { cwd: dir }] },
+					{ name: 'cold (nothing cached)', run: [link[0], link[1], { cwd: dir, env: env(plain) }], before: forget(plain) },
+					{ name: 'local-warm, no remote', run: [link[0], link[1], { cwd: dir, env: env(local) }] },
+					{ name: 'local-warm, remote set', run: [link[0], link[1], { cwd: dir, env: env(local, url) }] },
+					{ name: 'remote-warm (a fresh machine)', run: [link[0], link[1], { cwd: dir, env: env(fresh, url) }], before: forget(fresh) },
+				],
+				runs,
+			);
+			const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
+			const base = by['local-warm, no remote'];
+			console.log(`  ${n} objects over ${kind}:`);
+			for (const r of results) console.log(`    ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / base).toFixed(2)}x local-warm`);
+		}
+	}
+}
+
 function regenerate(root) {
 	fs.rmSync(root, { recursive: true, force: true });
 	generate(root, ENTRIES);
@@ -529,6 +623,7 @@ for (const [name, bench] of Object.entries({
 	wide: benchWide,
 	kernel: benchKernel,
 	manager: benchManager,
+	remote: benchRemote,
 })) {
 	if (values.only === undefined || values.only === name) await bench();
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-export type Server = { url: string; port: number; stop: () => Promise<void> };
+export type Server = { url: string; port: number; pid?: number; stop: () => Promise<void> };
 
 async function freePort(): Promise<number> {
 	return new Promise((resolve, reject) => {
@@ -77,7 +77,7 @@ http {
 	);
 	const child = spawn('nginx', ['-c', conf, '-e', path.join(dir, 'error.log')], { stdio: 'ignore' });
 	await listening(port, child, () => fs.readFileSync(path.join(dir, 'error.log'), 'utf8'));
-	return { url: `http://127.0.0.1:${port}/cache/`, port, root: path.join(root, 'cache'), stop: stopper(child) };
+	return { url: `http://127.0.0.1:${port}/cache/`, port, pid: child.pid, root: path.join(root, 'cache'), stop: stopper(child) };
 }
 
 /** redis-server in memory; extra arguments as on its command line (--requirepass x, --maxmemory 1). */
@@ -101,7 +101,7 @@ export async function startRedis(dir: string, extra: string[] = []): Promise<Ser
 		out += d;
 	});
 	await listening(port, child, () => out);
-	return { url: `redis://127.0.0.1:${port}/0`, port, stop: stopper(child) };
+	return { url: `redis://127.0.0.1:${port}/0`, port, pid: child.pid, stop: stopper(child) };
 }
 
 /** Accepts connections and never answers: a stalled remote. */

@@ -161,6 +161,25 @@ describeIf(
 		expect(counters(root)).toMatchObject({ misses: 2, downloads: 0, uploads: 0 });
 	});
 
+	it.each(['http', 'redis'])(
+		'over %s, a server killed while lld runs leaves the link succeeding, its entries unshared, said once',
+		async (kind) => {
+			const server = kind === 'http' ? await startNginx(scratch('nginx-killed')) : await startRedis(scratch('redis-killed'));
+			servers.push(server);
+			// The "linker" kills the server, then runs the real one: the download went well, the upload meets a dead server.
+			const wrapper = path.join(scratch('wrapper'), 'ld.lld');
+			fs.writeFileSync(wrapper, `#!/bin/sh\nkill -9 ${server.pid}\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
+			const root = scratch('machine');
+			const result = await link(root, server.url, { LTOCACHE_LD: wrapper });
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			expect(result.stderr.split('\n')).toEqual([
+				expect.stringMatching(/^ltocache: remote \S+: .*; the entries this link wrote are not shared$/),
+			]);
+			expect(counters(root)).toMatchObject({ links: 1, misses: 2, uploads: 0 });
+		},
+	);
+
 	it('a stalled server costs at most the time budget, said once', async () => {
 		const silent = await startSilent();
 		servers.push(silent);

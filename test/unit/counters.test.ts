@@ -8,12 +8,26 @@ import { addCounters, compactCounters, readCounters, recordLink, zeroCounters } 
 import { classify } from '../../src/shared/keydir.js';
 import { scratchRoot } from '../helpers/tools.js';
 
+/** No remote: nothing downloaded or uploaded. */
+const NOTHING_SHARED = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0 };
+
 const scratch = scratchRoot();
 const HOUR = 3600_000;
 const file = (dir: string) => path.join(dir, 'ltocache.counts');
 const line = (t: number, m: number, w: [string, number, number][], ms = 10) => `${JSON.stringify({ t, ms, m, w })}\n`;
 
 describe('counters', () => {
+	it('sums what a remote moved, and keeps it through compaction', () => {
+		const dir = scratch('key');
+		recordLink(dir, Date.now() - 2 * 3600_000, 5, 2, new Set(), [2, 200, 0, 0]);
+		recordLink(dir, Date.now(), 5, 2, new Set(), [0, 0, 1, 50]);
+		recordLink(dir, Date.now(), 5, 2, new Set());
+		const sums = { downloads: 2, downloadBytes: 200, uploads: 1, uploadBytes: 50 };
+		expect(readCounters(dir)).toMatchObject({ links: 3, ...sums });
+		compactCounters(dir);
+		expect(readCounters(dir)).toMatchObject({ links: 3, ...sums });
+	});
+
 	it('records the entries written since the claim, and only those', () => {
 		const dir = scratch('key');
 		fs.writeFileSync(path.join(dir, 'llvmcache-OLD'), 'x');
@@ -28,7 +42,7 @@ describe('counters', () => {
 			.split('\n')
 			.map((l) => JSON.parse(l));
 		expect(recorded).toEqual({ t: 5000, ms: 12, m: 3, w: [['NEW', fs.statSync(path.join(dir, 'llvmcache-NEW')).mtimeMs, 3]] });
-		expect(readCounters(dir)).toEqual({ links: 1, modules: 3, misses: 1, hits: 2, bytes: 3, ms: 12 });
+		expect(readCounters(dir)).toEqual({ links: 1, modules: 3, misses: 1, hits: 2, bytes: 3, ms: 12, ...NOTHING_SHARED });
 		expect(classify('ltocache.counts')).toBe('bookkeeping');
 		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
 	});
@@ -76,7 +90,7 @@ describe('counters', () => {
 				]) +
 				line(3, 2, [['A', 20, 100]]),
 		);
-		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 400, ms: 30 });
+		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 400, ms: 30, ...NOTHING_SHARED });
 	});
 
 	it('never reports more misses than lookups as negative hits, and skips what it cannot parse', () => {
@@ -88,7 +102,7 @@ describe('counters', () => {
 				['B', 2, 1],
 			])}{"t":\n{"folded":{"links":2,"modules":5,"misses":1,"bytes":7,"ms":3}}\n`,
 		);
-		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 9, ms: 13 });
+		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 9, ms: 13, ...NOTHING_SHARED });
 		// Lines of another shape (a field missing, or of another type) are not links.
 		const foreign = ['{"m":1,"w":[]}', '{"t":1,"w":[]}', '{"t":1,"m":1}', '{"t":"1","m":1,"w":[]}', '{"folded":{"modules":3}}', '[]', '""'];
 		fs.writeFileSync(file(dir), `${foreign.join('\n')}\n${line(1, 2, [])}`);
@@ -121,7 +135,7 @@ describe('counters', () => {
 		compactCounters(dir, now);
 		const lines = fs.readFileSync(file(dir), 'utf8').trim().split('\n');
 		expect(lines).toHaveLength(3);
-		expect(JSON.parse(lines[0])).toEqual({ folded: { links: 2, modules: 6, misses: 1, bytes: 10, ms: 20 } });
+		expect(JSON.parse(lines[0])).toEqual({ folded: { links: 2, modules: 6, misses: 1, bytes: 10, ms: 20, ...NOTHING_SHARED } });
 		expect(readCounters(dir)).toEqual(before);
 		expect(fs.readdirSync(dir)).toEqual(['ltocache.counts']);
 
@@ -129,7 +143,7 @@ describe('counters', () => {
 		expect(fs.readFileSync(file(dir), 'utf8').trim().split('\n')).toHaveLength(1);
 		expect(readCounters(dir)).toEqual(before);
 		zeroCounters(dir);
-		expect(readCounters(dir)).toEqual({ links: 0, modules: 0, misses: 0, hits: 0, bytes: 0, ms: 0 });
+		expect(readCounters(dir)).toEqual({ links: 0, modules: 0, misses: 0, hits: 0, bytes: 0, ms: 0, ...NOTHING_SHARED });
 		compactCounters(dir, now); // nothing to compact
 		expect(fs.existsSync(file(dir))).toBe(false);
 	});
