@@ -28,6 +28,7 @@ import {
 	statSync,
 	writeFileSync,
 } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { classify } from '../shared/keydir.js';
 import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl } from '../shared/remote.js';
@@ -36,7 +37,7 @@ import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl } from '
 const MAX_ENTRIES = 20_000;
 const MAX_BYTES = 2 * 1024 ** 3;
 /** Requests in flight at once. */
-const PARALLEL = 8;
+const PARALLEL = 16;
 
 export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
 
@@ -199,9 +200,11 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						const data = await store.get(ns, name);
 						// Corrupt, truncated or not what was uploaded under this name: never linked.
 						if (!data || data.length !== r.size || sha256(data) !== r.sum) return;
+						// Written aside and renamed in: a parallel link's lld must never read half an entry.
+						// Asynchronously: libuv's threads create the files while this thread reads the next replies.
 						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
-						writeFileSync(temp, data, { mode: 0o600 });
-						renameSync(temp, join(dir, name));
+						await writeFile(temp, data, { mode: 0o600 });
+						await rename(temp, join(dir, name));
 						counts.downloads++;
 						counts.downloadBytes += data.length;
 					});
