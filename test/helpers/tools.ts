@@ -79,6 +79,14 @@ export function compileThin(dir: string, clang = 'clang'): string[] {
 	return objects;
 }
 
+/** The fixture objects, and what the real ld.lld links them into without any cache (-r): what every cached link must equal. */
+export function uncachedReference(dir: string): { objects: string[]; reference: Buffer } {
+	const objects = compileThin(dir);
+	const out = path.join(dir, 'reference.o');
+	execaSync(LLD, ['-r', '-o', out, ...objects]);
+	return { objects, reference: fs.readFileSync(out) };
+}
+
 /** Build the recording stand-in linker into dir, one separate file under each of the given names. */
 export function fakeLinker(dir: string, names = ['ld.lld', 'ld.lld-16']): string {
 	const binary = path.join(dir, 'fake-ld');

@@ -11,7 +11,6 @@ import { readCounters } from '../../src/shared/counters.js';
 import { ltocache } from '../helpers/cache.js';
 import { type Server, startNginx, startRedis, startSilent } from '../helpers/servers.js';
 import {
-	compileThin,
 	describeIf,
 	entriesBelow,
 	hasToolchain,
@@ -21,6 +20,7 @@ import {
 	SHIM,
 	scratchRoot,
 	shimDir,
+	uncachedReference,
 } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -40,11 +40,7 @@ describeIf(
 	let nginx: Server & { root: string };
 	let redis: Server;
 	beforeAll(async () => {
-		const work = scratch('objects');
-		objects = compileThin(work);
-		const out = path.join(work, 'reference.o');
-		await execa(LLD, ['-r', '-o', out, ...objects]);
-		reference = fs.readFileSync(out);
+		({ objects, reference } = uncachedReference(scratch('objects')));
 		shims = shimDir(scratch('shims'), SHIM, ['ld.lld']);
 		node = nodeOnlyDir(scratch('node'));
 		nginx = await startNginx(scratch('nginx'));

@@ -11,13 +11,11 @@ import { ltocache, makeEntry, makeKey, onDisk } from '../helpers/cache.js';
 import {
 	asNobody,
 	CLI,
-	compileThin,
 	describeIf,
 	entriesBelow,
 	fakeLinker,
 	hasToolchain,
 	isRoot,
-	LLD,
 	nodeOnlyDir,
 	nodeRuns,
 	recorded,
@@ -26,6 +24,7 @@ import {
 	scratchRoot,
 	shimDir,
 	stagedShim,
+	uncachedReference,
 	withReadOnly,
 } from '../helpers/tools.js';
 
@@ -41,11 +40,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 	let shims: string;
 	let node: string;
 	beforeAll(async () => {
-		const work = scratch('objects');
-		objects = compileThin(work);
-		const out = path.join(work, 'reference.o');
-		await execa(LLD, ['-r', '-o', out, ...objects]);
-		reference = fs.readFileSync(out);
+		({ objects, reference } = uncachedReference(scratch('objects')));
 		shims = shimDir(scratch('shims'), stagedShim(scratch('pkg')), ['ld.lld']);
 		node = nodeOnlyDir(scratch('node'));
 	});
