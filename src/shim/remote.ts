@@ -128,9 +128,14 @@ export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEn
 	return id;
 }
 
-/** The entry's bytes as they are now, hashed; undefined if it changed while being read (lld is never that, but be sure). */
+/** The entry's bytes as they are now; undefined if it is gone (a prune) or changed while being read (lld never rewrites one, but be sure). */
 function readEntry(file: string): Buffer | undefined {
-	const fd = openSync(file, 'r');
+	let fd: number;
+	try {
+		fd = openSync(file, 'r');
+	} catch {
+		return undefined;
+	}
 	try {
 		const st = fstatSync(fd);
 		const data = Buffer.alloc(st.size);
