@@ -153,7 +153,7 @@ function benchShim() {
 	);
 	const counting = by['shim -> ld.lld (redirected)'] - by['shim, Node path (pass-through)'];
 	console.log(
-		`  a redirected link over one Node only plans (reading the inputs, running and waiting on the linker, counting): ${counting.toFixed(1)} ms = ${(counting / node).toFixed(2)}x node -e 0`,
+		`  a redirected link over the same link forced through Node (reading the inputs, claiming the directory, counting): ${counting.toFixed(1)} ms = ${(counting / node).toFixed(2)}x node -e 0`,
 	);
 	memory('per process', [
 		['node -e 0', process.execPath, ['-e', '0'], { env }],
