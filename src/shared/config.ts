@@ -110,3 +110,14 @@ export function parseBudget(value: string): number | undefined {
 
 /** A remote URL as it may be shown anywhere: the password replaced. */
 export const redacted = (value: string) => value.replace(/^([a-z]+:\/\/[^/@]*?:)[^/@]*@/i, '$1***@');
+
+/** The remote's settings as a link uses them; read-only only for a value that says on, the budget 2 s unless set right. */
+export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number };
+export function remoteSettings(values: Record<Setting, Value>): RemoteSettings {
+	const readOnly = values['remote-read-only'].value;
+	return {
+		url: values.remote.value,
+		readOnly: isOnOrOff(readOnly) && !isOff(readOnly),
+		budgetMs: parseBudget(values['remote-timeout'].value) ?? 2000,
+	};
+}

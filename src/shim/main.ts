@@ -13,7 +13,7 @@
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
 import { readdirSync } from 'node:fs';
 import { basename } from 'node:path';
-import { describeSource, isOff, isOnOrOff, parseBudget, readSettings, type Setting, type Value } from '../shared/config.js';
+import { describeSource, isOff, readSettings, remoteSettings, type Setting, type Value } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -99,18 +99,7 @@ async function main(): Promise<void> {
 /** The remote for this link, its entries downloaded; loaded only when one is configured. */
 async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv) {
 	const { remoteFor } = await import('./remote.js');
-	const budgetMs = parseBudget(settings['remote-timeout'].value) ?? 2000;
-	const remote = remoteFor(
-		{
-			url: settings.remote.value,
-			readOnly: !isOff(settings['remote-read-only'].value) && isOnOrOff(settings['remote-read-only'].value),
-			budgetMs,
-		},
-		root,
-		dir,
-		linker,
-		env,
-	);
+	const remote = remoteFor(remoteSettings(settings), root, dir, linker, env);
 	const problem = await remote.before();
 	if (problem) process.stderr.write(`ltocache: ${problem}\n`);
 	return remote;

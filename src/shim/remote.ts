@@ -30,6 +30,7 @@ import {
 } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import type { RemoteSettings } from '../shared/config.js';
 import { classify } from '../shared/keydir.js';
 import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl } from '../shared/remote.js';
 
@@ -150,8 +151,6 @@ function readEntry(file: string): Buffer | undefined {
 		closeSync(fd);
 	}
 }
-
-export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number };
 
 /**
  * The remote for one link into dir (root/<release>/<key>); linkerFile is the

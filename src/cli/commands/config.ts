@@ -81,13 +81,11 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 			parsePolicy(value, what);
 			break;
 		case 'auto-prune':
+		case 'remote-read-only':
 			if (!isOnOrOff(value)) throw new UsageError(`invalid ${what} '${value}' (true or false)`);
 			break;
 		case 'mode':
 			if (value !== '' && !MODES.includes(value)) throw new UsageError(`invalid ${what} '${value}' (${MODES.join(', ')})`);
-			break;
-		case 'remote-read-only':
-			if (!isOnOrOff(value)) throw new UsageError(`invalid ${what} '${value}' (true or false)`);
 			break;
 		case 'remote-timeout':
 			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
-import { isOff, isOnOrOff, parseBudget, readSettings, redacted } from '../../shared/config.js';
+import { readSettings, redacted, remoteSettings } from '../../shared/config.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
 import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
@@ -224,8 +224,7 @@ async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefine
 	} catch {
 		return { level: 'fail', check, message: `${redacted(value)} is not a URL (see ltocache config)` };
 	}
-	const readOnly = !isOff(values['remote-read-only'].value) && isOnOrOff(values['remote-read-only'].value);
-	const budget = parseBudget(values['remote-timeout'].value) ?? 2000;
+	const { readOnly, budgetMs: budget } = remoteSettings(values);
 	const { openStore, shownUrl } = await import('../../shared/remote.js');
 	const signal = AbortSignal.timeout(Math.max(budget, 5000));
 	const started = performance.now();
