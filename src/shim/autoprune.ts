@@ -20,7 +20,7 @@ export async function maybeStartPrune(root: string, env: NodeJS.ProcessEnv, enab
 		// process.argv[1] is bin/ld.lld as invoked; the manager is beside its real file.
 		const cli = join(dirname(realpathSync(process.argv[1])), 'ltocache');
 		// Loaded here, once a day, not on every link.
-		const { spawn } = await import('node:child_process');
+		const { spawn } = process.getBuiltinModule?.('node:child_process') ?? (await import('node:child_process'));
 		const child = spawn(process.execPath, [cli, 'prune'], {
 			detached: true,
 			stdio: 'ignore',

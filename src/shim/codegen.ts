@@ -62,7 +62,7 @@ export async function codegenKey(words: Bytes[], cwd: string): Promise<Codegen> 
 	const identities: string[] = [];
 	if (files.length) {
 		// Loaded only for the links whose options name files: node:crypto costs every link ~3 ms to load.
-		const { createHash } = await import('node:crypto');
+		const { createHash } = process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'));
 		for (const file of files) {
 			const hash: Hash = createHash('sha256');
 			try {

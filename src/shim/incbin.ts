@@ -126,7 +126,7 @@ function hashFile(hash: Hash, file: Bytes, keep: boolean): Read {
  */
 export async function rehash(files: Bytes[]): Promise<Pick<Guard, 'hash' | 'identity'>> {
 	if (files.length === 0) return {};
-	const hash = (await import('node:crypto')).createHash('sha256');
+	const hash = (process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'))).createHash('sha256');
 	try {
 		const identity = files.map((file) => hashFile(hash, file, false).identity).join('\n');
 		return { hash: hash.digest('hex').slice(0, 16), identity };
@@ -166,7 +166,7 @@ export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 			if (quoted[1].includes('\\')) backslashName ??= `${match[0]} "${bytesToText(quoted[1])}"`;
 			const file = inDir(cwd, asmString(quoted[1]));
 			if (files.includes(file)) continue;
-			hash ??= (await import('node:crypto')).createHash('sha256');
+			hash ??= (process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'))).createHash('sha256');
 			const include = match[1].toLowerCase() === 'include';
 			let read: Read;
 			try {

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
 	try {
 		if (dir && count) before = new Set(readdirSync(dir));
 	} catch {} // then every entry's time is looked at
-	const started = performance.now();
+	const started = process.hrtime.bigint(); // not performance.now(): that global loads perf_hooks, ~2 ms a link
 	const afterLink = async (succeeded: boolean) => {
 		let kept = true;
 		if (dir && count && plan.unchanged) {
@@ -86,7 +86,8 @@ async function main(): Promise<void> {
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
 		const c = remote?.counts;
 		const moved = c && ([c.downloads, c.downloadBytes, c.uploads, c.uploadBytes] as [number, number, number, number]);
-		if (dir && count && succeeded && kept) recordLink(dir, count.since, performance.now() - started, count.modules, before, moved);
+		if (dir && count && succeeded && kept)
+			recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, count.modules, before, moved);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link

@@ -6,11 +6,10 @@
 //
 // node:child_process rather than execa: importing execa costs ~100 ms, more
 // than Node's own start-up, on every link; the shim needs only spawn, and
-// loads even that only here, with
+// loads even that only here (and node:os only for a death by signal), with
 // process.getBuiltinModule (Node >= 20.16): import() would first start the
 // ES module loader, ~4 ms more on every link Node runs.
 import { existsSync } from 'node:fs';
-import { constants } from 'node:os';
 import { type Bytes, bytesToText, isUtf8 } from '../shared/bytes.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
@@ -65,6 +64,7 @@ export async function runLinker(
 			// Die of the same signal, so make and shells see 128+n, core dumps and all.
 			process.kill(process.pid, signal);
 			// Still here: the signal is ignored by Node (SIGPIPE) or by inheritance.
+			const { constants } = process.getBuiltinModule?.('node:os') ?? (await import('node:os'));
 			process.exit(128 + (constants.signals[signal] ?? 0));
 		}
 		process.exit(code ?? 1);

@@ -9,7 +9,10 @@ import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { describeIf, onPath, repo } from '../helpers/tools.js';
 
-type Metafile = { inputs: Record<string, unknown>; outputs: Record<string, { imports: { path: string; external?: boolean }[] }> };
+type Metafile = {
+	inputs: Record<string, unknown>;
+	outputs: Record<string, { inputs: Record<string, unknown>; imports: { path: string; external?: boolean }[] }>;
+};
 
 it('bundles the shim from src/shim, src/shared and xdg-basedir only, importing Node built-ins only', () => {
 	const meta = JSON.parse(fs.readFileSync(path.join(repo, 'dist/ld.lld.meta.json'), 'utf8')) as Metafile;
@@ -25,10 +28,24 @@ it('bundles the shim from src/shim, src/shared and xdg-basedir only, importing N
 	}
 });
 
+it('starts Node from a file of its own, which holds only start.ts: the bundle it runs from the code cache is apart', () => {
+	const meta = JSON.parse(fs.readFileSync(path.join(repo, 'dist/ld.lld.meta.json'), 'utf8')) as Metafile;
+	expect(Object.keys(meta.outputs).sort()).toEqual(['dist/ld.lld.cjs', 'dist/shim.cjs']);
+	expect(Object.keys(meta.outputs['dist/ld.lld.cjs'].inputs)).toEqual(['dist/shim/start.js']);
+	expect(Object.keys(meta.outputs['dist/shim.cjs'].inputs)).not.toContain('dist/shim/start.js');
+});
+
 it('keeps built-ins in the shim bundle unwrapped: src/shim and src/shared import them by name', () => {
-	const bundle = fs.readFileSync(path.join(repo, 'dist/ld.lld.cjs'), 'utf8');
+	const bundle = fs.readFileSync(path.join(repo, 'dist/shim.cjs'), 'utf8');
 	expect(bundle).toMatch(/ = require\("node:fs"\);/);
 	expect(bundle).not.toMatch(/__toESM\(require\("node:/);
+});
+
+it('loads built-ins lazily through process.getBuiltinModule, never import() alone: the bundle runs as a vm.Script, which cannot import', () => {
+	const bundle = fs.readFileSync(path.join(repo, 'dist/shim.cjs'), 'utf8');
+	const imports = bundle.split('\n').filter((line) => /\bimport\(/.test(line));
+	expect(imports.length).toBeGreaterThan(3);
+	for (const line of imports) expect(line).toMatch(/process\.getBuiltinModule\?\.\([^)]*\) \?\? await import\(/);
 });
 
 /** src/ file -> the src/ files it imports (static and dynamic), as paths relative to src/. */
