@@ -24,8 +24,8 @@ export type Sum = { sum: string; size: number };
 export interface Store {
 	/** The entries the remote holds for a namespace. */
 	index(ns: string): Promise<Map<string, Sum>>;
-	/** An entry's bytes, or undefined if the remote has none. */
-	get(ns: string, name: string): Promise<Buffer | undefined>;
+	/** Fetch the wanted entries, handing take each one the remote has, as it arrives (unchecked: the caller verifies). */
+	fetch(ns: string, wanted: [string, Sum][], take: (name: string, data: Buffer) => void): Promise<void>;
 	put(ns: string, name: string, data: Buffer): Promise<void>;
 	/** Add to the namespace's index (after the entries themselves are up). */
 	addToIndex(ns: string, records: Map<string, Sum>): Promise<void>;
@@ -35,6 +35,18 @@ export interface Store {
 }
 
 export const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** Requests in flight at once. */
+const PARALLEL = 16;
+
+/** Run fn over items, PARALLEL at a time; the first error stops the rest. */
+export async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+	let next = 0;
+	const worker = async () => {
+		while (next < items.length) await fn(items[next++]);
+	};
+	await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
+}
 
 /** A URL as it may be shown: never its user or password. */
 export function shownUrl(url: URL): string {
@@ -103,11 +115,13 @@ function httpStore(base: URL, signal: AbortSignal): Store {
 			check('index', res.status, (s) => s === 200);
 			return parseIndex(res.body.toString('latin1'));
 		},
-		async get(ns, name) {
-			const res = await request('GET', at(ns, name));
-			if (res.status === 404) return undefined;
-			check(name, res.status, (s) => s === 200);
-			return res.body;
+		async fetch(ns, wanted, take) {
+			await pool(wanted, async ([name]) => {
+				const res = await request('GET', at(ns, name));
+				if (res.status === 404) return;
+				check(name, res.status, (s) => s === 200);
+				take(name, res.body);
+			});
 		},
 		async put(ns, name, data) {
 			const res = await request('PUT', at(ns, name), data);
@@ -257,9 +271,27 @@ function redisStore(url: URL, signal: AbortSignal): Store {
 			}
 			return index;
 		},
-		async get(ns, name) {
-			const reply = await run('GET', key(ns, name));
-			return Buffer.isBuffer(reply) ? reply : undefined;
+		async fetch(ns, wanted, take) {
+			// MGET in batches of about a megabyte (the index knows the sizes), all sent at once: one round
+			// trip for the lot, where a GET an entry cost a socket write each (~30 ms for 500 entries).
+			const batches: [string, Sum][][] = [[]];
+			let bytes = 0;
+			for (const entry of wanted) {
+				if (batches[batches.length - 1].length >= 256 || bytes >= 1 << 20) {
+					batches.push([]);
+					bytes = 0;
+				}
+				batches[batches.length - 1].push(entry);
+				bytes += entry[1].size;
+			}
+			await Promise.all(
+				batches.map(async (batch) => {
+					if (batch.length === 0) return;
+					const reply = await run('MGET', ...batch.map(([name]) => key(ns, name)));
+					if (!Array.isArray(reply)) throw new Error('MGET: not a Redis array');
+					for (const [i, [name]] of batch.entries()) if (Buffer.isBuffer(reply[i])) take(name, reply[i] as Buffer);
+				}),
+			);
 		},
 		async put(ns, name, data) {
 			await run('SET', key(ns, name), data);

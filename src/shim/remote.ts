@@ -28,17 +28,14 @@ import {
 	statSync,
 	writeFileSync,
 } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { RemoteSettings } from '../shared/config.js';
 import { classify } from '../shared/keydir.js';
-import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl } from '../shared/remote.js';
+import { isEntryName, openStore, pool, type Store, type Sum, sha256, shownUrl } from '../shared/remote.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
 const MAX_ENTRIES = 20_000;
 const MAX_BYTES = 2 * 1024 ** 3;
-/** Requests in flight at once. */
-const PARALLEL = 16;
 
 export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
 
@@ -49,15 +46,6 @@ export type Remote = {
 	after(): Promise<string | undefined>;
 	counts: RemoteCounts;
 };
-
-/** Run fn over items, PARALLEL at a time; the first error stops the rest. */
-async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
-	let next = 0;
-	const worker = async () => {
-		while (next < items.length) await fn(items[next++]);
-	};
-	await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
-}
 
 /** File identity: a cached hash holds while these hold. */
 function stamp(file: string): string {
@@ -200,15 +188,15 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						bytes += r.size;
 						return true;
 					});
-					await pool(wanted.slice(0, MAX_ENTRIES), async ([name, r]) => {
-						const data = await store.get(ns, name);
+					await store.fetch(ns, wanted.slice(0, MAX_ENTRIES), (name, data) => {
+						const r = index?.get(name);
 						// Corrupt, truncated or not what was uploaded under this name: never linked.
-						if (!data || data.length !== r.size || sha256(data) !== r.sum) return;
+						if (!r || data.length !== r.size || sha256(data) !== r.sum) return;
 						// Written aside and renamed in: a parallel link's lld must never read half an entry.
-						// Asynchronously: libuv's threads create the files while this thread reads the next replies.
+						// Synchronously: fs/promises cost ~0.15 ms more a file in promises and handles than the write itself.
 						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
-						await writeFile(temp, data, { mode: 0o600 });
-						await rename(temp, join(dir, name));
+						writeFileSync(temp, data, { mode: 0o600 });
+						renameSync(temp, join(dir, name));
 						counts.downloads++;
 						counts.downloadBytes += data.length;
 					});
@@ -221,9 +209,11 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 		async after() {
 			if (settings.readOnly || failed || !index) return undefined;
 			const known = index;
+			// Nothing the remote lacks (a warm link): no connection at all.
+			const fresh = readdirSync(dir).filter((name) => classify(name) === 'entry' && isEntryName(name) && !known.has(name));
+			if (fresh.length === 0) return undefined;
 			try {
 				await phase(async (store, ns) => {
-					const fresh = readdirSync(dir).filter((name) => classify(name) === 'entry' && isEntryName(name) && !known.has(name));
 					const uploaded = new Map<string, Sum>();
 					let bytes = 0;
 					await pool(fresh.slice(0, MAX_ENTRIES), async (name) => {
