@@ -5,10 +5,14 @@
 // them: entry name -> sha256 and size, recorded by the machine that uploaded
 // the entry, so a downloaded entry is checked before lld may read it.
 //
-// HTTP: <base>/<namespace>/<entry> and <base>/<namespace>/index (one line per
-// entry: name, sha256, size). Updating the index is read, merge, write: two
-// machines writing at once may lose each other's lines, which costs misses,
-// never a wrong entry.
+// HTTP: <base>/<namespace>/pack-<sha256> (the entries one link uploaded, end
+// to end) and <base>/<namespace>/index (one line an entry: name, sha256,
+// size, pack, offset). A machine downloads a pack's wanted entries with one
+// ranged GET, where one GET an entry cost ~0.4 ms of Node's HTTP client each
+// (500 entries: 3x the local-warm link). Lines without a pack name an entry
+// stored alone, <base>/<namespace>/<entry>. Updating the index is read,
+// merge, write: two machines writing at once may lose each other's lines,
+// which costs misses, never a wrong entry.
 // Redis: <namespace>/<entry> strings and the hash <namespace>/index.
 //
 // Redis is spoken here with a small RESP2 client over node:net rather than
@@ -18,17 +22,19 @@
 import { createHash } from 'node:crypto';
 import { connect as tcp } from 'node:net';
 
-/** What the index holds of an entry: its sha256 and size at upload. */
-export type Sum = { sum: string; size: number };
+/** What the index holds of an entry: its sha256 and size at upload, and over HTTP the pack it is in, at which offset. */
+export type Sum = { sum: string; size: number; pack?: string; offset?: number };
+
+/** An entry to upload, with its sha256. */
+export type Upload = { name: string; data: Buffer; sum: string };
 
 export interface Store {
 	/** The entries the remote holds for a namespace. */
 	index(ns: string): Promise<Map<string, Sum>>;
 	/** Fetch the wanted entries, handing take each one the remote has, as it arrives (unchecked: the caller verifies). */
 	fetch(ns: string, wanted: [string, Sum][], take: (name: string, data: Buffer) => void): Promise<void>;
-	put(ns: string, name: string, data: Buffer): Promise<void>;
-	/** Add to the namespace's index (after the entries themselves are up). */
-	addToIndex(ns: string, records: Map<string, Sum>): Promise<void>;
+	/** Store the entries, then list them in the namespace's index. */
+	upload(ns: string, entries: Upload[]): Promise<void>;
 	/** Write and remove a probe (doctor: can this client write?). */
 	probe(): Promise<void>;
 	close(): void;
@@ -40,7 +46,7 @@ export const sha256 = (data: Buffer) => createHash('sha256').update(data).digest
 const PARALLEL = 16;
 
 /** Run fn over items, PARALLEL at a time; the first error stops the rest. */
-export async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
 	let next = 0;
 	const worker = async () => {
 		while (next < items.length) await fn(items[next++]);
@@ -60,17 +66,21 @@ export function openStore(url: URL, signal: AbortSignal): Store {
 	throw new Error(`${url.protocol} is not a remote ltocache knows (http, https, redis, rediss)`);
 }
 
-/** Index lines: `name sum size`, one an entry; a line that does not parse is no entry. */
+/** Index lines: `name sum size [pack offset]`, one an entry; a line that does not parse is no entry. */
 export function parseIndex(text: string): Map<string, Sum> {
 	const index = new Map<string, Sum>();
 	for (const line of text.split('\n')) {
-		const m = /^(llvmcache-[0-9A-Fa-f]+) ([0-9a-f]{64}) (\d+)$/.exec(line.trim());
-		if (m) index.set(m[1], { sum: m[2], size: Number(m[3]) });
+		const m = /^(llvmcache-[0-9A-Fa-f]+) ([0-9a-f]{64}) (\d+)(?: (pack-[0-9a-f]{64}) (\d+))?$/.exec(line.trim());
+		if (!m) continue;
+		const sum: Sum = { sum: m[2], size: Number(m[3]) };
+		if (m[4]) Object.assign(sum, { pack: m[4], offset: Number(m[5]) });
+		index.set(m[1], sum);
 	}
 	return index;
 }
 
-const formatIndex = (index: Map<string, Sum>) => [...index].map(([name, r]) => `${name} ${r.sum} ${r.size}\n`).join('');
+const formatIndex = (index: Map<string, Sum>) =>
+	[...index].map(([name, r]) => `${name} ${r.sum} ${r.size}${r.pack ? ` ${r.pack} ${r.offset}` : ''}\n`).join('');
 
 /** Whether a name may be used as an entry's file name and a remote key. */
 export const isEntryName = (name: string) => /^llvmcache-[0-9A-Fa-f]+$/.test(name);
@@ -86,18 +96,23 @@ function httpStore(base: URL, signal: AbortSignal): Store {
 		url.password = '';
 		return url;
 	};
-	const request = async (method: string, url: URL, body?: Buffer): Promise<{ status: number; body: Buffer }> => {
+	type Response = { status: number; body: Buffer; headers: Record<string, string | string[] | undefined> };
+	const request = async (method: string, url: URL, body?: Buffer, headers: Record<string, string> = {}): Promise<Response> => {
 		// getBuiltinModule (Node >= 20.16): import() would start the ES module loader on the link path.
 		const name = url.protocol === 'https:' ? 'node:https' : 'node:http';
 		const { request: send } = (process.getBuiltinModule?.(name) ?? (await import(name))) as typeof import('node:http');
 		return new Promise((resolve, reject) => {
 			const req = send(
 				url,
-				{ method, signal, headers: { ...(auth ? { authorization: auth } : {}), ...(body ? { 'content-length': body.length } : {}) } },
+				{
+					method,
+					signal,
+					headers: { ...headers, ...(auth ? { authorization: auth } : {}), ...(body ? { 'content-length': body.length } : {}) },
+				},
 				(res) => {
 					const chunks: Buffer[] = [];
 					res.on('data', (c: Buffer) => chunks.push(c));
-					res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+					res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers }));
 					res.on('error', reject);
 				},
 			);
@@ -116,22 +131,50 @@ function httpStore(base: URL, signal: AbortSignal): Store {
 			return parseIndex(res.body.toString('latin1'));
 		},
 		async fetch(ns, wanted, take) {
-			await pool(wanted, async ([name]) => {
-				const res = await request('GET', at(ns, name));
-				if (res.status === 404) return;
-				check(name, res.status, (s) => s === 200);
-				take(name, res.body);
+			const packs = new Map<string, [string, Sum][]>();
+			const alone: [string, Sum][][] = [];
+			for (const entry of wanted) {
+				const pack = entry[1].pack;
+				if (pack === undefined) alone.push([entry]);
+				else packs.set(pack, [...(packs.get(pack) ?? []), entry]);
+			}
+			await pool([...packs.values(), ...alone], async (entries) => {
+				const pack = entries[0][1].pack;
+				if (pack === undefined) {
+					const [name] = entries[0];
+					const res = await request('GET', at(ns, name));
+					if (res.status === 404) return;
+					check(name, res.status, (s) => s === 200);
+					return take(name, res.body);
+				}
+				// One range from the first wanted entry to the end of the last; a server without ranges sends the whole pack.
+				const from = Math.min(...entries.map(([, r]) => r.offset ?? 0));
+				const to = Math.max(...entries.map(([, r]) => (r.offset ?? 0) + r.size));
+				const res = await request('GET', at(ns, pack), undefined, { range: `bytes=${from}-${to - 1}` });
+				if (res.status === 404 || res.status === 416) return;
+				check(pack, res.status, (s) => s === 200 || s === 206);
+				const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
+				if (res.status === 206 && !range) return;
+				const base = res.status === 206 ? Number(range?.[1]) : 0;
+				for (const [name, r] of entries) {
+					const start = (r.offset ?? 0) - base;
+					if (start >= 0) take(name, res.body.subarray(start, start + r.size));
+				}
 			});
 		},
-		async put(ns, name, data) {
-			const res = await request('PUT', at(ns, name), data);
-			check(name, res.status, (s) => s >= 200 && s < 300);
-		},
-		async addToIndex(ns, records) {
+		async upload(ns, entries) {
+			// In name order: machines uploading the same entries write the same pack.
+			const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : 1));
+			const data = Buffer.concat(sorted.map((e) => e.data));
+			const pack = `pack-${sha256(data)}`;
+			const put = await request('PUT', at(ns, pack), data);
+			check(pack, put.status, (s) => s >= 200 && s < 300);
 			const merged = await this.index(ns);
-			const before = merged.size;
-			for (const [name, r] of records) merged.set(name, r);
-			if (merged.size === before) return;
+			let offset = 0;
+			for (const e of sorted) {
+				merged.set(e.name, { sum: e.sum, size: e.data.length, pack, offset });
+				offset += e.data.length;
+			}
 			const res = await request('PUT', at(ns, 'index'), Buffer.from(formatIndex(merged), 'latin1'));
 			check('index', res.status, (s) => s >= 200 && s < 300);
 		},
@@ -293,12 +336,11 @@ function redisStore(url: URL, signal: AbortSignal): Store {
 				}),
 			);
 		},
-		async put(ns, name, data) {
-			await run('SET', key(ns, name), data);
-		},
-		async addToIndex(ns, records) {
-			if (records.size === 0) return;
-			await run('HSET', key(ns, 'index'), ...[...records].flatMap(([name, r]) => [name, `${r.sum} ${r.size}`]));
+		async upload(ns, entries) {
+			if (entries.length === 0) return;
+			// Sent at once, as MGET fetches them: the replies come back in order on the one connection.
+			await Promise.all(entries.map((e) => run('SET', key(ns, e.name), e.data)));
+			await run('HSET', key(ns, 'index'), ...entries.flatMap((e) => [e.name, `${e.sum} ${e.data.length}`]));
 		},
 		async probe() {
 			const probe = key('ltocache-probe', `probe-${process.pid}`);

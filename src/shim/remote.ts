@@ -31,11 +31,13 @@ import {
 import { basename, dirname, join } from 'node:path';
 import type { RemoteSettings } from '../shared/config.js';
 import { classify } from '../shared/keydir.js';
-import { isEntryName, openStore, pool, type Store, type Sum, sha256, shownUrl } from '../shared/remote.js';
+import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl, type Upload } from '../shared/remote.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
 const MAX_ENTRIES = 20_000;
 const MAX_BYTES = 2 * 1024 ** 3;
+/** At most this many bytes of entries are read into memory for one upload. */
+const BATCH_BYTES = 64 * 1024 ** 2;
 
 export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
 
@@ -214,18 +216,27 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 			if (fresh.length === 0) return undefined;
 			try {
 				await phase(async (store, ns) => {
-					const uploaded = new Map<string, Sum>();
-					let bytes = 0;
-					await pool(fresh.slice(0, MAX_ENTRIES), async (name) => {
+					// In batches of at most BATCH_BYTES held in memory at once (over HTTP, a pack each).
+					let batch: Upload[] = [];
+					let batchBytes = 0;
+					let total = 0;
+					const send = async () => {
+						if (batch.length === 0) return;
+						await store.upload(ns, batch);
+						counts.uploads += batch.length;
+						counts.uploadBytes += batchBytes;
+						batch = [];
+						batchBytes = 0;
+					};
+					for (const name of fresh.slice(0, MAX_ENTRIES)) {
 						const data = readEntry(join(dir, name));
-						if (!data || bytes + data.length > MAX_BYTES) return;
-						bytes += data.length;
-						await store.put(ns, name, data);
-						uploaded.set(name, { sum: sha256(data), size: data.length });
-						counts.uploads++;
-						counts.uploadBytes += data.length;
-					});
-					await store.addToIndex(ns, uploaded);
+						if (!data || total + data.length > MAX_BYTES) continue;
+						if (batchBytes + data.length > BATCH_BYTES) await send();
+						batch.push({ name, data, sum: sha256(data) });
+						batchBytes += data.length;
+						total += data.length;
+					}
+					await send();
 				});
 				return undefined;
 			} catch (error) {

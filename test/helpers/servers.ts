@@ -43,12 +43,13 @@ const stopper = (child: ChildProcess) => () =>
 		child.kill('SIGKILL');
 	});
 
-/** nginx serving dir: PUT and DELETE under /cache/, and PUT refused with 507 (full) under /full/. */
+/** nginx serving dir: PUT and DELETE under /cache/ (and under /whole/, which ignores Range), and PUT refused with 507 (full) under /full/. */
 export async function startNginx(dir: string): Promise<Server & { root: string }> {
 	const port = await freePort();
 	const root = path.join(dir, 'www');
 	fs.mkdirSync(path.join(root, 'cache'), { recursive: true });
 	fs.mkdirSync(path.join(root, 'full'), { recursive: true });
+	fs.mkdirSync(path.join(root, 'whole'), { recursive: true });
 	const conf = path.join(dir, 'nginx.conf');
 	fs.writeFileSync(
 		conf,
@@ -71,6 +72,7 @@ http {
 		client_max_body_size 0;
 		location /cache/ { dav_methods PUT DELETE; create_full_put_path on; }
 		location /full/ { if ($request_method = PUT) { return 507; } }
+		location /whole/ { dav_methods PUT DELETE; create_full_put_path on; max_ranges 0; }
 	}
 }
 `,

@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
+import { parseIndex } from '../../src/shared/remote.js';
 import { ltocache } from '../helpers/cache.js';
 import { type Server, startNginx, startRedis, startSilent } from '../helpers/servers.js';
 import {
@@ -114,6 +115,46 @@ describeIf(
 		expect((await ltocache(b, ['stats'])).stdout).toMatch(/^remote: 2 entries downloaded \(.+\), 0 uploaded \(0 B\)$/m);
 	});
 
+	it('over http, takes whole packs from a server that ignores Range, and entries stored alone (as 0.3.0 uploaded them)', async () => {
+		const whole = nginx.url.replace('/cache/', '/whole/');
+		const extmod = { KBUILD_EXTMOD: '/src/whole' };
+		const a = scratch('machine-a');
+		expect(await link(a, whole, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+		const files = (fs.readdirSync(path.join(nginx.root, '../whole'), { recursive: true }) as string[]).map((f) =>
+			path.join(nginx.root, '../whole', f),
+		);
+		const indexFile = files.find((f) => f.endsWith('/index') && f.includes('whole'))!;
+		const index = parseIndex(fs.readFileSync(indexFile, 'latin1'));
+		expect(index.size).toBe(2);
+		// B has the pack's first entry already: it asks for the range of the second, and gets the whole pack.
+		const b = scratch('machine-b');
+		fs.cpSync(a, b, { recursive: true });
+		const [later] = [...index].sort((x, y) => (y[1].offset ?? 0) - (x[1].offset ?? 0))[0];
+		expect(index.get(later)?.offset).toBeGreaterThan(0);
+		fs.rmSync(path.join(b, entriesBelow(b).find((e) => e.endsWith(`/${later}`))!));
+		const had = counters(b);
+		const second = await link(b, whole, extmod);
+		expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(second.output).toEqual(reference);
+		const now = counters(b);
+		expect([now.hits - had.hits, now.misses - had.misses, now.downloads - had.downloads]).toEqual([2, 0, 1]);
+
+		// The same entries as files of their own, listed without a pack.
+		let lines = '';
+		for (const [name, r] of index) {
+			const pack = fs.readFileSync(path.join(path.dirname(indexFile), r.pack!));
+			fs.writeFileSync(path.join(path.dirname(indexFile), name), pack.subarray(r.offset, (r.offset ?? 0) + r.size));
+			lines += `${name} ${r.sum} ${r.size}\n`;
+		}
+		for (const r of index.values()) fs.rmSync(path.join(path.dirname(indexFile), r.pack!), { force: true });
+		fs.writeFileSync(indexFile, lines);
+		const c = scratch('machine-c');
+		const third = await link(c, whole, extmod);
+		expect(third).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(third.output).toEqual(reference);
+		expect(counters(c)).toMatchObject({ hits: 2, misses: 0, downloads: 2 });
+	});
+
 	it.each(['http', 'redis'])('over %s, a corrupted or truncated entry is dropped, never linked', async (kind) => {
 		const remote = Object.fromEntries(backends())[kind];
 		const extmod = { KBUILD_EXTMOD: `/src/corrupt-${kind}` };
@@ -123,15 +164,19 @@ describeIf(
 			.map((e) => path.basename(e))
 			.sort();
 		expect(names).toHaveLength(2);
-		// The blob of one entry garbled (same size), the other cut short, on the server itself.
-		const [bad, short] = names;
+		// The bytes of one entry garbled (same size), the other cut short, on the server itself.
+		let [bad, short] = names;
 		if (kind === 'http') {
+			// Both in the one pack A uploaded: the one further in is cut short, the other garbled.
 			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
-			const blob = (name: string) => files.find((f) => f.endsWith(`/${name}`) && f.includes('corrupt-'))!;
-			const data = fs.readFileSync(blob(bad));
-			data[data.length >> 1] ^= 0xff;
-			fs.writeFileSync(blob(bad), data);
-			fs.truncateSync(blob(short), 10);
+			const index = parseIndex(fs.readFileSync(files.find((f) => f.endsWith('/index') && f.includes('corrupt-'))!, 'latin1'));
+			[bad, short] = names.sort((x, y) => (index.get(x)?.offset ?? 0) - (index.get(y)?.offset ?? 0));
+			const pack = files.find((f) => f.endsWith(`/${index.get(bad)?.pack}`))!;
+			expect(index.get(short)?.pack).toBe(index.get(bad)?.pack);
+			const data = fs.readFileSync(pack);
+			const { offset = 0, size } = index.get(bad)!;
+			data[offset + (size >> 1)] ^= 0xff;
+			fs.writeFileSync(pack, data.subarray(0, (index.get(short)?.offset ?? 0) + 10));
 		} else {
 			const keys = (await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*corrupt-*'])).stdout.split('\n');
 			const key = (name: string) => keys.find((k) => k.endsWith(`/${name}`))!;
