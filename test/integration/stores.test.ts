@@ -1,0 +1,101 @@
+// The remote stores (src/shared/remote.ts) at a size the link tests do not
+// reach, against real nginx and redis-server: hundreds of entries of mixed
+// sizes, uploaded in several batches (over HTTP, several packs), fetched
+// whole and in part. Every entry must come back with exactly its bytes, over
+// MGET batches split by count and by size, and over ranged GETs of packs.
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { openStore, parseIndex, type Store, sha256, type Upload } from '../../src/shared/remote.js';
+import { type Server, startNginx, startRedis } from '../helpers/servers.js';
+import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const servers: Server[] = [];
+afterAll(async () => {
+	for (const s of servers) await s.stop();
+});
+
+/** n entries: most small, every 50th of 300 KiB (so the MGET batches split by size as well as by count). */
+function entries(n: number, seed: number): Upload[] {
+	return Array.from({ length: n }, (_, i) => {
+		const data = randomBytes(i % 50 === 7 ? 300 * 1024 : 1 + ((i * 7919 + seed) % 6000));
+		const name = `llvmcache-${sha256(Buffer.from(`${seed}-${i}`))
+			.slice(0, 40)
+			.toUpperCase()}`;
+		return { name, data, sum: sha256(data) };
+	});
+}
+
+describeIf(Boolean(onPath('nginx') && onPath('redis-server')), 'nginx and redis-server (Debian: nginx-light redis-server)')(
+	'the remote stores',
+	() => {
+		const urls: Record<string, string> = {};
+		beforeAll(async () => {
+			const nginx = await startNginx(scratch('nginx'));
+			const redis = await startRedis(scratch('redis'));
+			servers.push(nginx, redis);
+			urls.http = nginx.url;
+			urls.redis = redis.url;
+		});
+
+		it.each(['http', 'redis'])(
+			'over %s, hand back hundreds of entries of mixed sizes whole, from several uploads, whole or in part',
+			async (kind) => {
+				const store: Store = openStore(new URL(urls[kind]), AbortSignal.timeout(60_000));
+				const ns = `ltocache/1/test/stores-${kind}`;
+				try {
+					const batches = [entries(400, 1), entries(250, 2), entries(3, 3)];
+					for (const batch of batches) await store.upload(ns, batch);
+					const all = new Map(batches.flat().map((e) => [e.name, e]));
+					const index = await store.index(ns);
+					expect(index.size).toBe(all.size);
+					for (const [name, r] of index) expect([r.sum, r.size]).toEqual([all.get(name)?.sum, all.get(name)?.data.length]);
+
+					const fetch = async (wanted: string[]) => {
+						const got = new Map<string, Buffer>();
+						await store.fetch(
+							ns,
+							wanted.map((name) => [name, index.get(name)!]),
+							(name, data) => {
+								expect(got.has(name), name).toBe(false);
+								got.set(name, Buffer.from(data));
+							},
+						);
+						return got;
+					};
+					// Every third entry: over HTTP, ranges that start inside packs and skip what is not wanted.
+					const some = [...all.keys()].filter((_, i) => i % 3 === 1);
+					const part = await fetch(some);
+					expect([...part.keys()].sort()).toEqual([...some].sort());
+					for (const [name, data] of part) expect(data.equals(all.get(name)!.data), name).toBe(true);
+					const whole = await fetch([...all.keys()]);
+					expect(whole.size).toBe(all.size);
+					for (const [name, data] of whole) expect(data.equals(all.get(name)!.data), name).toBe(true);
+					// A name the remote never had is simply not handed back.
+					expect((await fetch([])).size).toBe(0);
+				} finally {
+					store.close();
+				}
+			},
+		);
+	},
+);
+
+it('reads index lines with and without a pack, and nothing else', () => {
+	const sum = 'a'.repeat(64);
+	const pack = `pack-${'b'.repeat(64)}`;
+	const index = parseIndex(
+		[
+			`llvmcache-0A1B ${sum} 12`,
+			`llvmcache-0A1C ${sum} 7 ${pack} 12`,
+			`llvmcache-0A1D ${sum} 7 ../../etc/passwd 12`,
+			`llvmcache-0A1E ${sum} 7 ${pack}`,
+			`../llvmcache-0A1F ${sum} 7`,
+			`llvmcache-0A20 ${sum.slice(1)} 7`,
+		].join('\n'),
+	);
+	expect([...index]).toEqual([
+		['llvmcache-0A1B', { sum, size: 12 }],
+		['llvmcache-0A1C', { sum, size: 7, pack, offset: 12 }],
+	]);
+});
