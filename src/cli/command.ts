@@ -21,8 +21,12 @@ export type Command<O extends OptionSpecs = OptionSpecs> = {
 	usage: string;
 	description: string;
 	options: O;
-	/** Whether words after the options belong to the command (`run -- make`). */
-	positionals?: boolean;
+	/**
+	 * What words other than options are: 'command', a command line of its own
+	 * from the first such word on (`run -- make`), options after it included;
+	 * 'words', the command's own (`config KEY VALUE`), options before or after.
+	 */
+	positionals?: 'command' | 'words';
 	run(values: Values<O>, env: NodeJS.ProcessEnv, positionals: string[]): Promise<number>;
 };
 
@@ -41,7 +45,7 @@ export function helpText(command: Command): string {
  * its own --help included.
  */
 export function splitAtCommand(command: Command, args: string[]): [string[], string[]] {
-	if (!command.positionals) return [args, []];
+	if (command.positionals !== 'command') return [args, []];
 	for (let i = 0; i < args.length; i++) {
 		const arg = args[i];
 		if (arg === '--') return [args.slice(0, i), args.slice(i + 1)];
@@ -90,14 +94,15 @@ export function parseOptions<O extends OptionSpecs>(
 	args: string[],
 ): { values: Values<O> & { help?: boolean }; positionals: string[] } {
 	const options = Object.fromEntries(Object.entries(command.options).map(([name, spec]) => [name, { type: spec.type }]));
-	const [own, positionals] = splitAtCommand(command, args);
+	const [own, rest] = splitAtCommand(command, args);
 	try {
 		const parsed = parseArgs({
 			args: joinDashValues(command, own),
 			options: { ...options, help: { type: 'boolean', short: 'h' } },
+			allowPositionals: command.positionals === 'words',
 			strict: true,
 		});
-		return { values: parsed.values as Values<O> & { help?: boolean }, positionals };
+		return { values: parsed.values as Values<O> & { help?: boolean }, positionals: [...parsed.positionals, ...rest] };
 	} catch (error) {
 		throw new UsageError(ourWords((error as Error).message));
 	}

@@ -370,11 +370,12 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			expect(set).toMatchObject({ exitCode: 0, stdout: `max-size = 10G in ${files.LTOCACHE_SYSTEM_CONFIG}` });
 			expect(fs.readFileSync(files.LTOCACHE_SYSTEM_CONFIG, 'utf8')).toBe('max-size = 10G\n');
 			expect((await cli(['config', 'max-size'], env)).stdout).toBe('10G');
-			const age = await cli(['config', '--system', 'max-age', '7d'], env);
+			// Options go before KEY or after it.
+			const age = await cli(['config', 'max-age', '7d', '--system'], env);
 			expect(age.stdout).toBe(
 				`max-age = 7d in ${files.LTOCACHE_SYSTEM_CONFIG}\nnote: LTOCACHE_MAX_AGE=3d in this environment overrides it`,
 			);
-			expect(await cli(['config', '--system', '--unset', 'max-size'], env)).toMatchObject({ exitCode: 0 });
+			expect(await cli(['config', '--unset', 'max-size', '--system'], env)).toMatchObject({ exitCode: 0 });
 			expect(fs.readFileSync(files.LTOCACHE_SYSTEM_CONFIG, 'utf8')).toBe('max-age = 7d\n');
 			expect(fs.readFileSync(files.LTOCACHE_CONFIG, 'utf8')).toBe('# kept\nmode = add\n');
 		});

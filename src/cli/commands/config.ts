@@ -33,7 +33,7 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 		system: { type: 'boolean', help: 'the machine-wide file, /etc/ltocache.conf (root only)' },
 		json: { type: 'boolean', help: 'machine-readable output' },
 	},
-	positionals: true,
+	positionals: 'words',
 	async run(values, env, words) {
 		if (words.length > 2) throw new UsageError(`unexpected argument '${words[2]}'`);
 		const [key, value] = words;

@@ -26,7 +26,7 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
 			help: 'LTOCACHE_MODE for the build: redirect (default), drop, or add (a cache for ThinLTO links that have none)',
 		},
 	},
-	positionals: true,
+	positionals: 'command',
 	async run(values, env, command) {
 		if (values.mode !== undefined && !MODES.includes(values.mode))
 			throw new UsageError(`invalid --mode '${values.mode}' (redirect, drop or add)`);
