@@ -142,12 +142,21 @@ function runtimeModules(): string[] {
 export const NOBODY = 65534;
 
 /**
+ * For a test that builds its environment from nothing: the machine's
+ * configuration file (/etc/ltocache.conf) kept out, as vitest's own
+ * environment keeps it out of the rest. The user's file needs HOME or
+ * XDG_CONFIG_HOME, which such a test sets only when it means to.
+ */
+export const NO_CONFIG = { LTOCACHE_SYSTEM_CONFIG: '/nonexistent/ltocache.conf' };
+
+/**
  * Run a command as the unprivileged user nobody with exactly the given
  * environment (plus LTOCACHE_AUTO_PRUNE=0 unless given: a detached prune
- * outliving the test would race the removal of its scratch directory).
+ * outliving the test would race the removal of its scratch directory; and
+ * NO_CONFIG).
  */
 export function asNobody(command: string, args: string[], env: Record<string, string>, options: Options = {}) {
-	const pairs = Object.entries({ LTOCACHE_AUTO_PRUNE: '0', ...env }).map(([k, v]) => `${k}=${v}`);
+	const pairs = Object.entries({ LTOCACHE_AUTO_PRUNE: '0', ...NO_CONFIG, ...env }).map(([k, v]) => `${k}=${v}`);
 	return execa('runuser', ['-u', 'nobody', '--', 'env', '-i', ...pairs, command, ...args], { reject: false, ...options });
 }
 

@@ -14,6 +14,7 @@ import {
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	NO_CONFIG,
 	NOBODY,
 	nodeOnlyDir,
 	nodeRuns,
@@ -223,7 +224,7 @@ describeIf(hasToolchain && shellsThere, 'clang (for the stand-in linker), dash, 
 				cwd: work,
 				reject: false,
 				extendEnv: false,
-				env: { ...env, KERNELRELEASE: '6.1.0-diff', ...s.env, ...extra },
+				env: { ...NO_CONFIG, ...env, KERNELRELEASE: '6.1.0-diff', ...s.env, ...extra },
 			});
 			const result = await subprocess;
 			const ran = fs.existsSync(record);
@@ -287,6 +288,7 @@ describeIf(hasToolchain && shellsThere, 'clang (for the stand-in linker), dash, 
 					{
 						extendEnv: false,
 						env: {
+							...NO_CONFIG,
 							PATH: `${shims}:${fake}:${node}:/usr/bin:/bin`,
 							FAKE_LD_RECORD: record,
 							LTOCACHE_DIR: cacheRoot,

@@ -17,6 +17,7 @@ import {
 	identities,
 	isRoot,
 	LLD,
+	NO_CONFIG,
 	onPath,
 	realLd,
 	scratchRoot,
@@ -196,7 +197,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			// Root's cache home and the tree on read-only mounts; the fallback planted, private, but nobody's.
 			const script = `mount -t tmpfs tmpfs /var/tmp && mkdir -m 700 /var/tmp/ltocache-0 && chown nobody /var/tmp/ltocache-0 &&
 				mount --bind -o ro "$XDG" "$XDG" && mount --bind -o ro "$0" "$0" && cd "$0" &&
-				env -i LTOCACHE_AUTO_PRUNE=0 PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME="$XDG" ld.lld "$@" || exit $?
+				env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME="$XDG" ld.lld "$@" || exit $?
 				find /var/tmp/ltocache-0 -type f | wc -l`;
 			const result = await execa(
 				'unshare',
@@ -278,6 +279,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 					reject: false,
 					extendEnv: false,
 					env: {
+						...NO_CONFIG,
 						PATH: `${shims}:/usr/bin:/bin`,
 						HOME: '/nonexistent',
 						LTOCACHE_DIR: shared,
@@ -394,7 +396,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 		 */
 		function privateVarTmp(plant: string, cwd: string, args: string[]) {
 			const script = `mount -t tmpfs tmpfs /var/tmp && ${plant} && cd "$0" &&
-			runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent ld.lld "$@" || exit $?
+			runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent ld.lld "$@" || exit $?
 			[ -d /var/tmp/ltocache-65534 ] && ! [ -L /var/tmp/ltocache-65534 ] && stat -c '%A %U' /var/tmp/ltocache-65534 && find /var/tmp/ltocache-65534 -name 'llvmcache-*' -type f | wc -l; exit 0`;
 			return execa('unshare', ['-m', 'sh', '-c', script, cwd, ...args], { reject: false });
 		}

@@ -13,6 +13,7 @@ import {
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	NO_CONFIG,
 	nodeOnlyDir,
 	nodeRuns,
 	ranAsPid,
@@ -36,7 +37,7 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 			cwd,
 			reject: false,
 			stripFinalNewline: false,
-			env: { FAKE_LD_RECORD: record, ...env, PATH: `${env.PATH ?? `${shims}:${fakeDir}`}:${node}` },
+			env: { ...NO_CONFIG, FAKE_LD_RECORD: record, ...env, PATH: `${env.PATH ?? `${shims}:${fakeDir}`}:${node}` },
 			extendEnv: false,
 		});
 
@@ -94,7 +95,7 @@ describeIf(hasToolchain, 'clang (to build the stand-in linker)')('shim in front 
 			{
 				reject: false,
 				stripFinalNewline: false,
-				env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_RECORD: record },
+				env: { ...NO_CONFIG, PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_RECORD: record },
 				extendEnv: false,
 			},
 		);
@@ -216,7 +217,7 @@ exit 99
 			}
 			const shell = await execa('sh', ['-c', '"$0"; echo "status $?"', path.join(shims, 'ld.lld')], {
 				reject: false,
-				env: { PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_MODE: 'signal:6', ...viaHere() },
+				env: { ...NO_CONFIG, PATH: `${shims}:${fakeDir}:${node}:/bin`, FAKE_LD_MODE: 'signal:6', ...viaHere() },
 				extendEnv: false,
 			});
 			expect(shell.stdout).toContain('status 134');
@@ -243,7 +244,7 @@ exit 99
 		const args = ['--thinlto-cache-dir=/proc/no/such/dir', '-r', 'a.o'];
 		const child = execa('sh', ['-c', 'cd "$0" && rmdir "$0" && exec "$@"', gone, path.join(shims, 'ld.lld'), ...args], {
 			reject: false,
-			env: { PATH: `${shims}:${fakeDir}:${node}:/bin:/usr/bin`, FAKE_LD_RECORD: record, LTOCACHE_VERBOSE: '1' },
+			env: { ...NO_CONFIG, PATH: `${shims}:${fakeDir}:${node}:/bin:/usr/bin`, FAKE_LD_RECORD: record, LTOCACHE_VERBOSE: '1' },
 			extendEnv: false,
 		});
 		const result = await child;
@@ -256,7 +257,7 @@ exit 99
 		const args = ['--thinlto-cache-dir=/proc/no/such/dir', '-r'];
 		const result = await execa(path.join(shims, 'ld.lld'), args, {
 			reject: false,
-			env: { PATH: `${shims}:${fakeDir}`, FAKE_LD_RECORD: record },
+			env: { ...NO_CONFIG, PATH: `${shims}:${fakeDir}`, FAKE_LD_RECORD: record },
 			extendEnv: false,
 		});
 		expect(result.exitCode).toBe(0);
@@ -271,7 +272,7 @@ exit 99
 		const result = await execa(path.join(shims, 'ld.lld'), ['-r'], {
 			reject: false,
 			timeout: 10_000,
-			env: { PATH: `${shims}:${fakeDir}`, FAKE_LD_RECORD: ran, LTOCACHE_LD: alias },
+			env: { ...NO_CONFIG, PATH: `${shims}:${fakeDir}`, FAKE_LD_RECORD: ran, LTOCACHE_LD: alias },
 			extendEnv: false,
 		});
 		expect(result).toMatchObject({ exitCode: 127, timedOut: false });

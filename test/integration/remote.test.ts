@@ -16,6 +16,7 @@ import {
 	entriesBelow,
 	hasToolchain,
 	LLD,
+	NO_CONFIG,
 	nodeOnlyDir,
 	onPath,
 	SHIM,
@@ -59,6 +60,7 @@ describeIf(
 			reject: false,
 			extendEnv: false,
 			env: {
+				...NO_CONFIG,
 				PATH: `${shims}:${node}:/usr/bin:/bin`,
 				LTOCACHE_DIR: root,
 				LTOCACHE_MODE: 'add',

@@ -16,6 +16,7 @@ import {
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	NO_CONFIG,
 	nodeOnlyDir,
 	nodeRuns,
 	recorded,
@@ -32,7 +33,7 @@ const scratch = scratchRoot();
 
 /** `ltocache ARGS` with exactly this environment (no LTOCACHE_DIR unless given). */
 const cli = (args: string[], env: Record<string, string>, cwd?: string) =>
-	execa(process.execPath, [CLI, ...args], { reject: false, extendEnv: false, env: { PATH: process.env.PATH, ...env }, cwd });
+	execa(process.execPath, [CLI, ...args], { reject: false, extendEnv: false, env: { ...NO_CONFIG, PATH: process.env.PATH, ...env }, cwd });
 
 describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-only mounts)')('issue 21', () => {
 	let objects: string[];
@@ -137,7 +138,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 
 		it('the shim says so for XDG_CACHE_HOME falling back to /var/tmp too; with neither set the fallback stays quiet', async () => {
 			const script = `mount -t tmpfs tmpfs /var/tmp && cd "$0" &&
-				runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 PATH="$1" HOME=/nonexistent $2 ld.lld --thinlto-cache-dir=.thinlto-cache -r -o "$3" "$4" "$5"`;
+				runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="$1" HOME=/nonexistent $2 ld.lld --thinlto-cache-dir=.thinlto-cache -r -o "$3" "$4" "$5"`;
 			const tree = scratch('tree');
 			const outDir = scratch('out');
 			fs.chmodSync(outDir, 0o777);
@@ -187,7 +188,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 				const result = await execa(path.join(shims, 'ld.lld'), ['-r'], {
 					reject: false,
 					extendEnv: false,
-					env: { PATH: `${shims}:${other}:${fake}:${node}`, FAKE_LD_RECORD: record, ...via },
+					env: { ...NO_CONFIG, PATH: `${shims}:${other}:${fake}:${node}`, FAKE_LD_RECORD: record, ...via },
 				});
 				expect(result.exitCode).toBe(0);
 				// One hop: the chain holds this shim and the linker, never the other copy.
@@ -435,7 +436,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 					cwd,
 					reject: false,
 					extendEnv: false,
-					env: { PATH: `${shims}:${node}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg, ...files, ...via },
+					env: { ...NO_CONFIG, PATH: `${shims}:${node}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg, ...files, ...via },
 				});
 				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
 				expect(fs.readFileSync(out)).toEqual(reference);
@@ -471,7 +472,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 				['-c', 'cd "$0" && exec "$@"', tree, path.join(shims, 'ld.lld'), `@${rsp}`, '-o', out],
 				{
 					extendEnv: false,
-					env: { PATH: `${shims}:${node}:/usr/bin:/bin`, NODE_RAN: ran, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0' },
+					env: { ...NO_CONFIG, PATH: `${shims}:${node}:/usr/bin:/bin`, NODE_RAN: ran, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0' },
 				},
 			);
 			expect(result).toMatchObject({ exitCode: 0, stderr: '' });

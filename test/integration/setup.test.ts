@@ -3,12 +3,28 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import { asNobody, CLI, describeIf, hasToolchain, isRoot, repo, SHIM, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import {
+	asNobody,
+	CLI,
+	describeIf,
+	hasToolchain,
+	isRoot,
+	NO_CONFIG,
+	repo,
+	SHIM,
+	scratchRoot,
+	shimDir,
+	stagedShim,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const nodeDir = path.dirname(process.execPath);
 const cli = (args: string[], env: Record<string, string> = {}) =>
-	execa(process.execPath, [CLI, ...args], { reject: false, env: { PATH: `${nodeDir}:/usr/bin:/bin`, ...env }, extendEnv: false });
+	execa(process.execPath, [CLI, ...args], {
+		reject: false,
+		env: { ...NO_CONFIG, PATH: `${nodeDir}:/usr/bin:/bin`, ...env },
+		extendEnv: false,
+	});
 
 describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache install and uninstall', () => {
 	it('links ld.lld and every ld.lld-NN on PATH to the shim, idempotently', async () => {
@@ -184,7 +200,7 @@ describeIf(isRoot && hasToolchain, 'root (for a private /usr/local/bin)')('ltoca
 		const wrapped = `mount -t tmpfs tmpfs /usr/local/bin && chmod 755 /usr/local/bin && ${script}; status=$?; ls /usr/local/bin; exit $status`;
 		return execa('unshare', ['-m', 'sh', '-c', wrapped, cli], {
 			reject: false,
-			env: { PATH: `/usr/local/bin:${nodeDir}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: home },
+			env: { ...NO_CONFIG, PATH: `/usr/local/bin:${nodeDir}:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: home },
 			extendEnv: false,
 		});
 	};
@@ -247,7 +263,7 @@ describeIf(hasToolchain, 'clang and ld.lld')('ltocache run', () => {
 		const tmp = scratch('tmp');
 		const child = execa(process.execPath, [CLI, 'run', ...args], {
 			reject: false,
-			env: { PATH: `${nodeDir}:/usr/bin:/bin`, TMPDIR: tmp, ...env },
+			env: { ...NO_CONFIG, PATH: `${nodeDir}:/usr/bin:/bin`, TMPDIR: tmp, ...env },
 			extendEnv: false,
 		});
 		return { child, leftOver: () => fs.readdirSync(tmp) };

@@ -3,6 +3,7 @@ import { UsageError } from '../../src/cli/command.js';
 import { limitsFrom, parseCount, parseDuration, parsePolicy, parseSize } from '../../src/cli/limits.js';
 import { planPrune } from '../../src/cli/maintain.js';
 import type { Entry, Kernel } from '../../src/cli/scan.js';
+import { NO_CONFIG } from '../helpers/tools.js';
 
 describe('parseSize', () => {
 	it.each([
@@ -82,29 +83,32 @@ describe('parsePolicy (LLVM --thinlto-cache-policy syntax)', () => {
 
 describe('limitsFrom', () => {
 	it('applies the defaults only when no limit is given, from the environment if set', () => {
-		expect(limitsFrom({}, {})).toEqual({ maxBytes: 5 * 1024 ** 3, maxAge: 30 * 86_400_000 });
-		expect(limitsFrom({}, { LTOCACHE_MAX_SIZE: '1G', LTOCACHE_MAX_AGE: '2w' })).toEqual({ maxBytes: 1024 ** 3, maxAge: 14 * 86_400_000 });
-		expect(limitsFrom({ 'max-files': '5' }, { LTOCACHE_MAX_SIZE: '1G' })).toEqual({ maxFiles: 5 });
-		expect(limitsFrom({ 'stale-kernels': true }, {})).toEqual({ staleKernels: true });
+		expect(limitsFrom({}, NO_CONFIG)).toEqual({ maxBytes: 5 * 1024 ** 3, maxAge: 30 * 86_400_000 });
+		expect(limitsFrom({}, { ...NO_CONFIG, LTOCACHE_MAX_SIZE: '1G', LTOCACHE_MAX_AGE: '2w' })).toEqual({
+			maxBytes: 1024 ** 3,
+			maxAge: 14 * 86_400_000,
+		});
+		expect(limitsFrom({ 'max-files': '5' }, { ...NO_CONFIG, LTOCACHE_MAX_SIZE: '1G' })).toEqual({ maxFiles: 5 });
+		expect(limitsFrom({ 'stale-kernels': true }, NO_CONFIG)).toEqual({ staleKernels: true });
 	});
 
 	it('rejects a bad environment value by name', () => {
-		expect(() => limitsFrom({}, { LTOCACHE_MAX_SIZE: 'lots' })).toThrow("invalid LTOCACHE_MAX_SIZE 'lots'");
-		expect(() => limitsFrom({}, { LTOCACHE_MAX_AGE: '-1d' })).toThrow("invalid LTOCACHE_MAX_AGE '-1d'");
+		expect(() => limitsFrom({}, { ...NO_CONFIG, LTOCACHE_MAX_SIZE: 'lots' })).toThrow("invalid LTOCACHE_MAX_SIZE 'lots'");
+		expect(() => limitsFrom({}, { ...NO_CONFIG, LTOCACHE_MAX_AGE: '-1d' })).toThrow("invalid LTOCACHE_MAX_AGE '-1d'");
 	});
 
 	// As LLVM reads its policy (lld's test: cache_size_files=0 "should disable the limit, not delete everything") and ccache max_size (issue 21, item 4).
 	it('reads 0 as no limit, for every limit and from every source, and still leaves the defaults out', () => {
-		expect(limitsFrom({ 'max-size': '0' }, {})).toEqual({});
-		expect(limitsFrom({ 'max-age': '0' }, {})).toEqual({});
-		expect(limitsFrom({ 'max-files': '0', 'max-size': '1M' }, {})).toEqual({ maxBytes: 1024 ** 2 });
-		expect(limitsFrom({ policy: 'cache_size_files=0:cache_size_bytes=0:prune_after=0s:cache_size=0%' }, {})).toEqual({});
-		expect(limitsFrom({ 'max-size': '1M', policy: 'cache_size_bytes=0' }, {})).toEqual({ maxBytes: 1024 ** 2 });
-		expect(limitsFrom({}, { LTOCACHE_MAX_SIZE: '0', LTOCACHE_MAX_AGE: '0' })).toEqual({});
+		expect(limitsFrom({ 'max-size': '0' }, NO_CONFIG)).toEqual({});
+		expect(limitsFrom({ 'max-age': '0' }, NO_CONFIG)).toEqual({});
+		expect(limitsFrom({ 'max-files': '0', 'max-size': '1M' }, NO_CONFIG)).toEqual({ maxBytes: 1024 ** 2 });
+		expect(limitsFrom({ policy: 'cache_size_files=0:cache_size_bytes=0:prune_after=0s:cache_size=0%' }, NO_CONFIG)).toEqual({});
+		expect(limitsFrom({ 'max-size': '1M', policy: 'cache_size_bytes=0' }, NO_CONFIG)).toEqual({ maxBytes: 1024 ** 2 });
+		expect(limitsFrom({}, { ...NO_CONFIG, LTOCACHE_MAX_SIZE: '0', LTOCACHE_MAX_AGE: '0' })).toEqual({});
 	});
 
 	it('combines --policy with explicit limits, the stricter winning', () => {
-		expect(limitsFrom({ 'max-size': '1M', policy: 'cache_size_bytes=2m:prune_after=1h' }, {})).toEqual({
+		expect(limitsFrom({ 'max-size': '1M', policy: 'cache_size_bytes=2m:prune_after=1h' }, NO_CONFIG)).toEqual({
 			maxBytes: 1024 ** 2,
 			maxAge: 3_600_000,
 		});
