@@ -36,7 +36,7 @@ export const SEPARATE = new Set(
 		'error-limit oformat undefined-glob export-dynamic-symbol export-dynamic-symbol-list require-defined why-extract reproduce ' +
 		'print-archive-stats Ttext Tdata Tbss Ttext-segment section-start package-metadata emulation O G dT default-script chroot ' +
 		'compress-debug-sections compress-sections split-stack-adjust-size in-implib out-implib irpgo-profile error-handling-script ' +
-		'keep-unique orphan-handling pack-dyn-relocs print-symbol-order remap-inputs sort-section target2 threads ' +
+		'keep-unique orphan-handling pack-dyn-relocs print-symbol-order remap-inputs remap-inputs-file sort-section target2 threads ' +
 		'time-trace-granularity unresolved-symbols rsp-quoting warn-backrefs-exclude why-live lto-known-safe-vtables ' +
 		'opt-remarks-filename opt-remarks-hotness-threshold opt-remarks-passes opt-remarks-format shuffle-sections ' +
 		'thinlto-cache-policy rpath-link mips-got-size load-pass-plugin android-memtag-mode'
@@ -121,7 +121,7 @@ export function readInputs(words: Bytes[], cwd: string, memo?: Memo): Inputs {
 		else if (opt.name === 'chroot') r.chroot = opt.value ?? '';
 		else if (opt.name === 'nostdlib') r.nostdlib = true;
 		else if (opt.name === 'fat-lto-objects' || opt.name === 'no-fat-lto-objects') fat = opt.name === 'fat-lto-objects';
-		else if (opt.name === 'remap-inputs' || opt.name.startsWith('remap-inputs-file'))
+		else if (opt.name === 'remap-inputs' || opt.name === 'remap-inputs-file')
 			inputs.problem ??= `--${opt.name} changes which files lld reads`;
 		else if (opt.name === 'T' || opt.name === 'script') scripts.push(opt.value ?? '');
 		else if (opt.name === 'dT' || opt.name === 'default-script') defaultScripts.push(opt.value ?? '');

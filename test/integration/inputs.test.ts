@@ -154,6 +154,100 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		expect(read(['-'], cwd).modules).toBe(1);
 	});
 
+	/** A directory holding the given files (text), and one.o and two.o wherever asked: each read shows in asm. */
+	const tree = (files: Record<string, string>, objects: Record<string, 'one' | 'two'> = {}) => {
+		const cwd = scratch('tree');
+		for (const [name, text] of Object.entries(files)) {
+			fs.mkdirSync(path.dirname(path.join(cwd, name)), { recursive: true });
+			fs.writeFileSync(path.join(cwd, name), text);
+		}
+		for (const [name, which] of Object.entries(objects)) {
+			fs.mkdirSync(path.dirname(path.join(cwd, name)), { recursive: true });
+			if (name.endsWith('.a')) execaSync('ar', ['rcs', path.join(cwd, name), obj(which)]);
+			else fs.copyFileSync(obj(which), path.join(cwd, name));
+		}
+		return cwd;
+	};
+	const ONE = { modules: 1, asm: [ONE_ASM] };
+	const BOTH = { modules: 2, asm: [ONE_ASM, TWO_ASM] };
+
+	it('follows linker scripts as lld does: INPUT and GROUP with AS_NEEDED, quotes and commas, beside the script, -l in a script', () => {
+		const objects = { 'one.o': 'one', 'lib/two.o': 'two', 'lib/libq.a': 'two' } as const;
+		expect(read(['s.lds'], tree({ 's.lds': 'INPUT(one.o)' }, objects))).toEqual(ONE);
+		expect(read(['s.lds'], tree({ 's.lds': '/* c */ GROUP ( one.o AS_NEEDED ( lib/two.o ) ) # end' }, objects))).toEqual(BOTH);
+		expect(read(['s.lds'], tree({ 's.lds': 'INPUT("one.o",lib/two.o)' }, objects))).toEqual(BOTH);
+		// A name beside the script wins over one in the working directory; a script found by -l is read as one.
+		expect(read(['-Llib', '-lz'], tree({ 'lib/libz.so': 'INPUT(two.o)', 'two.o': '' }, { ...objects }))).toEqual({
+			modules: 1,
+			asm: [TWO_ASM],
+		});
+		expect(read(['s.lds', '-Llib'], tree({ 's.lds': 'INPUT(-lq)' }, objects))).toEqual({ modules: 1, asm: [TWO_ASM] });
+		// Then the working directory, then the search path; none of them: said.
+		expect(read(['s.lds', '-Llib'], tree({ 's.lds': 'INPUT(two.o)' }, objects))).toEqual({ modules: 1, asm: [TWO_ASM] });
+		expect(read(['s.lds'], tree({ 's.lds': 'INPUT(nowhere.o)' }, objects)).problem).toBe('nowhere.o, named by s.lds, is not found');
+		// Words that only look like names are not inputs.
+		expect(read(['s.lds'], tree({ 's.lds': 'SECTIONS { .text : { one.o(.text) } } OUTPUT(one.o)' }, objects))).toEqual({
+			modules: 0,
+			asm: [],
+		});
+	});
+
+	it('follows -T, INCLUDE and SEARCH_DIR, a default script only without -T, and says what it cannot read', () => {
+		const objects = { 'one.o': 'one', 'lib/libq.a': 'two' } as const;
+		expect(read(['-T', 't.lds'], tree({ 't.lds': 'INPUT(one.o)' }, objects))).toEqual(ONE);
+		expect(read(['--script=t.lds'], tree({ 't.lds': 'INPUT(one.o)' }, objects))).toEqual(ONE);
+		expect(read(['-Tt.lds', '-Llib'], tree({ 't.lds': 'INCLUDE inner.lds', 'inner.lds': 'INPUT(-lq)' }, objects))).toEqual({
+			modules: 1,
+			asm: [TWO_ASM],
+		});
+		expect(read(['d.lds', '-lq'], tree({ 'd.lds': 'SEARCH_DIR(lib)' }, objects)).modules).toBe(1);
+		expect(read(['-nostdlib', 'd.lds', '-lq'], tree({ 'd.lds': 'SEARCH_DIR(lib)' }, objects)).problem).toBe(
+			'-lq is not found on the library path',
+		);
+		// -T is looked for on the search path too.
+		expect(read(['-Llib', '-T', 'in-lib.lds'], tree({ 'lib/in-lib.lds': 'INPUT(one.o)' }, objects))).toEqual(ONE);
+		expect(read(['-dT', 'd.lds'], tree({ 'd.lds': 'INPUT(one.o)' }, objects))).toEqual(ONE);
+		expect(read(['--default-script=d.lds', '-T', 't.lds'], tree({ 'd.lds': 'INPUT(one.o)', 't.lds': '' }, objects))).toEqual({
+			modules: 0,
+			asm: [],
+		});
+		expect(read(['-T', 'missing.lds'], tree({}, objects)).problem).toBe('linker script missing.lds is not found');
+		expect(read(['s.lds'], tree({ 's.lds': 'INPUT(one.o) /* open' }, objects)).problem).toBe(
+			'cannot read linker script s.lds (unclosed comment or quote)',
+		);
+		expect(read(['s.lds'], tree({ 's.lds': 'INCLUDE s.lds' }, objects)).problem).toMatch(/^linker scripts nested deeper than \d+$/);
+	});
+
+	it('reads absolute names of a script under the sysroot inside it, = names against it, and everything under --chroot', () => {
+		const sys = tree({ 'usr/lib/s.lds': 'INPUT(/usr/lib/one.o =/usr/lib/two.o)' }, { 'usr/lib/one.o': 'one', 'usr/lib/two.o': 'two' });
+		expect(read([`--sysroot=${sys}`, path.join(sys, 'usr/lib/s.lds')])).toEqual(BOTH);
+		// A script outside the sysroot: its absolute names are taken as they are.
+		const outside = tree({ 's.lds': `INPUT(${path.join(sys, 'usr/lib/one.o')})` });
+		expect(read([`--sysroot=${sys}`, 's.lds'], outside)).toEqual(ONE);
+		expect(read([`--sysroot=${sys}`, path.join(sys, 'usr/lib/s.lds')], tree({})).modules).toBe(2);
+		const missing = tree({ 'usr/lib/s.lds': 'INPUT(/usr/lib/gone.o)' });
+		expect(read([`--sysroot=${missing}`, path.join(missing, 'usr/lib/s.lds')]).problem).toBe(
+			`/usr/lib/gone.o, named by ${path.join(missing, 'usr/lib/s.lds')}, is not found in the sysroot`,
+		);
+		const jail = tree({}, { [`jail${dir}/one.o`]: 'one' });
+		expect(read(['--chroot', 'jail', obj('one')], jail)).toEqual(ONE);
+		expect(read(['--chroot', path.join(jail, 'jail'), obj('one')], tree({}))).toEqual(ONE);
+	});
+
+	it('passes over -b binary inputs until the format changes back, --push-state and --pop-state included; refuses --remap-inputs and fat LTO objects', () => {
+		expect(read(['-b', 'binary', obj('one'), '-b', 'default', obj('two')])).toEqual({ modules: 1, asm: [TWO_ASM] });
+		expect(read(['--format=binary', obj('one'), '--format', 'elf64-x86-64', obj('two')])).toEqual({ modules: 1, asm: [TWO_ASM] });
+		expect(read(['--push-state', '-b', 'binary', obj('one'), '--pop-state', obj('two')])).toEqual({ modules: 1, asm: [TWO_ASM] });
+		expect(read(['-Bstatic', '--push-state', '-Bdynamic', '--pop-state', '-lq', `-L${path.dirname(obj('one'))}`]).problem).toBe(
+			'-lq is not found on the library path',
+		);
+		expect(read(['--remap-inputs=a.o=b.o', obj('one')]).problem).toBe('--remap-inputs changes which files lld reads');
+		expect(read(['--remap-inputs-file=map', obj('one')]).problem).toBe('--remap-inputs-file changes which files lld reads');
+		expect(read(['--remap-inputs-file', 'map', obj('one')]).problem).toBe('--remap-inputs-file changes which files lld reads');
+		expect(read(['--fat-lto-objects', obj('one')]).problem).toBe('--fat-lto-objects links bitcode held inside ELF objects');
+		expect(read(['--fat-lto-objects', '--no-fat-lto-objects', obj('one')])).toEqual(ONE);
+	});
+
 	it('says which input it could not read through, and passes over what is not a regular file', () => {
 		const bad = path.join(scratch('bad'), 'bad.o');
 		fs.writeFileSync(bad, Buffer.concat([Buffer.from('BC\xc0\xde', 'latin1'), Buffer.from([0x35, 0x14, 0, 0, 5, 0, 0, 0, 0xff, 0xff])]));
