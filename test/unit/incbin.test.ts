@@ -2,10 +2,12 @@
 // returns: which files it names, how their names are spelled and resolved,
 // and that the hash follows every file's name and contents. Real links
 // through the shim, with clang and lld, are in test/integration/incbin.test.ts.
+
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { incbinGuard } from '../../src/shim/incbin.js';
+import { incbinGuard, readInto, rehash } from '../../src/shim/incbin.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -169,5 +171,35 @@ describe('the .incbin guard', () => {
 			/^cannot read .*big\.s, named by \.include \(larger than 16777216 bytes\)$/,
 		);
 		expect((await incbinGuard(['.incbin "a.bin\n"'], cwd)).problem).toMatch(/not a plain string/);
+	});
+	// After the link, the shim reads the guard's files again: what they are must equal what the directory's name stands for.
+	it('reads the named files again after the link to the same hash and identity, and to another after any change', async () => {
+		const cwd = tree({ 'a.bin': 'AAAA', 'b.bin': 'BBBB' });
+		const guard = await incbinGuard(['.incbin "a.bin"\n.incbin "b.bin"'], cwd);
+		expect(guard.files).toHaveLength(2);
+		expect(await rehash(guard.files)).toEqual({ hash: guard.hash, identity: guard.identity });
+		// The same size, other bytes.
+		fs.writeFileSync(path.join(cwd, 'b.bin'), 'BBBC');
+		const changed = await rehash(guard.files);
+		expect(changed.hash).toMatch(/^[0-9a-f]{16}$/);
+		expect(changed.hash).not.toBe(guard.hash);
+		expect(changed.identity).not.toBe(guard.identity);
+		expect(changed.identity?.split('\n')[0]).toBe(guard.identity?.split('\n')[0]);
+		fs.rmSync(path.join(cwd, 'a.bin'));
+		expect(await rehash(guard.files)).toEqual({});
+		expect(await rehash([])).toEqual({});
+	});
+
+	it('keeps an .include of up to 16 MiB, refuses a larger one, and hashes a file of any size', () => {
+		const cwd = tree({});
+		const file = path.join(cwd, 'big.s');
+		fs.writeFileSync(file, Buffer.alloc(16 * 1024 * 1024, 0x20));
+		const read = readInto(createHash('sha256'), file, true);
+		expect([read.size, read.text?.length]).toEqual([16 * 1024 * 1024, 16 * 1024 * 1024]);
+		fs.appendFileSync(file, ' ');
+		expect(() => readInto(createHash('sha256'), file, true)).toThrow(`larger than ${16 * 1024 * 1024} bytes`);
+		const hashed = readInto(createHash('sha256'), file, false);
+		expect([hashed.size, hashed.text]).toEqual([16 * 1024 * 1024 + 1, undefined]);
+		expect(hashed.identity.split(':')[2]).toBe(String(16 * 1024 * 1024 + 1));
 	});
 });
