@@ -25,6 +25,7 @@ import {
 	readSync,
 	realpathSync,
 	renameSync,
+	rmSync,
 	statSync,
 	writeFileSync,
 } from 'node:fs';
@@ -197,8 +198,13 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						// Written aside and renamed in: a parallel link's lld must never read half an entry.
 						// Synchronously: fs/promises cost ~0.15 ms more a file in promises and handles than the write itself.
 						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
-						writeFileSync(temp, data, { mode: 0o600 });
-						renameSync(temp, join(dir, name));
+						try {
+							writeFileSync(temp, data, { mode: 0o600 });
+							renameSync(temp, join(dir, name));
+						} catch (error) {
+							rmSync(temp, { force: true }); // a full disk: nothing half-written left behind
+							throw error;
+						}
 						counts.downloads++;
 						counts.downloadBytes += data.length;
 					});
