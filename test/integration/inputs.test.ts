@@ -229,9 +229,11 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		expect(read([`--sysroot=${missing}`, path.join(missing, 'usr/lib/s.lds')]).problem).toBe(
 			`/usr/lib/gone.o, named by ${path.join(missing, 'usr/lib/s.lds')}, is not found in the sysroot`,
 		);
-		const jail = tree({}, { [`jail${dir}/one.o`]: 'one' });
-		expect(read(['--chroot', 'jail', obj('one')], jail)).toEqual(ONE);
-		expect(read(['--chroot', path.join(jail, 'jail'), obj('one')], tree({}))).toEqual(ONE);
+		// Under --chroot an absolute name is read inside the jail (here it exists nowhere else); a relative one as it is.
+		const jail = tree({}, { 'jail/nonexistent-ltocache/only.o': 'one', 'two.o': 'two' });
+		expect(read(['--chroot', 'jail', '/nonexistent-ltocache/only.o', 'two.o'], jail)).toEqual(BOTH);
+		expect(read(['--chroot', path.join(jail, 'jail'), '/nonexistent-ltocache/only.o'], tree({}))).toEqual(ONE);
+		expect(read(['/nonexistent-ltocache/only.o'], jail)).toEqual({ modules: 0, asm: [] });
 	});
 
 	it('passes over -b binary inputs until the format changes back, --push-state and --pop-state included; refuses --remap-inputs and fat LTO objects', () => {
@@ -246,6 +248,13 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		expect(read(['--remap-inputs-file', 'map', obj('one')]).problem).toBe('--remap-inputs-file changes which files lld reads');
 		expect(read(['--fat-lto-objects', obj('one')]).problem).toBe('--fat-lto-objects links bitcode held inside ELF objects');
 		expect(read(['--fat-lto-objects', '--no-fat-lto-objects', obj('one')])).toEqual(ONE);
+	});
+
+	it('refuses a FIFO, which it cannot read without taking it from lld, and reads /dev/null as nothing', () => {
+		const cwd = tree({});
+		execaSync('mkfifo', [path.join(cwd, 'in.o')]);
+		expect(read(['in.o'], cwd).problem).toBe('in.o is not a regular file');
+		expect(read(['/dev/null', obj('one')], cwd)).toEqual(ONE);
 	});
 
 	it('says which input it could not read through, and passes over what is not a regular file', () => {
