@@ -136,7 +136,8 @@ function httpStore(base: URL, signal: AbortSignal): Store {
 			for (const entry of wanted) {
 				const pack = entry[1].pack;
 				if (pack === undefined) alone.push([entry]);
-				else packs.set(pack, [...(packs.get(pack) ?? []), entry]);
+				else if (packs.has(pack)) packs.get(pack)?.push(entry);
+				else packs.set(pack, [entry]);
 			}
 			await pool([...packs.values(), ...alone], async (entries) => {
 				const pack = entries[0][1].pack;
@@ -199,6 +200,11 @@ function resp(url: URL, signal: AbortSignal) {
 	socket.setNoDelay(true);
 	const waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
 	let buffer: Buffer = Buffer.alloc(0);
+	// Chunks not yet joined, and how long the buffer must be before a parse can get further: a large
+	// entry arrives in many chunks, and joining and parsing at each one would copy it quadratically.
+	let pending: Buffer[] = [];
+	let pendingBytes = 0;
+	let need = 0;
 	let failed: Error | undefined;
 	const fail = (error: Error) => {
 		failed ??= error;
@@ -227,7 +233,10 @@ function resp(url: URL, signal: AbortSignal) {
 				// $
 				const length = Number(line);
 				if (length < 0) return [null, next];
-				if (buffer.length < next + length + 2) return undefined;
+				if (buffer.length < next + length + 2) {
+					need = next + length + 2;
+					return undefined;
+				}
 				return [buffer.subarray(next, next + length), next + length + 2];
 			}
 			case 0x2a: {
@@ -249,7 +258,13 @@ function resp(url: URL, signal: AbortSignal) {
 		}
 	};
 	socket.on('data', (chunk: Buffer) => {
-		buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
+		pending.push(chunk);
+		pendingBytes += chunk.length;
+		if (buffer.length + pendingBytes < need) return;
+		buffer = buffer.length || pending.length > 1 ? Buffer.concat([buffer, ...pending]) : chunk;
+		pending = [];
+		pendingBytes = 0;
+		need = 0;
 		try {
 			for (;;) {
 				const reply = parse(0);

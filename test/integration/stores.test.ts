@@ -44,7 +44,9 @@ describeIf(Boolean(onPath('nginx') && onPath('redis-server')), 'nginx and redis-
 				const store: Store = openStore(new URL(urls[kind]), AbortSignal.timeout(60_000));
 				const ns = `ltocache/1/test/stores-${kind}`;
 				try {
-					const batches = [entries(400, 1), entries(250, 2), entries(3, 3)];
+					// And one of 8 MiB, which arrives in many pieces.
+					const large = randomBytes(8 * 1024 * 1024);
+					const batches = [entries(400, 1), entries(250, 2), entries(3, 3), [{ name: 'llvmcache-B16', data: large, sum: sha256(large) }]];
 					for (const batch of batches) await store.upload(ns, batch);
 					const all = new Map(batches.flat().map((e) => [e.name, e]));
 					const index = await store.index(ns);
