@@ -37,7 +37,9 @@ import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
-/** [entries downloaded, their bytes, entries uploaded, their bytes], with a remote (src/shim/remote.ts). */
+/** What a link moved through a remote (src/shim/remote.ts): entries and their bytes, each way. */
+export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
+/** RemoteCounts as a line stores them: [entries downloaded, their bytes, entries uploaded, their bytes]. */
 type Shared = [number, number, number, number];
 type LinkLine = { t: number; ms: number; m: number; w: Written[]; r?: Shared };
 type Folded = {
@@ -66,7 +68,7 @@ const MAX_BYTES = 4 * 1024 * 1024;
  * names need a look at their times (a whole kernel's directory holds
  * thousands). Never throws.
  */
-export function recordLink(dir: string, since: number, wallMs: number, modules: number, before?: Set<string>, shared?: Shared): void {
+export function recordLink(dir: string, since: number, wallMs: number, modules: number, before?: Set<string>, remote?: RemoteCounts): void {
 	let fd: number | undefined;
 	try {
 		const written: Written[] = [];
@@ -75,7 +77,8 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 			const st = lstatSync(join(dir, name), { throwIfNoEntry: false });
 			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}
-		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written, ...(shared?.some(Boolean) ? { r: shared } : {}) };
+		const r: Shared | undefined = remote && [remote.downloads, remote.downloadBytes, remote.uploads, remote.uploadBytes];
+		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written, ...(r?.some(Boolean) ? { r } : {}) };
 		fd = openSync(join(dir, COUNTS_FILE), 'a+', 0o600);
 		const size = fstatSync(fd).size;
 		if (size > MAX_BYTES) return;

@@ -2,9 +2,10 @@
 // find the real linker, run it. Nothing here may make a link fail that would
 // have succeeded without the shim.
 //
-// bin/ld.lld loads this (bundled as dist/ld.lld.cjs) only for what its shell
-// fast path leaves over, with process.argv = [node, $0, SELF, ARGS...]:
-// SELF is the shim's path as the build invoked it, made absolute. There are
+// bin/ld.lld starts Node (src/shim/start.ts) only for what its shell fast
+// path leaves over, and that runs this, bundled as dist/shim.cjs, with
+// process.argv = [node, $0, SELF, ARGS...]: SELF is the shim's path as the
+// build invoked it, made absolute. There are
 // two routes to the linker: the shell execs it (fast path), or this runs it
 // as its child and exits as it did.
 //
@@ -84,10 +85,8 @@ async function main(): Promise<void> {
 			if (problem) process.stderr.write(`ltocache: ${problem}\n`);
 		}
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
-		const c = remote?.counts;
-		const moved = c && ([c.downloads, c.downloadBytes, c.uploads, c.uploadBytes] as [number, number, number, number]);
 		if (dir && count && succeeded && kept)
-			recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, count.modules, before, moved);
+			recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, count.modules, before, remote?.counts);
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link

@@ -31,6 +31,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { RemoteSettings } from '../shared/config.js';
+import type { RemoteCounts } from '../shared/counters.js';
 import { classify } from '../shared/keydir.js';
 import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl, type Upload } from '../shared/remote.js';
 
@@ -39,8 +40,6 @@ const MAX_ENTRIES = 20_000;
 const MAX_BYTES = 2 * 1024 ** 3;
 /** At most this many bytes of entries are read into memory for one upload. */
 const BATCH_BYTES = 64 * 1024 ** 2;
-
-export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
 
 export type Remote = {
 	/** Download what the directory lacks; returns a line for stderr if the remote could not be used. */

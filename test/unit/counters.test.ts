@@ -19,8 +19,8 @@ const line = (t: number, m: number, w: [string, number, number][], ms = 10) => `
 describe('counters', () => {
 	it('sums what a remote moved, and keeps it through compaction', () => {
 		const dir = scratch('key');
-		recordLink(dir, Date.now() - 2 * 3600_000, 5, 2, new Set(), [2, 200, 0, 0]);
-		recordLink(dir, Date.now(), 5, 2, new Set(), [0, 0, 1, 50]);
+		recordLink(dir, Date.now() - 2 * 3600_000, 5, 2, new Set(), { downloads: 2, downloadBytes: 200, uploads: 0, uploadBytes: 0 });
+		recordLink(dir, Date.now(), 5, 2, new Set(), { downloads: 0, downloadBytes: 0, uploads: 1, uploadBytes: 50 });
 		recordLink(dir, Date.now(), 5, 2, new Set());
 		const sums = { downloads: 2, downloadBytes: 200, uploads: 1, uploadBytes: 50 };
 		expect(readCounters(dir)).toMatchObject({ links: 3, ...sums });
