@@ -129,6 +129,11 @@ class Bits {
 		this.pos = pos;
 	}
 
+	/** The bytes from here (a 32-bit boundary) to bit end, as a string to key on. */
+	bytes(end: number): string {
+		return this.buf.toString('latin1', this.pos >>> 3, end >>> 3);
+	}
+
 	skip(width: number): void {
 		this.skipTo(this.pos + width);
 	}
@@ -187,7 +192,10 @@ function enter(bits: Bits): Block {
 
 /** Reads a block whose header has been read; returns at its end. blockInfo holds BLOCKINFO's abbreviations by block id. */
 function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: Map<number, Op[][]>): void {
-	const abbrevs: Op[][] = [...(blockInfo.get(block.id) ?? [])];
+	// BLOCKINFO's abbreviations as the block was entered, then its own: LLVM's order of ids. BLOCKINFO replaces a
+	// list when it adds to it (below), so a block already entered keeps the list it started with.
+	const inherited = blockInfo.get(block.id) ?? NONE;
+	const own: Op[][] = [];
 	const ops: number[] = [];
 	let infoFor: number | undefined;
 	for (;;) {
@@ -200,7 +208,8 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 		if (id === ENTER_SUBBLOCK) {
 			const sub = enter(bits);
 			if (sub.id === THIN_SUMMARY_BLOCK && block.id === MODULE_BLOCK) module.thin = true;
-			if (sub.id === BLOCKINFO || sub.id === CONSTANTS_BLOCK || (sub.id === FUNCTION_BLOCK && block.id === MODULE_BLOCK)) {
+			if (sub.id === BLOCKINFO && blockInfo.size === 0) readFirstBlockInfo(bits, sub, module, blockInfo);
+			else if (sub.id === BLOCKINFO || sub.id === CONSTANTS_BLOCK || (sub.id === FUNCTION_BLOCK && block.id === MODULE_BLOCK)) {
 				readBlock(bits, sub, module, blockInfo);
 			} else {
 				bits.skipTo(sub.end);
@@ -209,13 +218,16 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 		}
 		if (id === DEFINE_ABBREV) {
 			const abbrev = defineAbbrev(bits);
-			if (block.id !== BLOCKINFO) abbrevs.push(abbrev);
+			if (block.id !== BLOCKINFO) own.push(abbrev);
 			else if (infoFor === undefined) throw new BitcodeError('abbreviation in BLOCKINFO before SETBID');
-			else blockInfo.set(infoFor, [...(blockInfo.get(infoFor) ?? []), abbrev]);
+			else blockInfo.set(infoFor, [...(blockInfo.get(infoFor) ?? NONE), abbrev]);
 			continue;
 		}
 		ops.length = 0;
-		const code = id === UNABBREV_RECORD ? readUnabbreviated(bits, block.id, ops) : readAbbreviated(bits, abbrevs[id - 4], block.id, ops);
+		const code =
+			id === UNABBREV_RECORD
+				? readUnabbreviated(bits, block.id, ops)
+				: readAbbreviated(bits, id - 4 < inherited.length ? inherited[id - 4] : own[id - 4 - inherited.length], block.id, ops);
 		if (block.id === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) infoFor = ops[0];
 		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) module.asm.push(chars(ops, 0, ops.length));
 		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT) {
@@ -227,6 +239,33 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 			return;
 		}
 	}
+}
+
+const NONE: Op[][] = [];
+
+/**
+ * A module's first BLOCKINFO, read once per distinct block: files one
+ * compiler wrote carry the same bytes, and its abbreviation definitions were
+ * about half of what reading a small object took. With nothing defined before
+ * it, what it yields (the abbreviations, and any asm a block nested in it
+ * holds) follows from its bytes and width alone.
+ */
+const firstBlockInfos = new Map<string, { info: [number, Op[][]][]; asm: Bytes[] }>();
+
+function readFirstBlockInfo(bits: Bits, block: Block, module: BitcodeModule, blockInfo: Map<number, Op[][]>): void {
+	const key = `${block.width}:${bits.bytes(block.end)}`;
+	let known = firstBlockInfos.get(key);
+	if (known) {
+		bits.skipTo(block.end);
+	} else {
+		const asm = module.asm.length;
+		readBlock(bits, block, module, blockInfo);
+		known = { info: [...blockInfo], asm: module.asm.slice(asm) };
+		if (firstBlockInfos.size < 64) firstBlockInfos.set(key, known);
+		return;
+	}
+	for (const [id, list] of known.info) blockInfo.set(id, list);
+	for (const text of known.asm) module.asm.push(text);
 }
 
 /** The records whose operands matter; the others are read past without keeping them (most of what is read). */

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import fc from 'fast-check';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BitcodeError, type BitcodeModule, readBitcode } from '../../src/shim/bitcode.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
 
@@ -96,6 +96,138 @@ describeIf(Boolean(onPath('clang')), 'clang')('the bitcode reader on damaged fil
 			}),
 			{ numRuns: 500 },
 		);
+	});
+});
+
+/** Writes a bitstream as LLVM's BitstreamWriter does: fields LSB first in 32-bit little-endian words. */
+class BitWriter {
+	private bits: number[] = [];
+	private widths: number[] = [2];
+	private starts: number[] = [];
+	fixed(value: number, width: number) {
+		for (let i = 0; i < width; i++) this.bits.push((value >>> i) & 1);
+		return this;
+	}
+	vbr(value: number, width: number) {
+		const high = 1 << (width - 1);
+		while (value >= high) {
+			this.fixed((value & (high - 1)) | high, width);
+			value = Math.floor(value / high);
+		}
+		return this.fixed(value, width);
+	}
+	align() {
+		while (this.bits.length % 32) this.bits.push(0);
+		return this;
+	}
+	private get width() {
+		return this.widths[this.widths.length - 1];
+	}
+	/** A block whose abbreviation ids are width bits wide; declared is what its header says (a lie, if it differs). */
+	enter(id: number, width: number, declared = width) {
+		this.fixed(1, this.width).vbr(id, 8).vbr(declared, 4).align();
+		this.starts.push(this.bits.length);
+		this.widths.push(width);
+		return this.fixed(0, 32); // the length, filled in at end()
+	}
+	end() {
+		this.fixed(0, this.width).align();
+		this.widths.pop();
+		const start = this.starts.pop() as number;
+		const words = (this.bits.length - start - 32) / 32;
+		for (let i = 0; i < 32; i++) this.bits[start + i] = (words >>> i) & 1;
+		return this;
+	}
+	/** DEFINE_ABBREV: ops are ['lit', n], ['fixed', w], ['vbr', w], ['array'], ['char6'], ['blob']. */
+	abbrev(ops: [string, number?][]) {
+		this.fixed(2, this.width).vbr(ops.length, 5);
+		for (const [kind, value] of ops) {
+			if (kind === 'lit') this.fixed(1, 1).vbr(value as number, 8);
+			else {
+				const code = { fixed: 1, vbr: 2, array: 3, char6: 4, blob: 5 }[kind] as number;
+				this.fixed(0, 1).fixed(code, 3);
+				if (code <= 2) this.vbr(value as number, 5);
+			}
+		}
+		return this;
+	}
+	record(code: number, ops: number[]) {
+		this.fixed(3, this.width).vbr(code, 6).vbr(ops.length, 6);
+		for (const op of ops) this.vbr(op, 6);
+		return this;
+	}
+	/** A record laid out by abbreviation id: the fields are written by the caller. */
+	abbreviated(id: number) {
+		return this.fixed(id, this.width);
+	}
+	done(): Buffer {
+		this.align();
+		const out = Buffer.alloc(4 + this.bits.length / 8);
+		out.write('BC\xc0\xde', 'latin1');
+		for (let i = 0; i < this.bits.length; i++) out[4 + (i >>> 3)] |= this.bits[i] << (i & 7);
+		return out;
+	}
+}
+
+const MODULE = 8;
+const CONSTANTS = 11;
+const SETBID = 1;
+const chars = (s: string) => [...s].map((c) => c.charCodeAt(0));
+/** An abbreviation for CONSTANTS records of one code whose operands follow as an array of VBR6. */
+const arrayOf = (code: number): [string, number?][] => [['lit', code], ['array'], ['vbr', 6]];
+/** A record by that abbreviation (id), its operands. */
+const byAbbrev = (w: BitWriter, id: number, ops: number[]) => {
+	w.abbreviated(id).vbr(ops.length, 6);
+	for (const op of ops) w.vbr(op, 6);
+	return w;
+};
+
+describe('the bitcode reader on BLOCKINFO blocks read once', () => {
+	// CST_CODE_INLINEASM (30): [fnty, flags, length, chars..., constraints length]; _OLD3 (28): [flags, length, chars..., ...].
+	const inline30 = (text: string) => [0, 0, text.length, ...chars(text), 0];
+	const inline28 = (text: string) => [0, text.length, ...chars(text), 0];
+
+	it('gives a module the abbreviations of its own BLOCKINFO blocks, the first or a later one, whatever was read before', () => {
+		// A: one BLOCKINFO, abbreviation 4 of CONSTANTS for code 30.
+		const a = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30)).end();
+		byAbbrev(a.enter(CONSTANTS, 4), 4, inline30('nop a')).end().end();
+		// B: A's BLOCKINFO, then a second one adding abbreviation 5 for code 28.
+		const b = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30)).end();
+		b.enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		byAbbrev(byAbbrev(b.enter(CONSTANTS, 4), 5, inline28('nop b')), 4, inline30('nop c'))
+			.end()
+			.end();
+		// C: B's second BLOCKINFO alone, first in its module: there abbreviation 4 is code 28.
+		const c = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		byAbbrev(c.enter(CONSTANTS, 4), 4, inline28('nop d')).end().end();
+		const [fileA, fileB, fileC] = [a.done(), b.done(), c.done()];
+		for (const order of [
+			[fileA, fileB, fileC],
+			[fileC, fileB, fileA],
+			[fileB, fileC, fileA, fileB, fileC],
+		])
+			for (const file of order)
+				expect(readBitcode(file)).toEqual([
+					{ thin: false, asm: file === fileA ? ['nop a'] : file === fileB ? ['nop b', 'nop c'] : ['nop d'] },
+				]);
+	});
+
+	it('reads the same BLOCKINFO bytes under another abbreviation width as what they are there', () => {
+		const file = (declared: number) => {
+			const w = new BitWriter().enter(MODULE, 3).enter(0, 2, declared).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30)).end();
+			return byAbbrev(w.enter(CONSTANTS, 4), 4, inline30('nop')).end().end().done();
+		};
+		// Read with 3-bit ids, the first record's id is 7: no abbreviation has it.
+		for (const declared of [2, 3, 2, 3])
+			if (declared === 2) expect(readBitcode(file(2))).toEqual([{ thin: false, asm: ['nop'] }]);
+			else expect(() => readBitcode(file(3))).toThrow(new BitcodeError('undefined abbreviation'));
+	});
+
+	it('answers the asm a block nested in BLOCKINFO holds each time the same BLOCKINFO is read', () => {
+		const w = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30));
+		w.enter(CONSTANTS, 3).record(30, inline30('.incbin "x"')).end();
+		const file = w.end().end().done();
+		for (let i = 0; i < 3; i++) expect(readBitcode(file)).toEqual([{ thin: false, asm: ['.incbin "x"'] }]);
 	});
 });
 
