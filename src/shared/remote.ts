@@ -69,14 +69,18 @@ export function openStore(url: URL, signal: AbortSignal): Store {
 /** Index lines: `name sum size [pack offset]`, one an entry; a line that does not parse is no entry. */
 export function parseIndex(text: string): Map<string, Sum> {
 	const index = new Map<string, Sum>();
-	for (const line of text.split('\n')) {
-		const m = /^(llvmcache-[0-9A-Fa-f]+) ([0-9a-f]{64}) (\d+)(?: (pack-[0-9a-f]{64}) (\d+))?$/.exec(line.trim());
-		if (!m) continue;
-		const sum: Sum = { sum: m[2], size: Number(m[3]) };
-		if (m[4]) Object.assign(sum, { pack: m[4], offset: Number(m[5]) });
-		index.set(m[1], sum);
-	}
+	for (const line of text.split('\n')) addIndexLine(index, line);
 	return index;
+}
+
+const INDEX_LINE = /^(llvmcache-[0-9A-Fa-f]+) ([0-9a-f]{64}) (\d+)(?: (pack-[0-9a-f]{64}) (\d+))?$/;
+
+function addIndexLine(index: Map<string, Sum>, line: string): void {
+	const m = INDEX_LINE.exec(line.trim());
+	if (!m) return;
+	const sum: Sum = { sum: m[2], size: Number(m[3]) };
+	if (m[4]) Object.assign(sum, { pack: m[4], offset: Number(m[5]) });
+	index.set(m[1], sum);
 }
 
 const formatIndex = (index: Map<string, Sum>) =>
@@ -332,19 +336,27 @@ function resp(url: URL, signal: AbortSignal) {
 
 function redisStore(url: URL, signal: AbortSignal): Store {
 	const conn = resp(url, signal);
-	// AUTH and SELECT go first: every later command waits behind them on the one connection.
+	// AUTH and SELECT go first, and reads are sent right behind them without waiting (one round trip where there
+	// were three: what a far server costs a link is round trips). A read's reply is used only once AUTH and SELECT
+	// have succeeded; writes wait for them, so that a refused SELECT never lets a SET into database 0.
 	const ready = (async () => {
-		if (url.password) {
-			const user = decodeURIComponent(url.username);
-			const pass = decodeURIComponent(url.password);
-			await conn.command('AUTH', ...(user ? [user, pass] : [pass])).catch(() => {
-				throw new Error('authentication refused'); // never the server's words, which may echo the user
-			});
-		}
+		const user = decodeURIComponent(url.username);
+		const pass = decodeURIComponent(url.password);
+		const auth = url.password ? conn.command('AUTH', ...(user ? [user, pass] : [pass])) : undefined;
 		const db = url.pathname.replace(/^\//, '');
-		if (db) await conn.command('SELECT', db);
+		const select = db ? conn.command('SELECT', db) : undefined;
+		select?.catch(() => {});
+		await auth?.catch(() => {
+			throw new Error('authentication refused'); // never the server's words, which may echo the user
+		});
+		await select;
 	})();
 	ready.catch(() => {});
+	const read = (...args: (string | Buffer)[]) => {
+		const reply = conn.command(...args);
+		reply.catch(() => {}); // an error before ready settles is ready's to tell
+		return ready.then(() => reply);
+	};
 	const run = async (...args: (string | Buffer)[]) => {
 		await ready;
 		return conn.command(...args);
@@ -352,13 +364,10 @@ function redisStore(url: URL, signal: AbortSignal): Store {
 	const key = (ns: string, name: string) => `${ns}/${name}`;
 	return {
 		async index(ns) {
-			const reply = await run('HGETALL', key(ns, 'index'));
+			const reply = await read('HGETALL', key(ns, 'index'));
 			const index = new Map<string, Sum>();
 			if (!Array.isArray(reply)) return index;
-			for (let i = 0; i + 1 < reply.length; i += 2) {
-				const parsed = parseIndex(`${String(reply[i])} ${String(reply[i + 1])}`);
-				for (const [name, r] of parsed) index.set(name, r);
-			}
+			for (let i = 0; i + 1 < reply.length; i += 2) addIndexLine(index, `${String(reply[i])} ${String(reply[i + 1])}`);
 			return index;
 		},
 		async fetch(ns, wanted, take) {
@@ -377,7 +386,7 @@ function redisStore(url: URL, signal: AbortSignal): Store {
 			await Promise.all(
 				batches.map(async (batch) => {
 					if (batch.length === 0) return;
-					const reply = await run('MGET', ...batch.map(([name]) => key(ns, name)));
+					const reply = await read('MGET', ...batch.map(([name]) => key(ns, name)));
 					if (!Array.isArray(reply)) throw new Error('MGET: not a Redis array');
 					for (const [i, [name]] of batch.entries()) if (Buffer.isBuffer(reply[i])) take(name, reply[i] as Buffer);
 				}),

@@ -267,6 +267,19 @@ describeIf(
 		expect(right).toMatchObject({ exitCode: 0, stderr: '' });
 	});
 
+	it('a database the server does not have is said, and nothing of the link lands in another', async () => {
+		const extmod = { KBUILD_EXTMOD: '/src/no-such-db' };
+		const wrongDb = redis.url.replace(/\/\d*$/, '/99');
+		const result = await link(scratch('machine'), wrongDb, extmod);
+		expect(result.exitCode).toBe(0);
+		expect(result.output).toEqual(reference);
+		expect(result.stderr).toBe(
+			`ltocache: remote redis://127.0.0.1:${redis.port}/99: ERR DB index is out of range; linking with the local cache`,
+		);
+		const keys = await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*no-such-db*']);
+		expect(keys.stdout).toBe('');
+	});
+
 	it.each(['http', 'redis'])(
 		'over %s, 16 machines uploading the same entries at once all succeed, and a 17th gets every entry',
 		async (kind) => {
