@@ -599,12 +599,20 @@ function benchRemote() {
 					if (name !== 'ltocache.linkers.json') fs.renameSync(path.join(root, name), path.join(grave, name));
 				spawnSync('sync');
 			};
+			// What a fresh machine pays whatever the remote: reading its inputs' bitcode once (the inputs memo set aside).
+			const unread = path.join(dir, `${kind}-unread`);
+			run(link[0], link[1], { cwd: dir, env: env(unread) });
+			const forgetInputs = () => {
+				fs.mkdirSync(graves, { recursive: true });
+				fs.renameSync(path.join(unread, 'ltocache.inputs'), path.join(fs.mkdtempSync(path.join(graves, 'inputs-')), 'ltocache.inputs'));
+			};
 			const results = compare(
 				[
 					{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], { cwd: dir }] },
 					{ name: 'cold (nothing cached)', run: [link[0], link[1], { cwd: dir, env: env(plain) }], before: forget(plain) },
 					{ name: 'local-warm, no remote', run: [link[0], link[1], { cwd: dir, env: env(local) }] },
 					{ name: 'local-warm, remote set', run: [link[0], link[1], { cwd: dir, env: env(local, url) }] },
+					{ name: 'local-warm, inputs not yet read', run: [link[0], link[1], { cwd: dir, env: env(unread) }], before: forgetInputs },
 					{ name: 'remote-warm (a fresh machine)', run: [link[0], link[1], { cwd: dir, env: env(fresh, url) }], before: forget(fresh) },
 				],
 				runs,
@@ -613,8 +621,41 @@ function benchRemote() {
 			const base = by['local-warm, no remote'];
 			console.log(`  ${n} objects over ${kind}:`);
 			for (const r of results) console.log(`    ${r.name.padEnd(32)} ${fmt(r.ms)}  ${(r.ms / base).toFixed(2)}x local-warm`);
+			const files = createFiles(local, graves);
+			console.log(
+				`    ${'creating the entries as files'.padEnd(32)} ${fmt(files.ms)}  (${files.count} files, written aside and renamed in, as a download does)`,
+			);
+			const floor = by['local-warm, inputs not yet read'] + files.ms;
+			console.log(
+				`    remote-warm is ${(by['remote-warm (a fresh machine)'] / by['local-warm, remote set']).toFixed(2)}x local-warm with the remote set, ` +
+					`${(by['remote-warm (a fresh machine)'] / floor).toFixed(2)}x a fresh machine's floor (inputs read + entries created: ${(floor / base).toFixed(2)}x local-warm)`,
+			);
 		}
 	}
+}
+
+/** Median time to write a cache directory's entries anew, each to a temporary file renamed in; the directories are set aside, not deleted. */
+function createFiles(root, graves) {
+	const entries = [];
+	const walk = (d) => {
+		for (const e of fs.readdirSync(d, { withFileTypes: true }))
+			if (e.isDirectory()) walk(path.join(d, e.name));
+			else if (e.name.startsWith('llvmcache-')) entries.push([e.name, fs.readFileSync(path.join(d, e.name))]);
+	};
+	walk(root);
+	const samples = [];
+	for (let i = 0; i < 5; i++) {
+		const into = fs.mkdtempSync(path.join(graves, 'files-'));
+		const started = process.hrtime.bigint();
+		for (const [name, data] of entries) {
+			const temp = path.join(into, `Thin-bench-${name.slice(-12)}.tmp`);
+			fs.writeFileSync(temp, data, { mode: 0o600 });
+			fs.renameSync(temp, path.join(into, name));
+		}
+		samples.push(Number(process.hrtime.bigint() - started) / 1e6);
+		spawnSync('sync');
+	}
+	return { ms: median(samples), count: entries.length };
 }
 
 function regenerate(root) {
