@@ -248,22 +248,23 @@ const NONE: Op[][] = [];
  * compiler wrote carry the same bytes, and its abbreviation definitions were
  * about half of what reading a small object took. With nothing defined before
  * it, what it yields (the abbreviations, and any asm a block nested in it
- * holds) follows from its bytes and width alone.
+ * holds) follows from its bytes and width alone. At most 64 blocks of at most
+ * 4 KiB are remembered (LLVM writes about 100 bytes); any other is read each time.
  */
 const firstBlockInfos = new Map<string, { info: [number, Op[][]][]; asm: Bytes[] }>();
+const REMEMBERED_BITS = 4096 * 8;
 
 function readFirstBlockInfo(bits: Bits, block: Block, module: BitcodeModule, blockInfo: Map<number, Op[][]>): void {
+	if (block.end - bits.pos > REMEMBERED_BITS) return readBlock(bits, block, module, blockInfo);
 	const key = `${block.width}:${bits.bytes(block.end)}`;
-	let known = firstBlockInfos.get(key);
-	if (known) {
-		bits.skipTo(block.end);
-	} else {
+	const known = firstBlockInfos.get(key);
+	if (!known) {
 		const asm = module.asm.length;
 		readBlock(bits, block, module, blockInfo);
-		known = { info: [...blockInfo], asm: module.asm.slice(asm) };
-		if (firstBlockInfos.size < 64) firstBlockInfos.set(key, known);
+		if (firstBlockInfos.size < 64) firstBlockInfos.set(key, { info: [...blockInfo], asm: module.asm.slice(asm) });
 		return;
 	}
+	bits.skipTo(block.end);
 	for (const [id, list] of known.info) blockInfo.set(id, list);
 	for (const text of known.asm) module.asm.push(text);
 }

@@ -200,16 +200,25 @@ describe('the bitcode reader on BLOCKINFO blocks read once', () => {
 		// C: B's second BLOCKINFO alone, first in its module: there abbreviation 4 is code 28.
 		const c = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
 		byAbbrev(c.enter(CONSTANTS, 4), 4, inline28('nop d')).end().end();
-		const [fileA, fileB, fileC] = [a.done(), b.done(), c.done()];
+		// D: C's BLOCKINFO, then B's second one again: both abbreviations are code 28 here.
+		const d = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		d.enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		byAbbrev(byAbbrev(d.enter(CONSTANTS, 4), 4, inline28('nop e')), 5, inline28('nop f'))
+			.end()
+			.end();
+		const files = new Map([
+			[a.done(), ['nop a']],
+			[b.done(), ['nop b', 'nop c']],
+			[c.done(), ['nop d']],
+			[d.done(), ['nop e', 'nop f']],
+		]);
+		const [fileA, fileB, fileC, fileD] = files.keys();
 		for (const order of [
-			[fileA, fileB, fileC],
-			[fileC, fileB, fileA],
-			[fileB, fileC, fileA, fileB, fileC],
+			[fileA, fileB, fileC, fileD],
+			[fileD, fileC, fileB, fileA],
+			[fileB, fileC, fileA, fileD, fileB, fileC, fileD],
 		])
-			for (const file of order)
-				expect(readBitcode(file)).toEqual([
-					{ thin: false, asm: file === fileA ? ['nop a'] : file === fileB ? ['nop b', 'nop c'] : ['nop d'] },
-				]);
+			for (const file of order) expect(readBitcode(file)).toEqual([{ thin: false, asm: files.get(file) }]);
 	});
 
 	it('reads the same BLOCKINFO bytes under another abbreviation width as what they are there', () => {

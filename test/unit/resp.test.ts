@@ -70,6 +70,7 @@ describe('the Redis reply reader', () => {
 			new Error('ERR wrong'),
 			42,
 			Buffer.from('a\r\nb'),
+			Buffer.alloc(0),
 			null,
 			[],
 			[Buffer.from('x'), null, [7, 'y']],
@@ -99,8 +100,27 @@ describe('the Redis reply reader', () => {
 		expect(out.map(plain)).toEqual([[{ bulk: 'abc' }, 5], 'OK']);
 	});
 
+	it('delivers a bulk string that ends in the next chunk, after a reply that came whole before it', () => {
+		const out: Reply[] = [];
+		const feed = replyReader((r) => out.push(r));
+		feed(Buffer.from('+OK\r\n:7\r\n$3\r\nab'));
+		expect(out).toEqual(['OK', 7]);
+		feed(Buffer.from('c\r\n'));
+		expect(out.map(plain)).toEqual(['OK', 7, { bulk: 'abc' }]);
+	});
+
 	it('refuses what is not RESP2: an unknown type, a length or count that is not a number', () => {
-		for (const bad of ['!3\r\nabc\r\n', '$x\r\nabc\r\n', '$\r\n\r\n', '*1.5\r\n', ':\r\n', '$3.5\r\nabc\r\n', 'hello\r\n']) {
+		for (const bad of [
+			'!3\r\nabc\r\n',
+			'$x\r\nabc\r\n',
+			'$\r\n\r\n',
+			'*1.5\r\n',
+			':\r\n',
+			':4x\r\n',
+			':x4\r\n',
+			'$3.5\r\nabc\r\n',
+			'hello\r\n',
+		]) {
 			const feed = replyReader(() => {});
 			expect(() => feed(Buffer.from(bad)), JSON.stringify(bad)).toThrow('not a Redis reply');
 		}
