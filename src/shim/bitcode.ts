@@ -255,7 +255,10 @@ const firstBlockInfos = new Map<string, { info: [number, Op[][]][]; asm: Bytes[]
 const REMEMBERED_BITS = 4096 * 8;
 
 function readFirstBlockInfo(bits: Bits, block: Block, module: BitcodeModule, blockInfo: Map<number, Op[][]>): void {
-	if (block.end - bits.pos > REMEMBERED_BITS) return readBlock(bits, block, module, blockInfo);
+	if (block.end - bits.pos > REMEMBERED_BITS) {
+		readBlock(bits, block, module, blockInfo);
+		return;
+	}
 	const key = `${block.width}:${bits.bytes(block.end)}`;
 	const known = firstBlockInfos.get(key);
 	if (!known) {
