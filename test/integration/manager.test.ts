@@ -417,7 +417,7 @@ describe('on a terminal', () => {
 		const shown = await clearing;
 		expect(shown.exitCode).toBe(0);
 		const lines = shown.stdout.split(ERASE);
-		expect(lines.some((line) => /^(scanned \d+ module directories, \d+ entries|removed \d+ of 4000 entries)$/.test(line))).toBe(true);
+		expect(lines.some((line) => /^(scanned \d+ module director(y|ies), \d+ entries|removed \d+ of 4000 entries)$/.test(line))).toBe(true);
 		// The progress line is erased before the report.
 		expect(lines.at(-1)).toMatch(/^removed 4000 entries \(0 B\)/);
 		expect(onDisk(root).size).toBe(0);
