@@ -54,6 +54,22 @@ async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void
 	await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
 }
 
+/**
+ * work, or once signal aborts a rejection saying that no answer came within
+ * ms: a stalled server may never settle work, whatever the store does with
+ * the signal.
+ */
+export function withinBudget<T>(work: Promise<T>, signal: AbortSignal, ms: number): Promise<T> {
+	return Promise.race([
+		work,
+		new Promise<never>((_, reject) => {
+			const stop = () => reject(new Error(`no answer within ${ms / 1000}s`));
+			if (signal.aborted) stop();
+			else signal.addEventListener('abort', stop, { once: true });
+		}),
+	]);
+}
+
 /** A URL as it may be shown: never its user or password. */
 export function shownUrl(url: URL): string {
 	return `${url.protocol}//${url.host}${url.pathname}`;

@@ -33,7 +33,7 @@ import { basename, dirname, join } from 'node:path';
 import type { RemoteSettings } from '../shared/config.js';
 import type { RemoteCounts } from '../shared/counters.js';
 import { classify } from '../shared/keydir.js';
-import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl, type Upload } from '../shared/remote.js';
+import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl, type Upload, withinBudget } from '../shared/remote.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
 const MAX_ENTRIES = 20_000;
@@ -154,10 +154,10 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	let failed = false;
 	const say = (what: string, error: unknown) => {
 		failed = true;
-		const why =
-			(error as Error)?.name === 'TimeoutError' || /aborted|timed out/i.test(String((error as Error)?.message))
-				? `no answer within ${settings.budgetMs / 1000}s`
-				: ((error as Error)?.message ?? String(error));
+		// A request the budget's signal cut short says so in its own words (an AbortError, the Redis client's "timed out").
+		const why = /aborted|timed out/i.test(String((error as Error)?.message))
+			? `no answer within ${settings.budgetMs / 1000}s`
+			: ((error as Error)?.message ?? String(error));
 		return `remote ${shown}: ${why}; ${what}`;
 	};
 	let ns: string | undefined;
@@ -169,10 +169,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 		const signal = AbortSignal.timeout(settings.budgetMs);
 		const store = openStore(url, signal);
 		try {
-			await Promise.race([
-				fn(store, ns as string),
-				new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
-			]);
+			await withinBudget(fn(store, ns as string), signal, settings.budgetMs);
 		} finally {
 			store.close();
 		}

@@ -313,5 +313,21 @@ describeIf(
 				expect(result.stdout).toMatch(/^(ok|warn) {2,4}remote: \S+ answers \(\d+ ms\) and takes writes/m);
 			}
 		});
+
+		it('says how long it waited on a server that never answers (at least 5 s, whatever remote-timeout says)', async () => {
+			const silent = await startSilent();
+			servers.push(silent);
+			const results = await Promise.all(
+				[silent.url, silent.url.replace('http', 'redis')].map((remote) =>
+					ltocache(scratch('root'), ['doctor'], {
+						LTOCACHE_REMOTE: remote,
+						LTOCACHE_REMOTE_TIMEOUT: '500ms',
+						LTOCACHE_MODULES: scratch('none'),
+					}),
+				),
+			);
+			for (const result of results)
+				expect(result.stdout).toMatch(/^fail {2,4}remote: \S+: no answer within 5s; links go on with the local cache$/m);
+		});
 	});
 });

@@ -225,19 +225,17 @@ async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefine
 		return { level: 'fail', check, message: `${redacted(value)} is not a URL (see ltocache config)` };
 	}
 	const { readOnly, budgetMs: budget } = remoteSettings(values);
-	const { openStore, shownUrl } = await import('../../shared/remote.js');
-	const signal = AbortSignal.timeout(Math.max(budget, 5000));
+	const { openStore, shownUrl, withinBudget } = await import('../../shared/remote.js');
+	const wait = Math.max(budget, 5000);
+	const signal = AbortSignal.timeout(wait);
 	const started = performance.now();
 	let store: ReturnType<typeof openStore> | undefined;
 	try {
 		store = openStore(url, signal);
-		const aborted = new Promise<never>((_, reject) =>
-			signal.addEventListener('abort', () => reject(new Error('no answer')), { once: true }),
-		);
-		await Promise.race([store.index('ltocache-probe'), aborted]);
+		await withinBudget(store.index('ltocache-probe'), signal, wait);
 		const ms = Math.round(performance.now() - started);
 		if (readOnly) return { level: 'ok', check, message: `${shownUrl(url)} answers (${ms} ms); read-only: links download, never upload` };
-		await Promise.race([store.probe(), aborted]);
+		await withinBudget(store.probe(), signal, wait);
 		const slow = ms > budget / 4 ? `; slow against remote-timeout ${values['remote-timeout'].value}` : '';
 		return { level: slow ? 'warn' : 'ok', check, message: `${shownUrl(url)} answers (${ms} ms) and takes writes${slow}` };
 	} catch (error) {
