@@ -3,6 +3,10 @@
 // data around them, compiled to ThinLTO objects by clang 14 and 16, the
 // reader finds every module, tells ThinLTO modules from others, and returns
 // exactly the asm strings the dump shows, and the ones the source wrote.
+// On bitstreams written here (BitWriter), what no compiler writes: a second
+// BLOCKINFO, asm nested in one, one block read under two widths; the reader
+// remembers a module's first BLOCKINFO, and each file must still read as if
+// it were the first.
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
