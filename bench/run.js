@@ -24,7 +24,20 @@ const RUNS = Number(values.runs);
 const ENTRIES = Number(values.entries);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-bench-'));
-process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
+/** Servers the bench started: stopped when done with (a running child keeps Node from exiting), and before the directory goes. */
+const servers = [];
+const stopServers = () => {
+	for (const child of servers.splice(0)) child.kill('SIGKILL');
+};
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
+process.on('exit', () => {
+	stopServers();
+	try {
+		fs.rmSync(work, { recursive: true, force: true, maxRetries: 3 });
+	} catch (error) {
+		console.error(`bench: could not remove ${work}: ${error.message}`);
+	}
+});
 
 function run(cmd, args, options = {}) {
 	const result = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
@@ -539,7 +552,7 @@ location /cache/ { dav_methods PUT DELETE; create_full_put_path on; } } }`,
 		child = spawn('nginx', ['-c', conf, '-e', path.join(dir, 'error.log')], { stdio: 'ignore' });
 	}
 	spawnSync('sleep', ['0.5']);
-	process.on('exit', () => child.kill('SIGKILL'));
+	servers.push(child);
 	return kind === 'redis' ? `redis://127.0.0.1:${port}/0` : `http://127.0.0.1:${port}/cache/`;
 }
 
@@ -617,6 +630,7 @@ function benchRemote() {
 				],
 				runs,
 			);
+			stopServers();
 			const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
 			const base = by['local-warm, no remote'];
 			console.log(`  ${n} objects over ${kind}:`);
