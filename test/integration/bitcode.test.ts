@@ -179,6 +179,11 @@ const SETBID = 1;
 const chars = (s: string) => [...s].map((c) => c.charCodeAt(0));
 /** An abbreviation for CONSTANTS records of one code whose operands follow as an array of VBR6. */
 const arrayOf = (code: number): [string, number?][] => [['lit', code], ['array'], ['vbr', 6]];
+/** A module's writer, after a BLOCKINFO giving CONSTANTS blocks one such abbreviation (declared: the width its header says). */
+const withInfo = (code: number, declared = 2) =>
+	new BitWriter().enter(MODULE, 3).enter(0, 2, declared).record(SETBID, [CONSTANTS]).abbrev(arrayOf(code)).end();
+/** A second BLOCKINFO, after the first: one more abbreviation for CONSTANTS blocks. */
+const addInfo = (w: BitWriter, code: number) => w.enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(code)).end();
 /** A record by that abbreviation (id), its operands. */
 const byAbbrev = (w: BitWriter, id: number, ops: number[]) => {
 	w.abbreviated(id).vbr(ops.length, 6);
@@ -193,20 +198,18 @@ describe('the bitcode reader on BLOCKINFO blocks read once', () => {
 
 	it('gives a module the abbreviations of its own BLOCKINFO blocks, the first or a later one, whatever was read before', () => {
 		// A: one BLOCKINFO, abbreviation 4 of CONSTANTS for code 30.
-		const a = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30)).end();
+		const a = withInfo(30);
 		byAbbrev(a.enter(CONSTANTS, 4), 4, inline30('nop a')).end().end();
 		// B: A's BLOCKINFO, then a second one adding abbreviation 5 for code 28.
-		const b = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30)).end();
-		b.enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		const b = addInfo(withInfo(30), 28);
 		byAbbrev(byAbbrev(b.enter(CONSTANTS, 4), 5, inline28('nop b')), 4, inline30('nop c'))
 			.end()
 			.end();
 		// C: B's second BLOCKINFO alone, first in its module: there abbreviation 4 is code 28.
-		const c = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		const c = withInfo(28);
 		byAbbrev(c.enter(CONSTANTS, 4), 4, inline28('nop d')).end().end();
 		// D: C's BLOCKINFO, then B's second one again: both abbreviations are code 28 here.
-		const d = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
-		d.enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(28)).end();
+		const d = addInfo(withInfo(28), 28);
 		byAbbrev(byAbbrev(d.enter(CONSTANTS, 4), 4, inline28('nop e')), 5, inline28('nop f'))
 			.end()
 			.end();
@@ -227,8 +230,7 @@ describe('the bitcode reader on BLOCKINFO blocks read once', () => {
 
 	it('reads the same BLOCKINFO bytes under another abbreviation width as what they are there', () => {
 		const file = (declared: number) => {
-			const w = new BitWriter().enter(MODULE, 3).enter(0, 2, declared).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30)).end();
-			return byAbbrev(w.enter(CONSTANTS, 4), 4, inline30('nop')).end().end().done();
+			return byAbbrev(withInfo(30, declared).enter(CONSTANTS, 4), 4, inline30('nop')).end().end().done();
 		};
 		// Read with 3-bit ids, the first record's id is 7: no abbreviation has it.
 		for (const declared of [2, 3, 2, 3])
