@@ -368,7 +368,8 @@ function benchWide() {
 	run('sh', ['-c', 'xargs -P 2 -n 50 clang -flto=thin -O2 -c < list'], { cwd: dir });
 	// Older than the memo's racy window, as a rebuilt kernel's unchanged objects are.
 	spawnSync('sleep', ['2.1']);
-	run('ar', ['rcsT', 'all.a', ...names.map((name) => `${name}.o`)], { cwd: dir });
+	// As Kbuild builds vmlinux.a: thin, no symbol table.
+	run('llvm-ar', ['cDPrST', 'all.a', ...names.map((name) => `${name}.o`)], { cwd: dir });
 	const shims = shimDir();
 	const real = realLinker('ld.lld', process.env.PATH);
 	const args = (cache) => ['-r', '-o', 'out.o', ...(cache ? [`--thinlto-cache-dir=${cache}`] : []), '--whole-archive', 'all.a'];

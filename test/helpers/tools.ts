@@ -17,6 +17,25 @@ export const fixtures = path.join(repo, 'test/fixtures');
 export const isRoot = process.getuid?.() === 0;
 export const inCI = ['true', '1'].includes(process.env.CI ?? '');
 
+/**
+ * The LLVM under test. LTOCACHE_TEST_LLVM=19 puts /usr/lib/llvm-19/bin
+ * (Debian's layout) first on PATH before anything here looks a tool up, so
+ * clang, ld.lld and llvm-ar, in the tests and behind the shim, are version
+ * 19's; test/each-llvm.js runs the linking tests so for every tested
+ * version. Unset: whatever PATH finds.
+ */
+export const TEST_LLVM = process.env.LTOCACHE_TEST_LLVM || undefined;
+if (TEST_LLVM !== undefined && !/^[1-9][0-9]*$/.test(TEST_LLVM))
+	throw new Error(`LTOCACHE_TEST_LLVM=${TEST_LLVM} is not an LLVM major version (such as 19)`);
+/** Where Debian installs LLVM version, major: clang, ld.lld, llvm-ar and the rest. */
+export const llvmBin = (major: string | number) => `/usr/lib/llvm-${major}/bin`;
+if (TEST_LLVM !== undefined) {
+	const dir = llvmBin(TEST_LLVM);
+	process.env.PATH = [dir, ...(process.env.PATH ?? '').split(':').filter((d) => d !== dir)].join(':');
+}
+/** The PATH a test builds from nothing (as nobody, `env -i`) gets beside its shims: the system's, the LLVM under test first. */
+export const SYSTEM_PATH = `${TEST_LLVM === undefined ? '' : `${llvmBin(TEST_LLVM)}:`}/usr/bin:/bin`;
+
 export const onPath = (name: string) => which(name, process.env.PATH ?? '');
 
 /**
@@ -44,7 +63,18 @@ export function describeIf(ok: boolean, needs: string): (name: string, body: () 
 	return (name, body) => describe.skip(`${name} [skipped: needs ${needs}]`, body);
 }
 
-export const hasToolchain = Boolean(onPath('clang') && realLd());
+/**
+ * clang, ld.lld and llvm-ar (archives are built as Kbuild builds them: GNU ar
+ * loads whatever LLVMgold plugin the machine has, and LLVM >= 19's aborts on
+ * bitcode that `.incbin`s a file it cannot find); with LTOCACHE_TEST_LLVM,
+ * all three of that version.
+ */
+export const hasToolchain =
+	TEST_LLVM === undefined
+		? Boolean(onPath('clang') && realLd() && onPath('llvm-ar'))
+		: ['clang', 'ld.lld', 'llvm-ar'].every((tool) => onPath(tool) === path.join(llvmBin(TEST_LLVM), tool)) && realLd() !== undefined;
+/** What a describeIf(hasToolchain, ...) says it lacks. */
+export const TOOLCHAIN = TEST_LLVM === undefined ? 'clang, ld.lld and llvm-ar' : `clang, ld.lld and llvm-ar in ${llvmBin(TEST_LLVM)}`;
 
 /**
  * A fresh directory under one per-file root, world-readable so an

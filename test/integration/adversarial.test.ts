@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import fc from 'fast-check';
 import { beforeAll, expect, it } from 'vitest';
-import { describeIf, entriesBelow, hasToolchain, LLD, onPath, SHIM, scratchRoot, shimDir } from '../helpers/tools.js';
+import { describeIf, entriesBelow, hasToolchain, LLD, onPath, SHIM, scratchRoot, shimDir, TOOLCHAIN } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -19,7 +19,7 @@ const blobSource = (asm: string) =>
 	`asm(".section .rodata\\n.global blob\\nblob:\\n${asm.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')}\\n.byte 0\\n.previous\\n");\n` +
 	'extern const char blob[];\nconst char *get(void) { return blob; }\n';
 
-describeIf(hasToolchain && Boolean(onPath('mkfifo')), 'clang, ld.lld and mkfifo')('links built to make the cache stale', () => {
+describeIf(hasToolchain && Boolean(onPath('mkfifo')), `${TOOLCHAIN}, and mkfifo`)('links built to make the cache stale', () => {
 	let shims: string;
 	beforeAll(() => {
 		shims = shimDir(scratch('shims'), SHIM, ['ld.lld']);
@@ -185,7 +185,7 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), 'clang, ld.lld and mkfifo'
 			execaSync('clang', ['-flto=thin', '-O2', '-c', 'blob.c', '-o', 'lib/blob.o'], { cwd });
 			if (files['lib/libq.a'] !== undefined) {
 				fs.rmSync(path.join(cwd, 'lib/libq.a'));
-				execaSync('ar', ['rcs', 'lib/libq.a', 'lib/blob.o'], { cwd });
+				execaSync('llvm-ar', ['rcs', 'lib/libq.a', 'lib/blob.o'], { cwd });
 			}
 			compile(cwd, 'main', MAIN);
 			const { second } = await twice(cwd, args, { 'blob.bin': 'new' });

@@ -5,7 +5,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import { asNobody, describeIf, entries, hasToolchain, isRoot, LLD, NOBODY, scratchRoot, shimDir, stagedShim } from '../helpers/tools.js';
+import {
+	asNobody,
+	describeIf,
+	entries,
+	hasToolchain,
+	isRoot,
+	LLD,
+	NOBODY,
+	SYSTEM_PATH,
+	scratchRoot,
+	shimDir,
+	stagedShim,
+	TOOLCHAIN,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const N = 6;
@@ -13,7 +26,7 @@ const N = 6;
 type KeyStats = { key: string; links: number; hits: number; misses: number; entries: number; bytesWritten: number; linkMs: number };
 type Stats = { schema: number; totalLinks: number; totalHits: number; totalMisses: number; kernels: (KeyStats & { keys: KeyStats[] })[] };
 
-describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit and miss accounting', () => {
+describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody)`)('hit and miss accounting', () => {
 	let shims: string;
 	let cli: string;
 	let objects: string[];
@@ -30,7 +43,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 			const src = path.join(obj, `m${i}.c`);
 			fs.writeFileSync(
 				src,
-				`int f${i}(int x) { return x * ${i + 3} + ${i}; }\nint g${i}(int x) { return f${i}(x) + f${(i + 1) % N}(x); }\n`,
+				`int f${(i + 1) % N}(int);\nint f${i}(int x) { return x * ${i + 3} + ${i}; }\nint g${i}(int x) { return f${i}(x) + f${(i + 1) % N}(x); }\n`,
 			);
 			objects.push(path.join(obj, `m${i}.o`));
 			execaSync('clang', ['-flto=thin', '-O2', '-c', src, '-o', objects[i]]);
@@ -48,7 +61,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 		return xdg;
 	}
 	const env = (xdg: string, extmod: string) => ({
-		PATH: `${shims}:/usr/bin:/bin`,
+		PATH: `${shims}:${SYSTEM_PATH}`,
 		HOME: '/nonexistent',
 		XDG_CACHE_HOME: xdg,
 		KERNELRELEASE: '6.1.0-count',
@@ -62,7 +75,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 			env(xdg, extmod),
 		);
 	async function stats(xdg: string): Promise<Stats> {
-		const result = await asNobody(cli, ['stats', '--json'], { PATH: '/usr/bin:/bin', HOME: '/nonexistent', XDG_CACHE_HOME: xdg });
+		const result = await asNobody(cli, ['stats', '--json'], { PATH: SYSTEM_PATH, HOME: '/nonexistent', XDG_CACHE_HOME: xdg });
 		expect(result.exitCode).toBe(0);
 		return JSON.parse(String(result.stdout)) as Stats;
 	}
@@ -90,7 +103,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 		expect(s).toMatchObject({ schema: 2, totalLinks: 2, totalHits: N, totalMisses: N });
 		expect(s.kernels[0]).toMatchObject({ links: 2, hits: N, misses: N });
 
-		const text = await asNobody(cli, ['stats'], { PATH: '/usr/bin:/bin', HOME: '/nonexistent', XDG_CACHE_HOME: xdg });
+		const text = await asNobody(cli, ['stats'], { PATH: SYSTEM_PATH, HOME: '/nonexistent', XDG_CACHE_HOME: xdg });
 		expect(text.stdout).toMatch(new RegExp(`^  /src/one +2 +${N} +${N} +50\\.0% +${N} `, 'm'));
 	});
 
@@ -160,7 +173,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody)')('hit a
 
 	it('stats --zero resets the counters and nothing else; clear resets what it clears; prune compacts and keeps the totals', async () => {
 		const xdg = home();
-		const user = { PATH: '/usr/bin:/bin', HOME: '/nonexistent', XDG_CACHE_HOME: xdg };
+		const user = { PATH: SYSTEM_PATH, HOME: '/nonexistent', XDG_CACHE_HOME: xdg };
 		await link(xdg, '/src/z');
 		await link(xdg, '/src/z');
 		const zero = await asNobody(cli, ['stats', '--zero'], user);

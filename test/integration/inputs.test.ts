@@ -1,4 +1,4 @@
-// What the shim reads of a link's inputs, with real clang objects and ar
+// What the shim reads of a link's inputs, with real clang objects and llvm-ar
 // archives: which files lld would read (arguments, response files, -l
 // through -L), which of their modules are ThinLTO, and their asm.
 import fs from 'node:fs';
@@ -7,7 +7,7 @@ import { execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
 import { scanArgs } from '../../src/shim/argv.js';
 import { readInputs } from '../../src/shim/inputs.js';
-import { describeIf, hasToolchain, onPath, scratchRoot } from '../helpers/tools.js';
+import { describeIf, hasToolchain, scratchRoot, TOOLCHAIN } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 /** The module asm of one.c below, as the reader returns it. */
@@ -15,7 +15,7 @@ const ONE_ASM = '.globl one_marker\none_marker: # not an .include\n';
 /** The inline asm of two.c: a comment naming the directive is enough for the guard to want it. */
 const TWO_ASM = 'nop # two, no .incbin';
 
-describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, ld.lld, ar and llvm-ar')('reading a link inputs', () => {
+describeIf(hasToolchain, TOOLCHAIN)('reading a link inputs', () => {
 	let dir: string;
 	const obj = (name: string) => path.join(dir, `${name}.o`);
 
@@ -74,10 +74,10 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 
 	it('reads archives, regular and thin, members resolved against the thin archive', () => {
 		const lib = scratch('lib');
-		execaSync('ar', ['rcs', path.join(lib, 'libreg.a'), obj('one'), obj('elf')]);
+		execaSync('llvm-ar', ['rcs', path.join(lib, 'libreg.a'), obj('one'), obj('elf')]);
 		fs.mkdirSync(path.join(lib, 'sub'));
 		fs.copyFileSync(obj('two'), path.join(lib, 'sub', 'a-rather-long-member-name-two.o'));
-		execaSync('ar', ['rcsT', path.join(lib, 'thin.a'), 'sub/a-rather-long-member-name-two.o', obj('three')], { cwd: lib });
+		execaSync('llvm-ar', ['rcsT', path.join(lib, 'thin.a'), 'sub/a-rather-long-member-name-two.o', obj('three')], { cwd: lib });
 		expect(read([path.join(lib, 'libreg.a')])).toEqual({ modules: 1, asm: [ONE_ASM] });
 		expect(read(['thin.a'], lib)).toEqual({ modules: 2, asm: [TWO_ASM] });
 	});
@@ -93,13 +93,13 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		execaSync('llvm-ar', ['rcsT', 'thin64.a', obj('one'), obj('two')], { cwd: lib, env: { SYM64_THRESHOLD: '0' } });
 		expect(fs.readFileSync(path.join(lib, 'thin64.a'), 'latin1')).toContain('/SYM64/');
 		expect(read(['thin64.a'], lib).modules).toBe(2);
-		execaSync('ar', ['rc', 'odd.a', 'odd.txt', 'empty', obj('one'), 'z'], { cwd: lib });
+		execaSync('llvm-ar', ['rc', 'odd.a', 'odd.txt', 'empty', obj('one'), 'z'], { cwd: lib });
 		expect(read(['odd.a'], lib)).toEqual({ modules: 1, asm: [ONE_ASM] });
 	});
 
 	it('says an archive it cannot read through is damaged: a bad header, a bad size, a member cut short, a bad member', () => {
 		const lib = scratch('lib');
-		execaSync('ar', ['rc', path.join(lib, 'good.a'), obj('three'), obj('one')]);
+		execaSync('llvm-ar', ['rc', path.join(lib, 'good.a'), obj('three'), obj('one')]);
 		const good = fs.readFileSync(path.join(lib, 'good.a'));
 		const damaged = (name: string, bytes: Buffer) => {
 			fs.writeFileSync(path.join(lib, name), bytes);
@@ -124,8 +124,8 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		const lib = scratch('lib');
 		const sys = scratch('sys');
 		fs.mkdirSync(path.join(sys, 'usr'));
-		execaSync('ar', ['rcs', path.join(lib, 'libx.a'), obj('one')]);
-		execaSync('ar', ['rcs', path.join(sys, 'usr', 'libs.a'), obj('two')]);
+		execaSync('llvm-ar', ['rcs', path.join(lib, 'libx.a'), obj('one')]);
+		execaSync('llvm-ar', ['rcs', path.join(sys, 'usr', 'libs.a'), obj('two')]);
 		fs.writeFileSync(path.join(lib, 'libx.so'), 'OUTPUT_FORMAT(elf64-x86-64)\n'); // a linker script, as libc.so is
 		expect(read(['-lx', `-L${lib}`]).modules).toBe(0);
 		expect(read(['-Bstatic', '-lx', '-Bdynamic', `-L${lib}`]).modules).toBe(1);
@@ -163,7 +163,7 @@ describeIf(hasToolchain && Boolean(onPath('ar') && onPath('llvm-ar')), 'clang, l
 		}
 		for (const [name, which] of Object.entries(objects)) {
 			fs.mkdirSync(path.dirname(path.join(cwd, name)), { recursive: true });
-			if (name.endsWith('.a')) execaSync('ar', ['rcs', path.join(cwd, name), obj(which)]);
+			if (name.endsWith('.a')) execaSync('llvm-ar', ['rcs', path.join(cwd, name), obj(which)]);
 			else fs.copyFileSync(obj(which), path.join(cwd, name));
 		}
 		return cwd;

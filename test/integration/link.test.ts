@@ -20,15 +20,18 @@ import {
 	NO_CONFIG,
 	onPath,
 	realLd,
+	SYSTEM_PATH,
 	scratchRoot,
 	shimDir,
 	stagedShim,
+	TEST_LLVM,
+	TOOLCHAIN,
 	withReadOnly,
 } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
-describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-only mounts)')(
+describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody and read-only mounts)`)(
 	'real ThinLTO links through the shim',
 	() => {
 		let objects: string[];
@@ -57,13 +60,23 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			return dir;
 		};
 		const userEnv = (xdg: string, extra: Record<string, string> = {}) => ({
-			PATH: `${shims}:/usr/bin:/bin`,
+			PATH: `${shims}:${SYSTEM_PATH}`,
 			HOME: '/nonexistent',
 			XDG_CACHE_HOME: xdg,
 			...extra,
 		});
 		const linkAsNobody = (cwd: string, args: string[], env: Record<string, string>, name = 'ld.lld') =>
 			asNobody('sh', ['-c', `cd "$0" && exec ${name} "$@"`, cwd, ...args], env);
+
+		it('runs the LLVM under test behind the shim, as nobody with the PATH the tests give, and compiles with its clang', async () => {
+			const env = userEnv(cacheHome());
+			const viaShim = await linkAsNobody(tree(), ['--version'], env);
+			const direct = await asNobody(LLD, ['--version'], env);
+			expect(viaShim).toMatchObject({ exitCode: 0, stdout: direct.stdout });
+			const major = TEST_LLVM ?? String(direct.stdout).match(/LLD (\d+)\./)?.[1];
+			expect(direct.stdout).toMatch(new RegExp(`^(Debian )?LLD ${major}\\.`));
+			expect(execaSync('clang', ['--version']).stdout).toMatch(new RegExp(`^(Debian )?clang version ${major}\\.`));
+		});
 
 		it('leaves a writable cache directory alone, and the link uses it', async () => {
 			const cwd = scratch('writable');
@@ -110,7 +123,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			const root = scratch('root');
 			const out = path.join(work, 'ro.o');
 			const args = ['--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects];
-			const env = { PATH: `${shims}:/usr/bin:/bin`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro', LTOCACHE_AUTO_PRUNE: '0' };
+			const env = { PATH: `${shims}:${SYSTEM_PATH}`, LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ro', LTOCACHE_AUTO_PRUNE: '0' };
 
 			const bare = await withReadOnly(kernel, 'sh', ['-c', 'cd "$0" && exec "$@"', kernel, LLD, ...args], { env });
 			expect(bare.stderr).toMatch(/Read-only file system/);
@@ -197,7 +210,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			// Root's cache home and the tree on read-only mounts; the fallback planted, private, but nobody's.
 			const script = `mount -t tmpfs tmpfs /var/tmp && mkdir -m 700 /var/tmp/ltocache-0 && chown nobody /var/tmp/ltocache-0 &&
 				mount --bind -o ro "$XDG" "$XDG" && mount --bind -o ro "$0" "$0" && cd "$0" &&
-				env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent XDG_CACHE_HOME="$XDG" ld.lld "$@" || exit $?
+				env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="${shims}:${SYSTEM_PATH}" HOME=/nonexistent XDG_CACHE_HOME="$XDG" ld.lld "$@" || exit $?
 				find /var/tmp/ltocache-0 -type f | wc -l`;
 			const result = await execa(
 				'unshare',
@@ -280,7 +293,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 					extendEnv: false,
 					env: {
 						...NO_CONFIG,
-						PATH: `${shims}:/usr/bin:/bin`,
+						PATH: `${shims}:${SYSTEM_PATH}`,
 						HOME: '/nonexistent',
 						LTOCACHE_DIR: shared,
 						LTOCACHE_AUTO_PRUNE: '0',
@@ -396,7 +409,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 		 */
 		function privateVarTmp(plant: string, cwd: string, args: string[]) {
 			const script = `mount -t tmpfs tmpfs /var/tmp && ${plant} && cd "$0" &&
-			runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="${shims}:/usr/bin:/bin" HOME=/nonexistent ld.lld "$@" || exit $?
+			runuser -u nobody -- env -i LTOCACHE_AUTO_PRUNE=0 LTOCACHE_SYSTEM_CONFIG=/nonexistent/ltocache.conf PATH="${shims}:${SYSTEM_PATH}" HOME=/nonexistent ld.lld "$@" || exit $?
 			[ -d /var/tmp/ltocache-65534 ] && ! [ -L /var/tmp/ltocache-65534 ] && stat -c '%A %U' /var/tmp/ltocache-65534 && find /var/tmp/ltocache-65534 -name 'llvmcache-*' -type f | wc -l; exit 0`;
 			return execa('unshare', ['-m', 'sh', '-c', script, cwd, ...args], { reject: false });
 		}

@@ -7,12 +7,12 @@ import { execa } from 'execa';
 import fc from 'fast-check';
 import { beforeAll, expect, it } from 'vitest';
 import { CACHE_FLAG, scanArgs } from '../../src/shim/argv.js';
-import { compileThin, describeIf, hasToolchain, LLD, scratchRoot } from '../helpers/tools.js';
+import { compileThin, describeIf, hasToolchain, LLD, scratchRoot, TOOLCHAIN } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const RUNS = 100;
 
-describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ld.lld agrees with the shim on response files', () => {
+describeIf(hasToolchain, TOOLCHAIN)('ld.lld agrees with the shim on response files', () => {
 	let objects: string[] = [];
 	beforeAll(() => {
 		objects = compileThin(scratch('obj'));

@@ -137,6 +137,26 @@ describeIf(hasToolchain && isRoot, 'root (to run as nobody), clang and ld.lld')(
 		expect(findings).toContainEqual({ level: 'ok', check: 'kernel 6.1.0-lto', message: expect.stringContaining('the shim redirects it') });
 	});
 
+	it("names each real linker's version behind the shim, and whether ltocache is tested with it", async () => {
+		const shims = shimDir(scratch('shims'), staged, ['ld.lld', 'ld.lld-23']);
+		const newer = scratch('newer');
+		fs.writeFileSync(path.join(newer, 'ld.lld-23'), '#!/bin/sh\necho "Debian LLD 23.1.0 (compatible with GNU linkers)"\n', { mode: 0o755 });
+		const result = await doctor(`${shims}:${newer}:/usr/bin:/bin`, ['--json']);
+		const { findings } = JSON.parse(String(result.stdout)) as { findings: { level: string; check: string; message: string }[] };
+		expect(findings).toContainEqual({
+			level: 'ok',
+			check: 'ld.lld on PATH',
+			message: expect.stringMatching(
+				new RegExp(`^${shims}/ld.lld is the shim; real linker /usr/bin/ld.lld \\(.*LLD 1\\d\\..*; tested: lld 14, 16, 19, 22\\)$`),
+			),
+		});
+		expect(findings).toContainEqual({
+			level: 'ok',
+			check: 'ld.lld-23 on PATH',
+			message: `${shims}/ld.lld-23 is the shim; real linker ${newer}/ld.lld-23 (Debian LLD 23.1.0 (compatible with GNU linkers); not tested: ltocache is tested with lld 14, 16, 19, 22)`,
+		});
+	});
+
 	it('fails when the shim is in front but node, which runs it, is not on PATH', async () => {
 		const shims = shimDir(scratch('shims'), staged);
 		const lldOnly = scratch('lld-only');

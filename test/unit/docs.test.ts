@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
+import { TESTED_LLD } from '../../src/cli/commands/doctor.js';
 import { describeIf, onPath, repo } from '../helpers/tools.js';
 
 const read = (file: string) => fs.readFileSync(path.join(repo, file), 'utf8');
@@ -35,6 +36,17 @@ it('documents every LTOCACHE_* variable the code reads, in the man pages and the
 		expect(man, name).toContain(name);
 		expect(readme, name).toContain(name);
 	}
+});
+
+it('names the tested lld versions in the README, and CI installs each', () => {
+	const list = `${TESTED_LLD.slice(0, -1).join(', ')} and ${TESTED_LLD.at(-1)}`;
+	expect(read('README.md').replaceAll('\n', ' ')).toContain(`the test suite links with lld ${list} `);
+	expect(read('man/ltocache.1')).toContain(`tested with that lld: ${list})`);
+	const pkgs =
+		read('.ci/run')
+			.match(/^pkgs="([^"]*)"/m)?.[1]
+			.split(/\s+/) ?? [];
+	for (const major of TESTED_LLD) expect(pkgs).toEqual(expect.arrayContaining([`clang-${major}`, `lld-${major}`, `llvm-${major}`]));
 });
 
 it('carries the package version in the man pages', () => {

@@ -33,11 +33,23 @@ anything fails.`,
 export type Level = 'ok' | 'warn' | 'fail';
 export type Finding = { level: Level; check: string; message: string };
 
+/** The lld versions the test suite links with on every run (CI installs each: .ci/run, test/each-llvm.js). */
+export const TESTED_LLD = [14, 16, 19, 22];
+
 async function version(file: string): Promise<string> {
 	const result = await execa(file, ['--version'], { reject: false, timeout: 10_000 });
 	return result.exitCode === 0
 		? String(result.stdout).split('\n')[0].trim()
 		: `does not run (${String(result.stderr || result.exitCode).split('\n')[0]})`;
+}
+
+/** A real linker's version line, and whether ltocache is tested with that lld. */
+async function linkerVersion(file: string): Promise<string> {
+	const line = await version(file);
+	const major = line.match(/\bLLD (\d+)\./)?.[1];
+	if (major === undefined) return line;
+	const tested = `lld ${TESTED_LLD.join(', ')}`;
+	return TESTED_LLD.includes(Number(major)) ? `${line}; tested: ${tested}` : `${line}; not tested: ltocache is tested with ${tested}`;
 }
 
 /** What `name` runs on a PATH: the shim (and the real linker behind it), a real linker, or nothing. */
@@ -54,7 +66,11 @@ async function resolveLinker(
 		const install =
 			where === "root's default PATH" ? `${process.getuid?.() === 0 ? '' : 'sudo '}ltocache install --system` : 'ltocache install';
 		return {
-			finding: { level: 'warn', check, message: `${first} is the real linker (${await version(first)}), not the shim: run ${install}` },
+			finding: {
+				level: 'warn',
+				check,
+				message: `${first} is the real linker (${await linkerVersion(first)}), not the shim: run ${install}`,
+			},
 			shimFirst: false,
 		};
 	}
@@ -66,7 +82,7 @@ async function resolveLinker(
 		finding: {
 			level: 'ok',
 			check,
-			message: `${first} is ${copy}; real linker ${located.linker.file} (${await version(located.linker.file)})`,
+			message: `${first} is ${copy}; real linker ${located.linker.file} (${await linkerVersion(located.linker.file)})`,
 		},
 		shimFirst: true,
 	};
