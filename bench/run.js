@@ -2,7 +2,7 @@
 // as ratios against baselines measured in the same run (these machines are
 // shared and noisy, so absolute times mean little).
 //
-//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|kernel|manager|remote]
+//   node bench/run.js [--runs N] [--entries N] [--objects N] [--only shim|module|wide|dtlto|kernel|manager|remote]
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -400,6 +400,86 @@ function benchWide() {
 	console.log(`  reading every object's bitcode again when nothing is remembered: ${guard.toFixed(1)} ms more`);
 }
 
+// --- DTLTO ---------------------------------------------------------------------
+/**
+ * A DTLTO link (lld 21 and later: the ThinLTO backends run as compiler jobs
+ * that a distributor starts; here test/fixtures/distributor.mjs run by node,
+ * as LLVM's example runs local.py by python3), warm: lld's own cache against
+ * the shim in add mode and redirected. A warm link runs no backend, so what
+ * remains is lld reading the inputs and the cache, and the shim's work: its
+ * code-generation key names the distributor, its argument and the remote
+ * compiler, whose files it hashes. The second pair starts the distributor
+ * as an executable script instead, which leaves node's binary out of that.
+ */
+async function benchDtlto() {
+	const { TESTED_LLD } = await import('../dist/cli/commands/doctor.js');
+	const major = [...TESTED_LLD].reverse().find((v) => v >= 21 && fs.existsSync(`/usr/lib/llvm-${v}/bin/ld.lld`));
+	console.log('\nA DTLTO link of two ThinLTO objects (ld.lld -r, --thinlto-distributor), warm');
+	if (major === undefined)
+		return console.log('  skipped: no tested LLVM of 21 or later in /usr/lib/llvm-N (Debian: clang-22 lld-22 llvm-22)');
+	const bin = `/usr/lib/llvm-${major}/bin`;
+	const dir = path.join(work, 'dtlto');
+	fs.mkdirSync(dir);
+	const objects = ['a', 'b'].map((n) => {
+		run(path.join(bin, 'clang'), ['-flto=thin', '-O2', '-c', path.join(repo, 'test/fixtures', `${n}.c`), '-o', `${n}.o`], { cwd: dir });
+		return `${n}.o`;
+	});
+	const script = path.join(repo, 'test/fixtures/distributor.mjs');
+	const executable = path.join(dir, 'distribute');
+	fs.writeFileSync(executable, `#!/bin/sh\nexec '${process.execPath}' '${script}' "$@"\n`, { mode: 0o755 });
+	const viaNode = [`--thinlto-distributor=${process.execPath}`, `--thinlto-distributor-arg=${script}`];
+	const remote = `--thinlto-remote-compiler=${path.join(bin, 'clang')}`;
+	const real = path.join(bin, 'ld.lld');
+	const shim = path.join(shimDir(), 'ld.lld');
+	fs.writeFileSync(path.join(dir, 'blocker'), '');
+	const env = (root, mode) => ({
+		...process.env,
+		PATH: `${shimDir()}:${bin}:${process.env.PATH}`,
+		LTOCACHE_DIR: path.join(dir, root),
+		LTOCACHE_AUTO_PRUNE: '0',
+		LTOCACHE_MODE: mode,
+	});
+	const link = (distributor, out, cache) => [
+		'-r',
+		'-o',
+		out,
+		...distributor,
+		remote,
+		...(cache ? [`--thinlto-cache-dir=${cache}`] : []),
+		...objects,
+	];
+	const viaScript = [`--thinlto-distributor=${executable}`];
+	const results = compare([
+		{ name: 'node -e 0', run: [process.execPath, ['-e', '0'], { cwd: dir }] },
+		{ name: 'ld.lld, its own cache, warm', run: [real, link(viaNode, 'own.o', 'own'), { cwd: dir }] },
+		{ name: 'shim, add mode, warm', run: [shim, link(viaNode, 'add.o'), { cwd: dir, env: env('add-root', 'add') }] },
+		{
+			name: 'shim, redirected, warm',
+			run: [shim, link(viaNode, 'redirected.o', 'blocker/x'), { cwd: dir, env: env('redirect-root', 'redirect') }],
+		},
+		{ name: 'ld.lld, own cache, script distributor', run: [real, link(viaScript, 'own-s.o', 'own-s'), { cwd: dir }] },
+		{ name: 'shim, add mode, script distributor', run: [shim, link(viaScript, 'add-s.o'), { cwd: dir, env: env('add-s-root', 'add') }] },
+	]);
+	const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
+	const node = by['node -e 0'];
+	for (const r of results) console.log(`  ${r.name.padEnd(38)} ${fmt(r.ms)}  ${(r.ms / node).toFixed(2)}x node`);
+	for (const [label, shimRow, lldRow] of [
+		['add mode', 'shim, add mode, warm', 'ld.lld, its own cache, warm'],
+		['redirected', 'shim, redirected, warm', 'ld.lld, its own cache, warm'],
+		['add mode, script distributor', 'shim, add mode, script distributor', 'ld.lld, own cache, script distributor'],
+	]) {
+		const added = by[shimRow] - by[lldRow];
+		console.log(
+			`  added by the shim (${label}): ${added.toFixed(1)} ms = node -e 0 ${added - node >= 0 ? '+' : '-'} ${Math.abs(added - node).toFixed(1)} ms`,
+		);
+	}
+	run(real, link(viaNode, 'uncached.o'), { cwd: dir });
+	const same = ['own.o', 'add.o', 'redirected.o'].map((f) =>
+		fs.readFileSync(path.join(dir, f)).equals(fs.readFileSync(path.join(dir, 'uncached.o'))),
+	);
+	console.log(`  byte-identical to the uncached DTLTO link: lld's own cache ${same[0]}, add mode ${same[1]}, redirected ${same[2]}`);
+}
+
 // --- a whole kernel ---------------------------------------------------------------
 /**
  * The vmlinux.o link of a tinyconfig 6.12 Clang ThinLTO kernel (one with no
@@ -683,6 +763,7 @@ for (const [name, bench] of Object.entries({
 	shim: benchShim,
 	module: benchModule,
 	wide: benchWide,
+	dtlto: benchDtlto,
 	kernel: benchKernel,
 	manager: benchManager,
 	remote: benchRemote,
