@@ -8,7 +8,7 @@ import { TESTED_LLD } from '../../src/cli/commands/doctor.js';
 import { describeIf, onPath, repo } from '../helpers/tools.js';
 
 const read = (file: string) => fs.readFileSync(path.join(repo, file), 'utf8');
-const pkg = JSON.parse(read('package.json')) as { man: string[]; version: string };
+const pkg = JSON.parse(read('package.json')) as { man: string[]; version: string; scripts: Record<string, string> };
 
 function sources(dir: string): string[] {
 	return (fs.readdirSync(path.join(repo, dir), { recursive: true }) as string[])
@@ -47,6 +47,8 @@ it('names the tested lld versions in the README, and CI installs each', () => {
 			.match(/^pkgs="([^"]*)"/m)?.[1]
 			.split(/\s+/) ?? [];
 	for (const major of TESTED_LLD) expect(pkgs).toEqual(expect.arrayContaining([`clang-${major}`, `lld-${major}`, `llvm-${major}`]));
+	// npm test, which CI runs, runs the linking tests with each of them.
+	expect(pkg.scripts.test).toMatch(/ && node test\/each-llvm\.js$/);
 });
 
 it('carries the package version in the man pages', () => {
