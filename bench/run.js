@@ -459,6 +459,15 @@ async function benchDtlto() {
 		},
 		{ name: 'ld.lld, own cache, script distributor', run: [real, link(viaScript, 'own-s.o', 'own-s'), { cwd: dir }] },
 		{ name: 'shim, add mode, script distributor', run: [shim, link(viaScript, 'add-s.o'), { cwd: dir, env: env('add-s-root', 'add') }] },
+		// The same link without DTLTO: what the shim adds to any warm link, the floor for the rows above.
+		{
+			name: 'ld.lld, own cache, in-process ThinLTO',
+			run: [real, ['-r', '-o', 'own-i.o', '--thinlto-cache-dir=own-i', ...objects], { cwd: dir }],
+		},
+		{
+			name: 'shim, add mode, in-process ThinLTO',
+			run: [shim, ['-r', '-o', 'add-i.o', ...objects], { cwd: dir, env: env('add-i-root', 'add') }],
+		},
 	]);
 	const by = Object.fromEntries(results.map((r) => [r.name, r.ms]));
 	const node = by['node -e 0'];
@@ -467,6 +476,7 @@ async function benchDtlto() {
 		['add mode', 'shim, add mode, warm', 'ld.lld, its own cache, warm'],
 		['redirected', 'shim, redirected, warm', 'ld.lld, its own cache, warm'],
 		['add mode, script distributor', 'shim, add mode, script distributor', 'ld.lld, own cache, script distributor'],
+		['add mode, in-process ThinLTO', 'shim, add mode, in-process ThinLTO', 'ld.lld, own cache, in-process ThinLTO'],
 	]) {
 		const added = by[shimRow] - by[lldRow];
 		console.log(
