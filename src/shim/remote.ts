@@ -94,7 +94,11 @@ function llvmLibraries(linker: string, bytes: Buffer, env: NodeJS.ProcessEnv): s
 
 type LinkerCache = Record<string, { libs: { path: string; stamp: string }[]; id: string }>;
 
-/** What the real linker is, by content; remembered under the root by the files' identities, so the hashing (~0.5 s for libLLVM) happens once. */
+/**
+ * What the real linker is, by content; remembered under the root by the
+ * files' identities and the library search path, so the hashing (~0.5 s
+ * for libLLVM) happens once.
+ */
 export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEnv): string {
 	const linker = realpathSync(file);
 	const cacheFile = join(root, 'ltocache.linkers.json');
@@ -102,7 +106,8 @@ export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEn
 	try {
 		cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as LinkerCache;
 	} catch {}
-	const own = stamp(linker);
+	// LD_LIBRARY_PATH chooses which libLLVM the linker loads: an identity is remembered for one search path.
+	const own = `${stamp(linker)}:${env.LD_LIBRARY_PATH ?? ''}`;
 	const known = cache[own];
 	try {
 		if (known?.libs.every((lib) => stamp(lib.path) === lib.stamp)) return known.id;
@@ -111,11 +116,13 @@ export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEn
 	const libs = llvmLibraries(linker, bytes, env);
 	const parts = [sha256(bytes), ...libs.map((lib) => `${basename(lib)}:${sha256(readFileSync(lib))}`)];
 	const id = sha256(Buffer.from(parts.join('\n'))).slice(0, 32);
+	const temp = `${cacheFile}.${process.pid}.tmp`;
 	try {
-		const temp = `${cacheFile}.${process.pid}.tmp`;
 		writeFileSync(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
 		renameSync(temp, cacheFile);
-	} catch {} // remembering is an optimisation
+	} catch {
+		rmSync(temp, { force: true }); // remembering is an optimisation; a full disk keeps nothing half-written
+	}
 	return id;
 }
 

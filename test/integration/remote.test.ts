@@ -51,11 +51,12 @@ describeIf(
 	});
 
 	/** One "machine": a cache root of its own. A link in add mode (no flag needed), into its own output. */
-	const link = async (root: string, remote: string, extra: Record<string, string> = {}) => {
+	const link = async (root: string, remote: string, extra: Record<string, string> = {}, wrap: string[] = []) => {
 		const cwd = scratch('cwd');
 		const out = path.join(cwd, 'out.o');
 		const started = Date.now();
-		const result = await execa(path.join(shims, 'ld.lld'), ['-r', '-o', out, ...objects], {
+		const command = [...wrap, path.join(shims, 'ld.lld'), '-r', '-o', out, ...objects];
+		const result = await execa(command[0], command.slice(1), {
 			cwd: scratch('module'),
 			reject: false,
 			extendEnv: false,
@@ -304,6 +305,150 @@ describeIf(
 		expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
 		const keys = await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*read-only*']);
 		expect(keys.stdout).toBe('');
+	});
+
+	describe('what the namespace holds, and how entries come down (issue 36)', () => {
+		/** A copy of the real lld, or of a file it loads, one byte longer: another build that behaves the same. */
+		const oneByteMore = (from: string, to: string) => {
+			fs.copyFileSync(from, to);
+			fs.appendFileSync(to, Buffer.from([0]));
+			fs.chmodSync(to, 0o755);
+			return to;
+		};
+
+		it("a machine whose lld differs by one byte downloads none of the first machine's entries; one with the same lld all", async () => {
+			const extmod = { KBUILD_EXTMOD: '/src/two-linkers' };
+			const other = oneByteMore(fs.realpathSync(LLD), path.join(scratch('other-lld'), 'ld.lld'));
+			const a = scratch('machine-a');
+			expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const b = scratch('machine-b');
+			const second = await link(b, redis.url, { ...extmod, LTOCACHE_LD: other });
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2, uploads: 2 });
+			const c = scratch('machine-c');
+			expect(await link(c, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(c)).toMatchObject({ downloads: 2, misses: 0 });
+		});
+
+		it("a machine whose lld loads another libLLVM (first on LD_LIBRARY_PATH) downloads none of the first machine's entries, though its root knew the linker with the system's", async () => {
+			const lld = fs.realpathSync(LLD);
+			const loaded = /^\s*(libLLVM\S*\.so\S*) => (\S+)/m.exec((await execa('ldd', [lld])).stdout);
+			expect(loaded, 'the real lld loads libLLVM as a shared library').not.toBeNull();
+			const [, soname, file] = loaded as RegExpExecArray;
+			const libs = scratch('libs');
+			oneByteMore(file, path.join(libs, soname));
+			const extmod = { KBUILD_EXTMOD: '/src/two-libllvms' };
+			const a = scratch('machine-a');
+			expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const b = scratch('machine-b');
+			// B has linked (another release) with the system's libLLVM: its root remembers that linker's identity.
+			expect(await link(b, redis.url, { ...extmod, KERNELRELEASE: '6.1.0-other' })).toMatchObject({ exitCode: 0, stderr: '' });
+			const second = await link(b, redis.url, { ...extmod, LD_LIBRARY_PATH: libs });
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2, uploads: 2 });
+			// Without the other libLLVM, B is A's linker again: A's entries come down.
+			const c = scratch('machine-c');
+			expect(await link(c, redis.url, { ...extmod, KERNELRELEASE: '6.1.0-other' })).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(await link(c, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(c)).toMatchObject({ downloads: 2, misses: 0 });
+		});
+
+		it.each(['yes', '1', 'on', 'TRUE', 'true'])('remote-read-only %j never uploads, over http or redis', async (value) => {
+			const extmod = { KBUILD_EXTMOD: `/src/reader-${value}` };
+			const uploaded = async () => {
+				const keys = (await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', `*reader-${value}*`])).stdout;
+				const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).filter((f) => f.includes(`reader-${value}`));
+				return [keys !== '', files.length > 0];
+			};
+			for (const remote of [redis.url, nginx.url]) {
+				const reader = await link(scratch('machine'), remote, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: value });
+				expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(reader.output).toEqual(reference);
+			}
+			expect(await uploaded()).toEqual([false, false]);
+			// The same links, not read-only, do upload: the check above looks where they land.
+			for (const remote of [redis.url, nginx.url]) expect(await link(scratch('machine'), remote, extmod)).toMatchObject({ exitCode: 0 });
+			expect(await uploaded()).toEqual([true, true]);
+		});
+
+		it('a download that cannot be written (EFBIG: a file size limit) leaves no temporary file behind, and the link goes on', async () => {
+			const extmod = { KBUILD_EXTMOD: '/src/file-size-limit' };
+			// The limit binds the shim only: the "linker" lifts it, then runs the real one.
+			const wrapper = path.join(scratch('wrapper'), 'ld.lld');
+			fs.writeFileSync(wrapper, `#!/bin/sh\nulimit -S -f unlimited\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
+			const a = scratch('machine-a');
+			expect(await link(a, redis.url, { ...extmod, LTOCACHE_LD: wrapper })).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(Math.min(...entriesBelow(a).map((e) => fs.statSync(path.join(a, e)).size))).toBeGreaterThan(512);
+			const b = scratch('machine-b');
+			const result = await link(b, redis.url, { ...extmod, LTOCACHE_LD: wrapper }, ['prlimit', '--fsize=512:unlimited', '--']);
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			expect(result.stderr).toMatch(/^ltocache: remote \S+: EFBIG: file too large.*; linking with the local cache$/);
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2 });
+			const left = (fs.readdirSync(b, { recursive: true }) as string[]).filter((f) => /tmp|Thin-/.test(path.basename(f)));
+			expect(left).toEqual([]);
+		});
+
+		describeIf(Boolean(onPath('strace')), 'strace (Debian: strace)')('written aside', () => {
+			it("writes each download under a name of its own and renames it in: no process opens an entry's name for writing", async () => {
+				const extmod = { KBUILD_EXTMOD: '/src/aside' };
+				expect(await link(scratch('machine-a'), redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				const b = scratch('machine-b');
+				const trace = path.join(scratch('trace'), 'calls');
+				const calls = 'trace=open,openat,creat,rename,renameat,renameat2,link,linkat';
+				const result = await link(b, redis.url, extmod, ['strace', '-f', '-qq', '-s', '4096', '-e', calls, '-o', trace]);
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(reference);
+				expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+				const lines = fs.readFileSync(trace, 'utf8').split('\n');
+				const paths = (line: string) => [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+				const written = lines.filter((l) => /\b(open|openat)\(.*O_(WRONLY|RDWR)|\bcreat\(/.test(l)).flatMap((l) => paths(l).slice(0, 1));
+				const renamed = lines.filter((l) => /\b(rename|renameat2?|link|linkat)\(/.test(l) && !/= -1 /.test(l)).map(paths);
+				const entries = entriesBelow(b).map((e) => path.join(b, e));
+				expect(entries).toHaveLength(2);
+				for (const entry of entries) {
+					expect(written.filter((w) => path.resolve(w) === entry)).toEqual([]);
+					const into = renamed.filter((r) => r[1] === entry);
+					expect(into).toHaveLength(1);
+					const [from] = into[0];
+					expect(path.dirname(from)).toBe(path.dirname(entry));
+					expect(path.basename(from)).not.toMatch(/^llvmcache-/);
+					expect(written).toContain(from);
+				}
+			});
+		});
+
+		it.each(['0', '0ms', 'abc', '-1s'])(
+			'remote-timeout %j is no budget: the shim links with the remote within the default',
+			async (value) => {
+				const extmod = { KBUILD_EXTMOD: '/src/no-budget' };
+				const a = scratch('machine-a');
+				expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				const b = scratch('machine-b');
+				const result = await link(b, redis.url, { ...extmod, LTOCACHE_REMOTE_TIMEOUT: value });
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(reference);
+				expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+			},
+		);
+
+		it('config refuses a remote-timeout that is no time above 0: one line naming it, exit 2, nothing written', async () => {
+			for (const value of ['0', '0s', '0ms', 'abc', '2x', '1e3']) {
+				const conf = path.join(scratch('conf'), 'ltocache.conf');
+				const result = await ltocache(scratch('root'), ['config', '--system', 'remote-timeout', value], {
+					LTOCACHE_SYSTEM_CONFIG: conf,
+				});
+				expect(result).toMatchObject({ exitCode: 2, stdout: '' });
+				expect(result.stderr, value).toMatch(new RegExp(`^ltocache: invalid remote-timeout .${value}. [^\\n]*$`));
+				expect(fs.existsSync(conf)).toBe(false);
+			}
+			const conf = path.join(scratch('conf'), 'ltocache.conf');
+			const good = await ltocache(scratch('root'), ['config', '--system', 'remote-timeout', '500ms'], { LTOCACHE_SYSTEM_CONFIG: conf });
+			expect(good.exitCode).toBe(0);
+			expect(fs.readFileSync(conf, 'utf8')).toBe('remote-timeout = 500ms\n');
+		});
 	});
 
 	describe('doctor', () => {

@@ -1,0 +1,106 @@
+// The remote's settings and the linker identity its namespace holds,
+// in-process: every spelling of "on" makes a client read-only, a budget is a
+// time above 0 or the default, and the identity follows the linker's bytes
+// and the LLVM libraries it would load, not their paths. Real links against
+// real servers are in test/integration/remote.test.ts.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSettings, remoteSettings } from '../../src/shared/config.js';
+import { linkerIdentity } from '../../src/shim/remote.js';
+import { scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+const settingsOf = (env: Record<string, string>) =>
+	remoteSettings(readSettings({ LTOCACHE_SYSTEM_CONFIG: '/nonexistent/a', LTOCACHE_CONFIG: '/nonexistent/b', ...env }).values);
+
+describe('remote settings', () => {
+	it.each(['true', 'yes', '1', 'on', 'TRUE', 'Yes', 'ON', ' on '])('remote-read-only %j is read-only', (value) => {
+		expect(settingsOf({ LTOCACHE_REMOTE_READ_ONLY: value }).readOnly).toBe(true);
+	});
+
+	it.each(['false', 'no', '0', 'off', 'OFF', 'maybe', 'onn', 'truely'])('remote-read-only %j is not', (value) => {
+		expect(settingsOf({ LTOCACHE_REMOTE_READ_ONLY: value }).readOnly).toBe(false);
+	});
+
+	it('is not read-only by default', () => {
+		expect(settingsOf({}).readOnly).toBe(false);
+	});
+
+	it.each([
+		['500ms', 500],
+		['2s', 2000],
+		['1.5', 1500],
+		['3', 3000],
+		['0.25s', 250],
+		[' 750ms ', 750],
+	])('remote-timeout %j is %d ms', (value, ms) => {
+		expect(settingsOf({ LTOCACHE_REMOTE_TIMEOUT: value }).budgetMs).toBe(ms);
+	});
+
+	it.each(['0', '0s', '0ms', '0.0', '-1', '-1s', 'abc', '2x', '2 s', 's', 'ms', '1e3', '.5', 'x2s', '2sx', '2m'])(
+		'remote-timeout %j is no budget: the default 2 s',
+		(value) => {
+			expect(settingsOf({ LTOCACHE_REMOTE_TIMEOUT: value }).budgetMs).toBe(2000);
+		},
+	);
+});
+
+describe('linker identity', () => {
+	const SONAME = 'libLLVM-ltocache-test.so.1';
+	/** A "linker" that names the LLVM library it loads, as an ELF's dynamic string table does. */
+	const linker = (dir: string, extra = '') => {
+		const file = path.join(dir, 'ld.lld');
+		fs.writeFileSync(file, `\x7fELF...\0${SONAME}\0libc.so.6\0${extra}`, { mode: 0o755 });
+		return file;
+	};
+	const library = (dir: string, bytes: string) => {
+		fs.writeFileSync(path.join(dir, SONAME), bytes);
+		return dir;
+	};
+
+	it('follows the linker binary by content: one byte more is another linker, a copy elsewhere the same', () => {
+		const root = scratch('root');
+		const libs = library(scratch('lib'), 'llvm');
+		const env = { LD_LIBRARY_PATH: libs };
+		const one = linker(scratch('bin'));
+		const copy = linker(scratch('bin'));
+		const other = linker(scratch('bin'), 'x');
+		const id = linkerIdentity(one, root, env);
+		expect(id).toMatch(/^[0-9a-f]{32}$/);
+		expect(linkerIdentity(copy, scratch('root'), env)).toBe(id);
+		expect(linkerIdentity(other, root, env)).not.toBe(id);
+		expect(linkerIdentity(other, scratch('root'), env)).not.toBe(id);
+		// Remembered: the same answer again, from the same root.
+		expect(linkerIdentity(one, root, env)).toBe(id);
+	});
+
+	it('follows the LLVM libraries it loads by content, found first along LD_LIBRARY_PATH, even once remembered', () => {
+		const root = scratch('root');
+		const file = linker(scratch('bin'));
+		const a = library(scratch('lib'), 'llvm');
+		const b = library(scratch('lib'), 'llvm, patched');
+		const same = library(scratch('lib'), 'llvm');
+		const withA = linkerIdentity(file, root, { LD_LIBRARY_PATH: a });
+		const withB = linkerIdentity(file, root, { LD_LIBRARY_PATH: `${b}:${a}` });
+		expect(withB).not.toBe(withA);
+		expect(linkerIdentity(file, root, { LD_LIBRARY_PATH: `${a}:${b}` })).toBe(withA);
+		expect(linkerIdentity(file, root, { LD_LIBRARY_PATH: same })).toBe(withA);
+		// Without the library anywhere: another linker again (it would not even start).
+		expect(linkerIdentity(file, root, {})).not.toBe(withA);
+		// The library changed in place: hashed again.
+		fs.appendFileSync(path.join(a, SONAME), '!');
+		expect(linkerIdentity(file, root, { LD_LIBRARY_PATH: a })).not.toBe(withA);
+	});
+
+	it("finds the libraries along the linker's $ORIGIN run path", () => {
+		const root = scratch('root');
+		const bin = scratch('bin');
+		fs.mkdirSync(path.join(bin, 'lib'));
+		const file = linker(bin, '$ORIGIN/lib\0');
+		library(path.join(bin, 'lib'), 'llvm');
+		const found = linkerIdentity(file, root, {});
+		fs.writeFileSync(path.join(bin, 'lib', SONAME), 'llvm, another');
+		expect(linkerIdentity(file, scratch('root'), {})).not.toBe(found);
+	});
+});
