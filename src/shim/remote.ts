@@ -1,5 +1,5 @@
 // A cache directory shared with other machines through a remote store
-// (src/shared/remote.ts). Before a link into a directory ltocache chose,
+// (src/shared/remote/). Before a link into a directory ltocache chose,
 // the entries the remote's index lists and the directory lacks are
 // downloaded, each checked against the sha256 and size its uploader
 // recorded, and renamed in only if they match; after the link, the entries
@@ -8,32 +8,20 @@
 // The remote namespace is ltocache/1/<linker>/<release>/<directory>: the
 // directory's name carries the module, the .incbin guard's hash and the
 // code-generation options (src/shared/keydir.ts), and <linker> is what the
-// real linker is by content, the lld binary and the LLVM libraries it loads,
-// not its version string (distributions patch LLVM), so two machines share
-// only what both linkers would write alike.
+// real linker is by content (src/shim/identity.ts).
 //
 // Fail-open: each phase has a time budget (remote-timeout); a remote that is
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import {
-	closeSync,
-	fstatSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	readSync,
-	realpathSync,
-	renameSync,
-	rmSync,
-	statSync,
-	writeFileSync,
-} from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { RemoteSettings } from '../shared/config.js';
 import type { RemoteCounts } from '../shared/counters.js';
 import { classify } from '../shared/keydir.js';
-import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl, type Upload, withinBudget } from '../shared/remote.js';
+import { isEntryName, type Sum, sha256, type Upload } from '../shared/remote/index.js';
+import { openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
+import { linkerIdentity } from './identity.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
 const MAX_ENTRIES = 20_000;
@@ -48,83 +36,6 @@ export type Remote = {
 	after(): Promise<string | undefined>;
 	counts: RemoteCounts;
 };
-
-/** File identity: a cached hash holds while these hold. */
-function stamp(file: string): string {
-	const st = statSync(file, { bigint: true });
-	return `${file}:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
-const multiarch =
-	process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;
-
-/**
- * The LLVM libraries a linker loads: the sonames it names (libLLVM*, liblld*,
- * libclang-cpp*), found along its RUNPATH ($ORIGIN), LD_LIBRARY_PATH and
- * the system's library directories, as the dynamic loader would.
- */
-function llvmLibraries(linker: string, bytes: Buffer, env: NodeJS.ProcessEnv): string[] {
-	const text = bytes.toString('latin1');
-	const sonames = [...new Set(text.match(/lib(?:LLVM|lld|clang-cpp)[\w.+-]*\.so(?:\.[\d.]+)?(?=\0)/g) ?? [])];
-	const runpaths = (text.match(/\$ORIGIN[^\0]*(?=\0)/g) ?? [])
-		.flatMap((r) => r.split(':'))
-		.map((r) => r.replace('$ORIGIN', dirname(linker)));
-	const dirs = [
-		...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-		...runpaths,
-		`/lib/${multiarch}`,
-		`/usr/lib/${multiarch}`,
-		'/lib64',
-		'/usr/lib64',
-		'/lib',
-		'/usr/lib',
-		'/usr/local/lib',
-	];
-	const found: string[] = [];
-	for (const soname of sonames) {
-		for (const dir of dirs) {
-			try {
-				found.push(realpathSync(join(dir, soname)));
-				break;
-			} catch {}
-		}
-	}
-	return found.sort();
-}
-
-type LinkerCache = Record<string, { libs: { path: string; stamp: string }[]; id: string }>;
-
-/**
- * What the real linker is, by content; remembered under the root by the
- * files' identities and the library search path, so the hashing (~0.5 s
- * for libLLVM) happens once.
- */
-export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEnv): string {
-	const linker = realpathSync(file);
-	const cacheFile = join(root, 'ltocache.linkers.json');
-	let cache: LinkerCache = {};
-	try {
-		cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as LinkerCache;
-	} catch {}
-	// LD_LIBRARY_PATH chooses which libLLVM the linker loads: an identity is remembered for one search path.
-	const own = `${stamp(linker)}:${env.LD_LIBRARY_PATH ?? ''}`;
-	const known = cache[own];
-	try {
-		if (known?.libs.every((lib) => stamp(lib.path) === lib.stamp)) return known.id;
-	} catch {} // a library gone: hash again
-	const bytes = readFileSync(linker);
-	const libs = llvmLibraries(linker, bytes, env);
-	const parts = [sha256(bytes), ...libs.map((lib) => `${basename(lib)}:${sha256(readFileSync(lib))}`)];
-	const id = sha256(Buffer.from(parts.join('\n'))).slice(0, 32);
-	const temp = `${cacheFile}.${process.pid}.tmp`;
-	try {
-		writeFileSync(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
-		renameSync(temp, cacheFile);
-	} catch {
-		rmSync(temp, { force: true }); // remembering is an optimisation; a full disk keeps nothing half-written
-	}
-	return id;
-}
 
 /** The entry's bytes as they are now; undefined if it is gone (a prune) or changed while being read (lld never rewrites one, but be sure). */
 function readEntry(file: string): Buffer | undefined {

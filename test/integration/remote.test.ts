@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
-import { parseIndex } from '../../src/shared/remote.js';
+import { parseIndex } from '../../src/shared/remote/index.js';
 import { ltocache } from '../helpers/cache.js';
 import { type Server, startNginx, startRedis, startSilent } from '../helpers/servers.js';
 import {

@@ -1,11 +1,12 @@
-// The remote stores (src/shared/remote.ts) at a size the link tests do not
+// The remote stores (src/shared/remote/) at a size the link tests do not
 // reach, against real nginx and redis-server: hundreds of entries of mixed
 // sizes, uploaded in several batches (over HTTP, several packs), fetched
 // whole and in part. Every entry must come back with exactly its bytes, over
 // MGET batches split by count and by size, and over ranged GETs of packs.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { openStore, parseIndex, type Store, sha256, type Upload } from '../../src/shared/remote.js';
+import { parseIndex, sha256, type Upload } from '../../src/shared/remote/index.js';
+import { openStore, type Store } from '../../src/shared/remote/store.js';
 import { type Server, startNginx, startRedis } from '../helpers/servers.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
 

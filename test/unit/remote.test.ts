@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSettings, remoteSettings } from '../../src/shared/config.js';
-import { linkerIdentity } from '../../src/shim/remote.js';
+import { readSettings, redacted, remoteSettings } from '../../src/shared/config.js';
+import { linkerIdentity } from '../../src/shim/identity.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -19,7 +19,7 @@ describe('remote settings', () => {
 		expect(settingsOf({ LTOCACHE_REMOTE_READ_ONLY: value }).readOnly).toBe(true);
 	});
 
-	it.each(['false', 'no', '0', 'off', 'OFF', 'maybe', 'onn', 'truely'])('remote-read-only %j is not', (value) => {
+	it.each(['false', 'no', '0', 'off', 'OFF', ' off ', 'maybe', 'onn', 'noon', 'truely'])('remote-read-only %j is not', (value) => {
 		expect(settingsOf({ LTOCACHE_REMOTE_READ_ONLY: value }).readOnly).toBe(false);
 	});
 
@@ -44,6 +44,18 @@ describe('remote settings', () => {
 			expect(settingsOf({ LTOCACHE_REMOTE_TIMEOUT: value }).budgetMs).toBe(2000);
 		},
 	);
+});
+
+it.each([
+	['redis://:secret@host:6379/0', 'redis://:***@host:6379/0'],
+	['https://user:p%40ss@cache.example/ltocache/', 'https://user:***@cache.example/ltocache/'],
+	['REDISS://u:x@h', 'REDISS://u:***@h'],
+	['http://host/path/', 'http://host/path/'],
+	['http://user@host/', 'http://user@host/'],
+	['http://host/a:b@c', 'http://host/a:b@c'],
+	['see http://u:p@h/', 'see http://u:p@h/'],
+])('a remote URL %j is shown as %j', (url, shown) => {
+	expect(redacted(url)).toBe(shown);
 });
 
 describe('linker identity', () => {
@@ -91,6 +103,29 @@ describe('linker identity', () => {
 		// The library changed in place: hashed again.
 		fs.appendFileSync(path.join(a, SONAME), '!');
 		expect(linkerIdentity(file, root, { LD_LIBRARY_PATH: a })).not.toBe(withA);
+	});
+
+	it('is remembered under the root while the linker and its libraries keep their identity, and hashed again once one changes', () => {
+		const root = scratch('root');
+		const file = linker(scratch('bin'));
+		const libs = library(scratch('lib'), 'llvm');
+		const env = { LD_LIBRARY_PATH: libs };
+		const id = linkerIdentity(file, root, env);
+		const memo = path.join(root, 'ltocache.linkers.json');
+		const known = JSON.parse(fs.readFileSync(memo, 'utf8')) as Record<string, { id: string; libs: { path: string }[] }>;
+		expect(Object.values(known)).toEqual([{ id, libs: [{ path: fs.realpathSync(path.join(libs, SONAME)), stamp: expect.any(String) }] }]);
+		expect(fs.readdirSync(root)).toEqual(['ltocache.linkers.json']);
+		// What is remembered is what is answered: no hashing while nothing changed.
+		const [key] = Object.keys(known);
+		fs.writeFileSync(memo, JSON.stringify({ [key]: { ...known[key], id: 'remembered' } }));
+		expect(linkerIdentity(file, root, env)).toBe('remembered');
+		// The library rewritten (same bytes, a new mtime): hashed again, the same identity as before.
+		fs.writeFileSync(path.join(libs, SONAME), 'llvm');
+		fs.utimesSync(path.join(libs, SONAME), new Date(1000), new Date(1000));
+		expect(linkerIdentity(file, root, env)).toBe(id);
+		// A garbled file is no memory.
+		fs.writeFileSync(memo, '{"torn');
+		expect(linkerIdentity(file, root, env)).toBe(id);
 	});
 
 	it("finds the libraries along the linker's $ORIGIN run path", () => {

@@ -3,7 +3,7 @@
 // order, and bytes that are not RESP2 must be refused, never read as a reply.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Reply, replyReader } from '../../src/shared/remote.js';
+import { type Reply, replyReader } from '../../src/shared/remote/resp.js';
 
 /** A reply as Redis writes it. */
 function encode(reply: Reply): string {

@@ -14,6 +14,7 @@ import {
 	SETTINGS,
 	type Setting,
 } from '../../shared/config.js';
+import { isRemoteUrl } from '../../shared/remote/store.js';
 import { defineCommand, UsageError } from '../command.js';
 import { parseCount, parseDuration, parsePolicy, parseSize, settingName } from '../limits.js';
 
@@ -91,7 +92,7 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);
 			break;
 		case 'remote':
-			if (value !== '' && !/^(https?|rediss?):\/\/[^/]/.test(value)) {
+			if (value !== '' && !isRemoteUrl(value)) {
 				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
 			}
 	}

@@ -225,7 +225,7 @@ async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefine
 		return { level: 'fail', check, message: `${redacted(value)} is not a URL (see ltocache config)` };
 	}
 	const { readOnly, budgetMs: budget } = remoteSettings(values);
-	const { openStore, shownUrl, withinBudget } = await import('../../shared/remote.js');
+	const { openStore, shownUrl, withinBudget } = await import('../../shared/remote/store.js');
 	const wait = Math.max(budget, 5000);
 	const signal = AbortSignal.timeout(wait);
 	const started = performance.now();
