@@ -14,11 +14,12 @@
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import { closeSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import type { RemoteCounts } from '../shared/counters.js';
-import { classify } from '../shared/keydir.js';
+import { baseKeyName, classify, keyName, META_FILE, type Metadata } from '../shared/keydir.js';
 import { isEntryName, type Sum, sha256, type Upload } from '../shared/remote/index.js';
 import { openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
 import { linkerIdentity } from './identity.js';
@@ -61,6 +62,33 @@ function readEntry(file: string): Buffer | undefined {
 }
 
 /**
+ * The directory's name in the remote namespace: its own, or with base-dir
+ * set and the module (or in add mode the directory it was linked in) below
+ * one of them, the module named by its path below it, so that checkouts at
+ * different paths share entries. lld's entry names are content keys: two
+ * modules that share a name share only entries both would write alike.
+ */
+export function remoteName(dir: string, bases: string[]): string {
+	const name = basename(dir);
+	if (bases.length === 0) return name;
+	let module: string | undefined;
+	try {
+		const meta = JSON.parse(readFileSync(join(dir, META_FILE), 'utf8')) as Metadata;
+		module = meta.extmod ?? meta.original;
+	} catch {}
+	if (typeof module !== 'string' || !isAbsolute(module)) return name;
+	let below: string | undefined;
+	for (const base of bases) {
+		const rel = relative(base, module);
+		if (rel === '..' || rel.startsWith('../') || isAbsolute(rel)) continue;
+		if (below === undefined || rel.length < below.length) below = rel;
+	}
+	if (below === undefined) return name;
+	// Relative, so never the name of a module at an absolute path; the variant (options, .incbin guard) kept.
+	return keyName(toBytes(below || '.')) + name.slice(baseKeyName(name).length);
+}
+
+/**
  * The remote for one link into dir (root/<release>/<key>); linkerFile is the
  * real linker that will run.
  */
@@ -83,7 +111,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	const phase = async (fn: (store: Store, ns: string) => Promise<void>) => {
 		url = new URL(settings.url);
 		shown = shownUrl(url);
-		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${basename(dir)}`;
+		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${remoteName(dir, settings.baseDirs)}`;
 		const signal = AbortSignal.timeout(settings.budgetMs);
 		const store = openStore(url, signal);
 		try {

@@ -4,7 +4,7 @@
 // link by the real ld.lld, and every fault must leave the link succeeding.
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
@@ -51,11 +51,11 @@ describeIf(
 	});
 
 	/** One "machine": a cache root of its own. A link in add mode (no flag needed), into its own output. */
-	const link = async (root: string, remote: string, extra: Record<string, string> = {}, wrap: string[] = []) => {
+	const link = async (root: string, remote: string, extra: Record<string, string> = {}, wrap: string[] = [], inputs = objects) => {
 		const cwd = scratch('cwd');
 		const out = path.join(cwd, 'out.o');
 		const started = Date.now();
-		const command = [...wrap, path.join(shims, 'ld.lld'), '-r', '-o', out, ...objects];
+		const command = [...wrap, path.join(shims, 'ld.lld'), '-r', '-o', out, ...inputs];
 		const result = await execa(command[0], command.slice(1), {
 			cwd: scratch('module'),
 			reject: false,
@@ -448,6 +448,63 @@ describeIf(
 			const good = await ltocache(scratch('root'), ['config', '--system', 'remote-timeout', '500ms'], { LTOCACHE_SYSTEM_CONFIG: conf });
 			expect(good.exitCode).toBe(0);
 			expect(fs.readFileSync(conf, 'utf8')).toBe('remote-timeout = 500ms\n');
+		});
+	});
+
+	describe('base-dir (issue 34)', () => {
+		/** The same objects in a checkout at another path, and their uncached link there. */
+		const checkout = (where: string, module: string) => {
+			const top = path.join(scratch('checkout'), where);
+			const dir = path.join(top, module);
+			fs.mkdirSync(dir, { recursive: true });
+			const inputs = objects.map((o) => {
+				const to = path.join(dir, path.basename(o));
+				fs.copyFileSync(o, to);
+				return to;
+			});
+			execaSync(LLD, ['-r', '-o', path.join(dir, 'uncached.o'), ...inputs]);
+			return { top, dir, inputs, reference: fs.readFileSync(path.join(dir, 'uncached.o')) };
+		};
+
+		it.each(['http', 'redis'])('over %s, two checkouts of the same sources at different paths share every entry', async (kind) => {
+			const remote = Object.fromEntries(backends())[kind];
+			const module = `drivers/team-${kind}`;
+			const alice = checkout('home/alice/linux', module);
+			const runner = checkout('builds/runner/42/linux', module);
+			const a = scratch('machine-a');
+			const first = await link(a, remote, { KBUILD_EXTMOD: alice.dir, LTOCACHE_BASE_DIR: alice.top }, [], alice.inputs);
+			expect(first).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(first.output).toEqual(alice.reference);
+			expect(counters(a)).toMatchObject({ misses: 2, uploads: 2 });
+
+			// Without base-dir the path is the module's name: nothing shared (what base-dir is for).
+			const elsewhere = checkout('srv/ci/7/linux', module);
+			const apart = scratch('machine-b');
+			expect(await link(apart, remote, { KBUILD_EXTMOD: elsewhere.dir }, [], elsewhere.inputs)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(apart)).toMatchObject({ downloads: 0, misses: 2 });
+
+			const b = scratch('machine-b');
+			const env = { KBUILD_EXTMOD: runner.dir, LTOCACHE_BASE_DIR: `/nonexistent:${runner.top}` };
+			const second = await link(b, remote, env, [], runner.inputs);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(runner.reference);
+			expect(counters(b)).toMatchObject({ hits: 2, misses: 0, downloads: 2, uploads: 0 });
+			expect(entriesBelow(b).map((e) => path.basename(e))).toEqual(entriesBelow(a).map((e) => path.basename(e)));
+		});
+
+		it('config takes absolute directories separated by colons, and refuses anything else with exit 2', async () => {
+			const conf = path.join(scratch('conf'), 'ltocache.conf');
+			const env = { LTOCACHE_SYSTEM_CONFIG: conf };
+			expect(await ltocache(scratch('root'), ['config', '--system', 'base-dir', '/home/alice:/builds'], env)).toMatchObject({
+				exitCode: 0,
+			});
+			expect(fs.readFileSync(conf, 'utf8')).toBe('base-dir = /home/alice:/builds\n');
+			for (const value of ['home/alice', '/home/alice:builds', '/a::/b']) {
+				const result = await ltocache(scratch('root'), ['config', '--system', 'base-dir', value], env);
+				expect(result).toMatchObject({ exitCode: 2, stdout: '' });
+				expect(result.stderr).toMatch(new RegExp(`^ltocache: invalid base-dir '${value}' [^\\n]*$`));
+			}
+			expect(fs.readFileSync(conf, 'utf8')).toBe('base-dir = /home/alice:/builds\n');
 		});
 	});
 

@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSettings, redacted, remoteSettings } from '../../src/shared/config.js';
+import { keyName } from '../../src/shared/keydir.js';
 import { linkerIdentity } from '../../src/shim/identity.js';
+import { remoteName } from '../../src/shim/remote.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -137,5 +139,34 @@ describe('linker identity', () => {
 		const found = linkerIdentity(file, root, {});
 		fs.writeFileSync(path.join(bin, 'lib', SONAME), 'llvm, another');
 		expect(linkerIdentity(file, scratch('root'), {})).not.toBe(found);
+	});
+});
+
+describe("a directory's name in the remote namespace", () => {
+	const keyDir = (name: string, meta?: object) => {
+		const dir = path.join(scratch('release'), name);
+		fs.mkdirSync(dir);
+		if (meta) fs.writeFileSync(path.join(dir, 'ltocache.json'), JSON.stringify(meta));
+		return dir;
+	};
+
+	it('is its own without base-dir, or when the module is below none of them', () => {
+		const dir = keyDir('src-mod-0123456789ab+opt-aa11', { version: 1, release: 'r', extmod: '/src/mod', original: '/src/mod' });
+		expect(remoteName(dir, [])).toBe('src-mod-0123456789ab+opt-aa11');
+		expect(remoteName(dir, ['/home', '/sr', '/src/mod/sub'])).toBe('src-mod-0123456789ab+opt-aa11');
+		expect(remoteName(keyDir('x-1'), ['/src'])).toBe('x-1');
+		expect(remoteName(keyDir('x-2', { extmod: 'relative/mod' }), ['/src'])).toBe('x-2');
+	});
+
+	it('names the module by its path below the closest base-dir, keeping the variant', () => {
+		const meta = { version: 1, release: 'r', extmod: '/home/alice/linux/drivers/net', original: '/x' };
+		const dir = keyDir('home-alice-linux-drivers-net-0123456789ab+opt-aa11+incbin-bb22', meta);
+		expect(remoteName(dir, ['/home/alice/linux'])).toBe(`${keyName('drivers/net')}+opt-aa11+incbin-bb22`);
+		expect(remoteName(dir, ['/home', '/home/alice/linux/'])).toBe(`${keyName('drivers/net')}+opt-aa11+incbin-bb22`);
+		expect(remoteName(dir, ['/home/alice/linux/drivers/net'])).toBe(`${keyName('.')}+opt-aa11+incbin-bb22`);
+		// In add mode, without a module: the directory the link ran in.
+		const added = keyDir('w-1', { version: 1, release: 'r', original: '/builds/7/linux', added: true });
+		expect(remoteName(added, ['/builds/7'])).toBe(keyName('linux'));
+		expect(keyName('linux')).not.toBe(keyName('/linux'));
 	});
 });

@@ -91,6 +91,10 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 		case 'remote-timeout':
 			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);
 			break;
+		case 'base-dir':
+			if (value !== '' && value.split(':').some((dir) => !dir.startsWith('/')))
+				throw new UsageError(`invalid ${what} '${value}' (absolute directories, separated by ':')`);
+			break;
 		case 'remote':
 			if (value !== '' && !isRemoteUrl(value)) {
 				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
