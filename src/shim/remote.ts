@@ -14,7 +14,7 @@
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
@@ -62,6 +62,35 @@ function readEntry(file: string): Buffer | undefined {
 }
 
 /**
+ * After a remote timed out or could not be reached, the links that follow
+ * skip it for a minute: a stalled server costs one link its budget, not
+ * every link. A marker under the root says so: its mtime is when, its text
+ * why. The first link after the minute tries again.
+ */
+const SKIP_MS = 60_000;
+const SKIP_PREFIX = 'ltocache.remote-down.';
+
+/** Why the remote is skipped now, or undefined. */
+function skipping(marker: string): string | undefined {
+	try {
+		const st = statSync(marker);
+		const ago = Date.now() - st.mtimeMs;
+		if (ago < 0 || ago >= SKIP_MS) return undefined;
+		const why = readFileSync(marker, 'utf8').split('\n')[0].slice(0, 200);
+		return `skipped for ${Math.ceil((SKIP_MS - ago) / 1000)}s more (${why} ${Math.round(ago / 1000)}s ago)`;
+	} catch {
+		return undefined;
+	}
+}
+
+/** Whether an error says the server could not be reached or did not answer in time (not what it answered). */
+function isUnreachable(error: unknown): boolean {
+	const code = (error as NodeJS.ErrnoException)?.code ?? '';
+	if (/^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|ENETDOWN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EPIPE)$/.test(code)) return true;
+	return /aborted|timed out|no answer within|connection closed|socket hang up/i.test(String((error as Error)?.message));
+}
+
+/**
  * The directory's name in the remote namespace: its own, or with base-dir
  * set and the module (or in add mode the directory it was linked in) below
  * one of them, the module named by its path below it, so that checkouts at
@@ -98,12 +127,18 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	let shown = 'remote';
 	let index: Map<string, Sum> | undefined;
 	let failed = false;
+	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
+	const marker = join(root, `${SKIP_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
 	const say = (what: string, error: unknown) => {
 		failed = true;
+		const message = String((error as Error)?.message ?? error);
 		// A request the budget's signal cut short says so in its own words (an AbortError, the Redis client's "timed out").
-		const why = /aborted|timed out/i.test(String((error as Error)?.message))
-			? `no answer within ${settings.budgetMs / 1000}s`
-			: ((error as Error)?.message ?? String(error));
+		const why = /aborted|timed out/i.test(message) ? `no answer within ${settings.budgetMs / 1000}s` : message;
+		if (isUnreachable(error)) {
+			try {
+				writeFileSync(marker, `${why}\n`);
+			} catch {} // then the next link tries again
+		}
 		return `remote ${shown}: ${why}; ${what}`;
 	};
 	let ns: string | undefined;
@@ -123,6 +158,11 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	return {
 		counts,
 		async before() {
+			const skip = skipping(marker);
+			if (skip) {
+				failed = true;
+				return `remote ${shownUrl(new URL(settings.url))}: ${skip}; linking with the local cache`;
+			}
 			try {
 				await phase(async (store, ns) => {
 					index = await store.index(ns);
@@ -151,6 +191,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						counts.downloadBytes += data.length;
 					});
 				});
+				rmSync(marker, { force: true });
 				return undefined;
 			} catch (error) {
 				return say('linking with the local cache', error);

@@ -82,9 +82,9 @@ http {
 	return { url: `http://127.0.0.1:${port}/cache/`, port, pid: child.pid, root: path.join(root, 'cache'), stop: stopper(child) };
 }
 
-/** redis-server in memory; extra arguments as on its command line (--requirepass x, --maxmemory 1). */
-export async function startRedis(dir: string, extra: string[] = []): Promise<Server> {
-	const port = await freePort();
+/** redis-server in memory; extra arguments as on its command line (--requirepass x, --maxmemory 1); on port, or a free one. */
+export async function startRedis(dir: string, extra: string[] = [], port?: number): Promise<Server> {
+	port ??= await freePort();
 	let out = '';
 	const child = spawn('redis-server', [
 		'--port',
@@ -106,8 +106,8 @@ export async function startRedis(dir: string, extra: string[] = []): Promise<Ser
 	return { url: `redis://127.0.0.1:${port}/0`, port, pid: child.pid, stop: stopper(child) };
 }
 
-/** Accepts connections and never answers: a stalled remote. */
-export async function startSilent(): Promise<Server> {
+/** Accepts connections and never answers: a stalled remote; connections() counts those it took. */
+export async function startSilent(): Promise<Server & { connections: () => number }> {
 	const sockets: net.Socket[] = [];
 	const server = net.createServer((socket) => sockets.push(socket));
 	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -115,6 +115,7 @@ export async function startSilent(): Promise<Server> {
 	return {
 		url: `http://127.0.0.1:${port}/cache/`,
 		port,
+		connections: () => sockets.length,
 		stop: () =>
 			new Promise<void>((resolve) => {
 				for (const s of sockets) s.destroy();

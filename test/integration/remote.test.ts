@@ -508,6 +508,82 @@ describeIf(
 		});
 	});
 
+	describe('a server that stalls or is down (issue 34)', () => {
+		const markers = (root: string) => fs.readdirSync(root).filter((f) => f.startsWith('ltocache.remote-down.'));
+
+		it('costs the first link its budget; the links of the following minute do not connect, and say why once', async () => {
+			const silent = await startSilent();
+			servers.push(silent);
+			for (const remote of [silent.url, silent.url.replace('http', 'redis')]) {
+				const root = scratch('machine');
+				const env = { LTOCACHE_REMOTE_TIMEOUT: '500ms', KBUILD_EXTMOD: '/src/stalled' };
+				const first = await link(root, remote, env);
+				expect(first).toMatchObject({ exitCode: 0 });
+				expect(first.output).toEqual(reference);
+				expect(first.stderr).toMatch(/^ltocache: remote \S+: no answer within 0\.5s; linking with the local cache$/);
+				expect(markers(root)).toHaveLength(1);
+				const connected = silent.connections();
+				for (let i = 0; i < 3; i++) {
+					const next = await link(root, remote, env);
+					expect(next).toMatchObject({ exitCode: 0 });
+					expect(next.output).toEqual(reference);
+					expect(next.stderr).toMatch(
+						/^ltocache: remote \S+: skipped for \d+s more \(no answer within 0\.5s \d+s ago\); linking with the local cache$/,
+					);
+				}
+				expect(silent.connections()).toBe(connected);
+				expect(counters(root)).toMatchObject({ links: 4, downloads: 0, uploads: 0 });
+				// A minute later the next link tries again (and pays again).
+				const marker = path.join(root, markers(root)[0]);
+				fs.utimesSync(marker, new Date(Date.now() - 61_000), new Date(Date.now() - 61_000));
+				const later = await link(root, remote, env);
+				expect(later.stderr).toMatch(/no answer within 0\.5s; linking with the local cache$/);
+				expect(silent.connections()).toBeGreaterThan(connected);
+			}
+		});
+
+		it.each(['http', 'redis'])('over %s, a refused connection is skipped too, and another URL is tried at once', async (kind) => {
+			const gone = kind === 'http' ? await startNginx(scratch('nginx-down')) : await startRedis(scratch('redis-down'));
+			await gone.stop();
+			const root = scratch('machine');
+			const extmod = { KBUILD_EXTMOD: `/src/down-${kind}` };
+			expect((await link(root, gone.url, extmod)).stderr).toMatch(/ECONNREFUSED.*; linking with the local cache$/);
+			expect((await link(root, gone.url, extmod)).stderr).toMatch(/: skipped for \d+s more \(.*ECONNREFUSED.* \d+s ago\); linking/);
+			const other = await link(root, kind === 'http' ? nginx.url : redis.url, extmod);
+			expect(other).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(root)).toMatchObject({ links: 3, uploads: 2 });
+		});
+
+		it('a server back after the minute is used again, and its mark goes', async () => {
+			const first = await startRedis(scratch('redis-back'));
+			await first.stop();
+			const root = scratch('machine');
+			expect((await link(root, first.url)).stderr).toMatch(/ECONNREFUSED/);
+			expect(markers(root)).toHaveLength(1);
+			const back = await startRedis(scratch('redis-back'), [], first.port);
+			servers.push(back);
+			// Within the minute it is still skipped, up or not.
+			expect((await link(root, first.url)).stderr).toMatch(/skipped/);
+			const marker = path.join(root, markers(root)[0]);
+			fs.utimesSync(marker, new Date(Date.now() - 61_000), new Date(Date.now() - 61_000));
+			const again = await link(root, first.url);
+			expect(again).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(again.output).toEqual(reference);
+			expect(markers(root)).toEqual([]);
+			expect(counters(root)).toMatchObject({ uploads: 2 });
+		});
+
+		it('an answer that is not unreachability (a full server) is not skipped', async () => {
+			const root = scratch('machine');
+			const full = nginx.url.replace('/cache/', '/full/');
+			for (let i = 0; i < 2; i++) {
+				const result = await link(root, full, { KBUILD_EXTMOD: `/src/full-${i}` });
+				expect(result.stderr).toMatch(/HTTP 507; the entries this link wrote are not shared$/);
+			}
+			expect(markers(root)).toEqual([]);
+		});
+	});
+
 	describe('doctor', () => {
 		it('says the remote answers and takes writes', async () => {
 			for (const [, remote] of backends()) {
