@@ -584,6 +584,83 @@ describeIf(
 		});
 	});
 
+	describe('a hostile remote (issue 34)', () => {
+		const MiB = 1024 ** 2;
+		/** A "linker" that records the shim's peak memory (its parent's VmHWM, in kB: the download is over by then), then runs the real one. */
+		const recorder = () => {
+			const file = path.join(scratch('hwm'), 'ld.lld');
+			fs.writeFileSync(file, `#!/bin/sh\ngrep VmHWM /proc/$PPID/status > "$0.hwm"\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
+			return { file, peak: () => Number(/(\d+) kB/.exec(fs.readFileSync(`${file}.hwm`, 'utf8'))?.[1]) * 1024 };
+		};
+		const sum = 'e'.repeat(64);
+		const hex = (n: number) => n.toString(16).toUpperCase().padStart(40, '0');
+
+		it('over http: entries claimed larger than any lld writes, names too long, 300 MB of packs, a 300 MB index: the link stays under 256 MiB', async () => {
+			const linker = recorder();
+			const extmod = { KBUILD_EXTMOD: '/src/hostile-http', LTOCACHE_LD: linker.file, LTOCACHE_REMOTE_TIMEOUT: '60s' };
+			expect(await link(scratch('machine-a'), nginx.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
+			const indexFile = files.find((f) => f.endsWith('/index') && f.includes('hostile-http'))!;
+			const honest = fs.readFileSync(indexFile, 'latin1');
+			// A pack of 300 MB (sparse: zeros), five entries of 60 MB listed in it, and lines no entry may have.
+			const pack = `pack-${'f'.repeat(64)}`;
+			fs.closeSync(fs.openSync(path.join(path.dirname(indexFile), pack), 'w'));
+			fs.truncateSync(path.join(path.dirname(indexFile), pack), 300 * 1000 * 1000);
+			const hostile = [
+				...Array.from({ length: 5 }, (_, i) => `llvmcache-${hex(i + 1)} ${sum} ${60 * 1000 * 1000} ${pack} ${i * 60 * 1000 * 1000}`),
+				`llvmcache-${hex(9)} ${sum} 1900000000 ${pack} 0`,
+				`llvmcache-${'A'.repeat(290)} ${sum} 10`,
+			];
+			fs.writeFileSync(indexFile, `${hostile.join('\n')}\n${honest}`);
+			const b = scratch('machine-b');
+			const second = await link(b, nginx.url, extmod);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+			expect(entriesBelow(b)).toHaveLength(2);
+			expect(linker.peak()).toBeGreaterThan(10 * MiB);
+			expect(linker.peak()).toBeLessThan(256 * MiB);
+
+			// The index itself 300 MB: refused at 16 MiB, the link goes on alone.
+			fs.closeSync(fs.openSync(indexFile, 'w'));
+			fs.truncateSync(indexFile, 300 * 1000 * 1000);
+			const c = scratch('machine-c');
+			const third = await link(c, nginx.url, extmod);
+			expect(third.exitCode).toBe(0);
+			expect(third.output).toEqual(reference);
+			expect(third.stderr).toMatch(/^ltocache: remote \S+: index: a response of more than 16777216 bytes; linking with the local cache$/);
+			expect(linker.peak()).toBeLessThan(256 * MiB);
+		});
+
+		it('over redis: an entry of 300 MB under a name the index lists small, and bad index fields: refused, the link stays under 256 MiB', async () => {
+			const linker = recorder();
+			const extmod = { KBUILD_EXTMOD: '/src/hostile-redis', LTOCACHE_LD: linker.file, LTOCACHE_REMOTE_TIMEOUT: '60s' };
+			expect(await link(scratch('machine-a'), redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const cli = (...args: string[]) => execa('redis-cli', ['-p', String(redis.port), ...args]);
+			const indexKey = (await cli('--scan', '--pattern', '*hostile-redis*/index')).stdout.trim();
+			const ns = indexKey.slice(0, -'/index'.length);
+			// Bad fields first: each is passed over, the honest ones still come down.
+			await cli('HSET', indexKey, `llvmcache-${'A'.repeat(290)}`, `${sum} 10`, `llvmcache-${hex(9)}`, `${sum} 1900000000`);
+			const b = scratch('machine-b');
+			const second = await link(b, redis.url, extmod);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+
+			// An entry the index lists at 10 bytes, 300 MB on the server.
+			await cli('HSET', indexKey, `llvmcache-${hex(1)}`, `${sum} 10`);
+			await cli('SETRANGE', `${ns}/llvmcache-${hex(1)}`, String(300 * 1000 * 1000), 'x');
+			const c = scratch('machine-c');
+			const third = await link(c, redis.url, extmod);
+			expect(third.exitCode).toBe(0);
+			expect(third.output).toEqual(reference);
+			expect(third.stderr).toMatch(
+				/^ltocache: remote \S+: a Redis reply of more than \d+ bytes or \d+ items; linking with the local cache$/,
+			);
+			expect(linker.peak()).toBeLessThan(256 * MiB);
+			await cli('DEL', `${ns}/llvmcache-${hex(1)}`);
+		});
+	});
+
 	describe('doctor', () => {
 		it('says the remote answers and takes writes', async () => {
 			for (const [, remote] of backends()) {

@@ -97,10 +97,17 @@ it('reads index lines with and without a pack, and nothing else', () => {
 			`llvmcache-0A1E ${sum} 7 ${pack}`,
 			`../llvmcache-0A1F ${sum} 7`,
 			`llvmcache-0A20 ${sum.slice(1)} 7`,
+			// A name no file system takes, an entry larger than any lld writes, a size past 2^53: each line alone is passed over.
+			`llvmcache-${'A'.repeat(129)} ${sum} 7`,
+			`llvmcache-0A21 ${sum} ${64 * 1024 ** 2 + 1}`,
+			`llvmcache-0A22 ${sum} 9007199254740993`,
+			`llvmcache-0A23 ${sum} 7 ${pack} 9007199254740993`,
+			`llvmcache-${'B'.repeat(128)} ${sum} ${64 * 1024 ** 2}`,
 		].join('\n'),
 	);
 	expect([...index]).toEqual([
 		['llvmcache-0A1B', { sum, size: 12 }],
 		['llvmcache-0A1C', { sum, size: 7, pack, offset: 12 }],
+		[`llvmcache-${'B'.repeat(128)}`, { sum, size: 64 * 1024 ** 2 }],
 	]);
 });

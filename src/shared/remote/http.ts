@@ -10,18 +10,62 @@
 // <base>/<namespace>/<entry>. Updating the index is read, merge, write: two
 // machines writing at once may lose each other's lines, which costs misses,
 // never a wrong entry.
-import { formatIndex, parseIndex, type Sum, sha256, type Upload } from './index.js';
+import { formatIndex, MAX_INDEX_BYTES, parseIndex, type Sum, sha256, type Upload } from './index.js';
 
 /** Requests in flight at once. */
 const PARALLEL = 16;
+/** Bytes of responses in flight at once (one larger entry may go alone): a link's memory stays bounded whatever the index says. */
+const IN_FLIGHT_BYTES = 48 * 1024 ** 2;
+/** The longest ranged GET: a pack's wanted entries go in ranges of at most this many bytes. */
+const RANGE_BYTES = 8 * 1024 ** 2;
 
-/** Run fn over items, PARALLEL at a time; the first error stops the rest. */
-async function pool<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+/** Run fn over items, at most PARALLEL and IN_FLIGHT_BYTES (by weight) at a time; the first error stops the rest. */
+function pool<T>(items: T[], weight: (item: T) => number, fn: (item: T) => Promise<void>): Promise<void> {
 	let next = 0;
-	const worker = async () => {
-		while (next < items.length) await fn(items[next++]);
-	};
-	await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
+	let running = 0;
+	let bytes = 0;
+	let failed = false;
+	return new Promise((resolve, reject) => {
+		const pump = () => {
+			if (failed) return;
+			if (next >= items.length && running === 0) return resolve();
+			while (next < items.length && running < PARALLEL && (running === 0 || bytes + weight(items[next]) <= IN_FLIGHT_BYTES)) {
+				const item = items[next++];
+				const w = weight(item);
+				running++;
+				bytes += w;
+				fn(item).then(
+					() => {
+						running--;
+						bytes -= w;
+						pump();
+					},
+					(error) => {
+						failed = true;
+						reject(error);
+					},
+				);
+			}
+		};
+		pump();
+	});
+}
+
+/** A pack's wanted entries, by offset, in runs that span at most RANGE_BYTES each (an entry larger goes alone). */
+function ranges(entries: [string, Sum][]): [string, Sum][][] {
+	const sorted = [...entries].sort((x, y) => (x[1].offset ?? 0) - (y[1].offset ?? 0));
+	const runs: [string, Sum][][] = [];
+	let start = 0;
+	for (const entry of sorted) {
+		const run = runs[runs.length - 1];
+		const end = (entry[1].offset ?? 0) + entry[1].size;
+		if (run && end - start <= RANGE_BYTES) run.push(entry);
+		else {
+			runs.push([entry]);
+			start = entry[1].offset ?? 0;
+		}
+	}
+	return runs;
 }
 
 export function httpStore(base: URL, signal: AbortSignal) {
@@ -36,7 +80,19 @@ export function httpStore(base: URL, signal: AbortSignal) {
 		return url;
 	};
 	type Response = { status: number; body: Buffer; headers: Record<string, string | string[] | undefined> };
-	const request = async (method: string, url: URL, body?: Buffer, headers: Record<string, string> = {}): Promise<Response> => {
+	/**
+	 * One request, its response body read up to limit bytes: beyond, either
+	 * cut there (a server that sends a whole pack for a range: only its start
+	 * is wanted) or, for what must fit (an index), refused.
+	 */
+	const request = async (
+		method: string,
+		url: URL,
+		body?: Buffer,
+		headers: Record<string, string> = {},
+		limit = MAX_INDEX_BYTES,
+		cut = false,
+	): Promise<Response> => {
 		// getBuiltinModule (Node >= 20.16): import() would start the ES module loader on the link path.
 		const name = url.protocol === 'https:' ? 'node:https' : 'node:http';
 		const { request: send } = (process.getBuiltinModule?.(name) ?? (await import(name))) as typeof import('node:http');
@@ -50,8 +106,22 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				},
 				(res) => {
 					const chunks: Buffer[] = [];
-					res.on('data', (c: Buffer) => chunks.push(c));
-					res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers }));
+					let got = 0;
+					const done = () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers });
+					res.on('data', (c: Buffer) => {
+						if (got + c.length <= limit) {
+							chunks.push(c);
+							got += c.length;
+							return;
+						}
+						res.destroy();
+						req.destroy();
+						if (!cut) return reject(new Error(`${url.pathname.split('/').pop()}: a response of more than ${limit} bytes`));
+						chunks.push(c.subarray(0, limit - got));
+						got = limit;
+						done();
+					});
+					res.on('end', done);
 					res.on('error', reject);
 				},
 			);
@@ -79,11 +149,15 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				else if (packs.has(pack)) packs.get(pack)?.push(entry);
 				else packs.set(pack, [entry]);
 			}
-			await pool([...packs.values(), ...alone], async (entries) => {
+			const runs = [...[...packs.values()].flatMap(ranges), ...alone];
+			const span = (entries: [string, Sum][]) =>
+				Math.max(...entries.map(([, r]) => (r.offset ?? 0) + r.size)) - Math.min(...entries.map(([, r]) => r.offset ?? 0));
+			await pool(runs, span, async (entries) => {
 				const pack = entries[0][1].pack;
 				if (pack === undefined) {
-					const [name] = entries[0];
-					const res = await request('GET', at(ns, name));
+					const [name, r] = entries[0];
+					// One byte more than the index says: a longer entry is seen as such, and dropped.
+					const res = await request('GET', at(ns, name), undefined, {}, r.size + 1, true);
 					if (res.status === 404) return;
 					check(name, res.status, (s) => s === 200);
 					return take(name, res.body);
@@ -91,7 +165,7 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				// One range from the first wanted entry to the end of the last; a server without ranges sends the whole pack.
 				const from = Math.min(...entries.map(([, r]) => r.offset ?? 0));
 				const to = Math.max(...entries.map(([, r]) => (r.offset ?? 0) + r.size));
-				const res = await request('GET', at(ns, pack), undefined, { range: `bytes=${from}-${to - 1}` });
+				const res = await request('GET', at(ns, pack), undefined, { range: `bytes=${from}-${to - 1}` }, to, true);
 				if (res.status === 404 || res.status === 416) return;
 				check(pack, res.status, (s) => s === 200 || s === 206);
 				const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));

@@ -14,8 +14,13 @@ export type Upload = { name: string; data: Buffer; sum: string };
 
 export const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-/** Whether a name may be used as an entry's file name and a remote key. */
-export const isEntryName = (name: string) => /^llvmcache-[0-9A-Fa-f]+$/.test(name);
+/** The most an entry may be (lld's entries are one module's object code: a kernel's largest is a few MiB); a line claiming more is no entry. */
+export const MAX_ENTRY_BYTES = 64 * 1024 ** 2;
+/** The most an index may be: 20,000 lines of ~130 bytes are 2.6 MB. */
+export const MAX_INDEX_BYTES = 16 * 1024 ** 2;
+
+/** Whether a name may be used as an entry's file name and a remote key (lld's are 40 hex digits; a file name has at most 255 bytes). */
+export const isEntryName = (name: string) => /^llvmcache-[0-9A-Fa-f]{1,128}$/.test(name);
 
 /** Index lines: `name sum size [pack offset]`, one an entry; a line that does not parse is no entry. */
 export function parseIndex(text: string): Map<string, Sum> {
@@ -24,12 +29,12 @@ export function parseIndex(text: string): Map<string, Sum> {
 	return index;
 }
 
-const INDEX_LINE = /^(llvmcache-[0-9A-Fa-f]+) ([0-9a-f]{64}) (\d+)(?: (pack-[0-9a-f]{64}) (\d+))?$/;
+const INDEX_LINE = /^(llvmcache-[0-9A-Fa-f]{1,128}) ([0-9a-f]{64}) (\d{1,15})(?: (pack-[0-9a-f]{64}) (\d{1,15}))?$/;
 
-/** One line into the index, if it is one. */
+/** One line into the index, if it is one: a line that is not (a name too long, an entry too large) is passed over, the rest read. */
 export function addIndexLine(index: Map<string, Sum>, line: string): void {
 	const m = INDEX_LINE.exec(line.trim());
-	if (!m) return;
+	if (!m || Number(m[3]) > MAX_ENTRY_BYTES) return;
 	const sum: Sum = { sum: m[2], size: Number(m[3]) };
 	if (m[4]) Object.assign(sum, { pack: m[4], offset: Number(m[5]) });
 	index.set(m[1], sum);

@@ -8,6 +8,13 @@ import { connect as tcp } from 'node:net';
 export type Reply = string | number | Buffer | null | Reply[] | Error;
 
 /**
+ * The largest reply read: an MGET batch is about a megabyte plus one entry
+ * (at most 64 MiB, src/shared/remote/index.ts); an index of 20,000 entries
+ * is 40,000 items of ~100 bytes.
+ */
+export const REPLY_LIMITS = { bytes: 80 * 1024 ** 2, items: 100_000 };
+
+/**
  * A RESP2 reply reader fed a connection's chunks in order, handing each
  * whole reply to deliver. It resumes where the last chunk left off: what it
  * has read is dropped, an unfinished array waits on a stack, and a bulk
@@ -15,8 +22,12 @@ export type Reply = string | number | Buffer | null | Reply[] | Error;
  * the reply at every chunk cost a 500-entry MGET ~10 ms of copies and
  * garbage collection. Throws on bytes that are not RESP2.
  */
-export function replyReader(deliver: (reply: Reply) => void): (chunk: Buffer) => void {
+export function replyReader(deliver: (reply: Reply) => void, limits = REPLY_LIMITS): (chunk: Buffer) => void {
 	let buffer: Buffer = Buffer.alloc(0);
+	/** The bytes and the array items of the reply being read so far: a hostile server's reply is refused past the limits, never buffered. */
+	let size = 0;
+	let items = 0;
+	const tooLarge = () => new Error(`a Redis reply of more than ${limits.bytes} bytes or ${limits.items} items`);
 	let pending: Buffer[] = [];
 	let pendingBytes = 0;
 	/** How many bytes the buffer must hold before reading can go on (a bulk string's header, body and CRLF). */
@@ -56,6 +67,7 @@ export function replyReader(deliver: (reply: Reply) => void): (chunk: Buffer) =>
 				case 0x24: {
 					// $
 					const length = count(line);
+					if (size + next - at + length > limits.bytes) throw tooLarge();
 					if (length >= 0 && buffer.length < next + length + 2) {
 						need = next + length + 2 - at;
 						break read;
@@ -67,8 +79,11 @@ export function replyReader(deliver: (reply: Reply) => void): (chunk: Buffer) =>
 				case 0x2a: {
 					// *
 					const length = count(line);
+					items += Math.max(length, 0);
+					if (items > limits.items) throw tooLarge();
 					if (length > 0) {
 						open.push({ items: [], left: length });
+						size += next - at;
 						at = next;
 						continue;
 					}
@@ -78,11 +93,14 @@ export function replyReader(deliver: (reply: Reply) => void): (chunk: Buffer) =>
 				default:
 					throw new Error('not a Redis reply');
 			}
+			size += next - at;
 			at = next;
 			// A finished reply fills its array; a filled array is itself a finished reply.
 			for (;;) {
 				const top = open[open.length - 1];
 				if (!top) {
+					size = 0;
+					items = 0;
 					deliver(reply);
 					break;
 				}
@@ -93,6 +111,8 @@ export function replyReader(deliver: (reply: Reply) => void): (chunk: Buffer) =>
 			}
 		}
 		buffer = buffer.subarray(at);
+		// A line without its end: no reply of the commands here has one this long.
+		if (need === 0 && buffer.length > 64 * 1024) throw new Error('not a Redis reply');
 	};
 }
 
