@@ -154,7 +154,7 @@ describe('the Redis reply reader', () => {
 			const { out, feed } = reader();
 			const one = `*2\r\n$500\r\n${'y'.repeat(500)}\r\n$400\r\n${'z'.repeat(400)}\r\n`;
 			feed(Buffer.from(one.repeat(5)));
-			for (let i = 0; i < 15; i++) feed(Buffer.from('*19\r\n' + ':1\r\n'.repeat(19)));
+			for (let i = 0; i < 15; i++) feed(Buffer.from(`*19\r\n${':1\r\n'.repeat(19)}`));
 			expect(out).toHaveLength(20);
 			expect((out[4] as Buffer[]).map((b) => b.length)).toEqual([500, 400]);
 		});
