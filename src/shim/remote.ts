@@ -21,7 +21,7 @@ import type { RemoteSettings } from '../shared/config.js';
 import type { RemoteCounts } from '../shared/counters.js';
 import { baseKeyName, classify, keyName, META_FILE, type Metadata } from '../shared/keydir.js';
 import { isEntryName, type Sum, sha256, type Upload } from '../shared/remote/index.js';
-import { openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
+import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
 import { linkerIdentity } from './identity.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
@@ -83,13 +83,6 @@ function skipping(marker: string): string | undefined {
 	}
 }
 
-/** Whether an error says the server could not be reached or did not answer in time (not what it answered). */
-function isUnreachable(error: unknown): boolean {
-	const code = (error as NodeJS.ErrnoException)?.code ?? '';
-	if (/^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|ENETDOWN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EPIPE)$/.test(code)) return true;
-	return /aborted|timed out|no answer within|connection closed|socket hang up/i.test(String((error as Error)?.message));
-}
-
 /**
  * The directory's name in the remote namespace: its own, or with base-dir
  * set and the module (or in add mode the directory it was linked in) below
@@ -129,12 +122,12 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	let failed = false;
 	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
 	const marker = join(root, `${SKIP_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
+	let signal: AbortSignal | undefined;
 	const say = (what: string, error: unknown) => {
 		failed = true;
-		const message = String((error as Error)?.message ?? error);
-		// A request the budget's signal cut short says so in its own words (an AbortError, the Redis client's "timed out").
-		const why = /aborted|timed out/i.test(message) ? `no answer within ${settings.budgetMs / 1000}s` : message;
-		if (isUnreachable(error)) {
+		const timedOut = Boolean(signal?.aborted);
+		const why = describeFailure(error, timedOut, settings.budgetMs);
+		if (isUnreachable(error, timedOut)) {
 			try {
 				writeFileSync(marker, `${why}\n`);
 			} catch {} // then the next link tries again
@@ -147,7 +140,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 		url = new URL(settings.url);
 		shown = shownUrl(url);
 		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${remoteName(dir, settings.baseDirs)}`;
-		const signal = AbortSignal.timeout(settings.budgetMs);
+		signal = AbortSignal.timeout(settings.budgetMs);
 		const store = openStore(url, signal);
 		try {
 			await withinBudget(fn(store, ns as string), signal, settings.budgetMs);

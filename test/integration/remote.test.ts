@@ -10,7 +10,7 @@ import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
 import { parseIndex } from '../../src/shared/remote/index.js';
 import { ltocache } from '../helpers/cache.js';
-import { type Server, startNginx, startRedis, startSilent } from '../helpers/servers.js';
+import { type Server, startBlackHole, startCutter, startNginx, startRedis, startSilent, startTlsProxy } from '../helpers/servers.js';
 import {
 	describeIf,
 	entriesBelow,
@@ -661,12 +661,70 @@ describeIf(
 		});
 	});
 
+	describe('what a failure is called (issue 34)', () => {
+		it('a server that is down is said to refuse the connection, with a password in the URL too', async () => {
+			const gone = await startRedis(scratch('redis-gone'), ['--requirepass', 'pw']);
+			await gone.stop();
+			const result = await link(scratch('machine'), gone.url.replace('redis://', 'redis://:pw@'));
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(
+				/^ltocache: remote redis:\/\/127\.0\.0\.1:\d+\/0: connection refused \(connect ECONNREFUSED [^)]*\); linking with the local cache$/,
+			);
+		});
+
+		it('a connection cut short is said to be cut, not to have timed out', async () => {
+			const cutter = await startCutter();
+			servers.push(cutter);
+			for (const remote of [cutter.url, cutter.url.replace('http', 'redis')]) {
+				const result = await link(scratch('machine'), remote, { LTOCACHE_REMOTE_TIMEOUT: '30s' });
+				expect(result.exitCode).toBe(0);
+				expect(result.output).toEqual(reference);
+				expect(result.stderr).toMatch(/^ltocache: remote \S+: the connection was cut \([^)]+\); linking with the local cache$/);
+			}
+		});
+
+		it('credentials an HTTP server refuses are said to be refused', async () => {
+			const result = await link(scratch('machine'), nginx.url.replace('http://', 'http://u:secret@').replace('/cache/', '/locked/'));
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(/^ltocache: remote \S+: index: authentication refused \(HTTP 401\); linking with the local cache$/);
+			expect(result.stderr).not.toContain('secret');
+		});
+
+		it('rediss: an untrusted certificate is said to be one, with how to trust it; trusted, the link shares, with no warning about the address', async () => {
+			const proxy = await startTlsProxy(scratch('tls'), redis.port);
+			servers.push(proxy);
+			const remote = proxy.url.replace('rediss://', 'rediss://:pw@');
+			const untrusted = await link(scratch('machine'), remote, { KBUILD_EXTMOD: '/src/tls' });
+			expect(untrusted.exitCode).toBe(0);
+			expect(untrusted.stderr).toMatch(
+				/^ltocache: remote rediss:\S+: TLS: self[- ]signed certificate \(\w+\); a private CA is trusted with NODE_EXTRA_CA_CERTS=<its PEM file>; linking with the local cache$/,
+			);
+			const trusted = { KBUILD_EXTMOD: '/src/tls', NODE_EXTRA_CA_CERTS: proxy.ca };
+			const a = scratch('machine-a');
+			expect(await link(a, proxy.url, trusted)).toMatchObject({ exitCode: 0, stderr: '' });
+			const b = scratch('machine-b');
+			const second = await link(b, proxy.url, trusted);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+		});
+	});
+
 	describe('doctor', () => {
 		it('says the remote answers and takes writes', async () => {
 			for (const [, remote] of backends()) {
 				const result = await ltocache(scratch('root'), ['doctor'], { LTOCACHE_REMOTE: remote, LTOCACHE_MODULES: scratch('none') });
 				expect(result.stdout).toMatch(/^(ok|warn) {2,4}remote: \S+ answers \(\d+ ms\) and takes writes/m);
 			}
+		});
+
+		it('fails a server that takes writes and stores nothing', async () => {
+			const hole = await startBlackHole();
+			servers.push(hole);
+			const result = await ltocache(scratch('root'), ['doctor'], { LTOCACHE_REMOTE: hole.url, LTOCACHE_MODULES: scratch('none') });
+			expect(result.stdout).toMatch(
+				/^fail {2,4}remote: \S+: took a write and gave back other bytes: it stores nothing; links go on with the local cache$/m,
+			);
 		});
 
 		it('says how long it waited on a server that never answers (at least 5 s, whatever remote-timeout says)', async () => {

@@ -10,7 +10,7 @@
 // <base>/<namespace>/<entry>. Updating the index is read, merge, write: two
 // machines writing at once may lose each other's lines, which costs misses,
 // never a wrong entry.
-import { formatIndex, MAX_INDEX_BYTES, parseIndex, type Sum, sha256, type Upload } from './index.js';
+import { formatIndex, MAX_INDEX_BYTES, parseIndex, probeBytes, type Sum, sha256, type Upload } from './index.js';
 
 /** Requests in flight at once. */
 const PARALLEL = 16;
@@ -130,7 +130,8 @@ export function httpStore(base: URL, signal: AbortSignal) {
 		});
 	};
 	const check = (what: string, status: number, ok: (s: number) => boolean) => {
-		if (!ok(status)) throw new Error(`${what}: HTTP ${status}`);
+		if (ok(status)) return;
+		throw new Error(status === 401 || status === 403 ? `${what}: authentication refused (HTTP ${status})` : `${what}: HTTP ${status}`);
 	};
 	const index = async (ns: string): Promise<Map<string, Sum>> => {
 		const res = await request('GET', at(ns, 'index'));
@@ -195,8 +196,13 @@ export function httpStore(base: URL, signal: AbortSignal) {
 		},
 		async probe() {
 			const url = at('ltocache-probe', `probe-${process.pid}`);
-			check('probe', (await request('PUT', url, Buffer.from('probe'))).status, (s) => s >= 200 && s < 300);
+			const data = probeBytes();
+			check('probe', (await request('PUT', url, data)).status, (s) => s >= 200 && s < 300);
+			const back = await request('GET', url, undefined, {}, data.length + 1, true);
 			await request('DELETE', url);
+			if (back.status !== 200 || !back.body.equals(data)) {
+				throw new Error(`took a write and gave back ${back.status === 200 ? 'other bytes' : `HTTP ${back.status}`}: it stores nothing`);
+			}
 		},
 		close() {},
 	};

@@ -19,6 +19,9 @@ export const MAX_ENTRY_BYTES = 64 * 1024 ** 2;
 /** The most an index may be: 20,000 lines of ~130 bytes are 2.6 MB. */
 export const MAX_INDEX_BYTES = 16 * 1024 ** 2;
 
+/** What doctor writes and reads back: bytes no server makes up. */
+export const probeBytes = () => Buffer.from(`ltocache probe ${process.pid} ${Date.now()} ${Math.random()}`);
+
 /** Whether a name may be used as an entry's file name and a remote key (lld's are 40 hex digits; a file name has at most 255 bytes). */
 export const isEntryName = (name: string) => /^llvmcache-[0-9A-Fa-f]{1,128}$/.test(name);
 

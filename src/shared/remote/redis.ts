@@ -1,7 +1,7 @@
 // A remote in Redis: <namespace>/<entry> strings, and the hash
 // <namespace>/index of name -> `sum size` (src/shared/remote/index.ts).
-import { addIndexLine, type Sum, type Upload } from './index.js';
-import { resp } from './resp.js';
+import { addIndexLine, probeBytes, type Sum, type Upload } from './index.js';
+import { RedisError, resp } from './resp.js';
 
 export function redisStore(url: URL, signal: AbortSignal) {
 	const conn = resp(url, signal);
@@ -15,8 +15,9 @@ export function redisStore(url: URL, signal: AbortSignal) {
 		const db = url.pathname.replace(/^\//, '');
 		const select = db ? conn.command('SELECT', db) : undefined;
 		select?.catch(() => {});
-		await auth?.catch(() => {
-			throw new Error('authentication refused'); // never the server's words, which may echo the user
+		await auth?.catch((error) => {
+			// The server's refusal, never its words (which may echo the user); a connection that failed says why.
+			throw error instanceof RedisError ? new Error('authentication refused') : error;
 		});
 		await select;
 	})();
@@ -69,8 +70,12 @@ export function redisStore(url: URL, signal: AbortSignal) {
 		},
 		async probe() {
 			const probe = key('ltocache-probe', `probe-${process.pid}`);
-			await run('SET', probe, 'probe');
+			const data = probeBytes();
+			await run('SET', probe, data);
+			const back = await run('GET', probe);
 			await run('DEL', probe);
+			if (!Buffer.isBuffer(back) || !back.equals(data))
+				throw new Error(`took a write and gave back ${Buffer.isBuffer(back) ? 'other bytes' : 'nothing'}: it stores nothing`);
 		},
 		close: conn.close,
 	};

@@ -3,9 +3,12 @@
 // one: loading that takes ~200 ms (measured on this 2-core machine, Node
 // 20), three times a whole warm 12-object link through the shim, and the
 // shim needs seven commands.
-import { connect as tcp } from 'node:net';
+import { isIP, connect as tcp } from 'node:net';
 
 export type Reply = string | number | Buffer | null | Reply[] | Error;
+
+/** An error reply: the server's answer, not a failure of the connection. */
+export class RedisError extends Error {}
 
 /**
  * The largest reply read: an MGET batch is about a megabyte plus one entry
@@ -58,7 +61,7 @@ export function replyReader(deliver: (reply: Reply) => void, limits = REPLY_LIMI
 					reply = line;
 					break;
 				case 0x2d: // -
-					reply = new Error(line);
+					reply = new RedisError(line);
 					break;
 				case 0x3a: // :
 					if (!/^-?\d+$/.test(line)) throw new Error('not a Redis reply');
@@ -122,7 +125,9 @@ export function resp(url: URL, signal: AbortSignal) {
 	// node:tls only for rediss: loading it costs a plain link ~10 ms.
 	const tls = url.protocol === 'rediss:' ? (process.getBuiltinModule?.('node:tls') as typeof import('node:tls') | undefined) : undefined;
 	if (url.protocol === 'rediss:' && !tls) throw new Error('rediss:// needs Node.js 20.16 or later');
-	const socket = tls ? tls.connect({ host: url.hostname, port, servername: url.hostname }) : tcp({ host: url.hostname, port });
+	const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+	// SNI takes a host name only: Node warns (DEP0123) on every connection given an address.
+	const socket = tls ? tls.connect({ host, port, servername: isIP(host) ? undefined : host }) : tcp({ host, port });
 	socket.setNoDelay(true);
 	const waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
 	let failed: Error | undefined;

@@ -54,6 +54,33 @@ export function withinBudget<T>(work: Promise<T>, signal: AbortSignal, ms: numbe
 	]);
 }
 
+/**
+ * What went wrong with a remote, in words that name the cause; timedOut:
+ * the budget ran out (a connection cut short is not a timeout, whatever
+ * the client's error calls it).
+ */
+export function describeFailure(error: unknown, timedOut: boolean, budgetMs: number): string {
+	if (timedOut) return `no answer within ${budgetMs / 1000}s`;
+	const code = String((error as NodeJS.ErrnoException)?.code ?? '');
+	const message = String((error as Error)?.message ?? error);
+	if (code === 'ECONNREFUSED') return `connection refused (${message})`;
+	if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `unknown host (${message})`;
+	if (/^E(HOST|NET)(UNREACH|DOWN)$|^ETIMEDOUT$/.test(code)) return `unreachable (${message})`;
+	if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|^ERR_TLS|^ERR_SSL|^EPROTO$/.test(code))
+		return `TLS: ${message} (${code}); a private CA is trusted with NODE_EXTRA_CA_CERTS=<its PEM file>`;
+	if (/^(ECONNRESET|EPIPE|ECONNABORTED)$/.test(code) || /^(aborted|socket hang up|connection closed)$/.test(message))
+		return `the connection was cut (${message})`;
+	return message;
+}
+
+/** Whether a failure says the server could not be reached or did not answer in time (not what it answered). */
+export function isUnreachable(error: unknown, timedOut: boolean): boolean {
+	const code = String((error as NodeJS.ErrnoException)?.code ?? '');
+	return (
+		timedOut || /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|ENETDOWN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EPIPE)$/.test(code)
+	);
+}
+
 /** A URL as it may be shown: never its user or password. */
 export function shownUrl(url: URL): string {
 	return `${url.protocol}//${url.host}${url.pathname}`;
