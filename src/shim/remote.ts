@@ -123,11 +123,13 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
 	const marker = join(root, `${SKIP_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
 	let signal: AbortSignal | undefined;
-	const say = (what: string, error: unknown) => {
+	let wantedCount = 0;
+	/** The line for stderr; answered: the server sent something first (a slow server is not skipped, a stalled one is); progress: what came through. */
+	const say = (what: string, error: unknown, answered = false, progress = '') => {
 		failed = true;
 		const timedOut = Boolean(signal?.aborted);
-		const why = describeFailure(error, timedOut, settings.budgetMs);
-		if (isUnreachable(error, timedOut)) {
+		const why = describeFailure(error, timedOut, settings.budgetMs) + (progress && ` (${progress})`);
+		if (isUnreachable(error, timedOut) && !answered) {
 			try {
 				writeFileSync(marker, `${why}\n`);
 			} catch {} // then the next link tries again
@@ -166,6 +168,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						bytes += r.size;
 						return true;
 					});
+					wantedCount = Math.min(wanted.length, MAX_ENTRIES);
 					await store.fetch(ns, wanted.slice(0, MAX_ENTRIES), (name, data) => {
 						const r = index?.get(name);
 						// Corrupt, truncated or not what was uploaded under this name: never linked.
@@ -187,7 +190,8 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 				rmSync(marker, { force: true });
 				return undefined;
 			} catch (error) {
-				return say('linking with the local cache', error);
+				const progress = counts.downloads ? `${counts.downloads} of ${wantedCount} entries came down` : '';
+				return say('linking with the local cache', error, index !== undefined, progress);
 			}
 		},
 		async after() {
@@ -222,7 +226,8 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 				});
 				return undefined;
 			} catch (error) {
-				return say('the entries this link wrote are not shared', error);
+				const progress = counts.uploads ? `${counts.uploads} of ${fresh.length} entries went up` : '';
+				return say('the entries this link wrote are not shared', error, counts.uploads > 0, progress);
 			}
 		},
 	};

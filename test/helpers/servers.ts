@@ -211,3 +211,39 @@ export async function startTlsProxy(dir: string, target: number): Promise<Server
 			}),
 	};
 }
+
+/**
+ * In front of an HTTP server on port: passes everything through, except
+ * that a pack's response stops after its first bytes of body and never
+ * ends (a server that stalls mid-transfer).
+ */
+export async function startStaller(port: number, bytes: number): Promise<Server> {
+	const http = await import('node:http');
+	const held: import('node:http').ServerResponse[] = [];
+	const server = http.createServer((req, res) => {
+		const upstream = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+			res.writeHead(answer.statusCode ?? 502, answer.headers);
+			if (!req.url?.includes('/pack-')) {
+				answer.pipe(res);
+				return;
+			}
+			held.push(res);
+			const chunks: Buffer[] = [];
+			answer.on('data', (c: Buffer) => chunks.push(c));
+			answer.on('end', () => res.write(Buffer.concat(chunks).subarray(0, bytes)));
+		});
+		req.pipe(upstream);
+	});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port: own } = server.address() as net.AddressInfo;
+	return {
+		url: `http://127.0.0.1:${own}/cache/`,
+		port: own,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				for (const res of held) res.destroy();
+				server.closeAllConnections();
+				server.close(() => resolve());
+			}),
+	};
+}

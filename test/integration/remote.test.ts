@@ -10,7 +10,16 @@ import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
 import { parseIndex } from '../../src/shared/remote/index.js';
 import { ltocache } from '../helpers/cache.js';
-import { type Server, startBlackHole, startCutter, startNginx, startRedis, startSilent, startTlsProxy } from '../helpers/servers.js';
+import {
+	type Server,
+	startBlackHole,
+	startCutter,
+	startNginx,
+	startRedis,
+	startSilent,
+	startStaller,
+	startTlsProxy,
+} from '../helpers/servers.js';
 import {
 	describeIf,
 	entriesBelow,
@@ -571,6 +580,27 @@ describeIf(
 			expect(again.output).toEqual(reference);
 			expect(markers(root)).toEqual([]);
 			expect(counters(root)).toMatchObject({ uploads: 2 });
+		});
+
+		it('over http, what arrived within the budget is kept, and a server that sent something is not skipped', async () => {
+			const extmod = { KBUILD_EXTMOD: '/src/partial' };
+			expect(await link(scratch('machine-a'), nginx.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
+			const index = parseIndex(fs.readFileSync(files.find((f) => f.endsWith('/index') && f.includes('partial'))!, 'latin1'));
+			const [first] = [...index.values()].sort((x, y) => (x.offset ?? 0) - (y.offset ?? 0));
+			expect(index.size).toBe(2);
+			// The pack's first entry and a byte of the second come through; then the server stalls.
+			const staller = await startStaller(nginx.port, first.size + 1);
+			servers.push(staller);
+			const b = scratch('machine-b');
+			const result = await link(b, staller.url, { ...extmod, LTOCACHE_REMOTE_TIMEOUT: '1s' });
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			expect(result.stderr).toMatch(
+				/^ltocache: remote \S+: no answer within 1s \(1 of 2 entries came down\); linking with the local cache$/,
+			);
+			expect(counters(b)).toMatchObject({ downloads: 1, hits: 1, misses: 1 });
+			expect(markers(b)).toEqual([]);
 		});
 
 		it('an answer that is not unreachability (a full server) is not skipped', async () => {

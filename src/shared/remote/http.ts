@@ -51,6 +51,46 @@ function pool<T>(items: T[], weight: (item: T) => number, fn: (item: T) => Promi
 	});
 }
 
+/**
+ * A sink for a pack's bytes from offset base on: each wanted entry (by
+ * offset) is copied as it arrives into a buffer of its size and handed to
+ * take once whole, so what arrived within the budget is kept, and no more
+ * than the entry arriving is held (a response's chunks joined would be
+ * twice that).
+ */
+function entriesOf(entries: [string, Sum][], base: number, take: (name: string, data: Buffer) => void): (chunk: Buffer) => void {
+	let next = 0;
+	let at = base;
+	let current: Buffer | undefined;
+	return (chunk) => {
+		let pos = 0;
+		while (next < entries.length) {
+			const [name, r] = entries[next];
+			const start = r.offset ?? 0;
+			const end = start + r.size;
+			const here = at + pos;
+			if (!current && start < here) {
+				next++; // begins before what the server sent: never handed on
+				continue;
+			}
+			if (here < start) {
+				pos += Math.min(start - here, chunk.length - pos);
+				if (pos === chunk.length) break;
+				continue;
+			}
+			current ??= Buffer.allocUnsafe(r.size);
+			const n = Math.min(end - here, chunk.length - pos);
+			chunk.copy(current, here - start, pos, pos + n);
+			pos += n;
+			if (here + n < end) break;
+			take(name, current);
+			current = undefined;
+			next++;
+		}
+		at += chunk.length;
+	};
+}
+
 /** A pack's wanted entries, by offset, in runs that span at most RANGE_BYTES each (an entry larger goes alone). */
 function ranges(entries: [string, Sum][]): [string, Sum][][] {
 	const sorted = [...entries].sort((x, y) => (x[1].offset ?? 0) - (y[1].offset ?? 0));
@@ -92,6 +132,7 @@ export function httpStore(base: URL, signal: AbortSignal) {
 		headers: Record<string, string> = {},
 		limit = MAX_INDEX_BYTES,
 		cut = false,
+		stream?: (status: number, headers: Response['headers']) => ((chunk: Buffer) => void) | undefined,
 	): Promise<Response> => {
 		// getBuiltinModule (Node >= 20.16): import() would start the ES module loader on the link path.
 		const name = url.protocol === 'https:' ? 'node:https' : 'node:http';
@@ -106,18 +147,19 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				},
 				(res) => {
 					const chunks: Buffer[] = [];
+					const sink = stream?.(res.statusCode ?? 0, res.headers);
+					const keep = sink ?? ((c: Buffer) => chunks.push(c));
 					let got = 0;
 					const done = () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers });
 					res.on('data', (c: Buffer) => {
 						if (got + c.length <= limit) {
-							chunks.push(c);
 							got += c.length;
-							return;
+							return keep(c);
 						}
 						res.destroy();
 						req.destroy();
 						if (!cut) return reject(new Error(`${url.pathname.split('/').pop()}: a response of more than ${limit} bytes`));
-						chunks.push(c.subarray(0, limit - got));
+						keep(c.subarray(0, limit - got));
 						got = limit;
 						done();
 					});
@@ -157,25 +199,24 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				const pack = entries[0][1].pack;
 				if (pack === undefined) {
 					const [name, r] = entries[0];
-					// One byte more than the index says: a longer entry is seen as such, and dropped.
-					const res = await request('GET', at(ns, name), undefined, {}, r.size + 1, true);
+					const one: [string, Sum][] = [[name, { ...r, offset: 0 }]];
+					const res = await request('GET', at(ns, name), undefined, {}, r.size, true, (status) =>
+						status === 200 ? entriesOf(one, 0, take) : undefined,
+					);
 					if (res.status === 404) return;
-					check(name, res.status, (s) => s === 200);
-					return take(name, res.body);
+					return check(name, res.status, (s) => s === 200);
 				}
 				// One range from the first wanted entry to the end of the last; a server without ranges sends the whole pack.
-				const from = Math.min(...entries.map(([, r]) => r.offset ?? 0));
+				// Each entry is handed on as soon as its last byte is in: what arrived within the budget is kept.
+				const from = entries[0][1].offset ?? 0;
 				const to = Math.max(...entries.map(([, r]) => (r.offset ?? 0) + r.size));
-				const res = await request('GET', at(ns, pack), undefined, { range: `bytes=${from}-${to - 1}` }, to, true);
+				const res = await request('GET', at(ns, pack), undefined, { range: `bytes=${from}-${to - 1}` }, to, true, (status, headers) => {
+					const range = /^bytes (\d+)-/.exec(String(headers['content-range'] ?? ''));
+					if (status === 200 || (status === 206 && range)) return entriesOf(entries, status === 206 ? Number(range?.[1]) : 0, take);
+					return undefined;
+				});
 				if (res.status === 404 || res.status === 416) return;
 				check(pack, res.status, (s) => s === 200 || s === 206);
-				const range = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''));
-				if (res.status === 206 && !range) return;
-				const base = res.status === 206 ? Number(range?.[1]) : 0;
-				for (const [name, r] of entries) {
-					const start = (r.offset ?? 0) - base;
-					if (start >= 0) take(name, res.body.subarray(start, start + r.size));
-				}
 			});
 		},
 		async upload(ns: string, entries: Upload[]) {
