@@ -5,7 +5,7 @@
 // MGET batches split by count and by size, and over ranged GETs of packs.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { parseIndex, sha256, type Upload } from '../../src/shared/remote/index.js';
+import { sha256, type Upload } from '../../src/shared/remote/index.js';
 import { openStore, type Store } from '../../src/shared/remote/store.js';
 import { type Server, startNginx, startRedis } from '../helpers/servers.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
@@ -85,29 +85,3 @@ describeIf(Boolean(onPath('nginx') && onPath('redis-server')), 'nginx and redis-
 		);
 	},
 );
-
-it('reads index lines with and without a pack, and nothing else', () => {
-	const sum = 'a'.repeat(64);
-	const pack = `pack-${'b'.repeat(64)}`;
-	const index = parseIndex(
-		[
-			`llvmcache-0A1B ${sum} 12`,
-			`llvmcache-0A1C ${sum} 7 ${pack} 12`,
-			`llvmcache-0A1D ${sum} 7 ../../etc/passwd 12`,
-			`llvmcache-0A1E ${sum} 7 ${pack}`,
-			`../llvmcache-0A1F ${sum} 7`,
-			`llvmcache-0A20 ${sum.slice(1)} 7`,
-			// A name no file system takes, an entry larger than any lld writes, a size past 2^53: each line alone is passed over.
-			`llvmcache-${'A'.repeat(129)} ${sum} 7`,
-			`llvmcache-0A21 ${sum} ${64 * 1024 ** 2 + 1}`,
-			`llvmcache-0A22 ${sum} 9007199254740993`,
-			`llvmcache-0A23 ${sum} 7 ${pack} 9007199254740993`,
-			`llvmcache-${'B'.repeat(128)} ${sum} ${64 * 1024 ** 2}`,
-		].join('\n'),
-	);
-	expect([...index]).toEqual([
-		['llvmcache-0A1B', { sum, size: 12 }],
-		['llvmcache-0A1C', { sum, size: 7, pack, offset: 12 }],
-		[`llvmcache-${'B'.repeat(128)}`, { sum, size: 64 * 1024 ** 2 }],
-	]);
-});

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSettings, redacted, remoteSettings } from '../../src/shared/config.js';
 import { keyName } from '../../src/shared/keydir.js';
+import { formatIndex, isEntryName, parseIndex } from '../../src/shared/remote/index.js';
 import { linkerIdentity } from '../../src/shim/identity.js';
 import { remoteName } from '../../src/shim/remote.js';
 import { scratchRoot } from '../helpers/tools.js';
@@ -168,5 +169,55 @@ describe("a directory's name in the remote namespace", () => {
 		const added = keyDir('w-1', { version: 1, release: 'r', original: '/builds/7/linux', added: true });
 		expect(remoteName(added, ['/builds/7'])).toBe(keyName('linux'));
 		expect(keyName('linux')).not.toBe(keyName('/linux'));
+	});
+});
+
+describe('the index', () => {
+	it('reads index lines with and without a pack, and nothing else', () => {
+		const sum = 'a'.repeat(64);
+		const pack = `pack-${'b'.repeat(64)}`;
+		const index = parseIndex(
+			[
+				`llvmcache-0A1B ${sum} 12`,
+				`llvmcache-0A1C ${sum} 7 ${pack} 12`,
+				`llvmcache-0A1D ${sum} 7 ../../etc/passwd 12`,
+				`llvmcache-0A1E ${sum} 7 ${pack}`,
+				`../llvmcache-0A1F ${sum} 7`,
+				`llvmcache-0A20 ${sum.slice(1)} 7`,
+				// A name no file system takes, an entry larger than any lld writes, a size past 2^53: each line alone is passed over.
+				`llvmcache-${'A'.repeat(129)} ${sum} 7`,
+				`llvmcache-0A21 ${sum} ${64 * 1024 ** 2 + 1}`,
+				`llvmcache-0A22 ${sum} 9007199254740993`,
+				`llvmcache-0A23 ${sum} 7 ${pack} 9007199254740993`,
+				`llvmcache-${'B'.repeat(128)} ${sum} ${64 * 1024 ** 2}`,
+			].join('\n'),
+		);
+		expect([...index]).toEqual([
+			['llvmcache-0A1B', { sum, size: 12 }],
+			['llvmcache-0A1C', { sum, size: 7, pack, offset: 12 }],
+			[`llvmcache-${'B'.repeat(128)}`, { sum, size: 64 * 1024 ** 2 }],
+		]);
+	});
+
+	it('writes the lines it reads, and reads back what it wrote', () => {
+		const sum = 'c'.repeat(64);
+		const text = `llvmcache-0A ${sum} 0\nllvmcache-0B ${sum} 12 pack-${'d'.repeat(64)} 0\n`;
+		expect(formatIndex(parseIndex(text))).toBe(text);
+		expect(parseIndex(`  llvmcache-0A ${sum} 5  \r\n\nnot a line\n`).get('llvmcache-0A')).toEqual({ sum, size: 5 });
+		expect(parseIndex(`llvmcache-0A ${sum} 5\nllvmcache-0A ${sum} 6`).get('llvmcache-0A')?.size).toBe(6);
+	});
+
+	it.each([
+		['llvmcache-0123456789ABCDEF0123456789abcdef01234567', true],
+		[`llvmcache-${'F'.repeat(128)}`, true],
+		[`llvmcache-${'F'.repeat(129)}`, false],
+		['llvmcache-', false],
+		['llvmcache-XYZ', false],
+		['llvmcache-0A/../x', false],
+		['xllvmcache-0A', false],
+		['llvmcache-0A\n', false],
+		['llvmcache.timestamp', false],
+	])('%j is an entry name: %s', (name, ok) => {
+		expect(isEntryName(name)).toBe(ok);
 	});
 });
