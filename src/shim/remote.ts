@@ -36,6 +36,8 @@ export type Remote = {
 	/** Upload what the remote lacks (nothing if read-only or the remote failed before). */
 	after(): Promise<string | undefined>;
 	counts: RemoteCounts;
+	/** What the remote did for this link, for LTOCACHE_VERBOSE. */
+	summary(): string;
 };
 
 /** The entry's bytes as they are now; undefined if it is gone (a prune) or changed while being read (lld never rewrites one, but be sure). */
@@ -152,6 +154,8 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	};
 	return {
 		counts,
+		summary: () =>
+			`remote ${shownUrl(new URL(settings.url))}: ${index ? `${index.size} entries listed` : 'no index'}, ${counts.downloads} downloaded (${counts.downloadBytes} bytes), ${counts.uploads} uploaded (${counts.uploadBytes} bytes)${failed ? ', then given up' : ''}`,
 		async before() {
 			const skip = skipping(marker);
 			if (skip) {

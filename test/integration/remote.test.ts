@@ -308,6 +308,20 @@ describeIf(
 		},
 	);
 
+	it('LTOCACHE_VERBOSE=1 says what the remote did', async () => {
+		const extmod = { KBUILD_EXTMOD: '/src/verbose' };
+		const first = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+		expect(first.stderr.split('\n')).toContainEqual(
+			expect.stringMatching(/^ltocache: remote redis:\/\/\S+: 0 entries listed, 0 downloaded \(0 bytes\), 2 uploaded \(\d+ bytes\)$/),
+		);
+		const second = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+		expect(second.stderr.split('\n')).toContainEqual(
+			expect.stringMatching(/^ltocache: remote redis:\/\/\S+: 2 entries listed, 2 downloaded \(\d+ bytes\), 0 uploaded \(0 bytes\)$/),
+		);
+		const quiet = await link(scratch('machine'), redis.url, extmod);
+		expect(quiet).toMatchObject({ exitCode: 0, stderr: '' });
+	});
+
 	it('a read-only client downloads and never uploads', async () => {
 		const extmod = { KBUILD_EXTMOD: '/src/read-only' };
 		const reader = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: 'true' });
