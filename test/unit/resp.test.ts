@@ -141,6 +141,13 @@ describe('the Redis reply reader', () => {
 			expect(() => nested.feed(Buffer.from(`*2\r\n$600\r\n${'x'.repeat(600)}\r\n$400\r\n`))).toThrow('more than 1000 bytes');
 		});
 
+		it('takes a reply of exactly the limits', () => {
+			const { out, feed } = reader();
+			feed(Buffer.from(`$994\r\n${'x'.repeat(994)}\r\n`));
+			feed(Buffer.from(`*20\r\n${':1\r\n'.repeat(20)}`));
+			expect(out.map((r) => (Buffer.isBuffer(r) ? r.length : (r as Reply[]).length))).toEqual([994, 20]);
+		});
+
 		it('an array of more items than the limit, nested ones counted too', () => {
 			expect(() => reader().feed(Buffer.from('*21\r\n'))).toThrow('20 items');
 			expect(() => reader().feed(Buffer.from('*10\r\n*11\r\n'))).toThrow('20 items');
