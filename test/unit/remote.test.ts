@@ -164,6 +164,7 @@ describe("a directory's name in the remote namespace", () => {
 		const dir = keyDir('home-alice-linux-drivers-net-0123456789ab+opt-aa11+incbin-bb22', meta);
 		expect(remoteName(dir, ['/home/alice/linux'])).toBe(`${keyName('drivers/net')}+opt-aa11+incbin-bb22`);
 		expect(remoteName(dir, ['/home', '/home/alice/linux/'])).toBe(`${keyName('drivers/net')}+opt-aa11+incbin-bb22`);
+		expect(remoteName(dir, ['/home/alice/linux', '/home'])).toBe(`${keyName('drivers/net')}+opt-aa11+incbin-bb22`);
 		expect(remoteName(dir, ['/home/alice/linux/drivers/net'])).toBe(`${keyName('.')}+opt-aa11+incbin-bb22`);
 		// In add mode, without a module: the directory the link ran in.
 		const added = keyDir('w-1', { version: 1, release: 'r', original: '/builds/7/linux', added: true });
