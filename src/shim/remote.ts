@@ -191,7 +191,9 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						counts.downloadBytes += data.length;
 					});
 				});
-				rmSync(marker, { force: true });
+				try {
+					rmSync(marker, { force: true });
+				} catch {} // another user's marker in a shared root: it expires
 				return undefined;
 			} catch (error) {
 				const progress = counts.downloads ? `${counts.downloads} of ${wantedCount} entries came down` : '';
