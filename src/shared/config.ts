@@ -27,6 +27,7 @@ export const SETTINGS = {
 	remote: { env: 'LTOCACHE_REMOTE', default: '' },
 	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false' },
 	'remote-timeout': { env: 'LTOCACHE_REMOTE_TIMEOUT', default: '2s' },
+	'base-dir': { env: 'LTOCACHE_BASE_DIR', default: '' },
 } as const;
 
 export type Setting = keyof typeof SETTINGS;
@@ -111,13 +112,17 @@ export function parseBudget(value: string): number | undefined {
 /** A remote URL as it may be shown anywhere: the password replaced. */
 export const redacted = (value: string) => value.replace(/^([a-z]+:\/\/[^/@]*?:)[^/@]*@/i, '$1***@');
 
+/** base-dir: absolute directories, separated by colons; anything else in the list is none. */
+export const baseDirs = (value: string) => value.split(':').filter((dir) => dir.startsWith('/'));
+
 /** The remote's settings as a link uses them; read-only only for a value that says on, the budget 2 s unless set right. */
-export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number };
+export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number; baseDirs: string[] };
 export function remoteSettings(values: Record<Setting, Value>): RemoteSettings {
 	const readOnly = values['remote-read-only'].value;
 	return {
 		url: values.remote.value,
 		readOnly: isOnOrOff(readOnly) && !isOff(readOnly),
 		budgetMs: parseBudget(values['remote-timeout'].value) ?? 2000,
+		baseDirs: baseDirs(values['base-dir'].value),
 	};
 }

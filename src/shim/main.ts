@@ -84,6 +84,7 @@ async function main(): Promise<void> {
 			const problem = await remote.after();
 			if (problem) process.stderr.write(`ltocache: ${problem}\n`);
 		}
+		if (remote && env.LTOCACHE_VERBOSE === '1') process.stderr.write(`ltocache: ${remote.summary()}\n`);
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
 		if (dir && count && succeeded && kept)
 			recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, count.modules, before, remote?.counts);

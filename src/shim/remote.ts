@@ -1,5 +1,5 @@
 // A cache directory shared with other machines through a remote store
-// (src/shared/remote.ts). Before a link into a directory ltocache chose,
+// (src/shared/remote/). Before a link into a directory ltocache chose,
 // the entries the remote's index lists and the directory lacks are
 // downloaded, each checked against the sha256 and size its uploader
 // recorded, and renamed in only if they match; after the link, the entries
@@ -8,32 +8,21 @@
 // The remote namespace is ltocache/1/<linker>/<release>/<directory>: the
 // directory's name carries the module, the .incbin guard's hash and the
 // code-generation options (src/shared/keydir.ts), and <linker> is what the
-// real linker is by content, the lld binary and the LLVM libraries it loads,
-// not its version string (distributions patch LLVM), so two machines share
-// only what both linkers would write alike.
+// real linker is by content (src/shim/identity.ts).
 //
 // Fail-open: each phase has a time budget (remote-timeout); a remote that is
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import {
-	closeSync,
-	fstatSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	readSync,
-	realpathSync,
-	renameSync,
-	rmSync,
-	statSync,
-	writeFileSync,
-} from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import type { RemoteCounts } from '../shared/counters.js';
-import { classify } from '../shared/keydir.js';
-import { isEntryName, openStore, type Store, type Sum, sha256, shownUrl, type Upload, withinBudget } from '../shared/remote.js';
+import { baseKeyName, classify, keyName, META_FILE, type Metadata } from '../shared/keydir.js';
+import { isEntryName, type Sum, sha256, type Upload } from '../shared/remote/index.js';
+import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
+import { linkerIdentity } from './identity.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
 const MAX_ENTRIES = 20_000;
@@ -47,77 +36,9 @@ export type Remote = {
 	/** Upload what the remote lacks (nothing if read-only or the remote failed before). */
 	after(): Promise<string | undefined>;
 	counts: RemoteCounts;
+	/** What the remote did for this link, for LTOCACHE_VERBOSE. */
+	summary(): string;
 };
-
-/** File identity: a cached hash holds while these hold. */
-function stamp(file: string): string {
-	const st = statSync(file, { bigint: true });
-	return `${file}:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
-const multiarch =
-	process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;
-
-/**
- * The LLVM libraries a linker loads: the sonames it names (libLLVM*, liblld*,
- * libclang-cpp*), found along its RUNPATH ($ORIGIN), LD_LIBRARY_PATH and
- * the system's library directories, as the dynamic loader would.
- */
-function llvmLibraries(linker: string, bytes: Buffer, env: NodeJS.ProcessEnv): string[] {
-	const text = bytes.toString('latin1');
-	const sonames = [...new Set(text.match(/lib(?:LLVM|lld|clang-cpp)[\w.+-]*\.so(?:\.[\d.]+)?(?=\0)/g) ?? [])];
-	const runpaths = (text.match(/\$ORIGIN[^\0]*(?=\0)/g) ?? [])
-		.flatMap((r) => r.split(':'))
-		.map((r) => r.replace('$ORIGIN', dirname(linker)));
-	const dirs = [
-		...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-		...runpaths,
-		`/lib/${multiarch}`,
-		`/usr/lib/${multiarch}`,
-		'/lib64',
-		'/usr/lib64',
-		'/lib',
-		'/usr/lib',
-		'/usr/local/lib',
-	];
-	const found: string[] = [];
-	for (const soname of sonames) {
-		for (const dir of dirs) {
-			try {
-				found.push(realpathSync(join(dir, soname)));
-				break;
-			} catch {}
-		}
-	}
-	return found.sort();
-}
-
-type LinkerCache = Record<string, { libs: { path: string; stamp: string }[]; id: string }>;
-
-/** What the real linker is, by content; remembered under the root by the files' identities, so the hashing (~0.5 s for libLLVM) happens once. */
-export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEnv): string {
-	const linker = realpathSync(file);
-	const cacheFile = join(root, 'ltocache.linkers.json');
-	let cache: LinkerCache = {};
-	try {
-		cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as LinkerCache;
-	} catch {}
-	const own = stamp(linker);
-	const known = cache[own];
-	try {
-		if (known?.libs.every((lib) => stamp(lib.path) === lib.stamp)) return known.id;
-	} catch {} // a library gone: hash again
-	const bytes = readFileSync(linker);
-	const libs = llvmLibraries(linker, bytes, env);
-	const parts = [sha256(bytes), ...libs.map((lib) => `${basename(lib)}:${sha256(readFileSync(lib))}`)];
-	const id = sha256(Buffer.from(parts.join('\n'))).slice(0, 32);
-	try {
-		const temp = `${cacheFile}.${process.pid}.tmp`;
-		writeFileSync(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
-		renameSync(temp, cacheFile);
-	} catch {} // remembering is an optimisation
-	return id;
-}
 
 /** The entry's bytes as they are now; undefined if it is gone (a prune) or changed while being read (lld never rewrites one, but be sure). */
 function readEntry(file: string): Buffer | undefined {
@@ -143,6 +64,55 @@ function readEntry(file: string): Buffer | undefined {
 }
 
 /**
+ * After a remote timed out or could not be reached, the links that follow
+ * skip it for a minute: a stalled server costs one link its budget, not
+ * every link. A marker under the root says so: its mtime is when, its text
+ * why. The first link after the minute tries again.
+ */
+const SKIP_MS = 60_000;
+const SKIP_PREFIX = 'ltocache.remote-down.';
+
+/** Why the remote is skipped now, or undefined. */
+function skipping(marker: string): string | undefined {
+	try {
+		const st = statSync(marker);
+		const ago = Date.now() - st.mtimeMs;
+		if (ago < 0 || ago >= SKIP_MS) return undefined;
+		const why = readFileSync(marker, 'utf8').split('\n')[0].slice(0, 200);
+		return `skipped for ${Math.ceil((SKIP_MS - ago) / 1000)}s more (${why} ${Math.round(ago / 1000)}s ago)`;
+	} catch {
+		return undefined;
+	}
+}
+
+/**
+ * The directory's name in the remote namespace: its own, or with base-dir
+ * set and the module (or in add mode the directory it was linked in) below
+ * one of them, the module named by its path below it, so that checkouts at
+ * different paths share entries. lld's entry names are content keys: two
+ * modules that share a name share only entries both would write alike.
+ */
+export function remoteName(dir: string, bases: string[]): string {
+	const name = basename(dir);
+	if (bases.length === 0) return name;
+	let module: string | undefined;
+	try {
+		const meta = JSON.parse(readFileSync(join(dir, META_FILE), 'utf8')) as Metadata;
+		module = meta.extmod ?? meta.original;
+	} catch {}
+	if (typeof module !== 'string' || !isAbsolute(module)) return name;
+	let below: string | undefined;
+	for (const base of bases) {
+		const rel = relative(base, module);
+		if (rel === '..' || rel.startsWith('../') || isAbsolute(rel)) continue;
+		if (below === undefined || rel.length < below.length) below = rel;
+	}
+	if (below === undefined) return name;
+	// Relative, so never the name of a module at an absolute path; the variant (options, .incbin guard) kept.
+	return keyName(toBytes(below || '.')) + name.slice(baseKeyName(name).length);
+}
+
+/**
  * The remote for one link into dir (root/<release>/<key>); linkerFile is the
  * real linker that will run.
  */
@@ -152,12 +122,20 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	let shown = 'remote';
 	let index: Map<string, Sum> | undefined;
 	let failed = false;
-	const say = (what: string, error: unknown) => {
+	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
+	const marker = join(root, `${SKIP_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
+	let signal: AbortSignal | undefined;
+	let wantedCount = 0;
+	/** The line for stderr; answered: the server sent something first (a slow server is not skipped, a stalled one is); progress: what came through. */
+	const say = (what: string, error: unknown, answered = false, progress = '') => {
 		failed = true;
-		// A request the budget's signal cut short says so in its own words (an AbortError, the Redis client's "timed out").
-		const why = /aborted|timed out/i.test(String((error as Error)?.message))
-			? `no answer within ${settings.budgetMs / 1000}s`
-			: ((error as Error)?.message ?? String(error));
+		const timedOut = Boolean(signal?.aborted);
+		const why = describeFailure(error, timedOut, settings.budgetMs) + (progress && ` (${progress})`);
+		if (isUnreachable(error, timedOut) && !answered) {
+			try {
+				writeFileSync(marker, `${why}\n`);
+			} catch {} // then the next link tries again
+		}
 		return `remote ${shown}: ${why}; ${what}`;
 	};
 	let ns: string | undefined;
@@ -165,8 +143,8 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	const phase = async (fn: (store: Store, ns: string) => Promise<void>) => {
 		url = new URL(settings.url);
 		shown = shownUrl(url);
-		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${basename(dir)}`;
-		const signal = AbortSignal.timeout(settings.budgetMs);
+		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${remoteName(dir, settings.baseDirs)}`;
+		signal = AbortSignal.timeout(settings.budgetMs);
 		const store = openStore(url, signal);
 		try {
 			await withinBudget(fn(store, ns as string), signal, settings.budgetMs);
@@ -176,7 +154,14 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	};
 	return {
 		counts,
+		summary: () =>
+			`remote ${shownUrl(new URL(settings.url))}: ${index ? `${index.size} entries listed` : 'no index'}, ${counts.downloads} downloaded (${counts.downloadBytes} bytes), ${counts.uploads} uploaded (${counts.uploadBytes} bytes)${failed ? ', then given up' : ''}`,
 		async before() {
+			const skip = skipping(marker);
+			if (skip) {
+				failed = true;
+				return `remote ${shownUrl(new URL(settings.url))}: ${skip}; linking with the local cache`;
+			}
 			try {
 				await phase(async (store, ns) => {
 					index = await store.index(ns);
@@ -187,6 +172,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						bytes += r.size;
 						return true;
 					});
+					wantedCount = Math.min(wanted.length, MAX_ENTRIES);
 					await store.fetch(ns, wanted.slice(0, MAX_ENTRIES), (name, data) => {
 						const r = index?.get(name);
 						// Corrupt, truncated or not what was uploaded under this name: never linked.
@@ -205,9 +191,13 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						counts.downloadBytes += data.length;
 					});
 				});
+				try {
+					rmSync(marker, { force: true });
+				} catch {} // another user's marker in a shared root: it expires
 				return undefined;
 			} catch (error) {
-				return say('linking with the local cache', error);
+				const progress = counts.downloads ? `${counts.downloads} of ${wantedCount} entries came down` : '';
+				return say('linking with the local cache', error, index !== undefined, progress);
 			}
 		},
 		async after() {
@@ -242,7 +232,8 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 				});
 				return undefined;
 			} catch (error) {
-				return say('the entries this link wrote are not shared', error);
+				const progress = counts.uploads ? `${counts.uploads} of ${fresh.length} entries went up` : '';
+				return say('the entries this link wrote are not shared', error, counts.uploads > 0, progress);
 			}
 		},
 	};

@@ -43,7 +43,7 @@ const stopper = (child: ChildProcess) => () =>
 		child.kill('SIGKILL');
 	});
 
-/** nginx serving dir: PUT and DELETE under /cache/ (and under /whole/, which ignores Range), and PUT refused with 507 (full) under /full/. */
+/** nginx serving dir: PUT and DELETE under /cache/ (and under /whole/, which ignores Range), PUT refused with 507 (full) under /full/, everything with 401 under /locked/. */
 export async function startNginx(dir: string): Promise<Server & { root: string }> {
 	const port = await freePort();
 	const root = path.join(dir, 'www');
@@ -72,6 +72,7 @@ http {
 		client_max_body_size 0;
 		location /cache/ { dav_methods PUT DELETE; create_full_put_path on; }
 		location /full/ { if ($request_method = PUT) { return 507; } }
+		location /locked/ { return 401; }
 		location /whole/ { dav_methods PUT DELETE; create_full_put_path on; max_ranges 0; }
 	}
 }
@@ -82,9 +83,9 @@ http {
 	return { url: `http://127.0.0.1:${port}/cache/`, port, pid: child.pid, root: path.join(root, 'cache'), stop: stopper(child) };
 }
 
-/** redis-server in memory; extra arguments as on its command line (--requirepass x, --maxmemory 1). */
-export async function startRedis(dir: string, extra: string[] = []): Promise<Server> {
-	const port = await freePort();
+/** redis-server in memory; extra arguments as on its command line (--requirepass x, --maxmemory 1); on port, or a free one. */
+export async function startRedis(dir: string, extra: string[] = [], port?: number): Promise<Server> {
+	port ??= await freePort();
 	let out = '';
 	const child = spawn('redis-server', [
 		'--port',
@@ -106,8 +107,8 @@ export async function startRedis(dir: string, extra: string[] = []): Promise<Ser
 	return { url: `redis://127.0.0.1:${port}/0`, port, pid: child.pid, stop: stopper(child) };
 }
 
-/** Accepts connections and never answers: a stalled remote. */
-export async function startSilent(): Promise<Server> {
+/** Accepts connections and never answers: a stalled remote; connections() counts those it took. */
+export async function startSilent(): Promise<Server & { connections: () => number }> {
 	const sockets: net.Socket[] = [];
 	const server = net.createServer((socket) => sockets.push(socket));
 	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -115,9 +116,133 @@ export async function startSilent(): Promise<Server> {
 	return {
 		url: `http://127.0.0.1:${port}/cache/`,
 		port,
+		connections: () => sockets.length,
 		stop: () =>
 			new Promise<void>((resolve) => {
 				for (const s of sockets) s.destroy();
+				server.close(() => resolve());
+			}),
+	};
+}
+
+/** Cuts every connection: over HTTP after the start of a response it never finishes, over Redis at once. */
+export async function startCutter(): Promise<Server> {
+	const server = net.createServer((socket) => {
+		socket.once('data', (request) => {
+			if (request.toString('latin1').startsWith('*')) {
+				socket.destroy();
+				return;
+			}
+			socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nllvmcache-');
+			setTimeout(() => socket.destroy(), 50);
+		});
+	});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port } = server.address() as net.AddressInfo;
+	return { url: `http://127.0.0.1:${port}/cache/`, port, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** Answers every request 201 with an empty body: takes writes and stores nothing. */
+export async function startBlackHole(): Promise<Server> {
+	const http = await import('node:http');
+	const server = http.createServer((req, res) => {
+		req.resume();
+		req.on('end', () => res.writeHead(req.method === 'GET' ? 200 : 201, { 'content-length': 0 }).end());
+	});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port } = server.address() as net.AddressInfo;
+	return {
+		url: `http://127.0.0.1:${port}/cache/`,
+		port,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				server.closeAllConnections();
+				server.close(() => resolve());
+			}),
+	};
+}
+
+/** TLS in front of a local port, with a self-signed certificate for 127.0.0.1 and localhost made by openssl in dir; ca: its PEM file. */
+export async function startTlsProxy(dir: string, target: number): Promise<Server & { ca: string }> {
+	const { execFileSync } = await import('node:child_process');
+	const tls = await import('node:tls');
+	const key = path.join(dir, 'key.pem');
+	const ca = path.join(dir, 'cert.pem');
+	execFileSync(
+		'openssl',
+		[
+			'req',
+			'-x509',
+			'-newkey',
+			'rsa:2048',
+			'-nodes',
+			'-days',
+			'2',
+			'-subj',
+			'/CN=localhost',
+			'-addext',
+			'subjectAltName=IP:127.0.0.1,DNS:localhost',
+			'-keyout',
+			key,
+			'-out',
+			ca,
+		],
+		{ stdio: 'ignore' },
+	);
+	const sockets: net.Socket[] = [];
+	const server = tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(ca) }, (socket) => {
+		const upstream = net.connect(target, '127.0.0.1');
+		sockets.push(socket, upstream);
+		socket.pipe(upstream).pipe(socket);
+		socket.on('error', () => upstream.destroy());
+		upstream.on('error', () => socket.destroy());
+	});
+	server.on('tlsClientError', () => {});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port } = server.address() as net.AddressInfo;
+	return {
+		url: `rediss://127.0.0.1:${port}/0`,
+		port,
+		ca,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				for (const s of sockets) s.destroy();
+				server.close(() => resolve());
+			}),
+	};
+}
+
+/**
+ * In front of an HTTP server on port: passes everything through, except
+ * that a pack's response stops after its first bytes of body and never
+ * ends (a server that stalls mid-transfer).
+ */
+export async function startStaller(port: number, bytes: number): Promise<Server> {
+	const http = await import('node:http');
+	const held: import('node:http').ServerResponse[] = [];
+	const server = http.createServer((req, res) => {
+		const upstream = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+			res.writeHead(answer.statusCode ?? 502, answer.headers);
+			if (!req.url?.includes('/pack-')) {
+				answer.pipe(res);
+				return;
+			}
+			held.push(res);
+			const chunks: Buffer[] = [];
+			answer.on('data', (c: Buffer) => chunks.push(c));
+			answer.on('end', () => res.write(Buffer.concat(chunks).subarray(0, bytes)));
+		});
+		req.pipe(upstream);
+	});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port: own } = server.address() as net.AddressInfo;
+	return {
+		url: `http://127.0.0.1:${own}/cache/`,
+		port: own,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				for (const res of held) res.destroy();
+				server.closeAllConnections();
 				server.close(() => resolve());
 			}),
 	};

@@ -4,13 +4,22 @@
 // link by the real ld.lld, and every fault must leave the link succeeding.
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
-import { parseIndex } from '../../src/shared/remote.js';
+import { parseIndex } from '../../src/shared/remote/index.js';
 import { ltocache } from '../helpers/cache.js';
-import { type Server, startNginx, startRedis, startSilent } from '../helpers/servers.js';
+import {
+	type Server,
+	startBlackHole,
+	startCutter,
+	startNginx,
+	startRedis,
+	startSilent,
+	startStaller,
+	startTlsProxy,
+} from '../helpers/servers.js';
 import {
 	describeIf,
 	entriesBelow,
@@ -51,11 +60,12 @@ describeIf(
 	});
 
 	/** One "machine": a cache root of its own. A link in add mode (no flag needed), into its own output. */
-	const link = async (root: string, remote: string, extra: Record<string, string> = {}) => {
+	const link = async (root: string, remote: string, extra: Record<string, string> = {}, wrap: string[] = [], inputs = objects) => {
 		const cwd = scratch('cwd');
 		const out = path.join(cwd, 'out.o');
 		const started = Date.now();
-		const result = await execa(path.join(shims, 'ld.lld'), ['-r', '-o', out, ...objects], {
+		const command = [...wrap, path.join(shims, 'ld.lld'), '-r', '-o', out, ...inputs];
+		const result = await execa(command[0], command.slice(1), {
 			cwd: scratch('module'),
 			reject: false,
 			extendEnv: false,
@@ -298,6 +308,20 @@ describeIf(
 		},
 	);
 
+	it('LTOCACHE_VERBOSE=1 says what the remote did', async () => {
+		const extmod = { KBUILD_EXTMOD: '/src/verbose' };
+		const first = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+		expect(first.stderr.split('\n')).toContainEqual(
+			expect.stringMatching(/^ltocache: remote redis:\/\/\S+: 0 entries listed, 0 downloaded \(0 bytes\), 2 uploaded \(\d+ bytes\)$/),
+		);
+		const second = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+		expect(second.stderr.split('\n')).toContainEqual(
+			expect.stringMatching(/^ltocache: remote redis:\/\/\S+: 2 entries listed, 2 downloaded \(\d+ bytes\), 0 uploaded \(0 bytes\)$/),
+		);
+		const quiet = await link(scratch('machine'), redis.url, extmod);
+		expect(quiet).toMatchObject({ exitCode: 0, stderr: '' });
+	});
+
 	it('a read-only client downloads and never uploads', async () => {
 		const extmod = { KBUILD_EXTMOD: '/src/read-only' };
 		const reader = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: 'true' });
@@ -306,12 +330,445 @@ describeIf(
 		expect(keys.stdout).toBe('');
 	});
 
+	describe('what the namespace holds, and how entries come down (issue 36)', () => {
+		/** A copy of the real lld, or of a file it loads, one byte longer: another build that behaves the same. */
+		const oneByteMore = (from: string, to: string) => {
+			fs.copyFileSync(from, to);
+			fs.appendFileSync(to, Buffer.from([0]));
+			fs.chmodSync(to, 0o755);
+			return to;
+		};
+
+		it("a machine whose lld differs by one byte downloads none of the first machine's entries; one with the same lld all", async () => {
+			const extmod = { KBUILD_EXTMOD: '/src/two-linkers' };
+			const other = oneByteMore(fs.realpathSync(LLD), path.join(scratch('other-lld'), 'ld.lld'));
+			const a = scratch('machine-a');
+			expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const b = scratch('machine-b');
+			const second = await link(b, redis.url, { ...extmod, LTOCACHE_LD: other });
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2, uploads: 2 });
+			const c = scratch('machine-c');
+			expect(await link(c, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(c)).toMatchObject({ downloads: 2, misses: 0 });
+		});
+
+		it("a machine whose lld loads another libLLVM (first on LD_LIBRARY_PATH) downloads none of the first machine's entries, though its root knew the linker with the system's", async () => {
+			const lld = fs.realpathSync(LLD);
+			const loaded = /^\s*(libLLVM\S*\.so\S*) => (\S+)/m.exec((await execa('ldd', [lld])).stdout);
+			expect(loaded, 'the real lld loads libLLVM as a shared library').not.toBeNull();
+			const [, soname, file] = loaded as RegExpExecArray;
+			const libs = scratch('libs');
+			oneByteMore(file, path.join(libs, soname));
+			const extmod = { KBUILD_EXTMOD: '/src/two-libllvms' };
+			const a = scratch('machine-a');
+			expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const b = scratch('machine-b');
+			// B has linked (another release) with the system's libLLVM: its root remembers that linker's identity.
+			expect(await link(b, redis.url, { ...extmod, KERNELRELEASE: '6.1.0-other' })).toMatchObject({ exitCode: 0, stderr: '' });
+			const second = await link(b, redis.url, { ...extmod, LD_LIBRARY_PATH: libs });
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2, uploads: 2 });
+			// Without the other libLLVM, B is A's linker again: A's entries come down.
+			const c = scratch('machine-c');
+			expect(await link(c, redis.url, { ...extmod, KERNELRELEASE: '6.1.0-other' })).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(await link(c, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(c)).toMatchObject({ downloads: 2, misses: 0 });
+		});
+
+		it.each(['yes', '1', 'on', 'TRUE', 'true'])('remote-read-only %j never uploads, over http or redis', async (value) => {
+			const extmod = { KBUILD_EXTMOD: `/src/reader-${value}` };
+			const uploaded = async () => {
+				const keys = (await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', `*reader-${value}*`])).stdout;
+				const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).filter((f) => f.includes(`reader-${value}`));
+				return [keys !== '', files.length > 0];
+			};
+			for (const remote of [redis.url, nginx.url]) {
+				const reader = await link(scratch('machine'), remote, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: value });
+				expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(reader.output).toEqual(reference);
+			}
+			expect(await uploaded()).toEqual([false, false]);
+			// The same links, not read-only, do upload: the check above looks where they land.
+			for (const remote of [redis.url, nginx.url]) expect(await link(scratch('machine'), remote, extmod)).toMatchObject({ exitCode: 0 });
+			expect(await uploaded()).toEqual([true, true]);
+		});
+
+		it('a download that cannot be written (EFBIG: a file size limit) leaves no temporary file behind, and the link goes on', async () => {
+			const extmod = { KBUILD_EXTMOD: '/src/file-size-limit' };
+			// The limit binds the shim only: the "linker" lifts it, then runs the real one.
+			const wrapper = path.join(scratch('wrapper'), 'ld.lld');
+			fs.writeFileSync(wrapper, `#!/bin/sh\nulimit -S -f unlimited\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
+			const a = scratch('machine-a');
+			expect(await link(a, redis.url, { ...extmod, LTOCACHE_LD: wrapper })).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(Math.min(...entriesBelow(a).map((e) => fs.statSync(path.join(a, e)).size))).toBeGreaterThan(512);
+			const b = scratch('machine-b');
+			const result = await link(b, redis.url, { ...extmod, LTOCACHE_LD: wrapper }, ['prlimit', '--fsize=512:unlimited', '--']);
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			expect(result.stderr).toMatch(/^ltocache: remote \S+: EFBIG: file too large.*; linking with the local cache$/);
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2 });
+			const left = (fs.readdirSync(b, { recursive: true }) as string[]).filter((f) => /tmp|Thin-/.test(path.basename(f)));
+			expect(left).toEqual([]);
+		});
+
+		describeIf(Boolean(onPath('strace')), 'strace (Debian: strace)')('written aside', () => {
+			it("writes each download under a name of its own and renames it in: no process opens an entry's name for writing", async () => {
+				const extmod = { KBUILD_EXTMOD: '/src/aside' };
+				expect(await link(scratch('machine-a'), redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				const b = scratch('machine-b');
+				const trace = path.join(scratch('trace'), 'calls');
+				const calls = 'trace=open,openat,creat,rename,renameat,renameat2,link,linkat';
+				const result = await link(b, redis.url, extmod, ['strace', '-f', '-qq', '-s', '4096', '-e', calls, '-o', trace]);
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(reference);
+				expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+				const lines = fs.readFileSync(trace, 'utf8').split('\n');
+				const paths = (line: string) => [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+				const written = lines.filter((l) => /\b(open|openat)\(.*O_(WRONLY|RDWR)|\bcreat\(/.test(l)).flatMap((l) => paths(l).slice(0, 1));
+				const renamed = lines.filter((l) => /\b(rename|renameat2?|link|linkat)\(/.test(l) && !/= -1 /.test(l)).map(paths);
+				const entries = entriesBelow(b).map((e) => path.join(b, e));
+				expect(entries).toHaveLength(2);
+				for (const entry of entries) {
+					expect(written.filter((w) => path.resolve(w) === entry)).toEqual([]);
+					const into = renamed.filter((r) => r[1] === entry);
+					expect(into).toHaveLength(1);
+					const [from] = into[0];
+					expect(path.dirname(from)).toBe(path.dirname(entry));
+					expect(path.basename(from)).not.toMatch(/^llvmcache-/);
+					expect(written).toContain(from);
+				}
+			});
+		});
+
+		it.each(['0', '0ms', 'abc', '-1s'])(
+			'remote-timeout %j is no budget: the shim links with the remote within the default',
+			async (value) => {
+				const extmod = { KBUILD_EXTMOD: '/src/no-budget' };
+				const a = scratch('machine-a');
+				expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				const b = scratch('machine-b');
+				const result = await link(b, redis.url, { ...extmod, LTOCACHE_REMOTE_TIMEOUT: value });
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(reference);
+				expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+			},
+		);
+
+		it('config refuses a remote-timeout that is no time above 0: one line naming it, exit 2, nothing written', async () => {
+			for (const value of ['0', '0s', '0ms', 'abc', '2x', '1e3']) {
+				const conf = path.join(scratch('conf'), 'ltocache.conf');
+				const result = await ltocache(scratch('root'), ['config', '--system', 'remote-timeout', value], {
+					LTOCACHE_SYSTEM_CONFIG: conf,
+				});
+				expect(result).toMatchObject({ exitCode: 2, stdout: '' });
+				expect(result.stderr, value).toMatch(new RegExp(`^ltocache: invalid remote-timeout .${value}. [^\\n]*$`));
+				expect(fs.existsSync(conf)).toBe(false);
+			}
+			const conf = path.join(scratch('conf'), 'ltocache.conf');
+			const good = await ltocache(scratch('root'), ['config', '--system', 'remote-timeout', '500ms'], { LTOCACHE_SYSTEM_CONFIG: conf });
+			expect(good.exitCode).toBe(0);
+			expect(fs.readFileSync(conf, 'utf8')).toBe('remote-timeout = 500ms\n');
+		});
+	});
+
+	describe('base-dir (issue 34)', () => {
+		/** The same objects in a checkout at another path, and their uncached link there. */
+		const checkout = (where: string, module: string) => {
+			const top = path.join(scratch('checkout'), where);
+			const dir = path.join(top, module);
+			fs.mkdirSync(dir, { recursive: true });
+			const inputs = objects.map((o) => {
+				const to = path.join(dir, path.basename(o));
+				fs.copyFileSync(o, to);
+				return to;
+			});
+			execaSync(LLD, ['-r', '-o', path.join(dir, 'uncached.o'), ...inputs]);
+			return { top, dir, inputs, reference: fs.readFileSync(path.join(dir, 'uncached.o')) };
+		};
+
+		it.each(['http', 'redis'])('over %s, two checkouts of the same sources at different paths share every entry', async (kind) => {
+			const remote = Object.fromEntries(backends())[kind];
+			const module = `drivers/team-${kind}`;
+			const alice = checkout('home/alice/linux', module);
+			const runner = checkout('builds/runner/42/linux', module);
+			const a = scratch('machine-a');
+			const first = await link(a, remote, { KBUILD_EXTMOD: alice.dir, LTOCACHE_BASE_DIR: alice.top }, [], alice.inputs);
+			expect(first).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(first.output).toEqual(alice.reference);
+			expect(counters(a)).toMatchObject({ misses: 2, uploads: 2 });
+
+			// Without base-dir the path is the module's name: nothing shared (what base-dir is for).
+			const elsewhere = checkout('srv/ci/7/linux', module);
+			const apart = scratch('machine-b');
+			expect(await link(apart, remote, { KBUILD_EXTMOD: elsewhere.dir }, [], elsewhere.inputs)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(apart)).toMatchObject({ downloads: 0, misses: 2 });
+
+			const b = scratch('machine-b');
+			const env = { KBUILD_EXTMOD: runner.dir, LTOCACHE_BASE_DIR: `/nonexistent:${runner.top}` };
+			const second = await link(b, remote, env, [], runner.inputs);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(runner.reference);
+			expect(counters(b)).toMatchObject({ hits: 2, misses: 0, downloads: 2, uploads: 0 });
+			expect(entriesBelow(b).map((e) => path.basename(e))).toEqual(entriesBelow(a).map((e) => path.basename(e)));
+		});
+
+		it('config takes absolute directories separated by colons, and refuses anything else with exit 2', async () => {
+			const conf = path.join(scratch('conf'), 'ltocache.conf');
+			const env = { LTOCACHE_SYSTEM_CONFIG: conf };
+			expect(await ltocache(scratch('root'), ['config', '--system', 'base-dir', '/home/alice:/builds'], env)).toMatchObject({
+				exitCode: 0,
+			});
+			expect(fs.readFileSync(conf, 'utf8')).toBe('base-dir = /home/alice:/builds\n');
+			for (const value of ['home/alice', '/home/alice:builds', '/a::/b']) {
+				const result = await ltocache(scratch('root'), ['config', '--system', 'base-dir', value], env);
+				expect(result).toMatchObject({ exitCode: 2, stdout: '' });
+				expect(result.stderr).toMatch(new RegExp(`^ltocache: invalid base-dir '${value}' [^\\n]*$`));
+			}
+			expect(fs.readFileSync(conf, 'utf8')).toBe('base-dir = /home/alice:/builds\n');
+		});
+	});
+
+	describe('a server that stalls or is down (issue 34)', () => {
+		const markers = (root: string) => fs.readdirSync(root).filter((f) => f.startsWith('ltocache.remote-down.'));
+
+		it('costs the first link its budget; the links of the following minute do not connect, and say why once', async () => {
+			const silent = await startSilent();
+			servers.push(silent);
+			for (const remote of [silent.url, silent.url.replace('http', 'redis')]) {
+				const root = scratch('machine');
+				const env = { LTOCACHE_REMOTE_TIMEOUT: '500ms', KBUILD_EXTMOD: '/src/stalled' };
+				const first = await link(root, remote, env);
+				expect(first).toMatchObject({ exitCode: 0 });
+				expect(first.output).toEqual(reference);
+				expect(first.stderr).toMatch(/^ltocache: remote \S+: no answer within 0\.5s; linking with the local cache$/);
+				expect(markers(root)).toHaveLength(1);
+				const connected = silent.connections();
+				for (let i = 0; i < 3; i++) {
+					const next = await link(root, remote, env);
+					expect(next).toMatchObject({ exitCode: 0 });
+					expect(next.output).toEqual(reference);
+					expect(next.stderr).toMatch(
+						/^ltocache: remote \S+: skipped for \d+s more \(no answer within 0\.5s \d+s ago\); linking with the local cache$/,
+					);
+				}
+				expect(silent.connections()).toBe(connected);
+				expect(counters(root)).toMatchObject({ links: 4, downloads: 0, uploads: 0 });
+				// A minute later the next link tries again (and pays again).
+				const marker = path.join(root, markers(root)[0]);
+				fs.utimesSync(marker, new Date(Date.now() - 61_000), new Date(Date.now() - 61_000));
+				const later = await link(root, remote, env);
+				expect(later.stderr).toMatch(/no answer within 0\.5s; linking with the local cache$/);
+				expect(silent.connections()).toBeGreaterThan(connected);
+			}
+		});
+
+		it.each(['http', 'redis'])('over %s, a refused connection is skipped too, and another URL is tried at once', async (kind) => {
+			const gone = kind === 'http' ? await startNginx(scratch('nginx-down')) : await startRedis(scratch('redis-down'));
+			await gone.stop();
+			const root = scratch('machine');
+			const extmod = { KBUILD_EXTMOD: `/src/down-${kind}` };
+			expect((await link(root, gone.url, extmod)).stderr).toMatch(/ECONNREFUSED.*; linking with the local cache$/);
+			expect((await link(root, gone.url, extmod)).stderr).toMatch(/: skipped for \d+s more \(.*ECONNREFUSED.* \d+s ago\); linking/);
+			const other = await link(root, kind === 'http' ? nginx.url : redis.url, extmod);
+			expect(other).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(root)).toMatchObject({ links: 3, uploads: 2 });
+		});
+
+		it('a server back after the minute is used again, and its mark goes', async () => {
+			const first = await startRedis(scratch('redis-back'));
+			await first.stop();
+			const root = scratch('machine');
+			expect((await link(root, first.url)).stderr).toMatch(/ECONNREFUSED/);
+			expect(markers(root)).toHaveLength(1);
+			const back = await startRedis(scratch('redis-back'), [], first.port);
+			servers.push(back);
+			// Within the minute it is still skipped, up or not.
+			expect((await link(root, first.url)).stderr).toMatch(/skipped/);
+			const marker = path.join(root, markers(root)[0]);
+			fs.utimesSync(marker, new Date(Date.now() - 61_000), new Date(Date.now() - 61_000));
+			const again = await link(root, first.url);
+			expect(again).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(again.output).toEqual(reference);
+			expect(markers(root)).toEqual([]);
+			expect(counters(root)).toMatchObject({ uploads: 2 });
+		});
+
+		it('over http, what arrived within the budget is kept, and a server that sent something is not skipped', async () => {
+			const extmod = { KBUILD_EXTMOD: '/src/partial' };
+			expect(await link(scratch('machine-a'), nginx.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
+			const index = parseIndex(fs.readFileSync(files.find((f) => f.endsWith('/index') && f.includes('partial'))!, 'latin1'));
+			const [first] = [...index.values()].sort((x, y) => (x.offset ?? 0) - (y.offset ?? 0));
+			expect(index.size).toBe(2);
+			// The pack's first entry and a byte of the second come through; then the server stalls.
+			const staller = await startStaller(nginx.port, first.size + 1);
+			servers.push(staller);
+			const b = scratch('machine-b');
+			const result = await link(b, staller.url, { ...extmod, LTOCACHE_REMOTE_TIMEOUT: '1s' });
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			expect(result.stderr).toMatch(
+				/^ltocache: remote \S+: no answer within 1s \(1 of 2 entries came down\); linking with the local cache$/,
+			);
+			expect(counters(b)).toMatchObject({ downloads: 1, hits: 1, misses: 1 });
+			expect(markers(b)).toEqual([]);
+		});
+
+		it('an answer that is not unreachability (a full server) is not skipped', async () => {
+			const root = scratch('machine');
+			const full = nginx.url.replace('/cache/', '/full/');
+			for (let i = 0; i < 2; i++) {
+				const result = await link(root, full, { KBUILD_EXTMOD: `/src/full-${i}` });
+				expect(result.stderr).toMatch(/HTTP 507; the entries this link wrote are not shared$/);
+			}
+			expect(markers(root)).toEqual([]);
+		});
+	});
+
+	describe('a hostile remote (issue 34)', () => {
+		const MiB = 1024 ** 2;
+		/** A "linker" that records the shim's peak memory (its parent's VmHWM, in kB: the download is over by then), then runs the real one. */
+		const recorder = () => {
+			const file = path.join(scratch('hwm'), 'ld.lld');
+			fs.writeFileSync(file, `#!/bin/sh\ngrep VmHWM /proc/$PPID/status > "$0.hwm"\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
+			return { file, peak: () => Number(/(\d+) kB/.exec(fs.readFileSync(`${file}.hwm`, 'utf8'))?.[1]) * 1024 };
+		};
+		const sum = 'e'.repeat(64);
+		const hex = (n: number) => n.toString(16).toUpperCase().padStart(40, '0');
+
+		it('over http: entries claimed larger than any lld writes, names too long, 300 MB of packs, a 300 MB index: the link stays under 256 MiB', async () => {
+			const linker = recorder();
+			const extmod = { KBUILD_EXTMOD: '/src/hostile-http', LTOCACHE_LD: linker.file, LTOCACHE_REMOTE_TIMEOUT: '60s' };
+			expect(await link(scratch('machine-a'), nginx.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
+			const indexFile = files.find((f) => f.endsWith('/index') && f.includes('hostile-http'))!;
+			const honest = fs.readFileSync(indexFile, 'latin1');
+			// A pack of 300 MB (sparse: zeros), five entries of 60 MB listed in it, and lines no entry may have.
+			const pack = `pack-${'f'.repeat(64)}`;
+			fs.closeSync(fs.openSync(path.join(path.dirname(indexFile), pack), 'w'));
+			fs.truncateSync(path.join(path.dirname(indexFile), pack), 300 * 1000 * 1000);
+			const hostile = [
+				...Array.from({ length: 5 }, (_, i) => `llvmcache-${hex(i + 1)} ${sum} ${60 * 1000 * 1000} ${pack} ${i * 60 * 1000 * 1000}`),
+				`llvmcache-${hex(9)} ${sum} 1900000000 ${pack} 0`,
+				`llvmcache-${'A'.repeat(290)} ${sum} 10`,
+			];
+			fs.writeFileSync(indexFile, `${hostile.join('\n')}\n${honest}`);
+			const b = scratch('machine-b');
+			const second = await link(b, nginx.url, extmod);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+			expect(entriesBelow(b)).toHaveLength(2);
+			expect(linker.peak()).toBeGreaterThan(10 * MiB);
+			expect(linker.peak()).toBeLessThan(256 * MiB);
+
+			// The index itself 300 MB: refused at 16 MiB, the link goes on alone.
+			fs.closeSync(fs.openSync(indexFile, 'w'));
+			fs.truncateSync(indexFile, 300 * 1000 * 1000);
+			const c = scratch('machine-c');
+			const third = await link(c, nginx.url, extmod);
+			expect(third.exitCode).toBe(0);
+			expect(third.output).toEqual(reference);
+			expect(third.stderr).toMatch(/^ltocache: remote \S+: index: a response of more than 16777216 bytes; linking with the local cache$/);
+			expect(linker.peak()).toBeLessThan(256 * MiB);
+		});
+
+		it('over redis: an entry of 300 MB under a name the index lists small, and bad index fields: refused, the link stays under 256 MiB', async () => {
+			const linker = recorder();
+			const extmod = { KBUILD_EXTMOD: '/src/hostile-redis', LTOCACHE_LD: linker.file, LTOCACHE_REMOTE_TIMEOUT: '60s' };
+			expect(await link(scratch('machine-a'), redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const cli = (...args: string[]) => execa('redis-cli', ['-p', String(redis.port), ...args]);
+			const indexKey = (await cli('--scan', '--pattern', '*hostile-redis*/index')).stdout.trim();
+			const ns = indexKey.slice(0, -'/index'.length);
+			// Bad fields first: each is passed over, the honest ones still come down.
+			await cli('HSET', indexKey, `llvmcache-${'A'.repeat(290)}`, `${sum} 10`, `llvmcache-${hex(9)}`, `${sum} 1900000000`);
+			const b = scratch('machine-b');
+			const second = await link(b, redis.url, extmod);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+
+			// An entry the index lists at 10 bytes, 300 MB on the server.
+			await cli('HSET', indexKey, `llvmcache-${hex(1)}`, `${sum} 10`);
+			await cli('SETRANGE', `${ns}/llvmcache-${hex(1)}`, String(300 * 1000 * 1000), 'x');
+			const c = scratch('machine-c');
+			const third = await link(c, redis.url, extmod);
+			expect(third.exitCode).toBe(0);
+			expect(third.output).toEqual(reference);
+			expect(third.stderr).toMatch(
+				/^ltocache: remote \S+: a Redis reply of more than \d+ bytes or \d+ items; linking with the local cache$/,
+			);
+			expect(linker.peak()).toBeLessThan(256 * MiB);
+			await cli('DEL', `${ns}/llvmcache-${hex(1)}`);
+		});
+	});
+
+	describe('what a failure is called (issue 34)', () => {
+		it('a server that is down is said to refuse the connection, with a password in the URL too', async () => {
+			const gone = await startRedis(scratch('redis-gone'), ['--requirepass', 'pw']);
+			await gone.stop();
+			const result = await link(scratch('machine'), gone.url.replace('redis://', 'redis://:pw@'));
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(
+				/^ltocache: remote redis:\/\/127\.0\.0\.1:\d+\/0: connection refused \(connect ECONNREFUSED [^)]*\); linking with the local cache$/,
+			);
+		});
+
+		it('a connection cut short is said to be cut, not to have timed out', async () => {
+			const cutter = await startCutter();
+			servers.push(cutter);
+			for (const remote of [cutter.url, cutter.url.replace('http', 'redis')]) {
+				const result = await link(scratch('machine'), remote, { LTOCACHE_REMOTE_TIMEOUT: '30s' });
+				expect(result.exitCode).toBe(0);
+				expect(result.output).toEqual(reference);
+				expect(result.stderr).toMatch(/^ltocache: remote \S+: the connection was cut \([^)]+\); linking with the local cache$/);
+			}
+		});
+
+		it('credentials an HTTP server refuses are said to be refused', async () => {
+			const result = await link(scratch('machine'), nginx.url.replace('http://', 'http://u:secret@').replace('/cache/', '/locked/'));
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(/^ltocache: remote \S+: index: authentication refused \(HTTP 401\); linking with the local cache$/);
+			expect(result.stderr).not.toContain('secret');
+		});
+
+		it('rediss: an untrusted certificate is said to be one, with how to trust it; trusted, the link shares, with no warning about the address', async () => {
+			const proxy = await startTlsProxy(scratch('tls'), redis.port);
+			servers.push(proxy);
+			const remote = proxy.url.replace('rediss://', 'rediss://:pw@');
+			const untrusted = await link(scratch('machine'), remote, { KBUILD_EXTMOD: '/src/tls' });
+			expect(untrusted.exitCode).toBe(0);
+			expect(untrusted.stderr).toMatch(
+				/^ltocache: remote rediss:\S+: TLS: self[- ]signed certificate \(\w+\); a private CA is trusted with NODE_EXTRA_CA_CERTS=<its PEM file>; linking with the local cache$/,
+			);
+			const trusted = { KBUILD_EXTMOD: '/src/tls', NODE_EXTRA_CA_CERTS: proxy.ca };
+			const a = scratch('machine-a');
+			expect(await link(a, proxy.url, trusted)).toMatchObject({ exitCode: 0, stderr: '' });
+			const b = scratch('machine-b');
+			const second = await link(b, proxy.url, trusted);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+		});
+	});
+
 	describe('doctor', () => {
 		it('says the remote answers and takes writes', async () => {
 			for (const [, remote] of backends()) {
 				const result = await ltocache(scratch('root'), ['doctor'], { LTOCACHE_REMOTE: remote, LTOCACHE_MODULES: scratch('none') });
 				expect(result.stdout).toMatch(/^(ok|warn) {2,4}remote: \S+ answers \(\d+ ms\) and takes writes/m);
 			}
+		});
+
+		it('fails a server that takes writes and stores nothing', async () => {
+			const hole = await startBlackHole();
+			servers.push(hole);
+			const result = await ltocache(scratch('root'), ['doctor'], { LTOCACHE_REMOTE: hole.url, LTOCACHE_MODULES: scratch('none') });
+			expect(result.stdout).toMatch(
+				/^fail {2,4}remote: \S+: took a write and gave back other bytes: it stores nothing; links go on with the local cache$/m,
+			);
 		});
 
 		it('says how long it waited on a server that never answers (at least 5 s, whatever remote-timeout says)', async () => {

@@ -1,11 +1,12 @@
-// The remote stores (src/shared/remote.ts) at a size the link tests do not
+// The remote stores (src/shared/remote/) at a size the link tests do not
 // reach, against real nginx and redis-server: hundreds of entries of mixed
 // sizes, uploaded in several batches (over HTTP, several packs), fetched
 // whole and in part. Every entry must come back with exactly its bytes, over
 // MGET batches split by count and by size, and over ranged GETs of packs.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { openStore, parseIndex, type Store, sha256, type Upload } from '../../src/shared/remote.js';
+import { sha256, type Upload } from '../../src/shared/remote/index.js';
+import { openStore, type Store } from '../../src/shared/remote/store.js';
 import { type Server, startNginx, startRedis } from '../helpers/servers.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
 
@@ -84,22 +85,3 @@ describeIf(Boolean(onPath('nginx') && onPath('redis-server')), 'nginx and redis-
 		);
 	},
 );
-
-it('reads index lines with and without a pack, and nothing else', () => {
-	const sum = 'a'.repeat(64);
-	const pack = `pack-${'b'.repeat(64)}`;
-	const index = parseIndex(
-		[
-			`llvmcache-0A1B ${sum} 12`,
-			`llvmcache-0A1C ${sum} 7 ${pack} 12`,
-			`llvmcache-0A1D ${sum} 7 ../../etc/passwd 12`,
-			`llvmcache-0A1E ${sum} 7 ${pack}`,
-			`../llvmcache-0A1F ${sum} 7`,
-			`llvmcache-0A20 ${sum.slice(1)} 7`,
-		].join('\n'),
-	);
-	expect([...index]).toEqual([
-		['llvmcache-0A1B', { sum, size: 12 }],
-		['llvmcache-0A1C', { sum, size: 7, pack, offset: 12 }],
-	]);
-});

@@ -47,6 +47,21 @@ describe('counters', () => {
 		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
 	});
 
+	it('counts an entry written in the millisecond the link claimed its directory as a miss, one a millisecond older as none', () => {
+		// lld can write an entry within the millisecond of the claim: the file system's clock gives both the same time.
+		const dir = scratch('key');
+		fs.writeFileSync(path.join(dir, 'llvmcache-SAME'), 'abcd');
+		fs.utimesSync(path.join(dir, 'llvmcache-SAME'), new Date(1_700_000_000_123), new Date(1_700_000_000_123));
+		// The claim's time as the shim reads it: an mtime, through the same conversion.
+		const since = fs.statSync(path.join(dir, 'llvmcache-SAME')).mtimeMs;
+		fs.writeFileSync(path.join(dir, 'llvmcache-OLDER'), 'ab');
+		fs.utimesSync(path.join(dir, 'llvmcache-OLDER'), new Date(1_700_000_000_122), new Date(1_700_000_000_122));
+		expect(fs.statSync(path.join(dir, 'llvmcache-OLDER')).mtimeMs).toBeLessThan(since);
+		recordLink(dir, since, 3, 2, new Set());
+		expect(JSON.parse(fs.readFileSync(file(dir), 'utf8')).w).toEqual([['SAME', since, 4]]);
+		expect(readCounters(dir)).toMatchObject({ modules: 2, misses: 1, hits: 1 });
+	});
+
 	it('looks only at names that were not there when the link started, when it knows them', () => {
 		const dir = scratch('key');
 		for (const name of ['llvmcache-THERE', 'llvmcache-NEW']) fs.writeFileSync(path.join(dir, name), 'xy');

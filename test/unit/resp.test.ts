@@ -3,7 +3,7 @@
 // order, and bytes that are not RESP2 must be refused, never read as a reply.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Reply, replyReader } from '../../src/shared/remote.js';
+import { type Reply, replyReader } from '../../src/shared/remote/resp.js';
 
 /** A reply as Redis writes it. */
 function encode(reply: Reply): string {
@@ -124,5 +124,46 @@ describe('the Redis reply reader', () => {
 			const feed = replyReader(() => {});
 			expect(() => feed(Buffer.from(bad)), JSON.stringify(bad)).toThrow('not a Redis reply');
 		}
+	});
+
+	describe('refuses what a hostile server could make it hold', () => {
+		const limits = { bytes: 1000, items: 20 };
+		const reader = () => {
+			const out: Reply[] = [];
+			return { out, feed: replyReader((r) => out.push(r), limits) };
+		};
+
+		it('a bulk string longer than the limit, from its header, before its bytes arrive', () => {
+			const { out, feed } = reader();
+			expect(() => feed(Buffer.from('$1001\r\n'))).toThrow('a Redis reply of more than 1000 bytes or 20 items');
+			expect(out).toEqual([]);
+			const nested = reader();
+			expect(() => nested.feed(Buffer.from(`*2\r\n$600\r\n${'x'.repeat(600)}\r\n$400\r\n`))).toThrow('more than 1000 bytes');
+		});
+
+		it('takes a reply of exactly the limits', () => {
+			const { out, feed } = reader();
+			feed(Buffer.from(`$994\r\n${'x'.repeat(994)}\r\n`));
+			feed(Buffer.from(`*20\r\n${':1\r\n'.repeat(20)}`));
+			expect(out.map((r) => (Buffer.isBuffer(r) ? r.length : (r as Reply[]).length))).toEqual([994, 20]);
+		});
+
+		it('an array of more items than the limit, nested ones counted too', () => {
+			expect(() => reader().feed(Buffer.from('*21\r\n'))).toThrow('20 items');
+			expect(() => reader().feed(Buffer.from('*10\r\n*11\r\n'))).toThrow('20 items');
+		});
+
+		it('a line that never ends', () => {
+			expect(() => reader().feed(Buffer.from(`+${'x'.repeat(70_000)}`))).toThrow('not a Redis reply');
+		});
+
+		it('counts each reply alone: many replies within the limits all arrive', () => {
+			const { out, feed } = reader();
+			const one = `*2\r\n$500\r\n${'y'.repeat(500)}\r\n$400\r\n${'z'.repeat(400)}\r\n`;
+			feed(Buffer.from(one.repeat(5)));
+			for (let i = 0; i < 15; i++) feed(Buffer.from(`*19\r\n${':1\r\n'.repeat(19)}`));
+			expect(out).toHaveLength(20);
+			expect((out[4] as Buffer[]).map((b) => b.length)).toEqual([500, 400]);
+		});
 	});
 });

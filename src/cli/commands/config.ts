@@ -14,6 +14,7 @@ import {
 	SETTINGS,
 	type Setting,
 } from '../../shared/config.js';
+import { isRemoteUrl } from '../../shared/remote/store.js';
 import { defineCommand, UsageError } from '../command.js';
 import { parseCount, parseDuration, parsePolicy, parseSize, settingName } from '../limits.js';
 
@@ -90,8 +91,12 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 		case 'remote-timeout':
 			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);
 			break;
+		case 'base-dir':
+			if (value !== '' && value.split(':').some((dir) => !dir.startsWith('/')))
+				throw new UsageError(`invalid ${what} '${value}' (absolute directories, separated by ':')`);
+			break;
 		case 'remote':
-			if (value !== '' && !/^(https?|rediss?):\/\/[^/]/.test(value)) {
+			if (value !== '' && !isRemoteUrl(value)) {
 				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
 			}
 	}

@@ -241,7 +241,7 @@ async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefine
 		return { level: 'fail', check, message: `${redacted(value)} is not a URL (see ltocache config)` };
 	}
 	const { readOnly, budgetMs: budget } = remoteSettings(values);
-	const { openStore, shownUrl, withinBudget } = await import('../../shared/remote.js');
+	const { describeFailure, openStore, shownUrl, withinBudget } = await import('../../shared/remote/store.js');
 	const wait = Math.max(budget, 5000);
 	const signal = AbortSignal.timeout(wait);
 	const started = performance.now();
@@ -255,7 +255,11 @@ async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefine
 		const slow = ms > budget / 4 ? `; slow against remote-timeout ${values['remote-timeout'].value}` : '';
 		return { level: slow ? 'warn' : 'ok', check, message: `${shownUrl(url)} answers (${ms} ms) and takes writes${slow}` };
 	} catch (error) {
-		return { level: 'fail', check, message: `${shownUrl(url)}: ${(error as Error).message}; links go on with the local cache` };
+		return {
+			level: 'fail',
+			check,
+			message: `${shownUrl(url)}: ${describeFailure(error, signal.aborted, wait)}; links go on with the local cache`,
+		};
 	} finally {
 		store?.close();
 	}
