@@ -236,7 +236,7 @@ async function benchModule() {
 	// inputs' bitcode for modules and asm (the .incbin guard), and counting after the link.
 	const { scanArgs } = await import('../dist/shim/argv.js');
 	const { readInputs } = await import('../dist/shim/inputs.js');
-	const { incbinGuard } = await import('../dist/shim/incbin.js');
+	const { concernsGuard, incbinGuard } = await import('../dist/shim/incbin.js');
 	const { recordLink } = await import('../dist/shared/counters.js');
 	const keyDir = fs
 		.readdirSync(redirected, { recursive: true })
@@ -248,7 +248,7 @@ async function benchModule() {
 	for (let i = 0; i < RUNS; i++) {
 		const t = process.hrtime.bigint();
 		const scan = scanArgs(args(blocked), tree);
-		const inputs = readInputs(scan.words, tree);
+		const inputs = readInputs(scan.words, tree, undefined, concernsGuard);
 		await incbinGuard(inputs.asm, tree);
 		modules = inputs.modules;
 		scanMs.push(Number(process.hrtime.bigint() - t) / 1e6);
@@ -260,9 +260,9 @@ async function benchModule() {
 	// the reader: that first read, timed in fresh processes, is what a link pays.
 	const first = `const { scanArgs } = await import(${JSON.stringify(path.join(repo, 'dist/shim/argv.js'))});
 		const { readInputs } = await import(${JSON.stringify(path.join(repo, 'dist/shim/inputs.js'))});
-		const { incbinGuard } = await import(${JSON.stringify(path.join(repo, 'dist/shim/incbin.js'))});
+		const { concernsGuard, incbinGuard } = await import(${JSON.stringify(path.join(repo, 'dist/shim/incbin.js'))});
 		const s = process.hrtime.bigint();
-		const inputs = readInputs(scanArgs(JSON.parse(process.argv[1]), process.cwd()).words, process.cwd());
+		const inputs = readInputs(scanArgs(JSON.parse(process.argv[1]), process.cwd()).words, process.cwd(), undefined, concernsGuard);
 		await incbinGuard(inputs.asm, process.cwd());
 		console.log(Number(process.hrtime.bigint() - s) / 1e6);`;
 	const coldMs = Array.from({ length: RUNS }, () =>

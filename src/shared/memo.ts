@@ -27,6 +27,7 @@ import type { BigIntStats } from 'node:fs';
 import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bytes } from './bytes.js';
+import { identityOf as identity } from './identity.js';
 import { shortHash } from './keydir.js';
 
 export const MEMO_DIR = 'ltocache.inputs';
@@ -39,10 +40,9 @@ export const MEMO_MAX_AGE_MS = 7 * 86400_000;
 export const MEMO_MAX_FILES = 10_000;
 
 export type Facts = { modules: number; asm: Bytes[] };
-type Fact = Facts & { id: string };
+/** A file's facts, or (a name that begins with NUL, which no path holds) the digest of a file a code-generation option names. */
+type Fact = Facts & { id: string; digest?: string };
 type Stored = { v: number; files: Record<string, Fact> };
-
-const identity = (st: BigIntStats) => `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 
 const isFact = (f: Fact | undefined): f is Fact =>
 	typeof f === 'object' &&
@@ -50,13 +50,18 @@ const isFact = (f: Fact | undefined): f is Fact =>
 	typeof f.id === 'string' &&
 	Number.isInteger(f.modules) &&
 	Array.isArray(f.asm) &&
-	f.asm.every((a) => typeof a === 'string');
+	f.asm.every((a) => typeof a === 'string') &&
+	(f.digest === undefined || typeof f.digest === 'string');
 
 export type Memo = {
 	/** The facts of a file whose identity is st now, if remembered for exactly this identity. */
 	recall(file: Bytes, st: BigIntStats): Facts | undefined;
 	/** Remember the facts of a file whose identity was st while it was read. */
 	learn(file: Bytes, st: BigIntStats, facts: Facts): void;
+	/** The digest of a file whose identity is st now, if remembered for exactly this identity. */
+	recallDigest(file: Bytes, st: BigIntStats): string | undefined;
+	/** Remember the digest of a file whose identity was st while it was read. */
+	learnDigest(file: Bytes, st: BigIntStats, digest: string): void;
 	/** Write the memo back if anything was read anew; never throws. */
 	save(): void;
 	/** Inputs answered from the memo, and read. */
@@ -75,6 +80,7 @@ export function openMemo(root: string, key: Bytes, shared = false): Memo {
 	let old: Record<string, Fact> | undefined;
 	const now: Record<string, Fact> = {};
 	const learned: Record<string, BigIntStats> = {};
+	let digests = 0;
 	const load = () => {
 		if (old) return old;
 		old = {};
@@ -98,8 +104,19 @@ export function openMemo(root: string, key: Bytes, shared = false): Memo {
 			now[name] = { id: identity(st), ...facts };
 			learned[name] = st;
 		},
+		recallDigest(name, st) {
+			const fact = load()[`\0${name}`];
+			if (!isFact(fact) || fact.id !== identity(st) || fact.digest === undefined) return undefined;
+			now[`\0${name}`] = fact;
+			return fact.digest;
+		},
+		learnDigest(name, st, digest) {
+			digests++;
+			now[`\0${name}`] = { id: identity(st), modules: 0, asm: [], digest };
+			learned[`\0${name}`] = st;
+		},
 		save() {
-			if (counts.read === 0) return;
+			if (counts.read === 0 && digests === 0) return;
 			const tmp = `${file}.${process.pid}.tmp`;
 			let fd: number | undefined;
 			try {

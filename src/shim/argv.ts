@@ -7,8 +7,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
+import { match, SPELLINGS } from './options.js';
 
-export const CACHE_FLAG = '--thinlto-cache-dir=';
+/** The cache flag's one spelling (options.ts): two dashes, the value joined. */
+const cache = SPELLINGS.find((s) => s.role === 'cache')!;
+export const CACHE_FLAG = cache.prefix + cache.name;
 
 /**
  * The linker's arguments (after node, the script and SELF), as the bytes the
@@ -104,8 +107,9 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 			if (!arg.startsWith('@') || arg.length === 1) words.push(arg);
 			if (arg.startsWith(CACHE_FLAG)) {
 				found = { value: arg.slice(CACHE_FLAG.length), index, inResponseFile: top !== undefined };
-			} else if (arg.startsWith('--rsp-quoting=')) {
-				windowsQuoting = arg !== '--rsp-quoting=posix';
+			} else if (arg.startsWith('-') && match(arg)?.role === 'rsp-quoting') {
+				// --rsp-quoting=STYLE or --rsp-quoting STYLE
+				windowsQuoting = (arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : list[i + 1]) !== 'posix';
 			} else if (arg.startsWith('@') && arg.length > 1) {
 				const file = bytesToBuffer(resolve(base, arg.slice(1)));
 				let content: Bytes;

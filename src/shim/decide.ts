@@ -9,8 +9,8 @@ import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releas
 import { openMemo } from '../shared/memo.js';
 import { chooseRoot, describeSkipped, isShared, skippedSetting, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
-import { type Codegen, codegenKey } from './codegen.js';
-import { type Guard, incbinGuard, rehash } from './incbin.js';
+import { codegenKey, identitiesNow, readOptions } from './codegen.js';
+import { concernsGuard, type Guard, incbinGuard, rehash } from './incbin.js';
 import { readInputs } from './inputs.js';
 
 export type Plan = {
@@ -184,17 +184,25 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 	// lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
 	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
+	// What the link asks of the backends besides the object: a hit would not give it.
+	const opts = readOptions(link.words, cwd);
+	if (opts.splitDwarf)
+		return refuse(`${opts.splitDwarf}: a cached object would name the .dwo file of the task it was built in, not this link's`, link.added);
+	if (link.added && opts.side)
+		return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`, true);
+
 	const shared = isShared(root, env);
 	const memo = openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
-	const inputs = readInputs(link.words, cwd, memo);
+	const inputs = readInputs(link.words, cwd, memo, concernsGuard);
 	if (inputs.problem) return refuse(inputs.problem);
 	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
-	const codegen = await codegenKey(link.words, cwd);
+	const codegen = await codegenKey(opts, memo);
 	if (codegen.problem) return refuse(codegen.problem);
 	const guard = await incbinGuard(inputs.asm, cwd);
 	if (guard.problem) return refuse(guard.problem);
-	const stamp = (g: Pick<Guard, 'hash' | 'identity'>, c: Codegen) => `${g.hash}\n${g.identity}\n${c.hash}\n${c.identity}`;
-	const unchanged = async () => stamp(await rehash(guard.files), await codegenKey(link.words, cwd)) === stamp(guard, codegen);
+	const stamp = (g: Pick<Guard, 'hash' | 'identity'>) => `${g.hash}\n${g.identity}`;
+	const unchanged = async () =>
+		stamp(await rehash(guard.files)) === stamp(guard) && (!codegen.files || identitiesNow(codegen.files) === codegen.identity);
 
 	const release = kernelRelease(cwd, env);
 	const extmod = externalModule(cwd, env);
@@ -221,7 +229,7 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		dir,
 		shared,
 		count: { modules: inputs.modules, since },
-		unchanged: guard.identity || codegen.identity ? unchanged : undefined,
+		unchanged: guard.identity || codegen.files ? unchanged : undefined,
 		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled})`,
 		...(instead ? { warning: instead } : {}),
 	};

@@ -23,8 +23,8 @@
 // `.include`d file, which the assembler parses, is also scanned.
 
 import type { Hash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
+import { type Bytes, bytesToText, inDir } from '../shared/bytes.js';
+import { type Read, readInto } from '../shared/identity.js';
 import { errorCode } from '../shared/keydir.js';
 import { OPERAND } from './bitcode.js';
 
@@ -42,7 +42,6 @@ const DIRECTIVE = /\.(incbin|include)\b/gi;
 const MAX_INCLUDE_DEPTH = 16;
 /** An .include'd file is assembly the guard must scan whole; past this it is not worth the memory. */
 const MAX_INCLUDE_BYTES = 16 * 1024 * 1024;
-const CHUNK = 1024 * 1024;
 /** Constructs that substitute text into the statements they expand. */
 const MACRO = /\.(macro|irpc?|rept)\b/i;
 const ALTMACRO = /\.altmacro\b/i;
@@ -80,41 +79,10 @@ function spelledDirective(text: Bytes): string | undefined {
 	return undefined;
 }
 
-export type Read = { identity: string; size: number; text?: Bytes };
-
-/** Hash a file's contents as they are read; keep them as text if asked (an .include). Throws with a reason. */
-export function readInto(hash: Hash, file: Bytes, keep: boolean): Read {
-	const fd = openSync(bytesToBuffer(file), 'r');
-	try {
-		const before = identityOf(fd);
-		const chunks: Buffer[] = [];
-		let size = 0;
-		const buffer = Buffer.alloc(CHUNK);
-		for (;;) {
-			const n = readSync(fd, buffer, 0, CHUNK, null);
-			if (n === 0) break;
-			hash.update(buffer.subarray(0, n));
-			size += n;
-			if (!keep) continue;
-			if (size > MAX_INCLUDE_BYTES) throw new Error(`larger than ${MAX_INCLUDE_BYTES} bytes`);
-			chunks.push(Buffer.from(buffer.subarray(0, n)));
-		}
-		if (identityOf(fd) !== before || before.split(':')[2] !== String(size)) throw new Error('changed while being read');
-		return { identity: before, size, text: keep ? Buffer.concat(chunks).toString('latin1') : undefined };
-	} finally {
-		closeSync(fd);
-	}
-}
-
-function identityOf(fd: number): string {
-	const st = fstatSync(fd, { bigint: true });
-	return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
 /** One file's part of the guard's hash: its name and contents, delimited. */
 function hashFile(hash: Hash, file: Bytes, keep: boolean): Read {
 	hash.update(`${file.length}:${file}:`, 'latin1');
-	const read = readInto(hash, file, keep);
+	const read = readInto(hash, file, keep, MAX_INCLUDE_BYTES);
 	hash.update(`:${read.size};`, 'latin1');
 	return read;
 }

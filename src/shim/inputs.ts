@@ -13,67 +13,23 @@
 import { type BigIntStats, closeSync, fstatSync, openSync, readFileSync, readSync, type Stats, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
+import { sameFile } from '../shared/identity.js';
 import { errorCode } from '../shared/keydir.js';
 import type { Memo } from '../shared/memo.js';
+import { type Members, readArchive } from './archive.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
-import { concernsGuard } from './incbin.js';
+import { parse } from './options.js';
+import { scriptCommands } from './script.js';
 
 export type Inputs = {
 	/** ThinLTO modules: one cache lookup each. */
 	modules: number;
-	/** The assembly strings, module-level and inline, that the .incbin guard has something to say about (see concernsGuard), in order. */
+	/** The assembly strings, module-level and inline, that the caller keeps (the .incbin guard: those it has something to say about), in order. */
 	asm: Bytes[];
 	/** Why what the link reads cannot be known, so it gets no cache. */
 	problem?: string;
 };
 
-/** Options whose value may be the next word (lld's Separate, Eq, EEq and JoinedOrSeparate, lld 14 to 20); their values are not inputs. */
-export const SEPARATE = new Set(
-	(
-		'o output m T script L library-path l library e entry u undefined y trace-symbol z F filter f auxiliary h soname R rpath ' +
-		'just-symbols b format dynamic-linker I sysroot version-script dynamic-list Map defsym wrap exclude-libs hash-style plugin ' +
-		'plugin-opt mllvm image-base init fini retain-symbols-file symbol-ordering-file call-graph-ordering-file dependency-file ' +
-		'error-limit oformat undefined-glob export-dynamic-symbol export-dynamic-symbol-list require-defined why-extract reproduce ' +
-		'print-archive-stats Ttext Tdata Tbss Ttext-segment section-start package-metadata emulation O G dT default-script chroot ' +
-		'compress-debug-sections compress-sections split-stack-adjust-size in-implib out-implib irpgo-profile error-handling-script ' +
-		'keep-unique orphan-handling pack-dyn-relocs print-symbol-order remap-inputs remap-inputs-file sort-section target2 threads ' +
-		'time-trace-granularity unresolved-symbols rsp-quoting warn-backrefs-exclude why-live lto-known-safe-vtables ' +
-		'opt-remarks-filename opt-remarks-hotness-threshold opt-remarks-passes opt-remarks-format shuffle-sections ' +
-		'thinlto-cache-policy rpath-link mips-got-size load-pass-plugin android-memtag-mode'
-	).split(' '),
-);
-/** One-letter options that also take their value joined (-lfoo, -L/dir). */
-const JOINED = new Set('oTLlmeuyzFfhRbIOG'.split(''));
-
-export type Option = { name: string; value?: Bytes };
-
-/** Splits one word of argv into an option and its joined value; undefined for an input file. */
-export function option(word: Bytes): Option | undefined {
-	if (!word.startsWith('-') || word === '-') return undefined;
-	const bare = word.replace(/^--?/, '');
-	const eq = bare.indexOf('=');
-	// name=value for long options only: for a one-letter one the = belongs to the value (-L=/usr is sysroot-relative).
-	if (eq > 1 && SEPARATE.has(bare.slice(0, eq))) return { name: bare.slice(0, eq), value: bare.slice(eq + 1) };
-	if (SEPARATE.has(bare) || word.startsWith('--')) return { name: bare };
-	if (JOINED.has(bare[0])) return { name: bare[0], value: bare.slice(1) };
-	return { name: bare };
-}
-
-/** argv as options with their values and input files, in order. */
-export function* options(words: Bytes[]): Generator<Option | { file: Bytes }> {
-	for (let i = 0; i < words.length; i++) {
-		const opt = option(words[i]);
-		if (!opt) {
-			yield { file: words[i] };
-			continue;
-		}
-		if (opt.value === undefined && SEPARATE.has(opt.name) && i + 1 < words.length) opt.value = words[++i];
-		yield opt;
-	}
-}
-
-const STATIC = ['Bstatic', 'static', 'dn', 'non_shared', 'omagic', 'N', 'nmagic', 'n'];
-const DYNAMIC = ['Bdynamic', 'dy', 'call_shared'];
 const MAX_SCRIPT_DEPTH = 32;
 
 /** The state of one read of a link's inputs, as lld's driver keeps it. */
@@ -88,6 +44,7 @@ type Reader = {
 	binary: boolean;
 	depth: number;
 	memo?: Memo;
+	keep: (asm: Bytes) => boolean;
 };
 
 /**
@@ -96,7 +53,7 @@ type Reader = {
  * lazily and may not take: a member's bitcode is read either way (the asm
  * guard must not miss one), and the module count says so in its docs.
  */
-export function readInputs(words: Bytes[], cwd: string, memo?: Memo): Inputs {
+export function readInputs(words: Bytes[], cwd: string, memo?: Memo, keep: (asm: Bytes) => boolean = () => true): Inputs {
 	const inputs: Inputs = { modules: 0, asm: [] };
 	const r: Reader = {
 		inputs,
@@ -109,36 +66,37 @@ export function readInputs(words: Bytes[], cwd: string, memo?: Memo): Inputs {
 		binary: false,
 		depth: 0,
 		memo,
+		keep,
 	};
 	let fat = false;
 	const scripts: Bytes[] = [];
 	const defaultScripts: Bytes[] = [];
 	// lld takes these before it reads any input, wherever they stand.
-	for (const opt of options(words)) {
+	for (const opt of parse(words)) {
 		if ('file' in opt) continue;
-		if (opt.name === 'L' || opt.name === 'library-path') r.searchDirs.push(opt.value ?? '');
-		else if (opt.name === 'sysroot') r.sysroot = opt.value ?? '';
-		else if (opt.name === 'chroot') r.chroot = opt.value ?? '';
-		else if (opt.name === 'nostdlib') r.nostdlib = true;
-		else if (opt.name === 'fat-lto-objects' || opt.name === 'no-fat-lto-objects') fat = opt.name === 'fat-lto-objects';
-		else if (opt.name === 'remap-inputs' || opt.name === 'remap-inputs-file')
-			inputs.problem ??= `--${opt.name} changes which files lld reads`;
-		else if (opt.name === 'T' || opt.name === 'script') scripts.push(opt.value ?? '');
-		else if (opt.name === 'dT' || opt.name === 'default-script') defaultScripts.push(opt.value ?? '');
+		const value = opt.value ?? '';
+		if (opt.role === 'search') r.searchDirs.push(value);
+		else if (opt.role === 'sysroot') r.sysroot = value;
+		else if (opt.role === 'chroot') r.chroot = value;
+		else if (opt.role === 'nostdlib') r.nostdlib = true;
+		else if (opt.role === 'fat') fat = opt.id === 'fat-lto-objects';
+		else if (opt.role === 'refuse') inputs.problem ??= `--${opt.id} changes which files lld reads`;
+		else if (opt.role === 'script') scripts.push(value);
+		else if (opt.role === 'default-script') defaultScripts.push(value);
 	}
 	if (fat) inputs.problem ??= '--fat-lto-objects links bitcode held inside ELF objects';
 	if (inputs.problem) return inputs;
 	const saved: { isStatic: boolean; binary: boolean }[] = [];
 	try {
-		for (const opt of options(words)) {
+		for (const opt of parse(words)) {
 			if ('file' in opt) addFile(r, opt.file);
-			else if (opt.name === 'l' || opt.name === 'library') addFile(r, findLibrary(r, opt.value ?? ''));
-			else if (opt.name === 'T' || opt.name === 'script') readScriptFile(r, searchScript(r, opt.value ?? ''));
-			else if (opt.name === 'format' || opt.name === 'b') r.binary = opt.value === 'binary';
-			else if (STATIC.includes(opt.name)) r.isStatic = true;
-			else if (DYNAMIC.includes(opt.name)) r.isStatic = false;
-			else if (opt.name === 'push-state') saved.push({ isStatic: r.isStatic, binary: r.binary });
-			else if (opt.name === 'pop-state') Object.assign(r, saved.pop() ?? {});
+			else if (opt.role === 'library') addFile(r, findLibrary(r, opt.value ?? ''));
+			else if (opt.role === 'script') readScriptFile(r, searchScript(r, opt.value ?? ''));
+			else if (opt.role === 'format') r.binary = opt.value === 'binary';
+			else if (opt.role === 'static') r.isStatic = true;
+			else if (opt.role === 'dynamic') r.isStatic = false;
+			else if (opt.role === 'push-state') saved.push({ isStatic: r.isStatic, binary: r.binary });
+			else if (opt.role === 'pop-state') Object.assign(r, saved.pop() ?? {});
 			if (inputs.problem) return inputs;
 		}
 		if (scripts.length === 0) for (const script of defaultScripts) readScriptFile(r, searchScript(r, script));
@@ -231,23 +189,16 @@ function addFile(r: Reader, given: Bytes): void {
 		const modules = r.inputs.modules;
 		const asm = r.inputs.asm.length;
 		const whole = st && isBitcode(head) ? readWhole(fd, Number(st.size)) : undefined;
-		if (isBitcode(head)) addBitcode(whole ?? readFileSync(fd), file, r.inputs);
-		else if (magic === '!<arch>\n') readArchive(r, fd, file, false);
+		if (isBitcode(head)) addBitcode(whole ?? readFileSync(fd), file, r);
+		else if (magic === '!<arch>\n') readArchive(fd, file, false, members(r));
 		else {
-			if (magic === '!<thin>\n') readArchive(r, fd, file, true);
+			if (magic === '!<thin>\n') readArchive(fd, file, true, members(r));
 			else if (!magic.startsWith('\x7fELF')) readScript(r, readFileSync(fd, 'latin1'), file);
 			return; // what these pull in is remembered file by file, if at all
 		}
 		// Remembered only if the file stayed as it was while it was read; what was read whole is used only then.
 		const after = st && fstatSync(fd, { bigint: true });
-		const same =
-			st &&
-			after &&
-			after.dev === st.dev &&
-			after.ino === st.ino &&
-			after.size === st.size &&
-			after.mtimeNs === st.mtimeNs &&
-			after.ctimeNs === st.ctimeNs;
+		const same = st && after && sameFile(after, st);
 		if (whole && !same) throw new Error(`${bytesToText(file)} changed while it was read`);
 		if (st && same) r.memo?.learn(file, st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm) });
 	} catch (error) {
@@ -270,11 +221,12 @@ function readWhole(fd: number, size: number): Buffer {
 	return data.subarray(0, done);
 }
 
-function addBitcode(data: Buffer, name: Bytes, inputs: Inputs): void {
+function addBitcode(data: Buffer, name: Bytes, r: Reader): void {
+	const { inputs } = r;
 	try {
 		for (const module of readBitcode(data)) {
 			if (module.thin) inputs.modules++;
-			for (const text of module.asm) if (concernsGuard(text)) inputs.asm.push(text);
+			for (const text of module.asm) if (r.keep(text)) inputs.asm.push(text);
 		}
 	} catch (error) {
 		if (!(error instanceof BitcodeError)) throw error;
@@ -292,55 +244,6 @@ function readScriptFile(r: Reader, given: Bytes): void {
 		closeSync(fd);
 	}
 }
-
-/** lld's ScriptLexer: comments, quoted tokens (quotes kept), two-character operators, runs of word characters, single characters. */
-export function scriptTokens(text: Bytes): Bytes[] | undefined {
-	const tokens: Bytes[] = [];
-	let s = 0;
-	const n = text.length;
-	while (s < n) {
-		if (text.startsWith('/*', s)) {
-			const e = text.indexOf('*/', s + 2);
-			if (e < 0) return undefined;
-			s = e + 2;
-			continue;
-		}
-		if (text[s] === '#') {
-			const e = text.indexOf('\n', s + 1);
-			s = e < 0 ? n : e + 1;
-			continue;
-		}
-		if (/\s/.test(text[s])) {
-			s++;
-			continue;
-		}
-		if (text[s] === '"') {
-			const e = text.indexOf('"', s + 1);
-			if (e < 0) return undefined;
-			tokens.push(text.slice(s, e + 1));
-			s = e + 1;
-			continue;
-		}
-		const two = text.slice(s, s + 3);
-		if (two === '<<=' || two === '>>=') {
-			tokens.push(two);
-			s += 3;
-			continue;
-		}
-		if (s + 1 < n && ((text[s + 1] === '=' && '*/+-<>&|'.includes(text[s])) || (text[s] === text[s + 1] && '<>&|'.includes(text[s])))) {
-			tokens.push(text.slice(s, s + 2));
-			s += 2;
-			continue;
-		}
-		const word = /^[A-Za-z0-9_.$/\\~=+[\]*?\-!^:]+/.exec(text.slice(s, s + 4096));
-		const length = word ? word[0].length : 1;
-		tokens.push(text.slice(s, s + length));
-		s += length;
-	}
-	return tokens;
-}
-
-const unquote = (token: Bytes) => (token.startsWith('"') ? token.slice(1, -1) : token);
 
 /** Whether the script sits under the sysroot, where lld reads its absolute names inside the sysroot. */
 function underSysroot(r: Reader, script: Bytes): boolean {
@@ -361,33 +264,20 @@ function underSysroot(r: Reader, script: Bytes): boolean {
 function readScript(r: Reader, text: Bytes, file: Bytes): void {
 	if (++r.depth > MAX_SCRIPT_DEPTH) throw new Error(`linker scripts nested deeper than ${MAX_SCRIPT_DEPTH}`);
 	try {
-		const tokens = scriptTokens(text);
-		if (tokens === undefined) throw new Error(`cannot read linker script ${bytesToText(file)} (unclosed comment or quote)`);
+		const commands = scriptCommands(text);
+		if (commands === undefined) throw new Error(`cannot read linker script ${bytesToText(file)} (unclosed comment or quote)`);
 		const sysroot = underSysroot(r, file);
-		const add = (name: Bytes) => addFile(r, scriptFile(r, name, file, sysroot));
-		for (let i = 0; i < tokens.length; i++) {
-			const token = tokens[i];
-			if (token === 'INCLUDE' && i + 1 < tokens.length) readScriptFile(r, searchScript(r, unquote(tokens[++i])));
-			else if (token === 'SEARCH_DIR' && tokens[i + 1] === '(' && i + 2 < tokens.length) {
-				if (!r.nostdlib) r.searchDirs.push(unquote(tokens[i + 2]));
-				i += 2;
-			} else if ((token === 'INPUT' || token === 'GROUP') && tokens[i + 1] === '(') {
-				let depth = 0;
-				for (i += 1; i < tokens.length; i++) {
-					const t = tokens[i];
-					if (t === '(') depth++;
-					else if (t === ')') {
-						if (--depth === 0) break;
-					} else if (t !== ',' && t !== 'AS_NEEDED') add(unquote(t));
-				}
-			}
+		for (const command of commands) {
+			if ('include' in command) readScriptFile(r, searchScript(r, command.include));
+			else if ('searchDir' in command) {
+				if (!r.nostdlib) r.searchDirs.push(command.searchDir);
+			} else addFile(r, scriptFile(r, command.input, file, sysroot));
 		}
 	} finally {
 		r.depth--;
 	}
 }
 
-/** lld's ScriptParser::addFile: a name from INPUT or GROUP. */
 /** Where lld's ScriptParser::addFile finds a name from INPUT or GROUP (a library: where findLibrary does). */
 function scriptFile(r: Reader, name: Bytes, script: Bytes, sysroot: boolean): Bytes {
 	const missing = (where: string) => new Error(`${bytesToText(name)}, named by ${bytesToText(script)}, is not found${where}`);
@@ -406,73 +296,16 @@ function scriptFile(r: Reader, name: Bytes, script: Bytes, sysroot: boolean): By
 	return found;
 }
 
-/**
- * A System V (GNU) archive: 60-byte member headers, "//" holding long names
- * ("/<offset>"), "/" and "/SYM64/" symbol tables; BSD "#1/<n>" names inline.
- * A thin archive stores only those tables; its members are files named
- * relative to the archive's directory, as its path spells it.
- */
-function readArchive(r: Reader, fd: number, file: Bytes, thin: boolean): void {
-	// A thin archive holds only headers and tables, read in one go; a regular one is read member by member.
-	const whole = thin ? readFileSync(fd) : undefined;
-	const size = whole ? whole.length : fstatSync(fd).size;
-	let header = Buffer.alloc(60);
-	let longNames = '';
-	for (let at = 8; at + 60 <= size; ) {
-		if (whole) header = whole.subarray(at, at + 60);
-		else readSync(fd, header, 0, 60, at);
-		if (header.toString('latin1', 58, 60) !== '`\n')
-			throw new Error(`cannot read ${bytesToText(file)} (Error: bad archive member header at ${at})`);
-		const raw = header.toString('latin1', 0, 16).trimEnd();
-		const length = Number.parseInt(header.toString('latin1', 48, 58).trim(), 10);
-		if (!Number.isSafeInteger(length) || length < 0)
-			throw new Error(`cannot read ${bytesToText(file)} (Error: bad archive member size at ${at})`);
-		const data = at + 60;
-		const tables = raw === '/' || raw === '/SYM64/' || raw === '//';
-		const stored = !thin || tables; // a thin archive's members are elsewhere
-		at = data + (stored ? length + (length % 2) : 0);
-		if (raw === '//') {
-			if (whole && data + length > whole.length) throw new Error(`cannot read ${bytesToText(file)} (Error: archive ends inside a member)`);
-			longNames = (whole ? whole.subarray(data, data + length) : read(fd, data, length, file)).toString('latin1');
-			continue;
-		}
-		if (tables) continue;
-		if (!thin) {
-			let offset = data;
-			let length2 = length;
-			if (raw.startsWith('#1/')) {
-				const n = Number.parseInt(raw.slice(3), 10);
-				offset += n;
-				length2 -= n;
-			}
-			if (isBitcode(read(fd, offset, Math.min(4, length2), file))) addBitcode(read(fd, offset, length2, file), `${file}(${raw})`, r.inputs);
-			continue;
-		}
-		let name = raw;
-		if (raw.startsWith('/') && /^\/\d+$/.test(raw)) {
-			const start = Number(raw.slice(1));
-			const end = longNames.indexOf('\n', start);
-			name = longNames.slice(start, end < 0 ? undefined : end);
-		}
-		if (name.endsWith('/')) name = name.slice(0, -1);
-		// LLVM's thin member: parent_path(archive) joined with the name, resolved by the file system; not chrooted.
-		const member = name.startsWith('/') ? name : file.includes('/') ? `${dirname(file)}/${name}` : name;
+/** What the inputs reader does with an archive's members: a thin archive's are read like inputs, but not under --chroot. */
+const members = (r: Reader): Members => ({
+	bitcode: (data, name) => addBitcode(data, name, r),
+	member(file) {
 		const saved = r.chroot;
 		r.chroot = '';
 		try {
-			addFile(r, member);
+			addFile(r, file);
 		} finally {
 			r.chroot = saved;
 		}
-	}
-}
-
-function read(fd: number, position: number, length: number, file: Bytes): Buffer {
-	const buf = Buffer.alloc(length);
-	for (let done = 0; done < length; ) {
-		const n = readSync(fd, buf, done, length - done, position + done);
-		if (n === 0) throw new Error(`cannot read ${bytesToText(file)} (Error: archive ends inside a member)`);
-		done += n;
-	}
-	return buf;
-}
+	},
+});

@@ -156,6 +156,7 @@ describeIf(hasToolchain && shellsThere, 'clang (for the stand-in linker), dash, 
 					weight: 1,
 					arbitrary: fc.constantFrom(
 						'--rsp-quoting=posix',
+						'--rsp-quoting',
 						'--thinlto-cache-dir',
 						'-thinlto-cache-dir=ro',
 						'--thinlto-cache-policy=prune_after=1h',

@@ -9,6 +9,7 @@ import { execa, execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
 import { MEMO_DIR, openMemo, pruneMemo } from '../../src/shared/memo.js';
 import { OPERAND } from '../../src/shim/bitcode.js';
+import { concernsGuard } from '../../src/shim/incbin.js';
 import { readInputs } from '../../src/shim/inputs.js';
 import { describeIf, hasToolchain, LLD, SHIM, scratchRoot, shimDir, TOOLCHAIN } from '../helpers/tools.js';
 
@@ -52,7 +53,7 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 	/** Read a link's inputs with its memo, as the shim does (the memo named by the link), and save the memo. */
 	const read = (cwd: string, root: string, words: string[]) => {
 		const memo = openMemo(root, `${cwd}\0${words.join('\0')}`);
-		const inputs = readInputs(words, cwd, memo);
+		const inputs = readInputs(words, cwd, memo, concernsGuard);
 		memo.save();
 		return { inputs, ...memo.counts };
 	};

@@ -100,6 +100,9 @@ describe('scanArgs', () => {
 		expect(scanArgs(['--rsp-quoting=windows', '@w.rsp'], dir)).toMatchObject({ kind: 'unsure', why: 'Windows response-file quoting' });
 		expect(scanArgs(['--rsp-quoting=windows', '--thinlto-cache-dir=d'], dir)).toMatchObject({ kind: 'flag', flag: { value: 'd' } });
 		expect(scanArgs(['--rsp-quoting=posix', '@w.rsp'], dir)).toMatchObject({ kind: 'flag', flag: { value: 'w' } });
+		// The separate spelling too (EEq in lld's Options.td).
+		expect(scanArgs(['--rsp-quoting', 'windows', '@w.rsp'], dir)).toMatchObject({ kind: 'unsure', why: 'Windows response-file quoting' });
+		expect(scanArgs(['--rsp-quoting', 'posix', '@w.rsp'], dir)).toMatchObject({ kind: 'flag', flag: { value: 'w' } });
 	});
 });
 

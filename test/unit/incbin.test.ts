@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { incbinGuard, readInto, rehash } from '../../src/shim/incbin.js';
+import { readInto } from '../../src/shared/identity.js';
+import { incbinGuard, rehash } from '../../src/shim/incbin.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -194,10 +195,10 @@ describe('the .incbin guard', () => {
 		const cwd = tree({});
 		const file = path.join(cwd, 'big.s');
 		fs.writeFileSync(file, Buffer.alloc(16 * 1024 * 1024, 0x20));
-		const read = readInto(createHash('sha256'), file, true);
+		const read = readInto(createHash('sha256'), file, true, 16 * 1024 * 1024);
 		expect([read.size, read.text?.length]).toEqual([16 * 1024 * 1024, 16 * 1024 * 1024]);
 		fs.appendFileSync(file, ' ');
-		expect(() => readInto(createHash('sha256'), file, true)).toThrow(`larger than ${16 * 1024 * 1024} bytes`);
+		expect(() => readInto(createHash('sha256'), file, true, 16 * 1024 * 1024)).toThrow(`larger than ${16 * 1024 * 1024} bytes`);
 		const hashed = readInto(createHash('sha256'), file, false);
 		expect([hashed.size, hashed.text]).toEqual([16 * 1024 * 1024 + 1, undefined]);
 		expect(hashed.identity.split(':')[2]).toBe(String(16 * 1024 * 1024 + 1));
