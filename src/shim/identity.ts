@@ -4,13 +4,11 @@
 // both linkers would write the same entries alike.
 import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { identityOf } from '../shared/identity.js';
 import { sha256 } from '../shared/remote/index.js';
 
-/** File identity: a cached hash holds while these hold. */
-function stamp(file: string): string {
-	const st = statSync(file, { bigint: true });
-	return `${file}:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
+/** The file and its identity: a cached hash holds while these hold. */
+const stamp = (file: string): string => `${file}:${identityOf(statSync(file, { bigint: true }))}`;
 
 const multiarch =
 	process.arch === 'x64' ? 'x86_64-linux-gnu' : process.arch === 'arm64' ? 'aarch64-linux-gnu' : `${process.arch}-linux-gnu`;

@@ -116,3 +116,35 @@ it('answers "is this file an ltocache shim?" in one place, which bin/ld.lld read
 		expect(text, file).not.toMatch(/SHIM_MARK|'#!'|ld\.lld\.cjs'\)/);
 	}
 });
+
+it('keeps the code-generation key and the inputs reader apart: each depends on the options table and the file identity, not on the other or the guard', () => {
+	const graph = importGraph();
+	const reach = (file: string) => {
+		const seen = new Set<string>();
+		const visit = (f: string) => {
+			for (const next of graph.get(f) ?? []) if (!seen.has(next)) seen.add(next) && visit(next);
+		};
+		visit(file);
+		return seen;
+	};
+	for (const [file, other] of [
+		['shim/codegen.ts', 'shim/inputs.ts'],
+		['shim/inputs.ts', 'shim/codegen.ts'],
+	]) {
+		const reached = reach(file);
+		expect(reached.has('shim/options.ts'), file).toBe(true);
+		expect(reached.has('shared/identity.ts'), file).toBe(true);
+		expect(reached.has(other), file).toBe(false);
+		expect(reached.has('shim/incbin.ts'), file).toBe(false);
+	}
+});
+
+it("spells a file's identity (dev, ino, size, mtime, ctime) in one place, src/shared/identity.ts", () => {
+	for (const [file] of importGraph()) {
+		// start.ts is bundled alone (dist/ld.lld.cjs) and can import nothing of the shim's.
+		if (file === 'shared/identity.ts' || file === 'shim/start.ts') continue;
+		expect(fs.readFileSync(path.join(repo, 'src', file), 'utf8'), file).not.toMatch(
+			/mtimeNs\}?:\$?\{?\w*\.?ctimeNs|\.ctimeNs\s*&&|ctimeNs ===/,
+		);
+	}
+});
