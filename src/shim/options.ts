@@ -38,7 +38,7 @@ export type Role =
 	| 'codegen'
 	/** Part of the key with the contents of the file its value names, when it names one. */
 	| 'codegen-file'
-	/** An option for LLVM's own parser (-mllvm, --plugin-opt=-): keyed, followed into response files, and it may name files or ask for side outputs (see llvmSideOutput). */
+	/** An option for LLVM's own parser (-mllvm, --plugin-opt=-), or DTLTO's remote compiler's: keyed, followed into response files, and it may name files or ask for side outputs (see llvmSideOutput). */
 	| 'llvm'
 	/** Asks the backends for something besides the object (files, lines on stderr); the value, if any, is an output. */
 	| 'side'
@@ -99,7 +99,7 @@ const CLASSES: Record<string, string> = {
 		lto-basic-block-sections=:codegen-file thinlto-cache-dir=:cache thinlto-index-only=:side thinlto-jobs=
 		thinlto-object-suffix-replace=:codegen thinlto-prefix-replace=:codegen thinlto-single-module=:side print-gc-sections=
 		thinlto-distributor=:codegen-file thinlto-distributor-arg=:codegen thinlto-remote-compiler=:codegen-file
-		thinlto-remote-compiler-arg=:codegen thinlto-remote-compiler-prepend-arg=:codegen`,
+		thinlto-remote-compiler-arg=:llvm thinlto-remote-compiler-prepend-arg=:llvm`,
 	Eq: `auxiliary compress-debug-sections defsym split-stack-adjust-size Tbss Tdata Ttext call-graph-ordering-file dynamic-linker
 		dynamic-list entry exclude-libs filter fini format:format hash-style init just-symbols keep-unique Map orphan-handling
 		print-symbol-order rpath retain-symbols-file script:script section-start soname sort-section sysroot:sysroot target2
@@ -269,12 +269,12 @@ export function* parse(words: Bytes[]): Generator<Option | { file: Bytes }> {
 }
 
 /**
- * LLVM options (-mllvm, --plugin-opt=-) that make the backends print or
- * write something besides the object: remarks, statistics, timers, traces,
- * IR dumps, debug output. A cache hit skips the backend, so these would go
- * unsaid or unwritten.
+ * LLVM options (-mllvm, --plugin-opt=-) and remote compiler options (DTLTO)
+ * that make the backends print or write something besides the object:
+ * remarks, statistics, timers, traces, IR dumps, debug output, split DWARF.
+ * A cache hit skips the backend, so these would go unsaid or unwritten.
  */
 const LLVM_SIDE =
-	/^--?(pass-remarks|lto-pass-remarks|remarks-|stats|info-output-file|time-passes|time-trace|time-report|print-|debug|view-|opt-bisect-limit|filter-print-funcs|track-memory|save-temps|dot-|dump-|verify-each|verify-machineinstrs|trace-|thinlto-save|lto-save|import-all-index|summary-file|stats-json)/;
+	/^--?(Rpass|fsave-optimization-record|foptimization-record-file|ftime-trace|ftime-report|gsplit-dwarf|save-stats|print-stats|fproc-stat-report|pass-remarks|lto-pass-remarks|remarks-|stats|info-output-file|time-passes|time-trace|time-report|print-|debug(?:$|=|-only|-pass|-counter|-buffer)|view-|opt-bisect-limit|filter-print-funcs|track-memory|save-temps|dot-|dump-)/;
 
 export const llvmSideOutput = (value: Bytes): boolean => LLVM_SIDE.test(value);

@@ -122,6 +122,10 @@ describe('code-generation options', () => {
 		expect(side('--thinlto-emit-imports-files')).toBe('--thinlto-emit-imports-files');
 		expect(side('--plugin-opt=stats-file=s')).toBe('--plugin-opt=stats-file=s');
 		expect(readOptions(['--plugin-opt=dwo_dir=d'], '/').splitDwarf).toBe('--plugin-opt=dwo_dir=d');
+		// DTLTO's remote compiler: what it is asked to write or print besides the object, too.
+		expect(side('--thinlto-remote-compiler-arg=-gsplit-dwarf')).toBe('--thinlto-remote-compiler-arg=-gsplit-dwarf');
+		expect(side('--thinlto-remote-compiler-arg=-Rpass=inline')).toBe('--thinlto-remote-compiler-arg=-Rpass=inline');
+		expect(side('--thinlto-remote-compiler-arg=-O2', '-mllvm', '-debug-entry-values')).toBeUndefined();
 		// An output is never hashed as if it were read: /etc/passwd exists.
 		expect(readOptions(['--lto-obj-path=/etc/passwd', '-mllvm', '-lto-pass-remarks-output=/etc/passwd'], '/').files).toEqual([]);
 	});

@@ -90,7 +90,7 @@ describe('reading words as lld does', () => {
 		expect(['--thinlto-remote-compiler=c', '--thinlto-distributor=d', '--thinlto-remote-compiler-arg=-O2'].map(role)).toEqual([
 			'codegen-file',
 			'codegen-file',
-			'codegen',
+			'llvm',
 		]);
 		expect(['--save-temps', '--save-temps=preopt', '--lto-obj-path=o', '--plugin-opt=obj-path=o', '--time-trace'].map(role)).toEqual(
 			Array(5).fill('side'),
