@@ -44,6 +44,8 @@ export type Codegen = {
 	/** The files hashed, and their identities when they were, to tell after the link whether they changed. */
 	files?: Bytes[];
 	identity?: string;
+	/** How many of the files were read (the others' digests came from the memo). */
+	read?: number;
 	problem?: string;
 };
 
@@ -110,6 +112,7 @@ export async function codegenKey(opts: Options, memo?: Memo): Promise<Codegen> {
 	let digests = '';
 	const identities: string[] = [];
 	let createHash: ((algorithm: string) => Hash) | undefined;
+	let read = 0;
 	for (const file of opts.files) {
 		const st = statSync(bytesToBuffer(file), { bigint: true, throwIfNoEntry: false });
 		let digest = st && memo?.recallDigest(file, st);
@@ -124,6 +127,7 @@ export async function codegenKey(opts: Options, memo?: Memo): Promise<Codegen> {
 				return { problem: `cannot read ${bytesToText(file)}, named by a code-generation option (${(error as Error).message})` };
 			}
 			digest = hash.digest('hex');
+			read++;
 			// Remembered under the identity it was read with (readInto saw it unchanged throughout).
 			if (st && identity === identityOf(st)) memo?.learnDigest(file, st, digest);
 		}
@@ -133,7 +137,7 @@ export async function codegenKey(opts: Options, memo?: Memo): Promise<Codegen> {
 	const text = `${opts.keyed.map((w) => `${w.length}:${w}`).join('\n')}\n${digests}`;
 	return {
 		hash: shortHash(Buffer.from(text, 'latin1')),
-		...(opts.files.length ? { files: opts.files, identity: identities.join('\n') } : {}),
+		...(opts.files.length ? { files: opts.files, identity: identities.join('\n'), read } : {}),
 	};
 }
 

@@ -230,7 +230,7 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		shared,
 		count: { modules: inputs.modules, since },
 		unchanged: guard.identity || codegen.files ? unchanged : undefined,
-		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled})`,
+		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled}${codegen.files ? `; files named by options read: ${codegen.read} of ${codegen.files.length}` : ''})`,
 		...(instead ? { warning: instead } : {}),
 	};
 }

@@ -181,4 +181,38 @@ describeIf(Boolean(LLD && CLANG), 'clang-22 and ld.lld-22 (Debian: clang-22, lld
 		// Cached: two directories, one per contents of opts.
 		expect(entriesBelow(path.join(cwd, '.xdg')).length).toBe(4);
 	});
+
+	it('DTLTO (lld 22): cached in add mode, byte for byte the uncached DTLTO link, the remote compiler and distributor read once per identity', async () => {
+		// A local distributor: runs each job of lld's JSON job file (common.args + job.args).
+		const distributor = [
+			"import { readFileSync } from 'node:fs';",
+			"import { spawnSync } from 'node:child_process';",
+			"const { common, jobs } = JSON.parse(readFileSync(process.argv.at(-1), 'utf8'));",
+			'for (const job of jobs) {',
+			'\tconst [cmd, ...args] = [...common.args, ...job.args];',
+			"\tconst r = spawnSync(cmd, args, { stdio: 'inherit' });",
+			'\tif (r.status !== 0) process.exit(r.status ?? 1);',
+			'}',
+		].join('\n');
+		const args = [
+			'-r',
+			'-o',
+			'out.o',
+			'a.o',
+			'b.o',
+			`--thinlto-distributor=${process.execPath}`,
+			'--thinlto-distributor-arg=dist.mjs',
+			`--thinlto-remote-compiler=${CLANG}`,
+		];
+		const reference = tree({ 'dist.mjs': distributor });
+		expect((await plain(reference, args)).exitCode).toBe(0);
+		const cwd = tree({ 'dist.mjs': distributor });
+		for (const read of [2, 0]) {
+			const s = await shim(cwd, args, { LTOCACHE_VERBOSE: '1' });
+			expect(s.exitCode, s.stderr).toBe(0);
+			expect(s.stderr).toMatch(new RegExp(`^ltocache: LTOCACHE_MODE=add: using .*; files named by options read: ${read} of 2\\)$`, 'm'));
+			expect(fs.readFileSync(path.join(cwd, 'out.o'))).toEqual(fs.readFileSync(path.join(reference, 'out.o')));
+		}
+		expect(entriesBelow(path.join(cwd, '.xdg')).length).toBe(2);
+	});
 });

@@ -55,6 +55,7 @@ describe('code-generation options', () => {
 			hash: expect.stringMatching(/^[0-9a-f]{12}$/),
 			files: [path.join(cwd, 'bb.txt')],
 			identity: expect.stringMatching(/^\d+:\d+:6:\d+:\d+$/),
+			read: 1,
 		});
 		expect(identitiesNow(first.files!)).toBe(first.identity);
 		expect((await key('--lto-basic-block-sections=bb.txt', '-mllvm', '-x=2')).hash).not.toBe(first.hash);
