@@ -6,7 +6,7 @@
 
 import type { Hash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { type Bytes, bytesToBuffer } from './bytes.js';
 
 export const identityOf = (st: BigIntStats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
@@ -25,14 +25,20 @@ const CHUNK = 1024 * 1024;
 export type Read = { identity: string; size: number; text?: Bytes };
 
 /**
- * Hash a file's contents as they are read, and its identity then; keep the
- * contents as text if asked, up to limit bytes. Throws with a reason, also
- * when the file changed while it was read.
+ * Hash a regular file's contents as they are read, and its identity then;
+ * keep the contents as text if asked, up to limit bytes. Throws with a
+ * reason, also when the file changed while it was read.
  */
 export function readInto(hash: Hash, file: Bytes, keep: boolean, limit = Number.POSITIVE_INFINITY): Read {
-	const fd = openSync(bytesToBuffer(file), 'r');
+	// Only a regular file is read: a FIFO's data would be taken from lld (which then waits forever), and a
+	// device's may never end. Looked at before the open, and again after an open that cannot block.
+	const path = bytesToBuffer(file);
+	if (!statSync(path).isFile()) throw new Error('not a regular file');
+	const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
 	try {
-		const before = identityOf(fstatSync(fd, { bigint: true }));
+		const st = fstatSync(fd, { bigint: true });
+		if (!st.isFile()) throw new Error('not a regular file');
+		const before = identityOf(st);
 		const chunks: Buffer[] = [];
 		let size = 0;
 		const buffer = Buffer.alloc(CHUNK);

@@ -163,7 +163,7 @@ describe('the .incbin guard', () => {
 		expect((await incbinGuard(['.incbin "missing.bin"'], cwd)).problem).toBe(
 			`cannot read ${path.join(cwd, 'missing.bin')}, named by .incbin (ENOENT)`,
 		);
-		expect((await incbinGuard(['.incbin "dir"'], cwd)).problem).toMatch(/^cannot read .*dir, named by \.incbin \(EISDIR\)$/);
+		expect((await incbinGuard(['.incbin "dir"'], cwd)).problem).toMatch(/^cannot read .*dir, named by \.incbin \(not a regular file\)$/);
 		expect((await incbinGuard(['.incbin "a.bin"\n.incbin BLOB\n'], cwd)).problem).toBe(
 			'an .incbin whose file is not a plain string (BLOB)',
 		);
