@@ -1,7 +1,7 @@
 // lld's options, the one place the shim knows them: how each takes its
 // value and what it means to the shim. Transcribed from lld/ELF/Options.td
 // of lld 14 through 22 (the union: an option one version lacks makes that
-// version fail the link, so reading it as a later one would costs nothing),
+// version fail the link, so reading it as a later version costs nothing),
 // with TableGen's own classes: F and J take one dash or two, FF and JJ two;
 // Eq is `-name value`, `--name value`, `-name=value` and `--name=value`;
 // EEq the same with two dashes; B and BB add `no-name`. One-letter options
