@@ -21,8 +21,9 @@ describeIf(Boolean(LLD && CLANG), 'clang-22 and ld.lld-22 (Debian: clang-22, lld
 	let objects: string;
 	beforeAll(() => {
 		objects = scratch('objects');
-		for (const n of ['a', 'b']) {
-			const src = path.join(fixtures, `${n}.c`);
+		fs.writeFileSync(path.join(objects, 'c.c'), 'int third(int x) { return x - 1; }\n');
+		for (const n of ['a', 'b', 'c']) {
+			const src = n === 'c' ? path.join(objects, 'c.c') : path.join(fixtures, `${n}.c`);
 			execaSync(CLANG!, ['-flto=thin', '-O2', '-c', src, '-o', path.join(objects, `${n}.o`)]);
 			execaSync(CLANG!, ['-flto=thin', '-O2', '-g', '-gsplit-dwarf', '-c', src, '-o', path.join(objects, `d${n}.o`)]);
 		}
@@ -155,6 +156,12 @@ describeIf(Boolean(LLD && CLANG), 'clang-22 and ld.lld-22 (Debian: clang-22, lld
 		);
 		expect(snapshot(cwd)).toEqual(snapshot(reference));
 		expect(entriesBelow(path.join(cwd, '.xdg'))).toEqual([]);
+		// A module added in front: its task numbers move, and each object names its own task's file.
+		const more = ['-r', '-o', 'out.o', 'dc.o', 'da.o', 'db.o', '--plugin-opt=dwo_dir=dwo'];
+		for (const dir of [cwd, reference]) fs.rmSync(path.join(dir, 'dwo'), { recursive: true });
+		await plain(reference, more);
+		expect((await shim(cwd, [...more, flag], { LTOCACHE_MODE: 'redirect' })).exitCode).toBe(0);
+		expect(snapshot(cwd)).toEqual(snapshot(reference));
 	});
 
 	it('redirect mode: --lto-obj-path=F names an output, and relinking when F exists raises no alarm about changed inputs', async () => {
