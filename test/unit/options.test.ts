@@ -76,6 +76,17 @@ describe('reading words as lld does', () => {
 		]);
 	});
 
+	it("joins gold's --plugin-opt X into --plugin-opt=X as lld does, and leaves a value missing at the end missing", () => {
+		const texts = (...words: string[]) => [...parse(words)].map((o) => ('file' in o ? `file:${o.file}` : `${o.id}:${o.text}`));
+		expect(texts('-plugin-opt', '-x', '--plugin-opt', 'save-temps', '--plugin-opt')).toEqual([
+			'plugin-opt=-:plugin-opt=-x',
+			'save-temps:plugin-opt=save-temps',
+			'plugin-opt:plugin-opt',
+		]);
+		expect([...parse(['a.o', '-o'])]).toEqual([{ file: 'a.o' }, { id: 'output', role: undefined, value: undefined, text: 'o' }]);
+		expect([...parse(['-L'])]).toEqual([{ id: 'library-path', role: 'search', value: undefined, text: 'L' }]);
+	});
+
 	it('gives the roles the readers act on', () => {
 		const role = (word: string) => match(word)?.role;
 		expect(['-Bstatic', '-dn', '-static', '--non_shared', '-N', '-n'].map(role)).toEqual(Array(6).fill('static'));
