@@ -71,6 +71,8 @@ export function readOptions(words: Bytes[], cwd: string): Options {
 			}
 			let text: Bytes;
 			try {
+				// A FIFO's data would be taken from lld, which reads it too.
+				if (!statSync(bytesToBuffer(path)).isFile()) throw Object.assign(new Error(), { code: 'not a regular file' });
 				text = readFileSync(bytesToBuffer(path), 'latin1');
 			} catch (error) {
 				out.problem ??= `cannot read ${bytesToText(value.slice(1))}, the response file of ${shown} (${(error as NodeJS.ErrnoException).code ?? error})`;

@@ -107,6 +107,7 @@ describe('code-generation options', () => {
 		fs.writeFileSync(path.join(cwd, 'inner'), '@opts\n');
 		expect(readOptions(['--mllvm=@opts'], cwd).problem).toMatch(/circle/);
 		expect(readOptions(['--mllvm=@missing'], cwd).problem).toMatch(/^cannot read missing, the response file of --mllvm=@missing/);
+		expect(readOptions(['--mllvm=@.'], cwd).problem).toBe('cannot read ., the response file of --mllvm=@. (not a regular file)');
 	});
 
 	it('names the options that ask the backends for side outputs, and takes no file they name for an input', () => {
