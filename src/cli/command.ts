@@ -3,8 +3,19 @@
 // are typed from that declaration.
 import { parseArgs } from 'node:util';
 
-/** Bad input: one line naming the bad value, exit status 2, nothing done. */
-export class UsageError extends Error {}
+/**
+ * Bad input: one line naming the bad value, exit status 2, nothing done.
+ * help: whether the command's --help is where to look (not for a root that
+ * is not ltocache's, a configuration file's line).
+ */
+export class UsageError extends Error {
+	constructor(
+		message: string,
+		readonly help = true,
+	) {
+		super(message);
+	}
+}
 
 type OptionSpec = {
 	type: 'string' | 'boolean';

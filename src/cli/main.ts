@@ -62,7 +62,7 @@ async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 		return await runCommand(command, rest, env);
 	} catch (error) {
 		// Every usage error ends with where the usage is.
-		if (error instanceof UsageError) throw new UsageError(`${error.message}; see 'ltocache ${name} --help'`);
+		if (error instanceof UsageError && error.help) throw new UsageError(`${error.message}; see 'ltocache ${name} --help'`);
 		throw error;
 	}
 }

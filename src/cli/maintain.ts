@@ -150,7 +150,7 @@ async function carryOut(
 			if (!dryRun && removeIfIdle(key, evicted)) removedKeys++;
 		}
 		report.removed.directories += removedKeys;
-		if (!dryRun && removedKeys === kernel.keys.length && removeDir(kernel.dir)) report.removed.directories++;
+		if (!dryRun && removedKeys > 0 && removedKeys === kernel.keys.length && removeDir(kernel.dir)) report.removed.directories++;
 	}
 	const left = totals(kernels.flatMap((k) => k.keys));
 	const evictedBytes = evict.reduce((sum, e) => sum + e.bytes, 0);

@@ -131,12 +131,15 @@ async function scanReleases(root: string, scope: Scope, collect: boolean, summar
 		for (const d of dirents(dir)) {
 			if (!d.isDirectory()) continue;
 			const keyDir = path.join(dir, d.name);
+			// A directory without ltocache's metadata (a plain lld cache, anything else) is not ours to count or delete in.
+			if (!fs.existsSync(path.join(keyDir, META_FILE))) continue;
 			const key = summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect);
 			keys.push(key);
 			entries += key.count;
 			progress?.(`scanned ${plural(++dirs, 'module directory', 'module directories')}, ${plural(entries, 'entry', 'entries')}`);
 			await yieldToTimers();
 		}
+		if (keys.length === 0) continue;
 		kernels.push({ release, dir, installed: release !== NO_KERNEL && isInstalled(release), keys });
 	}
 	return kernels;

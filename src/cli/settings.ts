@@ -1,13 +1,29 @@
 // What the manager works on: the cache root the user named (never another
-// one in its place), and the settings that come from the environment.
-import { chooseRoot, describeSkipped, skippedSetting } from '../shared/root.js';
+// one in its place), only when it is ltocache's, and the settings that come
+// from the environment.
+import fs from 'node:fs';
+import path from 'node:path';
+import { META_FILE } from '../shared/keydir.js';
+import { MEMO_DIR } from '../shared/memo.js';
+import {
+	chooseRoot,
+	describeSkipped,
+	hasOurTag,
+	LOCK_NAME,
+	PRUNE_STAMP,
+	SUMMARY_NAME,
+	skippedSetting,
+	TAG_NAME,
+	writeTag,
+} from '../shared/root.js';
 import { UsageError } from './command.js';
 
 /**
  * The root the manager works on, or undefined when there is none yet. A root
  * the user set (LTOCACHE_DIR, XDG_CACHE_HOME) that cannot be used is an error,
  * never a reason to act on another: `LTOCACHE_DIR=/etc/passwd ltocache clear`
- * must not clear ~/.cache/ltocache.
+ * must not clear ~/.cache/ltocache. Nor is a directory that is not
+ * ltocache's taken for a root (see checkOwned).
  */
 export function managedRoot(env: NodeJS.ProcessEnv): string | undefined {
 	const choice = chooseRoot(env, false);
@@ -18,6 +34,11 @@ export function managedRoot(env: NodeJS.ProcessEnv): string | undefined {
 	if (passed) {
 		throw new Error(`${describeSkipped(passed)}; fix it or unset ${passed.variable} (see ltocache doctor)`);
 	}
+	if (choice.root !== undefined && fs.existsSync(choice.root)) {
+		const problem = ownership(choice.root, choice.from === 'LTOCACHE_DIR');
+		if (problem)
+			throw new UsageError(`${choice.from === 'LTOCACHE_DIR' ? `LTOCACHE_DIR=${env.LTOCACHE_DIR}` : choice.root} ${problem}`, false);
+	}
 	return choice.root;
 }
 
@@ -26,4 +47,53 @@ export function existingRoot(env: NodeJS.ProcessEnv): string {
 	const root = managedRoot(env);
 	if (root === undefined) throw new Error('no usable cache root (set LTOCACHE_DIR, or see ltocache doctor)');
 	return root;
+}
+
+/** What ltocache keeps at the top of a root, beside the kernel releases. */
+const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, 'ltocache.linkers.json']);
+
+/**
+ * Whether an untagged directory is laid out as a root that ltocache made
+ * before it tagged roots: nothing at the top but release directories and
+ * ltocache's own files (and symlinks, never followed), and at least one <release>/<module> directory
+ * holding ltocache's metadata. $HOME, / or a project directory fail the
+ * first; an empty directory or a tree of plain lld caches the second.
+ */
+export function looksLikeRoot(root: string): boolean {
+	let found = false;
+	for (const top of fs.readdirSync(root, { withFileTypes: true })) {
+		if (ROOT_FILES.has(top.name) || top.name.startsWith(`${SUMMARY_NAME}.`)) continue;
+		// A symlink is never followed, so never at risk; a file of someone else's says the directory is theirs.
+		if (top.isSymbolicLink()) continue;
+		if (!top.isDirectory()) return false;
+		if (found) continue;
+		try {
+			found = fs.readdirSync(path.join(root, top.name)).some((key) => fs.existsSync(path.join(root, top.name, key, META_FILE)));
+		} catch {}
+	}
+	return found;
+}
+
+/**
+ * Why a root is not one the manager may count and delete in, or undefined
+ * if it may: tagged by ltocache, or laid out as its roots are (then tagged
+ * now, once). An empty directory holds nothing to lose. A root the user did
+ * not name (under XDG_CACHE_HOME or ~/.cache, named ltocache) is ltocache's
+ * by its name.
+ * @param named whether the user named the directory itself (LTOCACHE_DIR)
+ */
+export function ownership(root: string, named: boolean): string | undefined {
+	if (hasOurTag(root)) return undefined;
+	let empty: boolean;
+	try {
+		empty = fs.readdirSync(root).length === 0;
+	} catch (error) {
+		return `cannot be read (${(error as NodeJS.ErrnoException).code})`;
+	}
+	if (!named || looksLikeRoot(root)) {
+		writeTag(root);
+		return undefined;
+	}
+	if (empty) return undefined;
+	return `is not an ltocache cache root: it has no ${TAG_NAME} of ltocache's and holds other things; refusing to touch it (point LTOCACHE_DIR at a directory of its own)`;
 }

@@ -31,6 +31,7 @@ import {
 	writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeTag } from './root.js';
 
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
@@ -74,13 +75,17 @@ export function classify(name: string): FileKind {
 /**
  * Make the directory (0700; 2770 in a root a group shares) and mark it in
  * use: the metadata is written the first time and touched on every later
- * link, so the manager can tell a directory in use from an idle one.
- * Returns why the directory cannot take a link's entries, or undefined if it
- * can.
+ * link, so the manager can tell a directory in use from an idle one. A root
+ * this creates is tagged as ltocache's (src/shared/root.ts); one that exists
+ * costs nothing more. Returns why the directory cannot take a link's
+ * entries, or undefined if it can.
+ * @param root the cache root dir is under
  */
-export function claim(dir: string, meta: Metadata, shared = false): string | undefined {
+export function claim(dir: string, meta: Metadata, shared = false, root?: string): string | undefined {
 	try {
-		mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
+		// The first directory made, if any: the root among them when it is no longer than the root.
+		const made = mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
+		if (made !== undefined && root !== undefined && made.length <= root.length) writeTag(root);
 		// The umask may have taken the group's bits; whoever made a directory may give them back.
 		if (shared) for (const d of [dirname(dir), dir]) tryChmod(d, 0o2770);
 	} catch (error) {

@@ -3,7 +3,7 @@
 //
 // On the shim's hot path: node built-ins and xdg-basedir only (importing
 // xdg-basedir costs nothing measurable).
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { xdgCache } from 'xdg-basedir';
 import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
@@ -14,6 +14,37 @@ export const LOCK_NAME = 'ltocache.lock';
 export const PRUNE_STAMP = 'ltocache.last-prune';
 /** What stats last counted in each key directory (src/cli/scan.ts). */
 export const SUMMARY_NAME = 'ltocache.summary.json';
+/**
+ * What makes a directory a cache root of ltocache's: a cache directory tag
+ * (https://bford.info/cachedir/), so backup tools skip it, whose comment
+ * names ltocache, so another tool's tagged cache (ccache's) is not taken for
+ * one. Written when a root is created; the manager refuses to count or
+ * delete in a directory the user named that lacks it (src/cli/settings.ts).
+ */
+export const TAG_NAME = 'CACHEDIR.TAG';
+const TAG_SIGNATURE = 'Signature: 8a477f597d28d172789f06886806bc55';
+const TAG_TEXT = `${TAG_SIGNATURE}\n# This file is a cache directory tag created by ltocache.\n# For information about cache directory tags, see https://bford.info/cachedir/\n`;
+
+/** Tag a root as ltocache's; best effort (a root that cannot take it is told apart by its layout). */
+export function writeTag(root: string): boolean {
+	try {
+		writeFileSync(join(root, TAG_NAME), TAG_TEXT, { mode: 0o644 });
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+/** Whether a root carries ltocache's tag. */
+export function hasOurTag(root: string): boolean {
+	try {
+		const text = readFileSync(join(root, TAG_NAME), 'latin1');
+		return text.startsWith(TAG_SIGNATURE) && text.includes('created by ltocache');
+	} catch {
+		return false;
+	}
+}
+
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
 // And ltocache.linkers.json, what each real linker is by content, for a remote's namespace (src/shim/remote.ts).
 // Everything else at the root is a kernel release (src/shared/keydir.ts has the map below it).
@@ -145,7 +176,10 @@ export function unusableReason(dir: Bytes): string | undefined {
  */
 export function ensurePrivateDir(dir: string, create = true): boolean {
 	try {
-		if (create) mkdirSync(dir, { mode: 0o700 });
+		if (create) {
+			mkdirSync(dir, { mode: 0o700 });
+			writeTag(dir);
+		}
 	} catch (error) {
 		if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false;
 	}

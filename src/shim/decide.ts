@@ -84,8 +84,8 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 const MIN_FREE_BYTES = 32 * 1024 * 1024;
 
 /** Claim the redirected directory; returns why it cannot be used, or undefined if it can. */
-function prepare(dir: string, meta: Metadata, shared: boolean): string | undefined {
-	const unusable = claim(dir, meta, shared);
+function prepare(dir: string, meta: Metadata, shared: boolean, root: string): string | undefined {
+	const unusable = claim(dir, meta, shared, root);
 	if (unusable) return unusable;
 	try {
 		const st = statfsSync(dir);
@@ -218,7 +218,7 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		...(link.added ? { added: true } : {}),
 		...(guard.files.length ? { incbin: guard.files.map(bytesToText) } : {}),
 	};
-	const unusable = prepare(dir, meta, shared);
+	const unusable = prepare(dir, meta, shared, root);
 	if (unusable) return refuse(unusable);
 	// Only once the root has room for this link: a memo must not take the space its entries need.
 	memo.save();

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
-import { LOCK_NAME, SUMMARY_NAME } from '../../src/shared/root.js';
+import { LOCK_NAME, SUMMARY_NAME, TAG_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
 import { CLI, scratchRoot } from '../helpers/tools.js';
 
@@ -337,7 +337,7 @@ describe('safety', () => {
 		// Once nothing is left in a release, it goes too.
 		setAge(path.join(busy, 'ltocache.json'), 1);
 		expect((await run(root, ['clear'])).removed.directories).toBe(2);
-		expect(fs.readdirSync(root).filter((f) => f !== LOCK_NAME)).toEqual([]);
+		expect(fs.readdirSync(root).filter((f) => f !== LOCK_NAME && f !== TAG_NAME)).toEqual([]);
 	});
 
 	it('rejects bad input with one line and exit status 2, deleting nothing', async () => {
@@ -475,5 +475,103 @@ describe('locking', () => {
 		expect(report.removed.entries).toBe(1);
 		expect(Date.now() - started).toBeLessThan(20_000);
 		expect(fs.existsSync(lock)).toBe(false);
+	});
+});
+
+/** Every path below dir with its type and size: a tree's state, to show nothing changed. */
+function tree(dir: string): string[] {
+	const out: string[] = [];
+	const walk = (d: string) => {
+		for (const dirent of fs.readdirSync(d, { withFileTypes: true })) {
+			const file = path.join(d, dirent.name);
+			out.push(`${path.relative(dir, file)} ${dirent.isDirectory() ? 'dir' : fs.lstatSync(file).size}`);
+			if (dirent.isDirectory()) walk(file);
+		}
+	};
+	walk(dir);
+	return out.sort();
+}
+
+describe("a root is ltocache's only when it says so", () => {
+	it('is tagged CACHEDIR.TAG-style when the shim creates it, and not when it already exists', async () => {
+		const { claim } = await import('../../src/shared/keydir.js');
+		const meta = { version: 1 as const, release: '6.1.0-1', original: '/src/m' };
+		const root = path.join(scratch('parent'), 'new-root');
+		expect(claim(path.join(root, '6.1.0-1', 'm-1'), meta, false, root)).toBeUndefined();
+		const tag = fs.readFileSync(path.join(root, TAG_NAME), 'utf8');
+		expect(tag.split('\n')[0]).toBe('Signature: 8a477f597d28d172789f06886806bc55');
+		expect(tag).toContain('ltocache');
+		// An existing root costs nothing more: no tag written into it.
+		fs.rmSync(path.join(root, TAG_NAME));
+		expect(claim(path.join(root, '6.1.0-1', 'm-2'), meta, false, root)).toBeUndefined();
+		expect(fs.existsSync(path.join(root, TAG_NAME))).toBe(false);
+	});
+
+	it('recognises an untagged root by its layout and tags it once', async () => {
+		const root = scratch('root');
+		makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { bytes: 10 });
+		expect(fs.existsSync(path.join(root, TAG_NAME))).toBe(false);
+		expect((await stats(root)).totalEntries).toBe(1);
+		expect(fs.readFileSync(path.join(root, TAG_NAME), 'utf8')).toMatch(/^Signature: 8a477f597d28d172789f06886806bc55\n/);
+	});
+
+	it('refuses a directory it did not make (a home with a plain lld cache and an empty directory), touching nothing', async () => {
+		const home = scratch('home');
+		fs.writeFileSync(path.join(home, '.bashrc'), 'export PATH\n');
+		const lldCache = path.join(home, 'proj', '.thinlto-cache');
+		fs.mkdirSync(lldCache, { recursive: true });
+		fs.writeFileSync(path.join(lldCache, `llvmcache-${'0'.repeat(40)}`), 'entry');
+		fs.writeFileSync(path.join(lldCache, 'llvmcache.timestamp'), '');
+		fs.mkdirSync(path.join(home, 'empty'));
+		// Even with a module directory of ltocache's inside: the home itself is not a root.
+		makeEntry(makeKey(home, '6.1.0-1', '/src/one'), { bytes: 10 });
+		const before = tree(home);
+		for (const args of [
+			['stats'],
+			['stats', '--json'],
+			['prune', '--max-size', '1B'],
+			['clear'],
+			['clear', '--dry-run'],
+			['stats', '--zero'],
+		]) {
+			const result = await ltocache(home, args);
+			expect(result.exitCode, args.join(' ')).toBe(2);
+			expect(result.stdout).toBe('');
+			expect(result.stderr.trim().split('\n')).toEqual([expect.stringContaining(`LTOCACHE_DIR=${home} is not an ltocache cache root`)]);
+		}
+		expect(tree(home)).toEqual(before);
+	});
+
+	it('refuses / as root: lists nothing, writes nothing', async () => {
+		const result = await ltocache('/', ['stats']);
+		expect(result).toMatchObject({ exitCode: 2, stdout: '' });
+		expect(result.stderr).toMatch(/^ltocache: LTOCACHE_DIR=\/ is not an ltocache cache root/);
+		expect(fs.existsSync(path.join('/', SUMMARY_NAME))).toBe(false);
+		expect(fs.existsSync(path.join('/', TAG_NAME))).toBe(false);
+	});
+
+	it('in a tagged root, deletes only its own: a plain lld cache and an unrelated directory stay', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		makeEntry(key, { bytes: 10 });
+		const lldCache = path.join(root, 'proj', '.thinlto-cache');
+		fs.mkdirSync(lldCache, { recursive: true });
+		const theirs = path.join(lldCache, `llvmcache-${'1'.repeat(40)}`);
+		fs.writeFileSync(theirs, 'entry');
+		fs.mkdirSync(path.join(root, 'unrelated'));
+		fs.mkdirSync(path.join(root, '6.1.0-1', 'no-metadata'));
+		expect((await stats(root)).totalEntries).toBe(1); // tags it
+		expect(fs.existsSync(path.join(root, TAG_NAME))).toBe(true);
+		const report = await run(root, ['clear']);
+		expect(report.removed.entries).toBe(1);
+		expect(fs.readFileSync(theirs, 'utf8')).toBe('entry');
+		expect(fs.existsSync(path.join(root, 'unrelated'))).toBe(true);
+		expect(fs.existsSync(path.join(root, '6.1.0-1', 'no-metadata'))).toBe(true);
+	});
+
+	it('takes an empty directory the user named as an empty root', async () => {
+		const root = scratch('root');
+		expect((await stats(root)).totalEntries).toBe(0);
+		expect((await run(root, ['prune'])).removed.entries).toBe(0);
 	});
 });
