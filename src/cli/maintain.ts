@@ -22,6 +22,7 @@ import {
 	type Progress,
 	plural,
 	type Scope,
+	type Skip,
 	scanRoot,
 	type Temp,
 	totals,
@@ -36,6 +37,8 @@ export type Report = {
 	dryRun: boolean;
 	removed: { entries: number; bytes: number; tempFiles: number; directories: number };
 	remaining: { entries: number; bytes: number };
+	/** The directories and entries it could not read or remove, and why: the rest was done; the exit status is then 1. */
+	skipped: Skip[];
 };
 
 /**
@@ -91,24 +94,40 @@ export function planPrune(kernels: Kernel[], limits: Limits, now: number, freeBy
 	return evict;
 }
 
-function unlink(file: string): boolean {
+/** Remove a file; false if it was gone already or cannot be removed (then added to skipped). */
+function unlink(file: string, skipped: Skip[]): boolean {
 	try {
 		fs.unlinkSync(file);
 		return true;
 	} catch (error) {
-		if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false; // lld pruned it first
-		throw error;
+		const code = (error as NodeJS.ErrnoException).code ?? String(error);
+		if (code !== 'ENOENT') skipped.push({ path: file, error: code }); // ENOENT: lld pruned it first
+		return false;
 	}
 }
 
 /** Remove a key directory that holds nothing but bookkeeping and has been idle for an hour. */
-function removeIfIdle(key: Key, evicted: Set<string>): boolean {
+function removeIfIdle(key: Key, evicted: Set<string>, skipped: Skip[]): boolean {
 	if (key.foreign > 0 || key.temps.length > 0 || key.entries.some((e) => !evicted.has(e.file))) return false;
 	// Looked at again now, not at scan time: the shim claims the directory
 	// before it runs lld, and lld needs milliseconds to start writing, so a
 	// link that starts after this check finds no directory and creates it.
 	if (Date.now() - (lastClaim(key.dir) ?? Date.now()) < IN_FLIGHT_MS) return false;
-	return removeKeyDir(key.dir);
+	try {
+		return removeKeyDir(key.dir);
+	} catch (error) {
+		skipped.push({ path: key.dir, error: (error as NodeJS.ErrnoException).code ?? String(error) });
+		return false;
+	}
+}
+
+function removeRelease(dir: string, skipped: Skip[]): boolean {
+	try {
+		return removeDir(dir);
+	} catch (error) {
+		skipped.push({ path: dir, error: (error as NodeJS.ErrnoException).code ?? String(error) });
+		return false;
+	}
 }
 
 /**
@@ -123,9 +142,11 @@ async function carryOut(
 	lost: () => boolean,
 	now: number,
 	scope: Scope & { extmod?: string },
+	skipped: Skip[],
 	progress?: Progress,
 ): Promise<Report> {
 	const report = emptyReport(root, dryRun, scope);
+	report.skipped = skipped;
 	const evicted = new Set<string>();
 	for (const [i, entry] of evict.entries()) {
 		if (i % 1000 === 999) {
@@ -133,7 +154,7 @@ async function carryOut(
 			await yieldToTimers();
 		}
 		if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
-		if (dryRun || unlink(entry.file)) {
+		if (dryRun || unlink(entry.file, skipped)) {
 			report.removed.entries++;
 			report.removed.bytes += entry.bytes;
 		}
@@ -141,16 +162,17 @@ async function carryOut(
 	}
 	const staleTemps: Temp[] = kernels.flatMap((k) => k.keys.flatMap((key) => key.temps.filter((t) => now - t.mtime > IN_FLIGHT_MS)));
 	for (const temp of staleTemps) {
-		if (dryRun || unlink(temp.file)) report.removed.tempFiles++;
+		if (dryRun || unlink(temp.file, skipped)) report.removed.tempFiles++;
 	}
 	for (const kernel of kernels) {
 		let removedKeys = 0;
 		for (const key of kernel.keys) {
 			key.temps = key.temps.filter((t) => !staleTemps.includes(t));
-			if (!dryRun && removeIfIdle(key, evicted)) removedKeys++;
+			if (!dryRun && removeIfIdle(key, evicted, skipped)) removedKeys++;
 		}
 		report.removed.directories += removedKeys;
-		if (!dryRun && removedKeys > 0 && removedKeys === kernel.keys.length && removeDir(kernel.dir)) report.removed.directories++;
+		if (!dryRun && removedKeys > 0 && removedKeys === kernel.keys.length && removeRelease(kernel.dir, skipped))
+			report.removed.directories++;
 	}
 	const left = totals(kernels.flatMap((k) => k.keys));
 	const evictedBytes = evict.reduce((sum, e) => sum + e.bytes, 0);
@@ -194,6 +216,7 @@ function emptyReport(root: string, dryRun: boolean, scope: Scope & { extmod?: st
 		dryRun,
 		removed: { entries: 0, bytes: 0, tempFiles: 0, directories: 0 },
 		remaining: { entries: 0, bytes: 0 },
+		skipped: [],
 	};
 }
 
@@ -204,10 +227,11 @@ export async function prune(root: string, limits: Limits, scope: Scope, dryRun: 
 	}
 	return withLock(root, async (lost) => {
 		const now = Date.now();
-		const kernels = await scanRoot(root, scope, true, progress);
+		const skipped: Skip[] = [];
+		const kernels = await scanRoot(root, scope, true, progress, skipped);
 		checkMatched(root, scope, kernels);
 		const evict = planPrune(kernels, limits, now, limits.maxPercent === undefined ? 0 : freeSpace(root));
-		const report = await carryOut(root, kernels, evict, dryRun, lost, now, scope, progress);
+		const report = await carryOut(root, kernels, evict, dryRun, lost, now, scope, skipped, progress);
 		if (!dryRun) {
 			forEachKey(kernels, (dir) => compactCounters(dir, now));
 			pruneMemo(root, now);
@@ -228,13 +252,14 @@ export async function clear(root: string, scope: Scope & { extmod?: string }, dr
 	}
 	return withLock(root, async (lost) => {
 		const now = Date.now();
-		const kernels = await scanRoot(root, scope, true, progress);
+		const skipped: Skip[] = [];
+		const kernels = await scanRoot(root, scope, true, progress, skipped);
 		if (scope.extmod !== undefined) {
 			for (const kernel of kernels) kernel.keys = kernel.keys.filter((key) => keyMatches(key, scope.extmod!));
 		}
 		checkMatched(root, scope, kernels);
 		const evict = kernels.flatMap((k) => k.keys.flatMap((key) => key.entries));
-		const report = await carryOut(root, kernels, evict, dryRun, lost, now, scope, progress);
+		const report = await carryOut(root, kernels, evict, dryRun, lost, now, scope, skipped, progress);
 		// A cleared module starts counting again; `stats --zero` resets counters alone.
 		if (!dryRun) forEachKey(kernels, zeroCounters);
 		// What the shim remembers of inputs is no one module's: only a clear of everything forgets it.

@@ -33,19 +33,29 @@ export type Kernel = { release: string; dir: string; installed: boolean; keys: K
 
 export type Scope = { kernel?: string };
 
-/** A directory listing; a directory that vanished (a concurrent prune or clear) lists as empty. */
-function listing<T>(read: () => T[]): T[] {
+/** A directory or entry a command could not read or remove, and why (an errno name): skipped, named and counted, never fatal. */
+export type Skip = { path: string; error: string };
+
+const codeOf = (error: unknown) => (error as NodeJS.ErrnoException).code ?? String(error);
+
+/**
+ * A directory listing; a directory that vanished (a concurrent prune or
+ * clear) lists as empty, and so does one that cannot be read, which is
+ * added to skipped.
+ */
+function listing<T>(read: () => T[], dir: string, skipped: Skip[]): T[] {
 	try {
 		return read();
 	} catch (error) {
-		if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-		throw error;
+		const code = codeOf(error);
+		if (code !== 'ENOENT' && code !== 'ENOTDIR') skipped.push({ path: dir, error: code });
+		return [];
 	}
 }
 
-const dirents = (dir: string) => listing(() => fs.readdirSync(dir, { withFileTypes: true }));
+const dirents = (dir: string, skipped: Skip[]) => listing(() => fs.readdirSync(dir, { withFileTypes: true }), dir, skipped);
 /** Names only in key directories: every one is lstat-ed anyway, so file types from readdir would be paid for twice. */
-const names = (dir: string) => listing(() => fs.readdirSync(dir));
+const names = (dir: string, skipped: Skip[]) => listing(() => fs.readdirSync(dir), dir, skipped);
 
 /**
  * Reads one key directory. It runs lstat once per entry, 100,000s of times:
@@ -53,7 +63,7 @@ const names = (dir: string) => listing(() => fs.readdirSync(dir));
  * component instead of the whole path: ~20% faster, measured), and with
  * concatenation rather than path.join.
  */
-export function scanKey(dir: string, name: string, collect = true): Key {
+export function scanKey(dir: string, name: string, collect = true, skipped: Skip[] = []): Key | undefined {
 	const key: Key = { name, dir, touched: 0, count: 0, bytes: 0, lastUse: 0, entries: [], temps: [], foreign: 0 };
 	let inside = true;
 	try {
@@ -61,9 +71,16 @@ export function scanKey(dir: string, name: string, collect = true): Key {
 	} catch {
 		inside = false;
 	}
-	for (const entry of names(dir)) {
+	const before = skipped.length;
+	for (const entry of names(dir, skipped)) {
 		// Only regular files are ours to count; lstat (not stat) so a symlink is never followed.
-		const st = fs.lstatSync(inside ? entry : `${dir}/${entry}`, { throwIfNoEntry: false });
+		let st: fs.Stats | undefined;
+		try {
+			st = fs.lstatSync(inside ? entry : `${dir}/${entry}`, { throwIfNoEntry: false });
+		} catch (error) {
+			skipped.push({ path: dir, error: codeOf(error) }); // a directory that can be listed but not searched
+			return undefined;
+		}
 		const kind = st?.isFile() ? classify(entry) : 'foreign';
 		if (kind === 'entry') {
 			const lastUse = Math.max(st!.atimeMs, st!.mtimeMs);
@@ -80,15 +97,43 @@ export function scanKey(dir: string, name: string, collect = true): Key {
 			key.foreign++;
 		}
 	}
-	return key;
+	return skipped.length > before ? undefined : key;
+}
+
+/**
+ * What was skipped, for stderr: one line a directory (an entry's own
+ * directory stands for its entries), ten at most, then how many more.
+ */
+export function skippedText(skipped: Skip[]): string {
+	if (skipped.length === 0) return '';
+	const byDir = new Map<string, { error: string; n: number; entries: boolean }>();
+	for (const s of skipped) {
+		const isEntry = /\/(llvmcache-|Thin-|ltocache\.)[^/]*$/.test(s.path);
+		const dir = isEntry ? path.dirname(s.path) : s.path;
+		const seen = byDir.get(dir);
+		if (seen) seen.n++;
+		else byDir.set(dir, { error: s.error, n: 1, entries: isEntry });
+	}
+	const lines = [...byDir]
+		.slice(0, 10)
+		.map(([dir, { error, n, entries }]) =>
+			entries
+				? `ltocache: skipped ${plural(n, 'file')} in ${dir} (${error}): cannot remove them`
+				: `ltocache: skipped ${dir} (${error}): cannot read it`,
+		);
+	if (byDir.size > 10) lines.push(`ltocache: ... and ${plural(byDir.size - 10, 'directory', 'directories')} more (--json lists each)`);
+	lines.push(
+		`ltocache: did the rest; ${plural(skipped.length, 'directory or file', 'directories or files')} skipped (ltocache doctor names them)`,
+	);
+	return `${lines.join('\n')}\n`;
 }
 
 /** `1 entry`, `2 entries`: a count and its noun. */
 export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** The kernel releases a root holds, sorted as stats shows them: not the prune stamp, the summaries, foreign files, the lock or the inputs memo. */
-export function listReleases(root: string): string[] {
-	return dirents(root)
+export function listReleases(root: string, skipped: Skip[] = []): string[] {
+	return dirents(root, skipped)
 		.filter((d) => d.isDirectory() && d.name !== LOCK_NAME && d.name !== MEMO_DIR)
 		.map((d) => d.name)
 		.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
@@ -107,12 +152,21 @@ export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(r
 /** Told what a long scan or deletion has got through so far. */
 export type Progress = (text: string) => void;
 
-/** @param collect whether to list each entry (prune and clear) or only sum them up (stats, from summaries where they hold) */
-export async function scanRoot(root: string, scope: Scope = {}, collect = true, progress?: Progress): Promise<Kernel[]> {
+/**
+ * @param collect whether to list each entry (prune and clear) or only sum them up (stats, from summaries where they hold)
+ * @param skipped where the directories that cannot be read go; they are left out of what is returned
+ */
+export async function scanRoot(
+	root: string,
+	scope: Scope = {},
+	collect = true,
+	progress?: Progress,
+	skipped: Skip[] = [],
+): Promise<Kernel[]> {
 	const cwd = process.cwd(); // scanKey changes directory
-	const summaries = collect ? undefined : new Summaries(root);
+	const summaries = collect ? undefined : new Summaries(root, skipped);
 	try {
-		return await scanReleases(root, scope, collect, summaries, progress);
+		return await scanReleases(root, scope, collect, skipped, summaries, progress);
 	} finally {
 		// Where chdir is not allowed (a worker thread) scanKey went without it.
 		if (process.cwd() !== cwd) process.chdir(cwd);
@@ -120,20 +174,38 @@ export async function scanRoot(root: string, scope: Scope = {}, collect = true, 
 	}
 }
 
-async function scanReleases(root: string, scope: Scope, collect: boolean, summaries?: Summaries, progress?: Progress): Promise<Kernel[]> {
+/** Whether a module directory is ltocache's (holds its metadata); undefined, and added to skipped, if that cannot be told. */
+function isOurs(dir: string, skipped: Skip[]): boolean | undefined {
+	try {
+		return fs.lstatSync(path.join(dir, META_FILE), { throwIfNoEntry: false }) !== undefined;
+	} catch (error) {
+		skipped.push({ path: dir, error: codeOf(error) });
+		return undefined;
+	}
+}
+
+async function scanReleases(
+	root: string,
+	scope: Scope,
+	collect: boolean,
+	skipped: Skip[],
+	summaries?: Summaries,
+	progress?: Progress,
+): Promise<Kernel[]> {
 	const kernels: Kernel[] = [];
 	let entries = 0;
 	let dirs = 0;
-	for (const release of listReleases(root)) {
+	for (const release of listReleases(root, skipped)) {
 		if (scope.kernel !== undefined && release !== scope.kernel) continue;
 		const dir = path.join(root, release);
 		const keys: Key[] = [];
-		for (const d of dirents(dir)) {
+		for (const d of dirents(dir, skipped)) {
 			if (!d.isDirectory()) continue;
 			const keyDir = path.join(dir, d.name);
 			// A directory without ltocache's metadata (a plain lld cache, anything else) is not ours to count or delete in.
-			if (!fs.existsSync(path.join(keyDir, META_FILE))) continue;
-			const key = summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect);
+			if (!isOurs(keyDir, skipped)) continue;
+			const key = summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect, skipped);
+			if (!key) continue;
 			keys.push(key);
 			entries += key.count;
 			progress?.(`scanned ${plural(++dirs, 'module directory', 'module directories')}, ${plural(entries, 'entry', 'entries')}`);
@@ -171,7 +243,10 @@ class Summaries {
 	private readonly visited = new Set<string>();
 	private changed = false;
 
-	constructor(private readonly root: string) {
+	constructor(
+		private readonly root: string,
+		private readonly skipped: Skip[],
+	) {
 		this.file = path.join(root, SUMMARY_NAME);
 		try {
 			this.old = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { version: 1; dirs: Record<string, Summary> }).dirs ?? {};
@@ -180,9 +255,9 @@ class Summaries {
 		}
 	}
 
-	key(dir: string, name: string): Key {
+	key(dir: string, name: string): Key | undefined {
 		const st = fs.lstatSync(dir, { bigint: true, throwIfNoEntry: false });
-		if (!st) return scanKey(dir, name, false);
+		if (!st) return scanKey(dir, name, false, this.skipped);
 		const id = `${st.dev}:${st.ino}:${st.mtimeNs}`;
 		const rel = path.relative(this.root, dir);
 		this.visited.add(rel);
@@ -203,7 +278,8 @@ class Summaries {
 				...(meta?.isFile() ? { meta: readMeta(dir), touched: meta.mtimeMs } : { touched: 0 }),
 			};
 		}
-		const key = scanKey(dir, name, false);
+		const key = scanKey(dir, name, false, this.skipped);
+		if (!key) return undefined;
 		if (Number(st.mtimeNs / 1_000_000n) < this.started - 2000) {
 			this.fresh[rel] = { id, count: key.count, bytes: key.bytes, lastUse: key.lastUse, temps: key.temps, foreign: key.foreign };
 			this.changed = true;

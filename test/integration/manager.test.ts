@@ -2,13 +2,13 @@
 // process the way users run it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
 import { LOCK_NAME, SUMMARY_NAME, TAG_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
-import { CLI, scratchRoot } from '../helpers/tools.js';
+import { asNobody, CLI, describeIf, isRoot, NOBODY, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -573,5 +573,53 @@ describe("a root is ltocache's only when it says so", () => {
 		const root = scratch('root');
 		expect((await stats(root)).totalEntries).toBe(0);
 		expect((await run(root, ['prune'])).removed.entries).toBe(0);
+	});
+});
+
+describeIf(isRoot, 'root, to make directories nobody cannot read')('what it cannot read or remove', () => {
+	it('is skipped, named and counted; the rest is done, then exit status 1; doctor names it', async () => {
+		const root = scratch('root');
+		const mine = [makeKey(root, '6.1.0-1', '/src/one'), makeKey(root, '6.1.0-1', '/src/two')];
+		for (const key of mine) for (let i = 0; i < 3; i++) makeEntry(key, { bytes: 100 });
+		fs.writeFileSync(path.join(root, TAG_NAME), 'Signature: 8a477f597d28d172789f06886806bc55\n# created by ltocache\n');
+		execaSync('chown', ['-R', `${NOBODY}:${NOBODY}`, root]);
+		// What a `sudo` link with the user's HOME leaves: a release directory of root's, 0700.
+		const sudoKey = makeKey(root, '6.9.0-sudo', '/src/one');
+		makeEntry(sudoKey, { bytes: 100 });
+		fs.chmodSync(path.dirname(sudoKey), 0o700);
+		// And a module directory of root's, readable, whose entries nobody cannot remove.
+		const rootsKey = makeKey(root, '6.1.0-1', '/src/roots');
+		for (let i = 0; i < 2; i++) makeEntry(rootsKey, { bytes: 100 });
+		fs.chmodSync(rootsKey, 0o755);
+		const env = { LTOCACHE_DIR: root, PATH: '/usr/bin:/bin', HOME: '/nonexistent', LTOCACHE_MODULES: scratch('modules') };
+
+		const stats = await asNobody('node', [CLI, 'stats', '--json'], env);
+		expect(stats.exitCode).toBe(1);
+		const s = JSON.parse(String(stats.stdout)) as StatsJson;
+		expect(s.totalEntries).toBe(8);
+		expect(s.skipped).toEqual([{ path: path.dirname(sudoKey), error: 'EACCES' }]);
+		expect(String(stats.stderr)).toContain(`skipped ${path.dirname(sudoKey)} (EACCES)`);
+
+		const dry = await asNobody('node', [CLI, 'prune', '--max-size', '1B', '--dry-run'], env);
+		expect(dry.exitCode).toBe(1);
+		expect(String(dry.stderr)).toContain(path.dirname(sudoKey));
+
+		const cleared = await asNobody('node', [CLI, 'clear', '--json'], env);
+		expect(cleared.exitCode).toBe(1);
+		const report = JSON.parse(String(cleared.stdout)) as Report;
+		expect(report.removed.entries).toBe(6);
+		expect(report.skipped.map((k) => k.path).sort()).toEqual([path.dirname(sudoKey), ...onDisk(rootsKey).keys()].sort());
+		expect(String(cleared.stderr)).toContain(`skipped 2 files in ${rootsKey} (EACCES): cannot remove them`);
+		for (const key of mine) expect(onDisk(key).size).toBe(0);
+		expect(onDisk(rootsKey).size).toBe(2);
+		expect(onDisk(path.dirname(sudoKey)).size).toBe(1);
+
+		const doctor = await asNobody('node', [CLI, 'doctor', '--json'], env);
+		expect(doctor.exitCode).toBe(1);
+		const findings = (JSON.parse(String(doctor.stdout)) as { findings: { level: string; check: string; message: string }[] }).findings;
+		const contents = findings.find((f) => f.check === 'cache root contents');
+		expect(contents?.level).toBe('fail');
+		expect(contents?.message).toContain(`${path.dirname(sudoKey)} (EACCES)`);
+		expect(contents?.message).toContain(`${rootsKey} (EACCES)`);
 	});
 });

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { defineCommand } from '../command.js';
 import { clear, renderReport, terminalProgress } from '../maintain.js';
+import { skippedText } from '../scan.js';
 import { existingRoot } from '../settings.js';
 
 export default defineCommand({
@@ -21,6 +22,7 @@ Links running meanwhile still succeed.`,
 		const scope = { kernel: values.kernel, extmod };
 		const report = await clear(existingRoot(env), scope, Boolean(values['dry-run']), progress?.update).finally(progress?.done);
 		process.stdout.write(renderReport(report, Boolean(values.json)));
-		return 0;
+		process.stderr.write(skippedText(report.skipped));
+		return report.skipped.length > 0 ? 1 : 0;
 	},
 });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
 import { readSettings, redacted, remoteSettings } from '../../shared/config.js';
+import { META_FILE } from '../../shared/keydir.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
 import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
@@ -160,6 +161,48 @@ function cacheRootFinding(env: NodeJS.ProcessEnv): Finding {
 	};
 }
 
+/**
+ * The release and module directories under the root that this user cannot
+ * list or change (a `sudo` link with the user's HOME leaves root's): stats,
+ * prune and clear skip them.
+ */
+function rootContentsFinding(env: NodeJS.ProcessEnv): Finding | undefined {
+	const { root } = chooseRoot(env, false);
+	if (root === undefined || !fs.existsSync(root)) return undefined;
+	const check = 'cache root contents';
+	const bad: string[] = [];
+	const usable = (dir: string) => {
+		try {
+			fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
+			return true;
+		} catch (error) {
+			bad.push(`${dir} (${(error as NodeJS.ErrnoException).code})`);
+			return false;
+		}
+	};
+	let releases: fs.Dirent[];
+	try {
+		releases = fs.readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('ltocache.'));
+	} catch (error) {
+		return { level: 'fail', check, message: `${root} cannot be read (${(error as NodeJS.ErrnoException).code})` };
+	}
+	for (const release of releases) {
+		const dir = path.join(root, release.name);
+		if (!usable(dir)) continue;
+		for (const key of fs.readdirSync(dir, { withFileTypes: true })) {
+			const keyDir = path.join(dir, key.name);
+			if (key.isDirectory() && fs.existsSync(path.join(keyDir, META_FILE))) usable(keyDir);
+		}
+	}
+	if (bad.length === 0) return undefined;
+	const shown = bad.slice(0, 5).join(', ') + (bad.length > 5 ? `, and ${bad.length - 5} more` : '');
+	return {
+		level: 'fail',
+		check,
+		message: `${bad.length} ${bad.length === 1 ? 'directory' : 'directories'} you cannot list or change: ${shown}; stats, prune and clear skip them (remove them as their owner)`,
+	};
+}
+
 /** The Makefile and what it includes by absolute path (Debian's headers packages split the tree). */
 function makefileText(build: string): string {
 	const read = (file: string) => {
@@ -307,7 +350,10 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 		}
 	}
 	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
-	findings.push(cacheRootFinding(env), ...kernelFindings(env, shimFirst));
+	findings.push(cacheRootFinding(env));
+	const contents = rootContentsFinding(env);
+	if (contents) findings.push(contents);
+	findings.push(...kernelFindings(env, shimFirst));
 	const remote = await remoteFinding(env);
 	if (remote) findings.push(remote);
 	const clang = clangFinding(env);

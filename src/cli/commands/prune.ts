@@ -4,6 +4,7 @@ import { SETTINGS } from '../../shared/config.js';
 import { defineCommand } from '../command.js';
 import { limitsFrom } from '../limits.js';
 import { prune, renderReport, terminalProgress } from '../maintain.js';
+import { skippedText } from '../scan.js';
 import { existingRoot } from '../settings.js';
 
 export default defineCommand({
@@ -32,6 +33,7 @@ ${SETTINGS['max-age'].default}). A limit of 0 is no limit, as in LLVM's cache po
 		const scope = { kernel: values.kernel };
 		const report = await prune(existingRoot(env), limits, scope, Boolean(values['dry-run']), progress?.update).finally(progress?.done);
 		process.stdout.write(renderReport(report, Boolean(values.json)));
-		return 0;
+		process.stderr.write(skippedText(report.skipped));
+		return report.skipped.length > 0 ? 1 : 0;
 	},
 });

@@ -4,7 +4,18 @@ import { addCounters, type Counters, readCounters, zeroCounters } from '../../sh
 import { isIncbinVariant, NO_KERNEL } from '../../shared/keydir.js';
 import { defineCommand } from '../command.js';
 import { configuredLimits, type Limits } from '../limits.js';
-import { type Kernel, type Key, listReleases, plural, type Scope, scanRoot, totals, unknownKernel } from '../scan.js';
+import {
+	type Kernel,
+	type Key,
+	listReleases,
+	plural,
+	type Scope,
+	type Skip,
+	scanRoot,
+	skippedText,
+	totals,
+	unknownKernel,
+} from '../scan.js';
 import { managedRoot } from '../settings.js';
 
 export default defineCommand({
@@ -32,7 +43,8 @@ nothing else.`,
 		}
 		const stats = await collectStats(root, scope, env);
 		process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : renderStats(stats));
-		return 0;
+		process.stderr.write(skippedText(stats.skipped));
+		return stats.skipped.length > 0 ? 1 : 0;
 	},
 });
 
@@ -83,6 +95,8 @@ export type StatsJson = {
 	tempFiles: number;
 	/** What prune (and the daily auto-prune) keeps the cache within, null where none; null if the configuration is not right. */
 	limits: { maxBytes: number | null; maxAge: number | null; maxFiles: number | null; usedPercent: number | null } | null;
+	/** Directories it could not read, and why (an errno name): not in the counts; the exit status is then 1. */
+	skipped: Skip[];
 	kernels: (Counted & {
 		release: string;
 		installed: boolean;
@@ -125,7 +139,8 @@ function limitsOf(all: { entries: number; bytes: number }, env: NodeJS.ProcessEn
 }
 
 export async function collectStats(root: string | undefined, scope: Scope, env: NodeJS.ProcessEnv = process.env): Promise<StatsJson> {
-	const kernels: Kernel[] = root ? await scanRoot(root, scope, false) : [];
+	const skipped: Skip[] = [];
+	const kernels: Kernel[] = root ? await scanRoot(root, scope, false, undefined, skipped) : [];
 	const all = totals(kernels.flatMap((k) => k.keys));
 	// Read afresh on every run: the shim appends to them without touching what the summaries go by.
 	const counters = new Map<Key, Counters>(kernels.flatMap((k) => k.keys.map((key) => [key, readCounters(key.dir)] as const)));
@@ -147,6 +162,7 @@ export async function collectStats(root: string | undefined, scope: Scope, env: 
 		totalBytes: all.bytes,
 		tempFiles: all.temps,
 		limits: limitsOf(all, env),
+		skipped,
 		kernels: kernels.map((kernel) => {
 			const t = totals(kernel.keys);
 			return {
