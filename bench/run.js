@@ -609,7 +609,7 @@ function benchManager() {
 	let removed = 0;
 	for (let i = 0; i < 3; i++) {
 		if (i > 0) regenerate(root);
-		pruneSamples.push(time(process.execPath, [cli, 'prune', '--max-size', String(half)], { env }));
+		pruneSamples.push(time(process.execPath, [cli, 'prune', '--max-size', `${half}B`], { env }));
 		removed = ENTRIES - JSON.parse(run(process.execPath, [cli, 'stats', '--json'], { env }).stdout).totalEntries;
 		regenerate(root);
 		findSamples.push(time('find', [root, '-name', 'llvmcache-*[02468ace]', '-type', 'f', '-delete']));

@@ -1,7 +1,6 @@
 // `ltocache`: the cache manager. Never on a link's path (the shim starts it
 // detached for automatic pruning), so it may use what it likes; each command
-// is loaded only when asked for (doctor and demo load execa, prune
-// proper-lockfile: stats needs neither, but for --zero).
+// is loaded only when asked for (doctor and demo load execa).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Command, helpText, parseOptions, splitAtCommand, UsageError } from './command.js';

@@ -6,15 +6,13 @@
 // empty of everything but bookkeeping and no link has used it for an hour,
 // and only with rmdir, which refuses a directory a link has just written to.
 import fs from 'node:fs';
-import path from 'node:path';
 import prettyBytes from 'pretty-bytes';
-import lockfile from 'proper-lockfile';
 import { toBytes } from '../shared/bytes.js';
 import { compactCounters, zeroCounters } from '../shared/counters.js';
 import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
 import { pruneMemo } from '../shared/memo.js';
-import { LOCK_NAME } from '../shared/root.js';
 import type { Limits } from './limits.js';
+import { withLock } from './lock.js';
 import {
 	type Entry,
 	type Kernel,
@@ -40,29 +38,6 @@ export type Report = {
 	/** The directories and entries it could not read or remove, and why: the rest was done; the exit status is then 1. */
 	skipped: Skip[];
 };
-
-/**
- * Hold the root's lock while fn runs. A lock whose holder was killed goes
- * stale after a few seconds without updates and is taken over; the retries
- * outlast that.
- */
-export async function withLock<T>(root: string, fn: (lost: () => boolean) => Promise<T>): Promise<T> {
-	let compromised = false;
-	const release = await lockfile.lock(root, {
-		lockfilePath: path.join(root, LOCK_NAME),
-		realpath: false,
-		stale: 5000,
-		retries: { retries: 40, minTimeout: 100, maxTimeout: 400 },
-		onCompromised: () => {
-			compromised = true;
-		},
-	});
-	try {
-		return await fn(() => compromised);
-	} finally {
-		await release().catch(() => {});
-	}
-}
 
 /** Which entries go, in order: stale kernels, too old, then least recently used beyond the caps. */
 export function planPrune(kernels: Kernel[], limits: Limits, now: number, freeBytes = 0): Entry[] {
@@ -148,10 +123,13 @@ async function carryOut(
 	const report = emptyReport(root, dryRun, scope);
 	report.skipped = skipped;
 	const evicted = new Set<string>();
+	let yielded = Date.now();
 	for (const [i, entry] of evict.entries()) {
-		if (i % 1000 === 999) {
+		// Timers (the lock's refresh) and progress run every tenth of a second, however slow the unlinks are.
+		if (i % 64 === 63 && Date.now() - yielded > 100) {
 			progress?.(`${dryRun ? 'counted' : 'removed'} ${i + 1} of ${plural(evict.length, 'entry', 'entries')}`);
 			await yieldToTimers();
+			yielded = Date.now();
 		}
 		if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
 		if (dryRun || unlink(entry.file, skipped)) {

@@ -146,7 +146,7 @@ export function unknownKernel(root: string | undefined, kernel: string): Error {
 	return new Error(`--kernel ${kernel} matches nothing in ${root ?? 'the cache'} (${there})`);
 }
 
-/** Lets timers run: proper-lockfile refreshes the lock from one, and a lock not refreshed for 5 s is taken over. */
+/** Lets timers run: the lock's refresh (src/cli/lock.ts) and the progress line. */
 export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Told what a long scan or deletion has got through so far. */

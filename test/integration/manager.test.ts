@@ -1,6 +1,7 @@
 // ltocache stats, prune and clear on real directory trees, run as a child
 // process the way users run it.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -425,6 +426,9 @@ describe('on a terminal', () => {
 });
 
 describe('locking', () => {
+	/** A report's stderr less the lines that say whom a command waited for. */
+	const notWaiting = (stderr: string) => stderr.split('\n').filter((l) => l !== '' && !/^ltocache: waiting for /.test(l));
+
 	it('runs concurrent prunes and clears one at a time, without errors', async () => {
 		const root = scratch('root');
 		const keys = [1, 2, 3, 4].map((n) => makeKey(root, `6.1.0-${n}`, '/src/one', 1));
@@ -435,46 +439,99 @@ describe('locking', () => {
 			ltocache(root, ['clear', '--kernel', '6.1.0-4', '--json']),
 			ltocache(root, ['prune', '--max-age', '40d', '--json']),
 		]);
-		for (const r of results) expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+		for (const r of results) {
+			expect(r.exitCode).toBe(0);
+			expect(notWaiting(r.stderr)).toEqual([]);
+		}
 		const removed = results.reduce((n, r) => n + (JSON.parse(r.stdout) as Report).removed.entries, 0);
 		expect(2000 - removed).toBe(onDisk(root).size);
 		expect(onDisk(root).size).toBeLessThanOrEqual(1000);
 		expect(fs.existsSync(path.join(root, LOCK_NAME))).toBe(false);
 	});
 
-	it('waits while another holds the lock, and goes on once it is released', async () => {
+	it('waits as long as the holder lives, says whom it waits for, and goes on once it is released', async () => {
 		const root = scratch('root');
 		const files = [1, 2, 3].map(() => makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 }));
-		// Another prune's lock, kept fresh the way proper-lockfile keeps it.
+		// A lock held by a live process (a sleep standing in for another prune), never refreshed: it lives as long as its holder.
+		const holder = execa('sleep', ['600']);
 		const lock = path.join(root, LOCK_NAME);
 		fs.mkdirSync(lock);
-		const keepFresh = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 500);
+		const owner = { pid: holder.pid, host: os.hostname(), command: 'ltocache prune --max-size 1G', start: '', since: Date.now() };
+		fs.writeFileSync(path.join(lock, 'owner.json'), JSON.stringify(owner));
+		const old = new Date(Date.now() - 3600_000);
+		fs.utimesSync(lock, old, old);
 		let finished = false;
-		const prune = run(root, ['prune', '--max-age', '1d']).finally(() => {
+		const prune = ltocache(root, ['prune', '--max-age', '1d', '--json']);
+		void prune.finally(() => {
 			finished = true;
 		});
 		try {
-			await new Promise((r) => setTimeout(r, 2500));
+			// Until it has said whom it waits for: then it has looked at the lock and found its holder alive.
+			const seen = await new Promise<string>((resolve) => {
+				let text = '';
+				prune.stderr?.on('data', (chunk: Buffer) => {
+					text += chunk.toString();
+					if (text.includes('\n')) resolve(text);
+				});
+			});
+			expect(seen).toBe(`ltocache: waiting for pid ${holder.pid} (ltocache prune --max-size 1G) to release the lock on ${root}\n`);
 			expect(finished).toBe(false);
 			expect(files.every((f) => fs.existsSync(f))).toBe(true);
 		} finally {
-			clearInterval(keepFresh);
-			fs.rmdirSync(lock);
+			holder.kill('SIGKILL');
+			await holder.catch(() => {});
 		}
-		expect((await prune).removed.entries).toBe(3);
+		// Its holder gone, the lock is taken over.
+		const result = await prune;
+		expect(result.exitCode).toBe(0);
+		expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(3);
 		expect(files.some((f) => fs.existsSync(f))).toBe(false);
+		expect(fs.existsSync(lock)).toBe(false);
 	});
 
-	it('recovers a lock left by a killed process', async () => {
+	it('recovers a lock left by a killed process, and one of an older ltocache left unrefreshed', async () => {
 		const root = scratch('root');
-		makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 });
 		const lock = path.join(root, LOCK_NAME);
-		fs.mkdirSync(lock);
-		const started = Date.now();
-		const report = await run(root, ['prune', '--max-age', '1d']);
-		expect(report.removed.entries).toBe(1);
-		expect(Date.now() - started).toBeLessThan(20_000);
-		expect(fs.existsSync(lock)).toBe(false);
+		const dead = execa('true');
+		await dead;
+		for (const owner of [{ pid: dead.pid, host: os.hostname(), command: 'ltocache prune', start: '', since: 1 }, undefined]) {
+			makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 });
+			fs.mkdirSync(lock);
+			if (owner) fs.writeFileSync(path.join(lock, 'owner.json'), JSON.stringify(owner));
+			else fs.utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+			const result = await ltocache(root, ['prune', '--max-age', '1d', '--json']);
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(1);
+			expect(fs.existsSync(lock)).toBe(false);
+			expect(fs.readdirSync(root).filter((f) => f.startsWith(LOCK_NAME))).toEqual([]);
+		}
+	});
+
+	it('a prune of tens of thousands of entries under CPU load and a clear started behind it both finish, nothing half done', async () => {
+		const root = scratch('root');
+		const keys = Array.from({ length: 8 }, (_, i) => makeKey(root, `6.${i % 2}.0-load`, `/src/m${i}`, 1));
+		for (let i = 0; i < 30_000; i++) fs.writeFileSync(`${keys[i % 8]}/llvmcache-${i.toString(16).padStart(40, '0')}`, 'x');
+		// Busy children: four spinning processes per CPU.
+		const load = Array.from({ length: 4 * os.availableParallelism() }, () => execa('sh', ['-c', 'while :; do :; done']));
+		try {
+			const prune = ltocache(root, ['prune', '--max-files', '1000', '--json']);
+			// The clear starts once the prune holds the lock.
+			while (!fs.existsSync(path.join(root, LOCK_NAME, 'owner.json'))) await new Promise((r) => setTimeout(r, 20));
+			const clear = ltocache(root, ['clear', '--json']);
+			const [p, c] = await Promise.all([prune, clear]);
+			expect(p.exitCode).toBe(0);
+			expect(notWaiting(p.stderr)).toEqual([]);
+			expect(c.exitCode).toBe(0);
+			expect(notWaiting(c.stderr)).toEqual([]);
+			// One after the other, each whole: the prune left 1,000, the clear took them.
+			expect((JSON.parse(p.stdout) as Report).removed.entries).toBe(29_000);
+			expect((JSON.parse(c.stdout) as Report).removed.entries).toBe(1000);
+			expect(onDisk(root).size).toBe(0);
+			expect(fs.readdirSync(root).filter((f) => f.startsWith(LOCK_NAME))).toEqual([]);
+		} finally {
+			for (const child of load) child.kill('SIGKILL');
+			await Promise.allSettled(load);
+		}
 	});
 });
 

@@ -50,7 +50,7 @@ nothing else.`,
 
 /** Under the root's lock, so a prune compacting the counters meanwhile cannot bring them back. */
 async function zero(root: string, scope: Scope): Promise<number> {
-	const { withLock } = await import('../maintain.js'); // proper-lockfile: only --zero needs it
+	const { withLock } = await import('../lock.js'); // only --zero needs it
 	return withLock(root, async () => {
 		const keys = (await scanRoot(root, scope, false)).flatMap((k) => k.keys);
 		for (const key of keys) zeroCounters(key.dir);
