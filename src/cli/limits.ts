@@ -21,36 +21,53 @@ export type Limits = {
 
 const KIB = 1024;
 const SIZE_UNITS: Record<string, number> = {
-	'': 1,
 	b: 1,
 	k: KIB,
+	ki: KIB,
 	kib: KIB,
 	kb: 1e3,
 	m: KIB ** 2,
+	mi: KIB ** 2,
 	mib: KIB ** 2,
 	mb: 1e6,
 	g: KIB ** 3,
+	gi: KIB ** 3,
 	gib: KIB ** 3,
 	gb: 1e9,
 	t: KIB ** 4,
+	ti: KIB ** 4,
 	tib: KIB ** 4,
 	tb: 1e12,
 };
 
 /**
- * A byte size: `123`, `500K`, `10M`, `1.5G`, `2GiB`. K, M, G, T and KiB..TiB
- * are powers of 1024 (like du and LLVM's cache_size_bytes); KB, MB, GB, TB
- * are powers of 1000.
+ * A byte size as ccache reads one: a bare number is gigabytes (`ccache -M 5`,
+ * `--max-size 5`: 5 GiB here), B is bytes; K, M, G, T (and Ki.., KiB..) are
+ * powers of 1024 (like du and LLVM's cache_size_bytes), KB, MB, GB, TB
+ * powers of 1000. 0 is no limit; any other value that comes to less than a
+ * byte is refused, never rounded to 0.
  */
 export function parseSize(text: string, what = 'size'): number {
 	const match = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(text.trim());
-	const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
+	const unit = match ? (match[2] === '' ? KIB ** 3 : SIZE_UNITS[match[2].toLowerCase()]) : undefined;
 	if (!match || unit === undefined) {
 		throw new UsageError(
-			`invalid ${what} '${text}' (expected a number with an optional unit K, M, G, T, KiB.., KB..: 123, 500K, 1.5G, 2GiB; 0 for no limit)`,
+			`invalid ${what} '${text}' (expected a number with an optional unit B, K, M, G, T, KiB.., KB..: 5 (GiB), 500K, 1.5G, 123B; 0 for no limit)`,
 		);
 	}
-	return Math.floor(Number(match[1]) * unit);
+	const bytes = Math.floor(Number(match[1]) * unit);
+	if (bytes === 0 && Number(match[1]) !== 0) throw new UsageError(`invalid ${what} '${text}': less than a byte (0 is no limit)`);
+	return bytes;
+}
+
+/**
+ * Whether sizes are shown in powers of 1024 (KiB, MiB, GiB), as the size the
+ * user gave (else the configured max-size) is written: all but KB, MB, GB,
+ * TB are. `--max-size 10M` then reports `kept ... (10 MiB)`, not 10.5 MB.
+ */
+export function binaryUnits(given: string | undefined, env: NodeJS.ProcessEnv): boolean {
+	const size = given ?? readSettings(env).values['max-size'].value;
+	return !/\d\s*[kmgt]b$/i.test(size.trim());
 }
 
 const SECOND = 1000;

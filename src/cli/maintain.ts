@@ -255,7 +255,8 @@ function forEachKey(kernels: Kernel[], fn: (dir: string) => void): void {
 	}
 }
 
-export function renderReport(report: Report, json: boolean): string {
+/** @param binary sizes in KiB, MiB, GiB (else kB, MB, GB), as the user writes them (binaryUnits) */
+export function renderReport(report: Report, json: boolean, binary = true): string {
 	if (json) return `${JSON.stringify(report, null, 2)}\n`;
 	const verb = report.dryRun ? 'would remove' : 'removed';
 	const r = report.removed;
@@ -265,8 +266,8 @@ export function renderReport(report: Report, json: boolean): string {
 	].filter(Boolean);
 	const set = report.scope ? ` of ${report.scope}` : '';
 	return (
-		`${verb} ${plural(r.entries, 'entry', 'entries')} (${prettyBytes(r.bytes)})${extra.length ? `, ${extra.join(', ')}` : ''}\n` +
-		`${report.dryRun ? 'would keep' : 'kept'} ${plural(report.remaining.entries, 'entry', 'entries')} (${prettyBytes(report.remaining.bytes)})${set} in ${report.root}\n`
+		`${verb} ${plural(r.entries, 'entry', 'entries')} (${prettyBytes(r.bytes, { binary })})${extra.length ? `, ${extra.join(', ')}` : ''}\n` +
+		`${report.dryRun ? 'would keep' : 'kept'} ${plural(report.remaining.entries, 'entry', 'entries')} (${prettyBytes(report.remaining.bytes, { binary })})${set} in ${report.root}\n`
 	);
 }
 

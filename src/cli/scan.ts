@@ -5,7 +5,7 @@
 // directories are descended into, so nothing outside the root is ever seen.
 import fs from 'node:fs';
 import path from 'node:path';
-import { classify, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
+import { classify, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import { isInstalled, LOCK_NAME, SUMMARY_NAME } from '../shared/root.js';
 
@@ -174,8 +174,9 @@ export async function scanRoot(
 	}
 }
 
-/** Whether a module directory is ltocache's (holds its metadata); undefined, and added to skipped, if that cannot be told. */
-function isOurs(dir: string, skipped: Skip[]): boolean | undefined {
+/** Whether a module directory is ltocache's (named as ltocache names them, or holding its metadata); undefined, and added to skipped, if that cannot be told. */
+export function isOurs(dir: string, skipped: Skip[] = []): boolean | undefined {
+	if (isKeyName(path.basename(dir))) return true;
 	try {
 		return fs.lstatSync(path.join(dir, META_FILE), { throwIfNoEntry: false }) !== undefined;
 	} catch (error) {
@@ -202,7 +203,7 @@ async function scanReleases(
 		for (const d of dirents(dir, skipped)) {
 			if (!d.isDirectory()) continue;
 			const keyDir = path.join(dir, d.name);
-			// A directory without ltocache's metadata (a plain lld cache, anything else) is not ours to count or delete in.
+			// A directory that is not ltocache's (a plain lld cache, anything else) is not ours to count or delete in.
 			if (!isOurs(keyDir, skipped)) continue;
 			const key = summaries ? summaries.key(keyDir, d.name) : scanKey(keyDir, d.name, collect, skipped);
 			if (!key) continue;

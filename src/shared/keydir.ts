@@ -234,6 +234,9 @@ export function keyVariant(name: string, variant: { options?: string; incbin?: s
 	return `${name}${variant.options ? OPTIONS_MARK + variant.options : ''}${variant.incbin ? INCBIN_MARK + variant.incbin : ''}`;
 }
 
+/** Whether a directory's name is one keyName and keyVariant make: with its metadata lost, such a directory is still ltocache's. */
+export const isKeyName = (name: string) => /^[A-Za-z0-9._+-]*-[0-9a-f]{12}(?:\+(?:opt|incbin)-[0-9a-f]+)*$/.test(name);
+
 /** The module's own key name, without the variant a link's options or .incbin files add. */
 export const baseKeyName = (name: string) => name.split(/\+(?:opt|incbin)-(?=[0-9a-f]+(?:\+|$))/)[0];
 

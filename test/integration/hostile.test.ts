@@ -174,10 +174,10 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		const stats = JSON.parse((await ltocache(root, ['stats', '--json'])).stdout) as StatsJson;
 		expect(stats.tempFiles).toBe(temps.length);
 		expect(stats.totalEntries).toBe(onDisk(root).size);
-		await ltocache(root, ['prune', '--max-size', '1']);
+		await ltocache(root, ['prune', '--max-size', '1B']);
 		expect(temps.every((t) => fs.existsSync(t))).toBe(true);
 		for (const t of temps) fs.utimesSync(t, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
-		const report = JSON.parse((await ltocache(root, ['prune', '--max-size', '1', '--json'])).stdout) as { removed: { tempFiles: number } };
+		const report = JSON.parse((await ltocache(root, ['prune', '--max-size', '1B', '--json'])).stdout) as { removed: { tempFiles: number } };
 		expect(report.removed.tempFiles).toBe(temps.length);
 		expect(temps.some((t) => fs.existsSync(t))).toBe(false);
 	});

@@ -322,7 +322,7 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody and read-
 			expect(fs.readFileSync(path.join(work, 'team-60002.o'))).toEqual(reference);
 
 			// Either member prunes and clears what the other wrote.
-			const prune = await as(60002, [process.execPath, cli, 'prune', '--max-size', '1', '--json']);
+			const prune = await as(60002, [process.execPath, cli, 'prune', '--max-size', '1B', '--json']);
 			expect(prune).toMatchObject({ exitCode: 0, stderr: '' });
 			expect(entries(dir)).toEqual([]);
 			expect(await link(60002)).toMatchObject({ exitCode: 0, stderr: '' });

@@ -87,9 +87,9 @@ describe('ltocache stats', () => {
 		const lines = human.stdout.split('\n');
 		expect(lines[0]).toBe(`cache root: ${root}`);
 		// LINKS HITS MISSES HIT RATE: nothing counted yet.
-		expect(human.stdout).toMatch(/^6\.1\.0-1 +yes +0 +0 +0 +- +1 +2\.05 kB +\d{4}-\d\d-\d\d \d\d:\d\d$/m);
-		expect(human.stdout).toMatch(/^ {2}\/src\/one +0 +0 +0 +- +1 +2\.05 kB/m);
-		expect(human.stdout).toMatch(/^total +0 +0 +0 +- +2 +2\.06 kB$/m);
+		expect(human.stdout).toMatch(/^6\.1\.0-1 +yes +0 +0 +0 +- +1 +2 KiB +\d{4}-\d\d-\d\d \d\d:\d\d$/m);
+		expect(human.stdout).toMatch(/^ {2}\/src\/one +0 +0 +0 +- +1 +2 KiB/m);
+		expect(human.stdout).toMatch(/^total +0 +0 +0 +- +2 +2\.01 KiB$/m);
 		// Aligned: every row's SIZE column ends at the same place.
 		const sizeEnd = lines[1].indexOf('SIZE') + 4;
 		for (const line of lines.slice(2, -1)) expect(line.slice(0, sizeEnd)).toMatch(/B$/);
@@ -166,7 +166,7 @@ describe('ltocache prune', () => {
 		const files = Array.from({ length: 10 }, (_, i) => makeEntry(key, { bytes: 1000, ageDays: i + 1 }));
 		setAge(files[9], 10, 0.5);
 
-		const report = await run(root, ['prune', '--max-size', '4000']);
+		const report = await run(root, ['prune', '--max-size', '4000B']);
 		expect(report.removed).toMatchObject({ entries: 6, bytes: 6000 });
 		expect(report.remaining).toEqual({ entries: 4, bytes: 4000 });
 		const kept = files.filter((f) => fs.existsSync(f));
@@ -217,9 +217,35 @@ describe('ltocache prune', () => {
 		expect((await run(root, ['prune'])).removed.entries).toBe(1);
 		expect([fs.existsSync(fresh), fs.existsSync(old)]).toEqual([true, false]);
 		makeEntry(key, { ageDays: 2, bytes: 300 });
-		const report = await run(root, ['prune'], { LTOCACHE_MAX_SIZE: '200', LTOCACHE_MAX_AGE: '90d' });
+		const report = await run(root, ['prune'], { LTOCACHE_MAX_SIZE: '200B', LTOCACHE_MAX_AGE: '90d' });
 		expect(report.removed.entries).toBe(1);
 		expect(report.remaining).toEqual({ entries: 1, bytes: 100 });
+	});
+
+	it('reads sizes as ccache does: a bare number is GiB, nothing rounds to no limit, output in the units of the input', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		const files = Array.from({ length: 4 }, (_, i) => makeEntry(key, { bytes: 600, ageDays: i + 1 }));
+		// `ccache -M 5` is 5 GB: the next prune must not empty the cache.
+		expect((await run(root, ['prune', '--max-size', '5'])).removed.entries).toBe(0);
+		expect((await run(root, ['prune'], { LTOCACHE_MAX_SIZE: '5' })).removed.entries).toBe(0);
+		// Less than a byte is refused, never rounded to 0 (no limit).
+		for (const size of ['0.1B', '0.0000000001']) {
+			const refused = await ltocache(root, ['prune', '--max-size', size]);
+			expect(refused).toMatchObject({ exitCode: 2, stdout: '' });
+			expect(refused.stderr).toMatch(new RegExp(`^ltocache: invalid --max-size '${size.replace('.', '\\.')}': less than a byte`));
+		}
+		expect(files.every((f) => fs.existsSync(f))).toBe(true);
+		// A fraction of a unit is that much, not 0 (no limit): 0.000001 GiB is 1,073 bytes, one entry's room.
+		const dry = await ltocache(root, ['prune', '--max-size', '0.000001', '--dry-run']);
+		expect(dry.stdout).toContain('would remove 3 entries');
+		// Binary in, binary out; decimal in, decimal out.
+		const binary = await ltocache(root, ['prune', '--max-size', '2K', '--dry-run']);
+		expect(binary.stdout).toBe(`would remove 1 entry (600 B)\nwould keep 3 entries (1.76 KiB) in ${root}`);
+		const decimal = await ltocache(root, ['prune', '--max-size', '2KB', '--dry-run']);
+		expect(decimal.stdout).toBe(`would remove 1 entry (600 B)\nwould keep 3 entries (1.8 kB) in ${root}`);
+		const half = await ltocache(root, ['prune', '--max-size', '1.5K']);
+		expect(half.stdout).toBe(`removed 2 entries (1.17 KiB)\nkept 2 entries (1.17 KiB) in ${root}`);
 	});
 
 	it('--dry-run reports the same and deletes nothing', async () => {
@@ -297,7 +323,7 @@ describe('safety', () => {
 		setAge(foreignTmp, 100);
 		makeEntry(key, { ageDays: 100 });
 
-		for (const args of [['prune', '--max-size', '1'], ['clear']]) {
+		for (const args of [['prune', '--max-size', '1B'], ['clear']]) {
 			await run(root, args);
 			expect(victims.every((v) => fs.existsSync(v))).toBe(true);
 			expect(fs.existsSync(foreign)).toBe(true);

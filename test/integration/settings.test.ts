@@ -90,7 +90,7 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for nobody and read-
 			const { home, root } = homeWithEntries();
 			const before = onDisk(root);
 			const bad = make();
-			for (const args of [['clear'], ['prune', '--max-size', '1'], ['stats'], ['stats', '--zero']]) {
+			for (const args of [['clear'], ['prune', '--max-size', '1B'], ['stats'], ['stats', '--zero']]) {
 				const result = await cli(args, { HOME: home, LTOCACHE_DIR: bad });
 				expect(result.exitCode, args.join(' ')).toBe(1);
 				expect(result.stdout).toBe('');

@@ -7,7 +7,11 @@ import { NO_CONFIG } from '../helpers/tools.js';
 
 describe('parseSize', () => {
 	it.each([
-		['123', 123],
+		['123B', 123],
+		['5', 5 * 1024 ** 3],
+		['0.5', 0.5 * 1024 ** 3],
+		['0.5K', 512],
+		['2Gi', 2 * 1024 ** 3],
 		['500K', 500 * 1024],
 		['10M', 10 * 1024 ** 2],
 		['1.5G', 1.5 * 1024 ** 3],
@@ -20,7 +24,7 @@ describe('parseSize', () => {
 		expect(parseSize(text)).toBe(bytes);
 	});
 
-	it.each(['10Q', '-1', '', 'G', '1.G', '1e3', '5 GiBs', '0x10'])('rejects %j, naming it', (text) => {
+	it.each(['10Q', '-1', '', 'G', '1.G', '1e3', '5 GiBs', '0x10', '0.1B', '0.5b'])('rejects %j, naming it', (text) => {
 		expect(() => parseSize(text, '--max-size')).toThrow(UsageError);
 		expect(() => parseSize(text, '--max-size')).toThrow(`invalid --max-size '${text}'`);
 	});

@@ -121,13 +121,17 @@ describe('scanArgs', () => {
 });
 
 describe('limits', () => {
-	// The units as documented: sizes in powers of 1024 (K..T, KiB..TiB) or 1000 (KB..TB), durations s..w.
-	const SIZE: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, kb: 1e3, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6 };
-	Object.assign(SIZE, { g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9, t: 1024 ** 4, tib: 1024 ** 4, tb: 1e12 });
+	// The units as documented: sizes in powers of 1024 (K..T, Ki..Ti, KiB..TiB) or 1000 (KB..TB), GiB without a unit, as ccache; durations s..w.
+	const SIZE: Record<string, number> = { '': 1024 ** 3, b: 1, k: 1024, ki: 1024, kib: 1024, kb: 1e3, m: 1024 ** 2, mi: 1024 ** 2 };
+	Object.assign(SIZE, { mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gi: 1024 ** 3, gib: 1024 ** 3, gb: 1e9 });
+	Object.assign(SIZE, { t: 1024 ** 4, ti: 1024 ** 4, tib: 1024 ** 4, tb: 1e12 });
 	const DURATION: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
 	const bySpec = (units: Record<string, number>, unitCase: (u: string) => string) => (text: string) => {
 		const [, n, unit] = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(text) ?? [];
-		return n === undefined || units[unitCase(unit)] === undefined ? undefined : Math.floor(Number(n) * units[unitCase(unit)]);
+		if (n === undefined || units[unitCase(unit)] === undefined) return undefined;
+		const value = Math.floor(Number(n) * units[unitCase(unit)]);
+		// Never rounded to 0, which is no limit: less than one is refused.
+		return value === 0 && Number(n) !== 0 ? undefined : value;
 	};
 
 	/** The value the documented units give, or a UsageError naming the input; never anything else. */
@@ -161,7 +165,7 @@ describe('limits', () => {
 	});
 
 	it('parseSize agrees with the arithmetic for every well-formed size', () => {
-		const units = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, KiB: 1024, GiB: 1024 ** 3, KB: 1000, MB: 1e6 };
+		const units = { '': 1024 ** 3, B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, KiB: 1024, GiB: 1024 ** 3, KB: 1000, MB: 1e6 };
 		fc.assert(
 			fc.property(fc.integer({ min: 0, max: 1e6 }), fc.constantFrom(...Object.keys(units)), (n, unit) => {
 				expect(parseSize(`${n}${unit}`)).toBe(n * units[unit as keyof typeof units]);

@@ -1,6 +1,7 @@
 // `ltocache clear`: remove every entry, or one kernel's, or one module's.
 import path from 'node:path';
 import { defineCommand } from '../command.js';
+import { binaryUnits } from '../limits.js';
 import { clear, renderReport, terminalProgress } from '../maintain.js';
 import { skippedText } from '../scan.js';
 import { existingRoot } from '../settings.js';
@@ -21,7 +22,7 @@ Links running meanwhile still succeed.`,
 		const progress = terminalProgress(Boolean(values.json));
 		const scope = { kernel: values.kernel, extmod };
 		const report = await clear(existingRoot(env), scope, Boolean(values['dry-run']), progress?.update).finally(progress?.done);
-		process.stdout.write(renderReport(report, Boolean(values.json)));
+		process.stdout.write(renderReport(report, Boolean(values.json), binaryUnits(undefined, env)));
 		process.stderr.write(skippedText(report.skipped));
 		return report.skipped.length > 0 ? 1 : 0;
 	},

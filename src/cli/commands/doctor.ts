@@ -5,11 +5,11 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
 import { readSettings, redacted, remoteSettings } from '../../shared/config.js';
-import { META_FILE } from '../../shared/keydir.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
 import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
 import { defineCommand } from '../command.js';
+import { isOurs } from '../scan.js';
 import { linkerNames, linkKind, ROOT_PATH, SYSTEM_DIR, shimFile } from '../shimlinks.js';
 
 export default defineCommand({
@@ -191,7 +191,7 @@ function rootContentsFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 		if (!usable(dir)) continue;
 		for (const key of fs.readdirSync(dir, { withFileTypes: true })) {
 			const keyDir = path.join(dir, key.name);
-			if (key.isDirectory() && fs.existsSync(path.join(keyDir, META_FILE))) usable(keyDir);
+			if (key.isDirectory() && isOurs(keyDir)) usable(keyDir);
 		}
 	}
 	if (bad.length === 0) return undefined;

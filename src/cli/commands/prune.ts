@@ -2,7 +2,7 @@
 
 import { SETTINGS } from '../../shared/config.js';
 import { defineCommand } from '../command.js';
-import { limitsFrom } from '../limits.js';
+import { binaryUnits, limitsFrom } from '../limits.js';
 import { prune, renderReport, terminalProgress } from '../maintain.js';
 import { skippedText } from '../scan.js';
 import { existingRoot } from '../settings.js';
@@ -14,7 +14,7 @@ until every limit holds. With no limits given: the configured ones (ltocache
 config shows them and where each comes from; by default max-size ${SETTINGS['max-size'].default}, max-age
 ${SETTINGS['max-age'].default}). A limit of 0 is no limit, as in LLVM's cache policy.`,
 	options: {
-		'max-size': { type: 'string', arg: 'SIZE', help: 'cap on the whole root (or --kernel): 123, 500K, 10M, 1.5G, 2GiB' },
+		'max-size': { type: 'string', arg: 'SIZE', help: 'cap on the whole root (or --kernel): 5 (GiB, as ccache), 500K, 10M, 1.5G, 123B' },
 		'max-age': { type: 'string', arg: 'DURATION', help: 'evict entries unused for longer: 90s, 12h, 7d, 2w' },
 		'max-files': { type: 'string', arg: 'N', help: 'cap on the number of entries' },
 		'stale-kernels': { type: 'boolean', help: 'evict every release that is not installed' },
@@ -32,7 +32,7 @@ ${SETTINGS['max-age'].default}). A limit of 0 is no limit, as in LLVM's cache po
 		const progress = terminalProgress(Boolean(values.json));
 		const scope = { kernel: values.kernel };
 		const report = await prune(existingRoot(env), limits, scope, Boolean(values['dry-run']), progress?.update).finally(progress?.done);
-		process.stdout.write(renderReport(report, Boolean(values.json)));
+		process.stdout.write(renderReport(report, Boolean(values.json), binaryUnits(values['max-size'], env)));
 		process.stderr.write(skippedText(report.skipped));
 		return report.skipped.length > 0 ? 1 : 0;
 	},

@@ -3,7 +3,7 @@ import prettyBytes from 'pretty-bytes';
 import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
 import { isIncbinVariant, NO_KERNEL } from '../../shared/keydir.js';
 import { defineCommand } from '../command.js';
-import { configuredLimits, type Limits } from '../limits.js';
+import { binaryUnits, configuredLimits, type Limits } from '../limits.js';
 import {
 	type Kernel,
 	type Key,
@@ -42,7 +42,7 @@ nothing else.`,
 			return 0;
 		}
 		const stats = await collectStats(root, scope, env);
-		process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : renderStats(stats));
+		process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : renderStats(stats, binaryUnits(undefined, env)));
 		process.stderr.write(skippedText(stats.skipped));
 		return stats.skipped.length > 0 ? 1 : 0;
 	},
@@ -218,11 +218,11 @@ function table(rows: string[][], leftColumns = 1): string {
 		.join('\n');
 }
 
-function limitsLine(limits: StatsJson['limits']): string {
+function limitsLine(limits: StatsJson['limits'], binary: boolean): string {
 	if (limits === null) return 'limits: the configuration is not right (see ltocache config)';
 	const days = (ms: number) => `${+(ms / 86_400_000).toFixed(1)}d`;
 	const parts = [
-		`max-size ${limits.maxBytes === null ? 'none' : prettyBytes(limits.maxBytes, { binary: true })}`,
+		`max-size ${limits.maxBytes === null ? 'none' : prettyBytes(limits.maxBytes, { binary })}`,
 		`max-age ${limits.maxAge === null ? 'none' : days(limits.maxAge)}`,
 		...(limits.maxFiles === null ? [] : [`max-files ${limits.maxFiles}`]),
 	];
@@ -230,28 +230,30 @@ function limitsLine(limits: StatsJson['limits']): string {
 	return `limits: ${parts.join(', ')}${full} (ltocache config)`;
 }
 
-function renderStats(stats: StatsJson): string {
+/** @param binary sizes in KiB, MiB, GiB (else kB, MB, GB), as max-size is written */
+function renderStats(stats: StatsJson, binary: boolean): string {
+	const size = (bytes: number) => prettyBytes(bytes, { binary });
 	if (stats.root === null) return 'cache root: none usable (see ltocache doctor)\nnothing cached\n';
 	const rows = [['KERNEL / MODULE', 'INSTALLED', 'LINKS', 'HITS', 'MISSES', 'HIT RATE', 'ENTRIES', 'SIZE', 'LAST USE']];
 	const counts = (c: { links: number; hits: number; misses: number }) => [String(c.links), String(c.hits), String(c.misses), rate(c)];
 	for (const kernel of stats.kernels) {
 		const installed = kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no';
-		rows.push([kernel.release, installed, ...counts(kernel), String(kernel.entries), prettyBytes(kernel.bytes), when(kernel.lastUse)]);
+		rows.push([kernel.release, installed, ...counts(kernel), String(kernel.entries), size(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
 			const name = `  ${key.extmod ?? key.original ?? key.key}${isIncbinVariant(key.key) ? ' (.incbin variant)' : ''}`;
-			rows.push([name, '', ...counts(key), String(key.entries), prettyBytes(key.bytes), when(key.lastUse)]);
+			rows.push([name, '', ...counts(key), String(key.entries), size(key.bytes), when(key.lastUse)]);
 		}
 	}
 	const total = { links: stats.totalLinks, hits: stats.totalHits, misses: stats.totalMisses };
-	rows.push(['total', '', ...counts(total), String(stats.totalEntries), prettyBytes(stats.totalBytes), '']);
+	rows.push(['total', '', ...counts(total), String(stats.totalEntries), size(stats.totalBytes), '']);
 	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
 	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
 	const r = stats.remote;
 	if (r.remoteDownloads || r.remoteUploads) {
 		lines.push(
-			`remote: ${plural(r.remoteDownloads, 'entry', 'entries')} downloaded (${prettyBytes(r.remoteDownloadBytes)}), ${r.remoteUploads} uploaded (${prettyBytes(r.remoteUploadBytes)})`,
+			`remote: ${plural(r.remoteDownloads, 'entry', 'entries')} downloaded (${size(r.remoteDownloadBytes)}), ${r.remoteUploads} uploaded (${size(r.remoteUploadBytes)})`,
 		);
 	}
-	lines.push(limitsLine(stats.limits));
+	lines.push(limitsLine(stats.limits, binary));
 	return `${lines.join('\n')}\n`;
 }
