@@ -69,10 +69,35 @@ export function planPrune(kernels: Kernel[], limits: Limits, now: number, freeBy
 	return evict;
 }
 
-/** Remove a file; false if it was gone already or cannot be removed (then added to skipped). */
-function unlink(file: string, skipped: Skip[]): boolean {
+/** The entries grouped by their directory, each group in the order given, the groups in the order they first appear. */
+function byDirectory(entries: Entry[]): Map<string, Entry[]> {
+	const groups = new Map<string, Entry[]>();
+	for (const entry of entries) {
+		const dir = entry.file.slice(0, entry.file.lastIndexOf('/'));
+		const group = groups.get(dir);
+		if (group) group.push(entry);
+		else groups.set(dir, [entry]);
+	}
+	return groups;
+}
+
+/** Change into a directory; false where that is not allowed (a worker thread) or it is gone. */
+function chdirTo(dir: string): boolean {
 	try {
-		fs.unlinkSync(file);
+		process.chdir(dir);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+/**
+ * Remove a file; false if it was gone already or cannot be removed (then added to skipped).
+ * @param name the file's name, when the process is in its directory
+ */
+function unlink(file: string, skipped: Skip[], name?: string): boolean {
+	try {
+		fs.unlinkSync(name ?? file);
 		return true;
 	} catch (error) {
 		const code = (error as NodeJS.ErrnoException).code ?? String(error);
@@ -124,19 +149,30 @@ async function carryOut(
 	report.skipped = skipped;
 	const evicted = new Set<string>();
 	let yielded = Date.now();
-	for (const [i, entry] of evict.entries()) {
-		// Timers (the lock's refresh) and progress run every tenth of a second, however slow the unlinks are.
-		if (i % 64 === 63 && Date.now() - yielded > 100) {
-			progress?.(`${dryRun ? 'counted' : 'removed'} ${i + 1} of ${plural(evict.length, 'entry', 'entries')}`);
-			await yieldToTimers();
-			yielded = Date.now();
+	let i = 0;
+	const cwd = process.cwd();
+	try {
+		// A directory at a time, from inside it with bare names: the kernel then resolves one component per
+		// unlink instead of the whole path. The set is decided; only its order within a directory is kept.
+		for (const [dir, entries] of byDirectory(evict)) {
+			const inside = !dryRun && chdirTo(dir);
+			for (const entry of entries) {
+				// Timers (the lock's refresh) and progress run every tenth of a second, however slow the unlinks are.
+				if (++i % 64 === 0 && Date.now() - yielded > 100) {
+					progress?.(`${dryRun ? 'counted' : 'removed'} ${i} of ${plural(evict.length, 'entry', 'entries')}`);
+					await yieldToTimers();
+					yielded = Date.now();
+				}
+				if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
+				if (dryRun || unlink(entry.file, skipped, inside ? entry.file.slice(dir.length + 1) : undefined)) {
+					report.removed.entries++;
+					report.removed.bytes += entry.bytes;
+				}
+				evicted.add(entry.file);
+			}
 		}
-		if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
-		if (dryRun || unlink(entry.file, skipped)) {
-			report.removed.entries++;
-			report.removed.bytes += entry.bytes;
-		}
-		evicted.add(entry.file);
+	} finally {
+		if (process.cwd() !== cwd) process.chdir(cwd);
 	}
 	const staleTemps: Temp[] = kernels.flatMap((k) => k.keys.flatMap((key) => key.temps.filter((t) => now - t.mtime > IN_FLIGHT_MS)));
 	for (const temp of staleTemps) {

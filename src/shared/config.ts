@@ -28,6 +28,8 @@ export const SETTINGS = {
 	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false' },
 	'remote-timeout': { env: 'LTOCACHE_REMOTE_TIMEOUT', default: '2s' },
 	'base-dir': { env: 'LTOCACHE_BASE_DIR', default: '' },
+	/** A file holding the remote's password (its first line), for a URL without one: the secret then lives apart from the settings. */
+	'remote-password-file': { env: 'LTOCACHE_REMOTE_PASSWORD_FILE', default: '' },
 } as const;
 
 export type Setting = keyof typeof SETTINGS;
@@ -46,10 +48,19 @@ export function configFiles(env: NodeJS.ProcessEnv): { system: string; user: str
 	};
 }
 
-/** One file's settings; a line that is not `key = value`, or names no setting, is a problem (the manager refuses it, the shim passes over it). */
-export function parseConfig(text: string, file: string): { values: Map<Setting, Value>; problems: string[] } {
+/** A control character (a newline would write a second setting): refused in every value. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+export const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
+/**
+ * One file's settings; a line that is not `key = value`, names no setting,
+ * or holds a control character is a problem (the manager refuses it, the
+ * shim passes over it); a key set twice is a warning (the last line wins).
+ */
+export function parseConfig(text: string, file: string): { values: Map<Setting, Value>; problems: string[]; warnings: string[] } {
 	const values = new Map<Setting, Value>();
 	const problems: string[] = [];
+	const warnings: string[] = [];
 	for (const [i, raw] of text.split('\n').entries()) {
 		// ASCII blanks only, as the shell's [:space:] trims them.
 		const line = raw.replace(/^[ \t\v\f\r]+|[ \t\v\f\r]+$/g, '');
@@ -58,9 +69,14 @@ export function parseConfig(text: string, file: string): { values: Map<Setting, 
 		const where = `${file}:${i + 1}`;
 		if (!match) problems.push(`${where}: '${line}' is not key = value`);
 		else if (!isSetting(match[1])) problems.push(`${where}: unknown setting '${match[1]}' (${Object.keys(SETTINGS).join(', ')})`);
-		else values.set(match[1], { value: match[2], source: { file, line: i + 1 } });
+		else if (CONTROL.test(match[2])) problems.push(`${where}: ${match[1]} holds a control character`);
+		else {
+			const before = values.get(match[1]);
+			if (before && 'file' in before.source) warnings.push(`${where}: ${match[1]} is set again (line ${before.source.line} is ignored)`);
+			values.set(match[1], { value: match[2], source: { file, line: i + 1 } });
+		}
 	}
-	return { values, problems };
+	return { values, problems, warnings };
 }
 
 /** A file's text, or '' when there is none (a missing file is no configuration). */
@@ -76,19 +92,20 @@ function readText(file: string | undefined, problems: string[]): string {
 }
 
 /** Every setting's effective value and where it came from, and what was wrong on the way. */
-export function readSettings(env: NodeJS.ProcessEnv): { values: Record<Setting, Value>; problems: string[] } {
+export function readSettings(env: NodeJS.ProcessEnv): { values: Record<Setting, Value>; problems: string[]; warnings: string[] } {
 	const files = configFiles(env);
 	const problems: string[] = [];
 	const layers = [files.system, files.user].map((file) => parseConfig(readText(file, problems), file ?? ''));
 	const values = {} as Record<Setting, Value>;
 	for (const key of Object.keys(SETTINGS) as Setting[]) {
 		const fromEnv = env[SETTINGS[key].env];
+		if (fromEnv && CONTROL.test(fromEnv)) problems.push(`${SETTINGS[key].env} holds a control character`);
 		const fromFile = layers[1].values.get(key) ?? layers[0].values.get(key);
 		values[key] = fromEnv
 			? { value: fromEnv, source: { env: SETTINGS[key].env } }
 			: (fromFile ?? { value: SETTINGS[key].default, source: { default: true } });
 	}
-	return { values, problems: [...problems, ...layers.flatMap((l) => l.problems)] };
+	return { values, problems: [...problems, ...layers.flatMap((l) => l.problems)], warnings: layers.flatMap((l) => l.warnings) };
 }
 
 /** How a source reads in messages and in `ltocache config`. */
@@ -109,8 +126,15 @@ export function parseBudget(value: string): number | undefined {
 	return ms > 0 ? ms : undefined;
 }
 
-/** A remote URL as it may be shown anywhere: the password replaced. */
-export const redacted = (value: string) => value.replace(/^([a-z]+:\/\/[^/@]*?:)[^/@]*@/i, '$1***@');
+/**
+ * A remote URL as it may be shown anywhere: whatever stands before its last
+ * @ (user and password, a token as the user, a password holding / or @)
+ * replaced. An @ in a path masks more than it must, never less.
+ */
+export const redacted = (value: string) => value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[\s\S]*@/i, '$1***@');
+
+/** Whether a remote URL carries a user or password, a secret to keep in a file only its owner reads. */
+export const hasCredentials = (value: string) => /^[a-z][a-z0-9+.-]*:\/\/[\s\S]*@/i.test(value.trim());
 
 /** base-dir: absolute directories, separated by colons; anything else in the list is none. */
 export const baseDirs = (value: string) => value.split(':').filter((dir) => dir.startsWith('/'));
@@ -120,9 +144,22 @@ export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number;
 export function remoteSettings(values: Record<Setting, Value>): RemoteSettings {
 	const readOnly = values['remote-read-only'].value;
 	return {
-		url: values.remote.value,
+		url: withPassword(values.remote.value, values['remote-password-file'].value),
 		readOnly: isOnOrOff(readOnly) && !isOff(readOnly),
 		budgetMs: parseBudget(values['remote-timeout'].value) ?? 2000,
 		baseDirs: baseDirs(values['base-dir'].value),
 	};
+}
+
+/** The URL with the password from the file (its first line) when it has none; as it is if the file cannot be read. */
+function withPassword(url: string, file: string): string {
+	if (url === '' || file === '') return url;
+	try {
+		const parsed = new URL(url);
+		if (parsed.password !== '') return url;
+		parsed.password = encodeURIComponent(readFileSync(file, 'utf8').split('\n')[0]);
+		return parsed.href;
+	} catch {
+		return url;
+	}
 }

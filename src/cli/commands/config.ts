@@ -3,8 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+	CONTROL,
 	configFiles,
 	describeSource,
+	hasCredentials,
 	isOnOrOff,
 	isSetting,
 	MODES,
@@ -42,7 +44,8 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 		if (values.unset && (key === undefined || value !== undefined))
 			throw new UsageError('--unset takes one KEY: ltocache config --unset KEY');
 		if (values.unset || value !== undefined) return write(key as Setting, values.unset ? undefined : value, env, Boolean(values.system));
-		const { values: settings, problems } = readSettings(env);
+		const { values: settings, problems, warnings } = readSettings(env);
+		for (const warning of warnings) process.stderr.write(`ltocache: warning: ${warning}\n`);
 		// A remote's password is never shown.
 		for (const v of Object.values(settings)) v.value = redacted(v.value);
 		if (key !== undefined) {
@@ -68,6 +71,7 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 
 /** A value as its setting reads it; throws a UsageError naming it. */
 export function checkSetting(key: Setting, value: string, what: string): void {
+	if (CONTROL.test(value)) throw new UsageError(`invalid ${what}: it holds a control character`);
 	switch (key) {
 		case 'max-size':
 			parseSize(value, what);
@@ -99,6 +103,9 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 			if (value !== '' && !isRemoteUrl(value)) {
 				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
 			}
+			break;
+		case 'remote-password-file':
+			if (value !== '' && !path.isAbsolute(value)) throw new UsageError(`invalid ${what} '${value}' (an absolute path)`);
 	}
 }
 
@@ -129,6 +136,7 @@ function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, 
 	const file = ownFile(env, system);
 	let text = '';
 	let mode = 0o644;
+	const machine = file === configFiles(env).system;
 	try {
 		text = fs.readFileSync(file, 'utf8');
 		mode = fs.statSync(file).mode & 0o777;
@@ -141,10 +149,14 @@ function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, 
 	const at = lines.findIndex(ours);
 	const kept = lines.filter((line) => !ours(line));
 	if (value !== undefined) kept.splice(at < 0 ? kept.length : at, 0, `${key} = ${value}`);
+	// A credential is its owner's alone: the user's file goes 0600. The machine's file every user's builds must read.
+	const secret = kept.some((line) => /^[ \t]*remote[ \t]*=/.test(line) && hasCredentials(line.replace(/^[^=]*=/, '')));
+	if (secret && !machine) mode &= 0o600;
 	const temp = `${file}.${process.pid}.tmp`;
 	try {
 		fs.mkdirSync(path.dirname(file), { recursive: true });
 		fs.writeFileSync(temp, kept.length ? `${kept.join('\n')}\n` : '', { mode });
+		fs.chmodSync(temp, mode); // not the umask's
 		fs.renameSync(temp, file);
 	} catch (error) {
 		fs.rmSync(temp, { force: true });
@@ -156,5 +168,10 @@ function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, 
 	const overridden = env[SETTINGS[key].env];
 	process.stdout.write(`${shown === undefined ? `removed ${key} from` : `${key} = ${shown} in`} ${file}\n`);
 	if (overridden) process.stdout.write(`note: ${SETTINGS[key].env}=${redacted(overridden)} in this environment overrides it\n`);
+	if (secret && machine && (mode & 0o044) !== 0) {
+		process.stderr.write(
+			`ltocache: warning: ${file} is readable by every user, and so is the remote's password in it: keep it in a file only root reads and name that with remote-password-file\n`,
+		);
+	}
 	return 0;
 }

@@ -274,7 +274,7 @@ function kernelFindings(env: NodeJS.ProcessEnv, shimFirst: boolean): Finding[] {
 /** The remote, if one is set: does it answer, how fast, and can this client write it. */
 async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefined> {
 	const { values } = readSettings(env);
-	const value = values.remote.value;
+	const value = remoteSettings(values).url;
 	if (!value) return undefined;
 	const check = 'remote';
 	let url: URL;

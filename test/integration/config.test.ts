@@ -1,0 +1,100 @@
+// Issue 32: settings as one table, values that cannot smuggle a second
+// setting, secrets kept apart and never shown; doctor and the exit statuses
+// alike in every command; the README's table of bad input, run.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { readSettings, remoteSettings } from '../../src/shared/config.js';
+import { asNobody, CLI, describeIf, isRoot, NO_CONFIG, scratchRoot } from '../helpers/tools.js';
+
+const scratch = scratchRoot();
+
+/** `ltocache ARGS` with exactly this environment. */
+const cli = (args: string[], env: Record<string, string>) =>
+	execa(process.execPath, [CLI, ...args], { reject: false, extendEnv: false, env: { ...NO_CONFIG, PATH: process.env.PATH, ...env } });
+
+/** A machine file and a user file with this text, as the environment that names them. */
+function configs(user: string, system = '') {
+	const dir = scratch('conf');
+	const files = { LTOCACHE_CONFIG: path.join(dir, 'user.conf'), LTOCACHE_SYSTEM_CONFIG: path.join(dir, 'system.conf') };
+	fs.writeFileSync(files.LTOCACHE_CONFIG, user);
+	fs.writeFileSync(files.LTOCACHE_SYSTEM_CONFIG, system);
+	return files;
+}
+
+describe('settings: values, duplicates, secrets', () => {
+	it('refuses a value with a control character (a newline would write a second setting), changing nothing', async () => {
+		const files = configs('max-size = 1G\n');
+		const result = await cli(['config', '--system', 'remote', 'http://a/\nmode = drop'], files);
+		expect(result).toMatchObject({ exitCode: 2, stdout: '' });
+		expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^ltocache: invalid remote: it holds a control character/)]);
+		expect(fs.readFileSync(files.LTOCACHE_SYSTEM_CONFIG, 'utf8')).toBe('');
+		// In a file, or the environment, too.
+		const inFile = configs('mode = add\x01\n');
+		const listed = await cli(['config'], inFile);
+		expect(listed.exitCode).toBe(2);
+		expect(listed.stderr).toContain(`${inFile.LTOCACHE_CONFIG}:1: mode holds a control character`);
+		const fromEnv = await cli(['prune', '--dry-run'], { ...files, LTOCACHE_MAX_AGE: '7d\n', LTOCACHE_DIR: scratch('root') });
+		expect(fromEnv.exitCode).toBe(2);
+		expect(fromEnv.stderr).toMatch(/^ltocache: LTOCACHE_MAX_AGE holds a control character/);
+	});
+
+	it('warns of a key set twice in one file; the last line wins', async () => {
+		const files = configs('max-size = 1G\nmax-age = 2d\nmax-size = 3G\n');
+		const result = await cli(['config'], files);
+		expect(result.exitCode).toBe(0);
+		expect(result.stderr).toBe(`ltocache: warning: ${files.LTOCACHE_CONFIG}:3: max-size is set again (line 1 is ignored)`);
+		expect(result.stdout).toMatch(new RegExp(`^max-size +3G +${files.LTOCACHE_CONFIG}:3$`, 'm'));
+	});
+
+	it('masks user and password in every URL it shows: a token as the user, a / or raw @ in the password', async () => {
+		for (const [url, shown] of [
+			['https://TOKEN@cache.example/ltocache/', 'https://***@cache.example/ltocache/'],
+			['redis://:pa/ss@127.0.0.1:6379/0', 'redis://***@127.0.0.1:6379/0'],
+			['redis://alice:p@ss@127.0.0.1/1', 'redis://***@127.0.0.1/1'],
+			['http://127.0.0.1:8080/cache/', 'http://127.0.0.1:8080/cache/'],
+		]) {
+			const result = await cli(['config'], { ...configs(''), LTOCACHE_REMOTE: url });
+			expect(result.stdout).toMatch(new RegExp(`^remote +${shown.replace(/[.*?/]/g, '\\$&')} +LTOCACHE_REMOTE$`, 'm'));
+			for (const secret of ['TOKEN', 'pa/ss', 'p@ss', 'alice']) expect(result.stdout + result.stderr).not.toContain(secret);
+		}
+	});
+
+	describeIf(isRoot, 'root, to run as nobody')('a secret', () => {
+		it("goes into the user's file 0600; root putting one in the machine's file is warned", async () => {
+			const home = scratch('home');
+			fs.chownSync(home, 65534, 65534);
+			const set = await asNobody(process.execPath, [CLI, 'config', 'remote', 'redis://:secret@127.0.0.1/'], { HOME: home });
+			expect(set).toMatchObject({ exitCode: 0, stderr: '' });
+			const file = path.join(home, '.config/ltocache/config');
+			expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+			expect(set.stdout).not.toContain('secret');
+
+			const files = configs('');
+			fs.chmodSync(files.LTOCACHE_SYSTEM_CONFIG, 0o644);
+			const machine = await cli(['config', '--system', 'remote', 'redis://:secret@127.0.0.1/'], files);
+			expect(machine.exitCode).toBe(0);
+			expect(machine.stderr).toMatch(
+				/^ltocache: warning: .* is readable by every user, and so is the remote's password in it: .*remote-password-file$/,
+			);
+		});
+	});
+
+	it("remote-password-file gives a URL without a password the file's first line", () => {
+		const secret = path.join(scratch('secret'), 'password');
+		fs.writeFileSync(secret, 'p@ss/word\n', { mode: 0o600 });
+		const env = {
+			...NO_CONFIG,
+			LTOCACHE_CONFIG: '/nonexistent',
+			LTOCACHE_REMOTE: 'redis://127.0.0.1:6379/0',
+			LTOCACHE_REMOTE_PASSWORD_FILE: secret,
+		};
+		const url = new URL(remoteSettings(readSettings(env).values).url);
+		expect(decodeURIComponent(url.password)).toBe('p@ss/word');
+		expect(url.host).toBe('127.0.0.1:6379');
+		// A URL with its own password keeps it.
+		const own = remoteSettings(readSettings({ ...env, LTOCACHE_REMOTE: 'redis://:mine@127.0.0.1/' }).values).url;
+		expect(new URL(own).password).toBe('mine');
+	});
+});
