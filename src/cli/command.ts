@@ -38,6 +38,8 @@ export type Command<O extends OptionSpecs = OptionSpecs> = {
 	 * 'words', the command's own (`config KEY VALUE`), options before or after.
 	 */
 	positionals?: 'command' | 'words';
+	/** Whether it reads the settings: a configuration that is not right is then bad input (exit 2) before it does anything. */
+	settings?: boolean;
 	run(values: Values<O>, env: NodeJS.ProcessEnv, positionals: string[]): Promise<number>;
 };
 

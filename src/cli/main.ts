@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Command, helpText, parseOptions, splitAtCommand, UsageError } from './command.js';
+import { checkSettings } from './settings.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: Command }> }> = {
 	stats: { summary: 'show what is cached and how often it hits, per kernel release and module', load: () => import('./commands/stats.js') },
@@ -82,6 +83,7 @@ async function runCommand(command: Command, rest: string[], env: NodeJS.ProcessE
 		throw error;
 	}
 	if (parsed.values.help) return help();
+	if (command.settings) checkSettings(env);
 	return command.run(parsed.values, env, parsed.positionals);
 }
 
@@ -95,7 +97,16 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
 		process.exitCode = await run(argv, env);
 	} catch (error) {
 		const usage = error instanceof UsageError;
-		process.stderr.write(`ltocache: ${usage ? error.message : ((error as Error).message ?? String(error))}\n`);
+		process.stderr.write(`ltocache: ${usage ? error.message : inOurWords(error)}\n`);
 		process.exitCode = usage ? 2 : 1;
 	}
+}
+
+/** An error as one line of ours: a system call's (ENOENT: no such file or directory, open '/x') as what could not be done to what, and why. */
+function inOurWords(error: unknown): string {
+	const e = error as NodeJS.ErrnoException & { dest?: string };
+	if (typeof e?.code === 'string' && typeof e.syscall === 'string') {
+		return `cannot ${e.syscall}${e.path ? ` ${e.path}` : ''}${e.dest ? ` to ${e.dest}` : ''} (${e.code})`;
+	}
+	return (e?.message ?? String(error)).split('\n')[0];
 }

@@ -3,6 +3,7 @@
 // from the environment.
 import fs from 'node:fs';
 import path from 'node:path';
+import { readSettings } from '../shared/config.js';
 import { META_FILE } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import {
@@ -17,6 +18,7 @@ import {
 	writeTag,
 } from '../shared/root.js';
 import { UsageError } from './command.js';
+import { invalidValues } from './commands/config.js';
 
 /**
  * The root the manager works on, or undefined when there is none yet. A root
@@ -50,7 +52,7 @@ export function existingRoot(env: NodeJS.ProcessEnv): string {
 }
 
 /** What ltocache keeps at the top of a root, beside the kernel releases. */
-const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, 'ltocache.linkers.json']);
+export const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, 'ltocache.linkers.json']);
 
 /**
  * Whether an untagged directory is laid out as a root that ltocache made
@@ -96,4 +98,16 @@ export function ownership(root: string, named: boolean): string | undefined {
 	}
 	if (empty) return undefined;
 	return `is not an ltocache cache root: it has no ${TAG_NAME} of ltocache's and holds other things; refusing to touch it (point LTOCACHE_DIR at a directory of its own)`;
+}
+
+/** What is wrong with the configuration (files, lines, values), for doctor; empty when it is right. */
+export function settingsProblems(env: NodeJS.ProcessEnv): string[] {
+	const { values, problems } = readSettings(env);
+	return [...problems, ...invalidValues(values)];
+}
+
+/** A configuration that is not right is bad input, named by file and line or variable: exit status 2 in every command that reads it. */
+export function checkSettings(env: NodeJS.ProcessEnv): void {
+	const [problem] = settingsProblems(env);
+	if (problem !== undefined) throw new UsageError(problem, false);
 }

@@ -243,6 +243,9 @@ export const baseKeyName = (name: string) => name.split(/\+(?:opt|incbin)-(?=[0-
 /** Whether a directory is the variant of a module for files pulled in with .incbin. */
 export const isIncbinVariant = (name: string) => name.includes(INCBIN_MARK);
 
+/** Whether a directory is the variant of a module for links with code-generation options of their own. */
+export const isOptionsVariant = (name: string) => name.includes(OPTIONS_MARK);
+
 /**
  * After a link whose .incbin files or option files changed while lld ran:
  * remove every entry written since the link claimed its directory, since

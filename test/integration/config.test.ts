@@ -98,3 +98,74 @@ describe('settings: values, duplicates, secrets', () => {
 		expect(new URL(own).password).toBe('mine');
 	});
 });
+
+describe('doctor and exit statuses', () => {
+	type Finding = { level: string; check: string; message: string };
+	const doctor = async (env: Record<string, string>) => {
+		const result = await cli(['doctor', '--json'], { LTOCACHE_MODULES: scratch('modules'), ...env });
+		return { exitCode: result.exitCode, findings: (JSON.parse(result.stdout) as { findings: Finding[] }).findings };
+	};
+
+	it('fails on a root whose path holds a % (every link would go uncached) and on what ltocache did not make', async () => {
+		const percent = path.join(scratch('parent'), 'cache%d');
+		fs.mkdirSync(percent);
+		const pct = await doctor({ ...configs(''), LTOCACHE_DIR: percent });
+		expect(pct.exitCode).toBe(1);
+		expect(pct.findings).toContainEqual({ level: 'fail', check: 'cache root', message: expect.stringContaining('holds a %') });
+
+		const root = scratch('root');
+		fs.mkdirSync(path.join(root, '6.1.0-1', 'mod-0123456789ab'), { recursive: true });
+		fs.writeFileSync(path.join(root, '6.1.0-1', 'mod-0123456789ab', 'notes.txt'), 'mine');
+		fs.mkdirSync(path.join(root, '6.1.0-1', '.thinlto-cache'));
+		const foreign = await doctor({ ...configs(''), LTOCACHE_DIR: root });
+		expect(foreign.exitCode).toBe(1);
+		const found = foreign.findings.find((f) => f.check === 'cache root contents');
+		expect(found).toMatchObject({ level: 'fail', message: expect.stringMatching(/^2 files or directories that ltocache did not make: /) });
+	});
+
+	it('a configuration that is not right is exit status 2 in every command that reads it, doctor included', async () => {
+		const files = configs('max-size = lots\n');
+		const root = scratch('root');
+		for (const args of [['stats'], ['stats', '--json'], ['prune'], ['clear'], ['clear', '--dry-run'], ['config']]) {
+			const result = await cli(args, { ...files, LTOCACHE_DIR: root });
+			expect(result.exitCode, args.join(' ')).toBe(2);
+			expect(result.stderr).toContain(`invalid max-size (${files.LTOCACHE_CONFIG}:1) 'lots'`);
+		}
+		const doc = await doctor({ ...files, LTOCACHE_DIR: root });
+		expect(doc.exitCode).toBe(2);
+		expect(doc.findings).toContainEqual({ level: 'fail', check: 'configuration', message: expect.stringContaining("'lots'") });
+	});
+
+	it('no raw Node error reaches the user: an empty command, a lock path that is a file, a counts file that is a directory', async () => {
+		const empty = await cli(['run', '--', ''], {});
+		expect(empty).toMatchObject({ exitCode: 2, stdout: '' });
+		expect(empty.stderr).toMatch(/^ltocache: run needs a command/);
+
+		const root = scratch('root');
+		const key = path.join(root, '6.1.0-1', 'mod-0123456789ab');
+		fs.mkdirSync(path.join(key, 'ltocache.counts'), { recursive: true });
+		fs.writeFileSync(path.join(key, 'ltocache.json'), JSON.stringify({ version: 1, release: '6.1.0-1', original: '/src/mod' }));
+		const stats = await cli(['stats'], { ...configs(''), LTOCACHE_DIR: root });
+		expect(stats).toMatchObject({ exitCode: 0, stderr: '' });
+		fs.writeFileSync(path.join(root, 'ltocache.lock'), '');
+		for (const args of [['prune'], ['clear'], ['stats', '--zero']]) {
+			const locked = await cli(args, { ...configs(''), LTOCACHE_DIR: root });
+			expect(locked.exitCode, args.join(' ')).toBe(1);
+			expect(locked.stderr.split('\n')).toEqual([
+				`ltocache: cannot take the lock ${root}/ltocache.lock: it is not a directory (remove it if no ltocache runs)`,
+			]);
+		}
+	});
+
+	it("stats tells a module's rows with and without an options variant apart", async () => {
+		const root = scratch('root');
+		const meta = JSON.stringify({ version: 1, release: '6.1.0-1', extmod: '/src/mod', original: '/src/mod' });
+		for (const name of ['src-mod-0123456789ab', 'src-mod-0123456789ab+opt-00112233445566778899']) {
+			fs.mkdirSync(path.join(root, '6.1.0-1', name), { recursive: true });
+			fs.writeFileSync(path.join(root, '6.1.0-1', name, 'ltocache.json'), meta);
+		}
+		const stats = await cli(['stats'], { ...configs(''), LTOCACHE_DIR: root });
+		const rows = stats.stdout.split('\n').filter((l) => l.startsWith('  /src/mod'));
+		expect(rows.map((r) => r.replace(/(\S) {2,}.*/, '$1'))).toEqual(['  /src/mod', '  /src/mod (options variant)']);
+	});
+});

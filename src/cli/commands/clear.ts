@@ -11,6 +11,7 @@ export default defineCommand({
 	description: `Removes every cache entry, or only one kernel release's, or one module's
 (the M= / KBUILD_EXTMOD directory, or the original cache directory).
 Links running meanwhile still succeed.`,
+	settings: true,
 	options: {
 		kernel: { type: 'string', arg: 'REL', help: 'only this kernel release' },
 		extmod: { type: 'string', arg: 'PATH', help: 'only this external module' },

@@ -109,7 +109,7 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 	}
 }
 
-function invalidValues(settings: ReturnType<typeof readSettings>['values']): string[] {
+export function invalidValues(settings: ReturnType<typeof readSettings>['values']): string[] {
 	const problems: string[] = [];
 	for (const [key, value] of Object.entries(settings) as [Setting, (typeof settings)[Setting]][]) {
 		try {

@@ -5,11 +5,22 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
 import { readSettings, redacted, remoteSettings } from '../../shared/config.js';
+import { classify } from '../../shared/keydir.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
-import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
+import {
+	chooseRoot,
+	describeSkipped,
+	fallbackRoot,
+	isShared,
+	modulesDirs,
+	SUMMARY_NAME,
+	skippedSetting,
+	unusableReason,
+} from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
 import { defineCommand } from '../command.js';
 import { isOurs } from '../scan.js';
+import { ROOT_FILES, settingsProblems } from '../settings.js';
 import { linkerNames, linkKind, ROOT_PATH, SYSTEM_DIR, shimFile } from '../shimlinks.js';
 
 export default defineCommand({
@@ -17,7 +28,8 @@ export default defineCommand({
 	description: `Checks what ld.lld and each ld.lld-NN resolve to on your PATH and on root's
 default PATH, the real linker behind the shim, the cache root, and every
 installed kernel built with Clang ThinLTO: would its module builds fail
-without the shim? One line per finding (ok, warn, fail); exit status 1 if
+without the shim? One line per finding (ok, warn, fail); exit status 2 if the
+configuration is not right, else 1 if
 anything fails.`,
 	options: { json: { type: 'boolean', help: 'machine-readable findings' } },
 	async run(values, env) {
@@ -27,6 +39,8 @@ anything fails.`,
 		} else {
 			for (const f of findings) process.stdout.write(`${f.level.padEnd(4)}  ${f.check}: ${f.message}\n`);
 		}
+		// A configuration that is not right is bad input, exit status 2, as in every command.
+		if (findings.some((f) => f.check === 'configuration' && f.level === 'fail')) return 2;
 		return findings.some((f) => f.level === 'fail') ? 1 : 0;
 	},
 });
@@ -138,6 +152,14 @@ function cacheRootFinding(env: NodeJS.ProcessEnv): Finding {
 		HOME: 'the default under your home',
 		fallback: '',
 	}[choice.from];
+	// lld names its temporaries DIR/Thin-%%%%%%.tmp.o and replaces every %, one in DIR too: the shim links without a cache.
+	if (root?.includes('%')) {
+		return {
+			level: 'fail',
+			check,
+			message: `${root} holds a %, which lld takes for a placeholder: links run without a cache (choose another LTOCACHE_DIR)`,
+		};
+	}
 	if (root && choice.from !== 'fallback') {
 		if (isShared(root, env)) {
 			const gid = fs.statSync(root).gid;
@@ -166,11 +188,12 @@ function cacheRootFinding(env: NodeJS.ProcessEnv): Finding {
  * list or change (a `sudo` link with the user's HOME leaves root's): stats,
  * prune and clear skip them.
  */
-function rootContentsFinding(env: NodeJS.ProcessEnv): Finding | undefined {
+function rootContentsFindings(env: NodeJS.ProcessEnv): Finding[] {
 	const { root } = chooseRoot(env, false);
-	if (root === undefined || !fs.existsSync(root)) return undefined;
+	if (root === undefined || !fs.existsSync(root)) return [];
 	const check = 'cache root contents';
 	const bad: string[] = [];
+	const foreign: string[] = [];
 	const usable = (dir: string) => {
 		try {
 			fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
@@ -182,25 +205,59 @@ function rootContentsFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	};
 	let releases: fs.Dirent[];
 	try {
-		releases = fs.readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('ltocache.'));
+		releases = fs.readdirSync(root, { withFileTypes: true });
 	} catch (error) {
-		return { level: 'fail', check, message: `${root} cannot be read (${(error as NodeJS.ErrnoException).code})` };
+		return [{ level: 'fail', check, message: `${root} cannot be read (${(error as NodeJS.ErrnoException).code})` }];
 	}
 	for (const release of releases) {
 		const dir = path.join(root, release.name);
+		if (ROOT_FILES.has(release.name) || release.name.startsWith(`${SUMMARY_NAME}.`)) continue;
+		if (!release.isDirectory()) {
+			foreign.push(dir);
+			continue;
+		}
 		if (!usable(dir)) continue;
 		for (const key of fs.readdirSync(dir, { withFileTypes: true })) {
 			const keyDir = path.join(dir, key.name);
-			if (key.isDirectory() && isOurs(keyDir)) usable(keyDir);
+			if (!key.isDirectory() || !isOurs(keyDir)) foreign.push(keyDir);
+			else if (usable(keyDir))
+				foreign.push(
+					...fs
+						.readdirSync(keyDir)
+						.filter((name) => classify(name) === 'foreign')
+						.map((name) => path.join(keyDir, name)),
+				);
 		}
 	}
-	if (bad.length === 0) return undefined;
-	const shown = bad.slice(0, 5).join(', ') + (bad.length > 5 ? `, and ${bad.length - 5} more` : '');
-	return {
-		level: 'fail',
-		check,
-		message: `${bad.length} ${bad.length === 1 ? 'directory' : 'directories'} you cannot list or change: ${shown}; stats, prune and clear skip them (remove them as their owner)`,
-	};
+	const some = (list: string[]) => list.slice(0, 5).join(', ') + (list.length > 5 ? `, and ${list.length - 5} more` : '');
+	const findings: Finding[] = [];
+	if (bad.length > 0) {
+		findings.push({
+			level: 'fail',
+			check,
+			message: `${bad.length} ${bad.length === 1 ? 'directory' : 'directories'} you cannot list or change: ${some(bad)}; stats, prune and clear skip them (remove them as their owner)`,
+		});
+	}
+	if (foreign.length > 0) {
+		findings.push({
+			level: 'fail',
+			check,
+			message: `${foreign.length} ${foreign.length === 1 ? 'file or directory' : 'files or directories'} that ltocache did not make: ${some(foreign)}; stats, prune and clear leave them (move them out of the cache root)`,
+		});
+	}
+	return findings;
+}
+
+/** The configuration as the manager reads it: each problem fails (and doctor exits 2, as every command does); a key set twice is warned of. */
+function configurationFindings(env: NodeJS.ProcessEnv): Finding[] {
+	const check = 'configuration';
+	const problems = settingsProblems(env);
+	const { warnings } = readSettings(env);
+	const findings: Finding[] = [
+		...problems.map((message): Finding => ({ level: 'fail', check, message: `${message}; the manager refuses it, links pass over it` })),
+		...warnings.map((message): Finding => ({ level: 'warn', check, message })),
+	];
+	return findings.length ? findings : [{ level: 'ok', check, message: 'every setting is valid (ltocache config lists them)' }];
 }
 
 /** The Makefile and what it includes by absolute path (Debian's headers packages split the tree). */
@@ -350,9 +407,7 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 		}
 	}
 	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
-	findings.push(cacheRootFinding(env));
-	const contents = rootContentsFinding(env);
-	if (contents) findings.push(contents);
+	findings.push(...configurationFindings(env), cacheRootFinding(env), ...rootContentsFindings(env));
 	findings.push(...kernelFindings(env, shimFirst));
 	const remote = await remoteFinding(env);
 	if (remote) findings.push(remote);

@@ -13,6 +13,7 @@ export default defineCommand({
 until every limit holds. With no limits given: the configured ones (ltocache
 config shows them and where each comes from; by default max-size ${SETTINGS['max-size'].default}, max-age
 ${SETTINGS['max-age'].default}). A limit of 0 is no limit, as in LLVM's cache policy.`,
+	settings: true,
 	options: {
 		'max-size': { type: 'string', arg: 'SIZE', help: 'cap on the whole root (or --kernel): 5 (GiB, as ccache), 500K, 10M, 1.5G, 123B' },
 		'max-age': { type: 'string', arg: 'DURATION', help: 'evict entries unused for longer: 90s, 12h, 7d, 2w' },

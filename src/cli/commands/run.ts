@@ -30,7 +30,7 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
 	async run(values, env, command) {
 		if (values.mode !== undefined && !MODES.includes(values.mode))
 			throw new UsageError(`invalid --mode '${values.mode}' (redirect, drop or add)`);
-		if (command.length === 0) throw new UsageError('run needs a command: ltocache run -- CMD [ARGS...]');
+		if (command.length === 0 || command[0] === '') throw new UsageError('run needs a command: ltocache run -- CMD [ARGS...]');
 		const pathValue = env.PATH ?? '';
 		const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-run-'));
 		try {

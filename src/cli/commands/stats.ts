@@ -1,7 +1,7 @@
 // `ltocache stats`: what is cached, per kernel release and per module.
 import prettyBytes from 'pretty-bytes';
 import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
-import { isIncbinVariant, NO_KERNEL } from '../../shared/keydir.js';
+import { isIncbinVariant, isOptionsVariant, NO_KERNEL } from '../../shared/keydir.js';
 import { defineCommand } from '../command.js';
 import { binaryUnits, configuredLimits, type Limits } from '../limits.js';
 import {
@@ -23,6 +23,7 @@ export default defineCommand({
 	description: `Shows what is cached, per kernel release and module: links, cache hits and
 misses, hit rate, entries, size, last use. --zero resets the counters and
 nothing else.`,
+	settings: true,
 	options: {
 		kernel: { type: 'string', arg: 'REL', help: 'only this kernel release' },
 		json: { type: 'boolean', help: 'machine-readable output (schema in ltocache(1))' },
@@ -121,12 +122,7 @@ const iso = (ms: number | null) => (ms ? new Date(ms).toISOString() : null);
 
 /** The configured limits, and how full the cache is against the tighter of size and count. */
 function limitsOf(all: { entries: number; bytes: number }, env: NodeJS.ProcessEnv): StatsJson['limits'] {
-	let limits: Limits;
-	try {
-		limits = configuredLimits(env);
-	} catch {
-		return null; // `ltocache config` says what is wrong
-	}
+	const limits: Limits = configuredLimits(env); // bad configuration: exit status 2, as in every command
 	const shares = [limits.maxBytes && all.bytes / limits.maxBytes, limits.maxFiles && all.entries / limits.maxFiles].filter(
 		(x): x is number => typeof x === 'number',
 	);
@@ -240,7 +236,9 @@ function renderStats(stats: StatsJson, binary: boolean): string {
 		const installed = kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no';
 		rows.push([kernel.release, installed, ...counts(kernel), String(kernel.entries), size(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
-			const name = `  ${key.extmod ?? key.original ?? key.key}${isIncbinVariant(key.key) ? ' (.incbin variant)' : ''}`;
+			// Two rows of one module differ by what their directory's name holds beside it: options, .incbin files.
+			const variants = [isOptionsVariant(key.key) && 'options', isIncbinVariant(key.key) && '.incbin'].filter(Boolean);
+			const name = `  ${key.extmod ?? key.original ?? key.key}${variants.length ? ` (${variants.join(', ')} variant)` : ''}`;
 			rows.push([name, '', ...counts(key), String(key.entries), size(key.bytes), when(key.lastUse)]);
 		}
 	}
