@@ -169,3 +169,43 @@ describe('doctor and exit statuses', () => {
 		expect(rows.map((r) => r.replace(/(\S) {2,}.*/, '$1'))).toEqual(['  /src/mod', '  /src/mod (options variant)']);
 	});
 });
+
+describe("the README's table of bad input", () => {
+	const readme = fs.readFileSync(path.join(path.dirname(CLI), '..', 'README.md'), 'utf8');
+	const section = readme.slice(readme.indexOf('### Bad input'));
+	const rows = section
+		.slice(0, section.indexOf('\n#'))
+		.split('\n')
+		.map((line) => /^\| `(.+)` \| `(.+)` \|$/.exec(line))
+		.filter((m): m is RegExpExecArray => m !== null);
+
+	it('has rows', () => {
+		expect(rows.length).toBeGreaterThan(15);
+	});
+
+	it.each(rows.map((m) => [m[1], m[2]]))('%s: one line, exit status 2, nothing changed', async (command, says) => {
+		const home = scratch('home');
+		fs.writeFileSync(path.join(home, '.bashrc'), 'export PATH\n');
+		const root = scratch('root');
+		fs.mkdirSync(path.join(root, '6.1.0-1', 'mod-0123456789ab'), { recursive: true });
+		fs.writeFileSync(path.join(root, '6.1.0-1', 'mod-0123456789ab', `llvmcache-${'0'.repeat(40)}`), 'entry');
+		const files = configs('');
+		// The words as a shell would split them: VAR=value assignments, then ltocache and its arguments.
+		const words = command
+			.replaceAll('$HOME', home)
+			.split(' ')
+			.map((w) => (w === "''" ? '' : w));
+		const env: Record<string, string> = { ...files, LTOCACHE_DIR: root, HOME: home };
+		while (/^[A-Z_]+=/.test(words[0])) {
+			const [name, ...value] = words.shift()!.split('=');
+			env[name] = value.join('=');
+		}
+		expect(words.shift()).toBe('ltocache');
+		const result = await cli(words, env);
+		expect(result.exitCode).toBe(2);
+		expect(result.stdout).toBe('');
+		expect(result.stderr.split('\n')).toEqual([expect.stringContaining(`ltocache: ${says.replaceAll('$HOME', home)}`)]);
+		expect(fs.readFileSync(files.LTOCACHE_CONFIG, 'utf8') + fs.readFileSync(files.LTOCACHE_SYSTEM_CONFIG, 'utf8')).toBe('');
+		expect(fs.existsSync(path.join(root, '6.1.0-1', 'mod-0123456789ab', `llvmcache-${'0'.repeat(40)}`))).toBe(true);
+	});
+});
