@@ -3,7 +3,7 @@
 // from the environment.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readSettings } from '../shared/config.js';
+import { readSettings, withCacheDir } from '../shared/config.js';
 import { META_FILE } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import {
@@ -27,7 +27,8 @@ import { invalidValues } from './commands/config.js';
  * must not clear ~/.cache/ltocache. Nor is a directory that is not
  * ltocache's taken for a root (see checkOwned).
  */
-export function managedRoot(env: NodeJS.ProcessEnv): string | undefined {
+export function managedRoot(given: NodeJS.ProcessEnv): string | undefined {
+	const env = withCacheDir(given, readSettings(given).values); // the cache-dir setting, as the shim reads it
 	const choice = chooseRoot(env, false);
 	const passed = skippedSetting(choice);
 	if (passed?.problem === 'not an absolute path') {

@@ -14,8 +14,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** What the shim does with a ThinLTO link (ltocache-ld.lld(1)): redirect, the default, is the first. */
+/** What the shim does with a ThinLTO link (ltocache-ld.lld(1)): redirect, the default, is the first. bin/ld.lld lists them too (a test holds it to this). */
 export const MODES = ['redirect', 'drop', 'add'];
+
+/** Why a mode is none of the modes, after what names it (`invalid --mode 'x'`, `LTOCACHE_MODE=x`); undefined for a mode ('' is the default). The one check and message for every reader. */
+export const badMode = (value: string, named: string): string | undefined =>
+	value === '' || MODES.includes(value) ? undefined : `${named} is not one of ${MODES.join(', ')}`;
 
 export const SETTINGS = {
 	'max-size': { env: 'LTOCACHE_MAX_SIZE', default: '5GiB' },
@@ -28,6 +32,8 @@ export const SETTINGS = {
 	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false' },
 	'remote-timeout': { env: 'LTOCACHE_REMOTE_TIMEOUT', default: '2s' },
 	'base-dir': { env: 'LTOCACHE_BASE_DIR', default: '' },
+	/** The cache root, as LTOCACHE_DIR names it: /etc/ltocache.conf can point every user's and root's DKMS links at a shared root. */
+	'cache-dir': { env: 'LTOCACHE_DIR', default: '' },
 	/** A file holding the remote's password (its first line), for a URL without one: the secret then lives apart from the settings. */
 	'remote-password-file': { env: 'LTOCACHE_REMOTE_PASSWORD_FILE', default: '' },
 } as const;
@@ -146,7 +152,7 @@ export function remoteSettings(values: Record<Setting, Value>): RemoteSettings {
 	return {
 		url: withPassword(values.remote.value, values['remote-password-file'].value),
 		readOnly: isOnOrOff(readOnly) && !isOff(readOnly),
-		budgetMs: parseBudget(values['remote-timeout'].value) ?? 2000,
+		budgetMs: parseBudget(values['remote-timeout'].value) ?? parseBudget(SETTINGS['remote-timeout'].default)!,
 		baseDirs: baseDirs(values['base-dir'].value),
 	};
 }
@@ -162,4 +168,14 @@ function withPassword(url: string, file: string): string {
 	} catch {
 		return url;
 	}
+}
+
+/**
+ * The environment a root is chosen from (src/shared/root.ts): LTOCACHE_DIR
+ * as the cache-dir setting gives it, from the variable or a configuration
+ * file. The same object when there is nothing to add.
+ */
+export function withCacheDir(env: NodeJS.ProcessEnv, values: Record<Setting, Value>): NodeJS.ProcessEnv {
+	const dir = values['cache-dir'].value;
+	return dir === '' || env.LTOCACHE_DIR === dir ? env : { ...env, LTOCACHE_DIR: dir };
 }

@@ -4,7 +4,7 @@
 import { readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
-import { MODES } from '../shared/config.js';
+import { badMode } from '../shared/config.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { openMemo } from '../shared/memo.js';
 import { chooseRoot, describeSkipped, isShared, skippedSetting, unusableReason } from '../shared/root.js';
@@ -105,10 +105,11 @@ export async function decide(
 	env: NodeJS.ProcessEnv,
 	mode = { value: env.LTOCACHE_MODE ?? '', source: 'LTOCACHE_MODE' },
 ): Promise<Plan> {
-	if (!mode.value || MODES.includes(mode.value)) return decideIn(args, cwd, env, mode.value);
-	const plan = await decideIn(args, cwd, env, 'redirect');
 	const named = mode.source === 'LTOCACHE_MODE' ? `LTOCACHE_MODE=${mode.value}` : `mode = ${mode.value} (${mode.source})`;
-	const bad = `${named} is not one of ${MODES.join(', ')}; using redirect`;
+	const why = badMode(mode.value, named);
+	if (why === undefined) return decideIn(args, cwd, env, mode.value);
+	const plan = await decideIn(args, cwd, env, 'redirect');
+	const bad = `${why}; using redirect`;
 	plan.warning = plan.warning ? `${bad}; ${plan.warning}` : bad;
 	plan.note ??= bad;
 	return plan;

@@ -14,7 +14,7 @@
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
 import { readdirSync } from 'node:fs';
 import { basename } from 'node:path';
-import { describeSource, isOff, readSettings, remoteSettings, type Setting, type Value } from '../shared/config.js';
+import { describeSource, isOff, readSettings, remoteSettings, type Setting, type Value, withCacheDir } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -35,7 +35,8 @@ async function main(): Promise<void> {
 	const { values: settings } = readSettings(env);
 	let plan: Plan;
 	try {
-		plan = await decide(args, process.cwd(), env, { value: settings.mode.value, source: describeSource(settings.mode.source) });
+		const mode = { value: settings.mode.value, source: describeSource(settings.mode.source) };
+		plan = await decide(args, process.cwd(), withCacheDir(env, settings), mode);
 	} catch (error) {
 		plan = { args, note: `unexpected ${String(error)}; passing argv through` };
 	}

@@ -5,8 +5,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { readSettings, remoteSettings } from '../../src/shared/config.js';
-import { asNobody, CLI, describeIf, isRoot, NO_CONFIG, scratchRoot } from '../helpers/tools.js';
+import { MODES, parseBudget, readSettings, remoteSettings, SETTINGS } from '../../src/shared/config.js';
+import {
+	asNobody,
+	CLI,
+	describeIf,
+	entriesBelow,
+	hasToolchain,
+	isRoot,
+	NO_CONFIG,
+	SHIM,
+	scratchRoot,
+	shimDir,
+	stagedShim,
+	uncachedReference,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -207,5 +220,57 @@ describe("the README's table of bad input", () => {
 		expect(result.stderr.split('\n')).toEqual([expect.stringContaining(`ltocache: ${says.replaceAll('$HOME', home)}`)]);
 		expect(fs.readFileSync(files.LTOCACHE_CONFIG, 'utf8') + fs.readFileSync(files.LTOCACHE_SYSTEM_CONFIG, 'utf8')).toBe('');
 		expect(fs.existsSync(path.join(root, '6.1.0-1', 'mod-0123456789ab', `llvmcache-${'0'.repeat(40)}`))).toBe(true);
+	});
+});
+
+describe('one table of settings', () => {
+	it("bin/ld.lld's list of modes is the table's", () => {
+		const sh = fs.readFileSync(SHIM, 'utf8');
+		const arm = /^case \$mode in (.+)\) ;; \*\) fast= ;; esac$/m.exec(sh);
+		expect(arm).not.toBeNull();
+		const listed = arm![1].split('|').map((m) => m.trim().replace(/^''$/, ''));
+		expect(new Set(listed)).toEqual(new Set(['', ...MODES]));
+		expect(listed).toHaveLength(MODES.length + 1);
+	});
+
+	it("writes remote-timeout's default once: the table's is the budget of a value that is not right", () => {
+		const values = readSettings({ ...NO_CONFIG, LTOCACHE_CONFIG: '/nonexistent', LTOCACHE_REMOTE_TIMEOUT: 'soon' }).values;
+		expect(remoteSettings(values).budgetMs).toBe(parseBudget(SETTINGS['remote-timeout'].default));
+	});
+
+	it('cache-dir in /etc/ltocache.conf names the root for the manager', async () => {
+		const root = scratch('root');
+		fs.mkdirSync(path.join(root, '6.1.0-1', 'mod-0123456789ab'), { recursive: true });
+		fs.writeFileSync(path.join(root, '6.1.0-1', 'mod-0123456789ab', `llvmcache-${'0'.repeat(40)}`), 'entry');
+		fs.writeFileSync(path.join(root, '6.1.0-1', 'mod-0123456789ab', 'ltocache.json'), '{}');
+		const files = configs('', `cache-dir = ${root}\n`);
+		const env = { ...files, HOME: scratch('home') };
+		const stats = await cli(['stats', '--json'], env);
+		expect(stats.exitCode).toBe(0);
+		expect(JSON.parse(stats.stdout)).toMatchObject({ root, totalEntries: 1 });
+		expect((await cli(['config', 'cache-dir'], env)).stdout).toBe(root);
+	});
+
+	describeIf(hasToolchain, 'clang and ld.lld')('the shim', () => {
+		it('links into the root cache-dir names (both halves), byte-identical', async () => {
+			const { objects, reference } = uncachedReference(scratch('objects'));
+			const shims = shimDir(scratch('shims'), stagedShim(scratch('pkg')), ['ld.lld']);
+			for (const via of [{}, { LTOCACHE_NO_FAST_PATH: '1' }]) {
+				const root = path.join(scratch('shared'), 'root');
+				const files = configs('', `cache-dir = ${root}\nmode = add\n`);
+				const cwd = scratch('cwd');
+				const out = path.join(cwd, 'out.o');
+				const result = await execa(path.join(shims, 'ld.lld'), ['-r', '-o', out, ...objects], {
+					cwd,
+					reject: false,
+					extendEnv: false,
+					env: { ...files, PATH: process.env.PATH, HOME: scratch('home'), LTOCACHE_AUTO_PRUNE: '0', ...via },
+				});
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(fs.readFileSync(out)).toEqual(reference);
+				expect(entriesBelow(root).length).toBeGreaterThan(0);
+				expect(fs.existsSync(path.join(root, 'CACHEDIR.TAG'))).toBe(true);
+			}
+		});
 	});
 });

@@ -386,7 +386,7 @@ describe('safety', () => {
 			[['frobnicate'], "unknown command 'frobnicate'"],
 			[['stats', '--kernel'], "ltocache: --kernel needs a value; see 'ltocache stats --help'"],
 			// Relative: a different place in every directory a build links in.
-			[['stats'], 'ltocache: LTOCACHE_DIR=cache is not an absolute path', { LTOCACHE_DIR: 'cache' }],
+			[['stats'], "ltocache: invalid LTOCACHE_DIR 'cache' (an absolute path)", { LTOCACHE_DIR: 'cache' }],
 		];
 		for (const [args, message, env] of cases) {
 			const result = await ltocache(root, args, env);

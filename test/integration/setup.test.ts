@@ -325,7 +325,7 @@ describeIf(hasToolchain, 'clang and ld.lld')('ltocache run', () => {
 
 	it('rejects a bad mode and a missing command in one line with status 2, and says when CMD is not there', async () => {
 		for (const [args, message] of [
-			[['--mode', 'fast', 'true'], "ltocache: invalid --mode 'fast' (redirect, drop or add); see 'ltocache run --help'"],
+			[['--mode', 'fast', 'true'], "ltocache: --mode 'fast' is not one of redirect, drop, add; see 'ltocache run --help'"],
 			[[], "ltocache: run needs a command: ltocache run -- CMD [ARGS...]; see 'ltocache run --help'"],
 		] as const) {
 			const { child, leftOver } = runVia([...args]);

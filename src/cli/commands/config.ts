@@ -3,13 +3,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+	badMode,
 	CONTROL,
 	configFiles,
 	describeSource,
 	hasCredentials,
 	isOnOrOff,
 	isSetting,
-	MODES,
 	parseBudget,
 	readSettings,
 	redacted,
@@ -89,8 +89,13 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 		case 'remote-read-only':
 			if (!isOnOrOff(value)) throw new UsageError(`invalid ${what} '${value}' (true or false)`);
 			break;
-		case 'mode':
-			if (value !== '' && !MODES.includes(value)) throw new UsageError(`invalid ${what} '${value}' (${MODES.join(', ')})`);
+		case 'mode': {
+			const bad = badMode(value, `${what} '${value}'`);
+			if (bad) throw new UsageError(bad);
+			break;
+		}
+		case 'cache-dir':
+			if (value !== '' && !path.isAbsolute(value)) throw new UsageError(`invalid ${what} '${value}' (an absolute path)`);
 			break;
 		case 'remote-timeout':
 			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);

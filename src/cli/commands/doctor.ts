@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
-import { readSettings, redacted, remoteSettings } from '../../shared/config.js';
+import { readSettings, redacted, remoteSettings, withCacheDir } from '../../shared/config.js';
 import { classify } from '../../shared/keydir.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
 import {
@@ -378,7 +378,8 @@ function clangFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	};
 }
 
-export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
+export async function doctor(given: NodeJS.ProcessEnv): Promise<Finding[]> {
+	const env = withCacheDir(given, readSettings(given).values); // the root as the shim and the manager choose it
 	const shim = shimFile();
 	const findings: Finding[] = [];
 	const userPath = env.PATH ?? '';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { toBytes } from '../../shared/bytes.js';
-import { MODES } from '../../shared/config.js';
+import { badMode } from '../../shared/config.js';
 import { which } from '../../shared/pathsearch.js';
 import { runLinker } from '../../shim/run.js';
 import { defineCommand, UsageError } from '../command.js';
@@ -28,8 +28,8 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
 	},
 	positionals: 'command',
 	async run(values, env, command) {
-		if (values.mode !== undefined && !MODES.includes(values.mode))
-			throw new UsageError(`invalid --mode '${values.mode}' (redirect, drop or add)`);
+		const bad = values.mode === undefined ? undefined : badMode(values.mode, `--mode '${values.mode}'`);
+		if (bad) throw new UsageError(bad);
 		if (command.length === 0 || command[0] === '') throw new UsageError('run needs a command: ltocache run -- CMD [ARGS...]');
 		const pathValue = env.PATH ?? '';
 		const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-run-'));
