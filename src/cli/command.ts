@@ -3,19 +3,9 @@
 // are typed from that declaration.
 import { parseArgs } from 'node:util';
 
-/**
- * Bad input: one line naming the bad value, exit status 2, nothing done.
- * help: whether the command's --help is where to look (not for a root that
- * is not ltocache's, a configuration file's line).
- */
-export class UsageError extends Error {
-	constructor(
-		message: string,
-		readonly help = true,
-	) {
-		super(message);
-	}
-}
+import { UsageError } from '../shared/values.js';
+
+export { UsageError };
 
 type OptionSpec = {
 	type: 'string' | 'boolean';

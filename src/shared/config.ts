@@ -12,7 +12,8 @@
 // xdg-basedir, whose os.homedir() reads /etc/passwd when HOME is unset: the
 // shell cannot, and both halves of the shim must read the same file.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
+import { parseCount, parseDuration, parsePolicy, parseSize, UsageError } from './values.js';
 
 /** What the shim does with a ThinLTO link (ltocache-ld.lld(1)): redirect, the default, is the first. bin/ld.lld lists them too (a test holds it to this). */
 export const MODES = ['redirect', 'drop', 'add'];
@@ -21,22 +22,83 @@ export const MODES = ['redirect', 'drop', 'add'];
 export const badMode = (value: string, named: string): string | undefined =>
 	value === '' || MODES.includes(value) ? undefined : `${named} is not one of ${MODES.join(', ')}`;
 
+/** Whether a switch is on: true, 1, yes, on; false, 0, no, off turn it off. */
+function onOff(text: string, what: string): boolean {
+	if (!isOnOrOff(text)) throw new UsageError(`invalid ${what} '${text}' (true or false)`);
+	return !isOff(text);
+}
+
+/** An absolute path, or '' for none. */
+function absolutePath(text: string, what: string): string {
+	if (text !== '' && !isAbsolute(text)) throw new UsageError(`invalid ${what} '${text}' (an absolute path)`);
+	return text;
+}
+
+/**
+ * Every setting: its variable, its default, and its parser, which returns
+ * the value as its readers use it or throws a UsageError naming it. Every
+ * reader goes through here: the manager refuses a value that is not right
+ * (exit 2), the shim passes over it to the default (see parsed).
+ */
 export const SETTINGS = {
-	'max-size': { env: 'LTOCACHE_MAX_SIZE', default: '5GiB' },
-	'max-age': { env: 'LTOCACHE_MAX_AGE', default: '30d' },
-	'max-files': { env: 'LTOCACHE_MAX_FILES', default: '0' },
-	policy: { env: 'LTOCACHE_POLICY', default: '' },
-	'auto-prune': { env: 'LTOCACHE_AUTO_PRUNE', default: 'true' },
-	mode: { env: 'LTOCACHE_MODE', default: 'redirect' },
-	remote: { env: 'LTOCACHE_REMOTE', default: '' },
-	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false' },
-	'remote-timeout': { env: 'LTOCACHE_REMOTE_TIMEOUT', default: '2s' },
-	'base-dir': { env: 'LTOCACHE_BASE_DIR', default: '' },
+	'max-size': { env: 'LTOCACHE_MAX_SIZE', default: '5GiB', parse: parseSize },
+	'max-age': { env: 'LTOCACHE_MAX_AGE', default: '30d', parse: parseDuration },
+	'max-files': { env: 'LTOCACHE_MAX_FILES', default: '0', parse: parseCount },
+	policy: { env: 'LTOCACHE_POLICY', default: '', parse: parsePolicy },
+	'auto-prune': { env: 'LTOCACHE_AUTO_PRUNE', default: 'true', parse: onOff },
+	mode: {
+		env: 'LTOCACHE_MODE',
+		default: 'redirect',
+		parse(text: string, what: string): string {
+			const bad = badMode(text, `${what} '${text}'`);
+			if (bad) throw new UsageError(bad);
+			return text || 'redirect';
+		},
+	},
+	remote: {
+		env: 'LTOCACHE_REMOTE',
+		default: '',
+		parse(text: string, what: string): string {
+			if (text !== '' && !/^(https?|rediss?):\/\/[^/]/.test(text)) {
+				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
+			}
+			return text;
+		},
+	},
+	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false', parse: onOff },
+	'remote-timeout': {
+		env: 'LTOCACHE_REMOTE_TIMEOUT',
+		default: '2s',
+		parse(text: string, what: string): number {
+			const ms = parseBudget(text);
+			if (ms === undefined) throw new UsageError(`invalid ${what} '${text}' (a time above 0: 500ms, 2s)`);
+			return ms;
+		},
+	},
 	/** The cache root, as LTOCACHE_DIR names it: /etc/ltocache.conf can point every user's and root's DKMS links at a shared root. */
-	'cache-dir': { env: 'LTOCACHE_DIR', default: '' },
+	'cache-dir': { env: 'LTOCACHE_DIR', default: '', parse: absolutePath },
+	'base-dir': {
+		env: 'LTOCACHE_BASE_DIR',
+		default: '',
+		parse(text: string, what: string): string[] {
+			if (text !== '' && text.split(':').some((dir) => !dir.startsWith('/')))
+				throw new UsageError(`invalid ${what} '${text}' (absolute directories, separated by ':')`);
+			return baseDirs(text);
+		},
+	},
 	/** A file holding the remote's password (its first line), for a URL without one: the secret then lives apart from the settings. */
-	'remote-password-file': { env: 'LTOCACHE_REMOTE_PASSWORD_FILE', default: '' },
+	'remote-password-file': { env: 'LTOCACHE_REMOTE_PASSWORD_FILE', default: '', parse: absolutePath },
 } as const;
+
+/** A setting's value as its parser reads it; the default's where it is not right (the shim never fails a link over a setting). */
+export function parsed<K extends Setting>(values: Record<Setting, Value>, key: K): ReturnType<(typeof SETTINGS)[K]['parse']> {
+	const parse = SETTINGS[key].parse as (text: string, what: string) => ReturnType<(typeof SETTINGS)[K]['parse']>;
+	try {
+		return parse(values[key].value, key);
+	} catch {
+		return parse(SETTINGS[key].default, key);
+	}
+}
 
 export type Setting = keyof typeof SETTINGS;
 export const isSetting = (key: string): key is Setting => Object.hasOwn(SETTINGS, key);
@@ -148,11 +210,10 @@ export const baseDirs = (value: string) => value.split(':').filter((dir) => dir.
 /** The remote's settings as a link uses them; read-only only for a value that says on, the budget 2 s unless set right. */
 export type RemoteSettings = { url: string; readOnly: boolean; budgetMs: number; baseDirs: string[] };
 export function remoteSettings(values: Record<Setting, Value>): RemoteSettings {
-	const readOnly = values['remote-read-only'].value;
 	return {
 		url: withPassword(values.remote.value, values['remote-password-file'].value),
-		readOnly: isOnOrOff(readOnly) && !isOff(readOnly),
-		budgetMs: parseBudget(values['remote-timeout'].value) ?? parseBudget(SETTINGS['remote-timeout'].default)!,
+		readOnly: parsed(values, 'remote-read-only'),
+		budgetMs: parsed(values, 'remote-timeout'),
 		baseDirs: baseDirs(values['base-dir'].value),
 	};
 }

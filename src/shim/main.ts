@@ -14,7 +14,7 @@
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
 import { readdirSync } from 'node:fs';
 import { basename } from 'node:path';
-import { describeSource, isOff, readSettings, remoteSettings, type Setting, type Value, withCacheDir } from '../shared/config.js';
+import { describeSource, parsed, readSettings, remoteSettings, type Setting, type Value, withCacheDir } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
 		try {
 			if (shared && dir) shareEntries(dir);
 		} catch {} // housekeeping never fails a link
-		if (root) await maybeStartPrune(root, env, !isOff(settings['auto-prune'].value));
+		if (root) await maybeStartPrune(root, env, parsed(settings, 'auto-prune'));
 	};
 	const chain = nextChain(env, self, linker);
 	await runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { MODES, parseBudget, readSettings, remoteSettings, SETTINGS } from '../../src/shared/config.js';
+import { MODES, parseBudget, parsed, readSettings, remoteSettings, SETTINGS } from '../../src/shared/config.js';
 import {
 	asNobody,
 	CLI,
@@ -224,6 +224,20 @@ describe("the README's table of bad input", () => {
 });
 
 describe('one table of settings', () => {
+	it('has a parser for every setting, which reads its default, and the README lists each with its variable', () => {
+		const readme = fs.readFileSync(path.join(path.dirname(CLI), '..', 'README.md'), 'utf8');
+		for (const [key, spec] of Object.entries(SETTINGS)) {
+			expect(() => spec.parse(spec.default, key), key).not.toThrow();
+			expect(readme, key).toMatch(new RegExp(`^\\| \`${key}\` \\| \`${spec.env}\` \\|`, 'm'));
+		}
+		// The shim's readers go through the same parsers, and pass over a bad value to the default.
+		const values = readSettings({ ...NO_CONFIG, LTOCACHE_CONFIG: '/nonexistent', LTOCACHE_AUTO_PRUNE: 'sometimes' }).values;
+		expect(parsed(values, 'auto-prune')).toBe(true);
+		expect(parsed(readSettings({ ...NO_CONFIG, LTOCACHE_CONFIG: '/nonexistent', LTOCACHE_AUTO_PRUNE: 'off' }).values, 'auto-prune')).toBe(
+			false,
+		);
+	});
+
 	it("bin/ld.lld's list of modes is the table's", () => {
 		const sh = fs.readFileSync(SHIM, 'utf8');
 		const arm = /^case \$mode in (.+)\) ;; \*\) fast= ;; esac$/m.exec(sh);

@@ -3,22 +3,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-	badMode,
 	CONTROL,
 	configFiles,
 	describeSource,
 	hasCredentials,
-	isOnOrOff,
 	isSetting,
-	parseBudget,
 	readSettings,
 	redacted,
 	SETTINGS,
 	type Setting,
 } from '../../shared/config.js';
-import { isRemoteUrl } from '../../shared/remote/store.js';
 import { defineCommand, UsageError } from '../command.js';
-import { parseCount, parseDuration, parsePolicy, parseSize, settingName } from '../limits.js';
+import { settingName } from '../limits.js';
 
 export default defineCommand({
 	usage: 'config [--json] | config [--system] KEY [VALUE] | config [--system] --unset KEY',
@@ -72,46 +68,7 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 /** A value as its setting reads it; throws a UsageError naming it. */
 export function checkSetting(key: Setting, value: string, what: string): void {
 	if (CONTROL.test(value)) throw new UsageError(`invalid ${what}: it holds a control character`);
-	switch (key) {
-		case 'max-size':
-			parseSize(value, what);
-			break;
-		case 'max-age':
-			parseDuration(value, what);
-			break;
-		case 'max-files':
-			parseCount(value, what);
-			break;
-		case 'policy':
-			parsePolicy(value, what);
-			break;
-		case 'auto-prune':
-		case 'remote-read-only':
-			if (!isOnOrOff(value)) throw new UsageError(`invalid ${what} '${value}' (true or false)`);
-			break;
-		case 'mode': {
-			const bad = badMode(value, `${what} '${value}'`);
-			if (bad) throw new UsageError(bad);
-			break;
-		}
-		case 'cache-dir':
-			if (value !== '' && !path.isAbsolute(value)) throw new UsageError(`invalid ${what} '${value}' (an absolute path)`);
-			break;
-		case 'remote-timeout':
-			if (parseBudget(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (a time above 0: 500ms, 2s)`);
-			break;
-		case 'base-dir':
-			if (value !== '' && value.split(':').some((dir) => !dir.startsWith('/')))
-				throw new UsageError(`invalid ${what} '${value}' (absolute directories, separated by ':')`);
-			break;
-		case 'remote':
-			if (value !== '' && !isRemoteUrl(value)) {
-				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
-			}
-			break;
-		case 'remote-password-file':
-			if (value !== '' && !path.isAbsolute(value)) throw new UsageError(`invalid ${what} '${value}' (an absolute path)`);
-	}
+	SETTINGS[key].parse(value, what);
 }
 
 export function invalidValues(settings: ReturnType<typeof readSettings>['values']): string[] {
