@@ -111,4 +111,5 @@ export function settingsProblems(env: NodeJS.ProcessEnv): string[] {
 export function checkSettings(env: NodeJS.ProcessEnv): void {
 	const [problem] = settingsProblems(env);
 	if (problem !== undefined) throw new UsageError(problem, false);
+	for (const warning of readSettings(env).warnings) process.stderr.write(`ltocache: warning: ${warning}\n`);
 }

@@ -116,7 +116,14 @@ export function configFiles(env: NodeJS.ProcessEnv): { system: string; user: str
 	};
 }
 
-/** A control character (a newline would write a second setting): refused in every value. */
+/**
+ * Whether a value may hold a control character: only a path from the
+ * environment (a root whose name holds a newline is a root); a line of a
+ * file never, where a newline would write a second setting.
+ */
+export const controlAllowed = (key: string, source: Source) => 'env' in source && (key === 'cache-dir' || key === 'remote-password-file');
+
+/** A control character (a newline would write a second setting): refused in every value but controlAllowed's. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
 export const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
@@ -167,7 +174,9 @@ export function readSettings(env: NodeJS.ProcessEnv): { values: Record<Setting, 
 	const values = {} as Record<Setting, Value>;
 	for (const key of Object.keys(SETTINGS) as Setting[]) {
 		const fromEnv = env[SETTINGS[key].env];
-		if (fromEnv && CONTROL.test(fromEnv)) problems.push(`${SETTINGS[key].env} holds a control character`);
+		if (fromEnv && CONTROL.test(fromEnv) && !controlAllowed(key, { env: SETTINGS[key].env })) {
+			problems.push(`${SETTINGS[key].env} holds a control character`);
+		}
 		const fromFile = layers[1].values.get(key) ?? layers[0].values.get(key);
 		values[key] = fromEnv
 			? { value: fromEnv, source: { env: SETTINGS[key].env } }

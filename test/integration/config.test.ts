@@ -59,6 +59,10 @@ describe('settings: values, duplicates, secrets', () => {
 		expect(result.exitCode).toBe(0);
 		expect(result.stderr).toBe(`ltocache: warning: ${files.LTOCACHE_CONFIG}:3: max-size is set again (line 1 is ignored)`);
 		expect(result.stdout).toMatch(new RegExp(`^max-size +3G +${files.LTOCACHE_CONFIG}:3$`, 'm'));
+		// Every command that reads the settings says so.
+		const stats = await cli(['stats'], { ...files, LTOCACHE_DIR: scratch('root') });
+		expect(stats.exitCode).toBe(0);
+		expect(stats.stderr).toBe(`ltocache: warning: ${files.LTOCACHE_CONFIG}:3: max-size is set again (line 1 is ignored)`);
 	});
 
 	it('masks user and password in every URL it shows: a token as the user, a / or raw @ in the password', async () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import {
 	CONTROL,
 	configFiles,
+	controlAllowed,
 	describeSource,
 	hasCredentials,
 	isSetting,
@@ -12,6 +13,7 @@ import {
 	redacted,
 	SETTINGS,
 	type Setting,
+	type Source,
 } from '../../shared/config.js';
 import { defineCommand, UsageError } from '../command.js';
 import { settingName } from '../limits.js';
@@ -66,8 +68,8 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 });
 
 /** A value as its setting reads it; throws a UsageError naming it. */
-export function checkSetting(key: Setting, value: string, what: string): void {
-	if (CONTROL.test(value)) throw new UsageError(`invalid ${what}: it holds a control character`);
+export function checkSetting(key: Setting, value: string, what: string, source: Source = { default: true }): void {
+	if (CONTROL.test(value) && !controlAllowed(key, source)) throw new UsageError(`invalid ${what}: it holds a control character`);
 	SETTINGS[key].parse(value, what);
 }
 
@@ -75,7 +77,7 @@ export function invalidValues(settings: ReturnType<typeof readSettings>['values'
 	const problems: string[] = [];
 	for (const [key, value] of Object.entries(settings) as [Setting, (typeof settings)[Setting]][]) {
 		try {
-			checkSetting(key, value.value, settingName(key, value));
+			checkSetting(key, value.value, settingName(key, value), value.source);
 		} catch (error) {
 			problems.push((error as Error).message);
 		}
