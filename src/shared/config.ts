@@ -59,7 +59,8 @@ export const SETTINGS = {
 		env: 'LTOCACHE_REMOTE',
 		default: '',
 		parse(text: string, what: string): string {
-			if (text !== '' && !/^(https?|rediss?):\/\/[^/]/.test(text)) {
+			// The schemes ltocache knows are src/shared/remote/store.ts's, which the shim loads only with a remote: config checks them.
+			if (text !== '' && !/^[a-z][a-z0-9+.-]*:\/\/[^/]/i.test(text)) {
 				throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
 			}
 			return text;
@@ -204,14 +205,28 @@ export function parseBudget(value: string): number | undefined {
 }
 
 /**
- * A remote URL as it may be shown anywhere: whatever stands before its last
- * @ (user and password, a token as the user, a password holding / or @)
- * replaced. An @ in a path masks more than it must, never less.
+ * Where a URL's user and password end (at its last @), or -1 if it has none:
+ * a / before that @ is the password's (redis://:pa/ss@host) when what
+ * precedes the first / holds a colon, else the path's (http://host/a:b@c).
+ * Where in doubt, more is taken for the password, never less.
  */
-export const redacted = (value: string) => value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[\s\S]*@/i, '$1***@');
+function userinfoEnd(value: string): number {
+	const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value);
+	const at = value.lastIndexOf('@');
+	if (!scheme || at < scheme[0].length) return -1;
+	const userinfo = value.slice(scheme[0].length, at);
+	const slash = userinfo.indexOf('/');
+	return slash < 0 || userinfo.slice(0, slash).includes(':') ? at : -1;
+}
+
+/** A remote URL as it may be shown anywhere: its user and password (a token as the user, a password holding / or @) replaced. */
+export function redacted(value: string): string {
+	const end = userinfoEnd(value);
+	return end < 0 ? value : `${value.slice(0, value.indexOf('//') + 2)}***${value.slice(end)}`;
+}
 
 /** Whether a remote URL carries a user or password, a secret to keep in a file only its owner reads. */
-export const hasCredentials = (value: string) => /^[a-z][a-z0-9+.-]*:\/\/[\s\S]*@/i.test(value.trim());
+export const hasCredentials = (value: string) => userinfoEnd(value.trim()) >= 0;
 
 /** base-dir: absolute directories, separated by colons; anything else in the list is none. */
 export const baseDirs = (value: string) => value.split(':').filter((dir) => dir.startsWith('/'));

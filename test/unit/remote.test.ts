@@ -50,11 +50,16 @@ describe('remote settings', () => {
 });
 
 it.each([
-	['redis://:secret@host:6379/0', 'redis://:***@host:6379/0'],
-	['https://user:p%40ss@cache.example/ltocache/', 'https://user:***@cache.example/ltocache/'],
-	['REDISS://u:x@h', 'REDISS://u:***@h'],
+	// User and password both: a token is often the user (https://TOKEN@host/).
+	['redis://:secret@host:6379/0', 'redis://***@host:6379/0'],
+	['https://user:p%40ss@cache.example/ltocache/', 'https://***@cache.example/ltocache/'],
+	['REDISS://u:x@h', 'REDISS://***@h'],
 	['http://host/path/', 'http://host/path/'],
-	['http://user@host/', 'http://user@host/'],
+	['http://user@host/', 'http://***@host/'],
+	['https://ghp_TOKEN@cache.example/', 'https://***@cache.example/'],
+	// A / or a raw @ in the password.
+	['redis://:pa/ss@host/0', 'redis://***@host/0'],
+	['redis://u:p@ss@host/0', 'redis://***@host/0'],
 	['http://host/a:b@c', 'http://host/a:b@c'],
 	['see http://u:p@h/', 'see http://u:p@h/'],
 ])('a remote URL %j is shown as %j', (url, shown) => {

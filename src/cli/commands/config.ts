@@ -15,6 +15,7 @@ import {
 	type Setting,
 	type Source,
 } from '../../shared/config.js';
+import { isRemoteUrl } from '../../shared/remote/store.js';
 import { defineCommand, UsageError } from '../command.js';
 import { settingName } from '../limits.js';
 
@@ -71,6 +72,9 @@ Settings: ${Object.keys(SETTINGS).join(', ')}.`,
 export function checkSetting(key: Setting, value: string, what: string, source: Source = { default: true }): void {
 	if (CONTROL.test(value) && !controlAllowed(key, source)) throw new UsageError(`invalid ${what}: it holds a control character`);
 	SETTINGS[key].parse(value, what);
+	if (key === 'remote' && value !== '' && !isRemoteUrl(value)) {
+		throw new UsageError(`invalid ${what} (expected http(s)://host/path/ or redis(s)://[user:pass@]host[:port][/db])`);
+	}
 }
 
 export function invalidValues(settings: ReturnType<typeof readSettings>['values']): string[] {
