@@ -271,7 +271,7 @@ describeIf(
 		for (const text of [result.stderr, (await ltocache(root, ['stats', '--json'])).stdout, doctor.stdout, config.stdout]) {
 			expect(text).not.toContain('wrong-secret');
 		}
-		expect(config.stdout).toContain(':***@');
+		expect(config.stdout).toContain('redis://***@');
 		// The right password works.
 		const right = await link(scratch('machine'), locked.url.replace('redis://', 'redis://:right-pass@'));
 		expect(right).toMatchObject({ exitCode: 0, stderr: '' });
