@@ -93,6 +93,27 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 	}
 }
 
+/** How much of the file's end lastLinkBytes reads: a whole kernel's line (~470 entries) is ~30 KB. */
+const TAIL_BYTES = 256 * 1024;
+
+/** The bytes of the entries the directory's last recorded link wrote; 0 when none is recorded. Never throws. */
+export function lastLinkBytes(dir: string): number {
+	let fd: number | undefined;
+	try {
+		fd = openSync(join(dir, COUNTS_FILE), 'r');
+		const size = fstatSync(fd).size;
+		const tail = Buffer.alloc(Math.min(size, TAIL_BYTES));
+		readSync(fd, tail, 0, tail.length, size - tail.length);
+		const lines = parse(tail.toString('utf8'));
+		const last = lines[lines.length - 1];
+		return last && 'w' in last ? last.w.reduce((sum, [, , bytes]) => sum + (Number(bytes) || 0), 0) : 0;
+	} catch {
+		return 0;
+	} finally {
+		if (fd !== undefined) closeSync(fd);
+	}
+}
+
 function parse(text: string): (LinkLine | FoldedLine)[] {
 	const lines: (LinkLine | FoldedLine)[] = [];
 	for (const raw of text.split('\n')) {
