@@ -159,6 +159,13 @@ export async function main(shim: Shim): Promise<void> {
 const linked = (outcome: Outcome) => outcome.code === 0 && outcome.signal === null;
 
 /**
+ * How far apart two times set by one change may be: a file's ctime may be
+ * the clock's last tick where its directory's mtime is exact (Linux's
+ * multigrain timestamps), a few ms at most.
+ */
+const CLOCK_SLACK_NS = 20_000_000n;
+
+/**
  * Whether a failed link failed on its cache, not on its inputs: then the
  * same link without a cache is the one the build would have run. lld 14
  * aborts (SIGABRT) when it cannot write an entry, lld 16 and later exit 1
@@ -166,7 +173,8 @@ const linked = (outcome: Outcome) => outcome.code === 0 && outcome.signal === nu
  * run (and said) twice. lld writes an entry to a temporary file in the
  * directory and renames it in, and removes the temporary file when the
  * write fails: so a cache write failed if the directory changed last by
- * something other than a file now in it (the temporary file's removal), or
+ * something other than a file now in it (the temporary file's removal, at
+ * least CLOCK_SLACK_NS after the last file there changed), or
  * if its file system has no inode left to create one. An ordinary error
  * either leaves the directory untouched (before ThinLTO) or last changed by
  * the rename of an entry it wrote.
@@ -181,7 +189,7 @@ function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: 
 		if (changed < startedNs) return false;
 		for (const file of readdirSync(dir)) {
 			const entry = lstatSync(`${dir}/${file}`, { bigint: true, throwIfNoEntry: false });
-			if (entry && entry.ctimeNs >= changed) return false;
+			if (entry && entry.ctimeNs + CLOCK_SLACK_NS >= changed) return false;
 		}
 		return true;
 	} catch {

@@ -278,6 +278,20 @@ function clangFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	};
 }
 
+/** Whether the node the shim would run is one it can run on (package.json's engines); an older one links as without ltocache. */
+function nodeFinding(node: string, running: string, where: string, shim: string): Finding {
+	const check = `node on ${where}`;
+	const engines: string = JSON.parse(fs.readFileSync(path.join(path.dirname(shim), '../package.json'), 'utf8')).engines.node;
+	const needed = Number(/\d+/.exec(engines)?.[0]);
+	const major = Number(/^v(\d+)\./.exec(running)?.[1]);
+	if (major >= needed) return { level: 'ok', check, message: `${node} (${running}) runs the shim's redirects` };
+	return {
+		level: 'warn',
+		check,
+		message: `${node} (${running}) is older than the Node ${needed} the shim needs: links it would give a cache run as without ltocache (an unwritable cache flag dropped); put Node ${needed} or later first on ${where} (README: "Node.js")`,
+	};
+}
+
 export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 	const shim = shimFile();
 	const findings: Finding[] = [];
@@ -303,7 +317,7 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 				message: `the shim is first on ${where} but node is not: it cannot move an unwritable cache directory, so such links still fail`,
 			});
 		} else if (inFront && node) {
-			findings.push({ level: 'ok', check: `node on ${where}`, message: `${node} (${await version(node)}) runs the shim's redirects` });
+			findings.push(nodeFinding(node, await version(node), where, shim));
 		}
 	}
 	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
