@@ -180,12 +180,13 @@ const CLOCK_SLACK_NS = 20_000_000n;
  * the rename of an entry it wrote.
  */
 function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: number): boolean {
-	if (outcome.signal === 'SIGABRT') return true;
-	if (outcome.signal !== null) return false; // the build's signal, or a crash the cache did not cause
+	// Another signal is the build's, or a crash the cache did not cause.
+	if (outcome.signal !== null && outcome.signal !== 'SIGABRT') return false;
 	try {
 		const st = statfsSync(dir);
 		if (st.files > 0 && st.ffree < modules + 1) return true;
 		const changed = statSync(dir, { bigint: true }).mtimeNs;
+		// Untouched by this link: whatever failed, it was not a write into the cache.
 		if (changed < startedNs) return false;
 		for (const file of readdirSync(dir)) {
 			const entry = lstatSync(`${dir}/${file}`, { bigint: true, throwIfNoEntry: false });
