@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
-import { beforeAll, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { STAGES } from '../../src/shim/main.js';
 import {
 	CLI,
@@ -21,6 +21,7 @@ import {
 	NO_CONFIG,
 	nodeOnlyDir,
 	realLd,
+	recorded,
 	recordedEnv,
 	repo,
 	scratchRoot,
@@ -115,6 +116,61 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 		expect(await run({ NODE_OPTIONS: '--input-type=module' })).toEqual(['NODE_OPTIONS=--input-type=module']);
 		expect(await run({ NODE_OPTIONS: '' })).toEqual(['NODE_OPTIONS=']);
 		expect(await run({})).toEqual([]);
+	});
+
+	describe('the shell route it falls open to', () => {
+		let fake: string;
+		let work: string;
+		let record: string;
+		let node: string;
+		beforeAll(() => {
+			fake = scratch('fake');
+			fakeLinker(fake, ['ld.lld']);
+			record = path.join(scratch('rec'), 'r');
+			node = nodeOnlyDir(scratch('node'));
+			work = scratch('work');
+			fs.mkdirSync(path.join(work, 'usable'));
+			fs.writeFileSync(path.join(work, 'usable/llvmcache.timestamp'), '');
+			fs.writeFileSync(path.join(work, 'plain.rsp'), 'a.o b.o\n');
+			fs.writeFileSync(path.join(work, 'quoted.rsp'), "'a b.o'\n");
+		});
+		/** argv as the stand-in linker got it, with a fault thrown in deciding; args go through sh, so bytes that are not UTF-8 can be spelled with printf. */
+		const argvAfterFault = async (args: string) => {
+			const result = await execa('sh', ['-c', `cd "$1" && exec "$0" ${args}`, path.join(shims, 'ld.lld'), work], {
+				reject: false,
+				extendEnv: false,
+				env: {
+					...NO_CONFIG,
+					PATH: `${shims}:${fake}:${node}:/usr/bin:/bin`,
+					FAKE_LD_RECORD: record,
+					LTOCACHE_DIR: scratch('root'),
+					LTOCACHE_TEST_FAULT: 'decide',
+					LTOCACHE_NO_FAST_PATH: '1',
+				},
+			});
+			expect(result.exitCode).toBe(0);
+			expect(said(result.stderr)).toEqual([expect.stringContaining('fault injected into the decide stage')]);
+			expect(recordedEnv(record).filter((v) => v.startsWith('LTOCACHE_FALLBACK') || v.startsWith('LTOCACHE_NODE'))).toEqual([]);
+			return recorded(record).slice(1);
+		};
+		const bytes = (...args: (string | number[])[]) => args.map((a) => Buffer.from(a as string));
+
+		it('keeps a cache flag the shell can show usable, and argv byte for byte', async () => {
+			expect(await argvAfterFault(`--thinlto-cache-dir=usable -r "$(printf 'a\\200b')" '' @plain.rsp`)).toEqual(
+				bytes('--thinlto-cache-dir=usable', '-r', [0x61, 0x80, 0x62], '', '@plain.rsp'),
+			);
+		});
+
+		it('empties a flag it cannot show usable, or one a response file it cannot read plainly may hold, last', async () => {
+			expect(await argvAfterFault('--thinlto-cache-dir=new -r a.o')).toEqual(
+				bytes('--thinlto-cache-dir=new', '-r', 'a.o', '--thinlto-cache-dir='),
+			);
+			expect(await argvAfterFault('-r @quoted.rsp')).toEqual(bytes('-r', '@quoted.rsp', '--thinlto-cache-dir='));
+		});
+
+		it('adds nothing to a link without a flag', async () => {
+			expect(await argvAfterFault('-r a.o @plain.rsp')).toEqual(bytes('-r', 'a.o', '@plain.rsp'));
+		});
 	});
 
 	describeIf(fs.existsSync(NODE12), `Node 12 at ${NODE12} (.ci/run installs it)`)('with Node 12 first on PATH', () => {
