@@ -28,6 +28,7 @@ export const SETTINGS = {
 	'remote-read-only': { env: 'LTOCACHE_REMOTE_READ_ONLY', default: 'false' },
 	'remote-timeout': { env: 'LTOCACHE_REMOTE_TIMEOUT', default: '2s' },
 	'base-dir': { env: 'LTOCACHE_BASE_DIR', default: '' },
+	verify: { env: 'LTOCACHE_VERIFY', default: 'off' },
 } as const;
 
 export type Setting = keyof typeof SETTINGS;
@@ -101,6 +102,15 @@ export function describeSource(source: Source): string {
 /** auto-prune (and LTOCACHE_AUTO_PRUNE): these turn it off; true, 1, yes and on turn it on. */
 export const isOff = (value: string) => /^(0|false|no|off)$/i.test(value.trim());
 export const isOnOrOff = (value: string) => /^(0|1|false|true|no|yes|off|on)$/i.test(value.trim());
+
+/** The share of cached links to verify, from 0 to 1: off (the default), on or all, or a percentage; undefined for anything else. */
+export function parseVerify(value: string): number | undefined {
+	const v = value.trim().toLowerCase();
+	if (v === '' || isOff(v)) return 0;
+	if (/^(1|true|yes|on|all)$/.test(v)) return 1;
+	const m = /^(\d+(?:\.\d+)?)%$/.exec(v);
+	return m && Number(m[1]) <= 100 ? Number(m[1]) / 100 : undefined;
+}
 
 /** remote-timeout in milliseconds: `500ms`, `2s`, `1.5` (seconds); undefined if it is not a time above 0. */
 export function parseBudget(value: string): number | undefined {

@@ -20,6 +20,8 @@ export type Plan = {
 	root?: string;
 	/** With a directory: the link without ltocache's cache (the moved flag emptied, or none added), run if lld could not write it. */
 	uncached?: Bytes[];
+	/** With a directory: argv as lld reads it, response files expanded. */
+	words?: Bytes[];
 	dir?: string;
 	/** Whether the root is shared by a group: entries are made group-readable after the link. */
 	shared?: boolean;
@@ -249,6 +251,7 @@ async function choose(
 	return {
 		args: rewrite(toBytes(dir)),
 		uncached,
+		words: link.words,
 		root,
 		dir,
 		shared,

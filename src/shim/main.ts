@@ -22,7 +22,7 @@
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
 import { lstatSync, readdirSync, statfsSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { describeSource, isOff, readSettings, remoteSettings, type Setting, type Value } from '../shared/config.js';
+import { describeSource, isOff, parseVerify, readSettings, remoteSettings, type Setting, type Value } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
@@ -37,7 +37,7 @@ type Settings = Record<Setting, Value>;
 /** The stages before the linker runs: an error in one falls open. */
 const BEFORE = ['settings', 'decide', 'locate', 'remote', 'snapshot'] as const;
 /** The stages after it: an error in one is said, and the link stands. */
-const AFTER = ['recheck', 'upload', 'count', 'share', 'prune'] as const;
+const AFTER = ['recheck', 'verify', 'upload', 'count', 'share', 'prune'] as const;
 export const STAGES: readonly string[] = [...BEFORE, ...AFTER];
 type Stage = (typeof BEFORE)[number] | (typeof AFTER)[number];
 
@@ -137,6 +137,28 @@ export async function main(shim: Shim): Promise<void> {
 				process.stderr.write(`ltocache: ${why}; removed the ${removed} cache entries it wrote\n`);
 			}
 		}
+		// A verified link that differed from its uncached self: the build has the uncached output, and the entries are gone.
+		await after('verify', async () => {
+			if (!dir || !plan.uncached || !plan.words || !succeeded || !kept) return;
+			const share = parseVerify(settings.verify.value);
+			if (share === undefined) {
+				process.stderr.write(
+					`ltocache: verify = ${settings.verify.value} (${describeSource(settings.verify.source)}) is not off, on or a share like 1%; not verifying\n`,
+				);
+				return;
+			}
+			if (!(Math.random() < share)) return;
+			const { verifyLink } = await import('./verify.js');
+			const quiet = async (argv: typeof args) => (await spawnLinker(linker.file, linker.argv0, argv, linkEnv, 'ignore')).code;
+			const verdict = await verifyLink(plan.uncached, plan.words, process.cwd(), dir, root!, quiet, () => linker.file);
+			if (verdict.kind === 'skipped') process.stderr.write(`ltocache: verify: not verified: ${verdict.why}\n`);
+			if (verdict.kind === 'mismatch') {
+				kept = false;
+				process.stderr.write(
+					`ltocache: VERIFY MISMATCH: this link's cached output differed from the same link without a cache; the uncached output is in place, the ${verdict.removed} entries of ${dir} are removed, report: ${verdict.report}\n`,
+				);
+			}
+		});
 		await after('upload', async () => {
 			if (remote && succeeded && kept) {
 				const problem = await remote.after();

@@ -41,10 +41,16 @@ export type Outcome = { code: number | null; signal: NodeJS.Signals | null };
  * A command that cannot be started is said, and ends as a shell says it
  * (127 not found, 126 otherwise).
  */
-export async function spawnLinker(file: string, argv0: string, args: Bytes[], env: NodeJS.ProcessEnv): Promise<Outcome> {
+export async function spawnLinker(
+	file: string,
+	argv0: string,
+	args: Bytes[],
+	env: NodeJS.ProcessEnv,
+	stdio: 'inherit' | 'ignore' = 'inherit',
+): Promise<Outcome> {
 	const { spawn } = process.getBuiltinModule?.('node:child_process') ?? (await import('node:child_process'));
 	const cmd = command(file, argv0, args);
-	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio: 'inherit' });
+	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio });
 
 	const forward = (signal: NodeJS.Signals) => child.kill(signal);
 	for (const signal of FORWARDED) process.on(signal, forward);

@@ -9,6 +9,7 @@ import {
 	isSetting,
 	MODES,
 	parseBudget,
+	parseVerify,
 	readSettings,
 	redacted,
 	SETTINGS,
@@ -94,6 +95,9 @@ export function checkSetting(key: Setting, value: string, what: string): void {
 		case 'base-dir':
 			if (value !== '' && value.split(':').some((dir) => !dir.startsWith('/')))
 				throw new UsageError(`invalid ${what} '${value}' (absolute directories, separated by ':')`);
+			break;
+		case 'verify':
+			if (parseVerify(value) === undefined) throw new UsageError(`invalid ${what} '${value}' (off, on, or a share of links: 1%)`);
 			break;
 		case 'remote':
 			if (value !== '' && !isRemoteUrl(value)) {
