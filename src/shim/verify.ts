@@ -11,6 +11,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, r
 import { basename, dirname, join, resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
 import { removeEntriesSince } from '../shared/keydir.js';
+import { MISMATCH_PREFIX } from '../shared/root.js';
 
 /**
  * Options with which lld writes a file besides its output, or an output
@@ -77,7 +78,7 @@ export async function verifyLink(
 		try {
 			removed = removeEntriesSince(dir, 0);
 		} catch {}
-		const report = join(root, `ltocache.mismatch.${new Date().toISOString().replace(/[:.]/g, '-')}.${process.pid}.txt`);
+		const report = join(root, `${MISMATCH_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}.${process.pid}.txt`);
 		writeFileSync(report, mismatchReport(args, words, cwd, dir, describe()), { mode: 0o644 });
 		return { kind: 'mismatch', report, removed };
 	} finally {

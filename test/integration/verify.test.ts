@@ -8,16 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
-import {
-	describeIf,
-	entries,
-	hasToolchain,
-	identities,
-	NO_CONFIG,
-	SHIM,
-	scratchRoot,
-	uncachedReference,
-} from '../helpers/tools.js';
+import { CLI, describeIf, entries, hasToolchain, identities, NO_CONFIG, SHIM, scratchRoot, uncachedReference } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const said = (stderr: string) => stderr.split('\n').filter((line) => line.startsWith('ltocache:'));
@@ -85,6 +76,13 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(text).not.toContain(`  ${out}: `);
 		// No private output left beside the build's.
 		expect(fs.readdirSync(path.dirname(out))).toEqual(['out.o']);
+		// doctor tells of it until the report is removed.
+		const doctor = await execa(process.execPath, [CLI, 'doctor', '--json'], { reject: false, env: { ...NO_CONFIG, LTOCACHE_DIR: root } });
+		const { findings } = JSON.parse(doctor.stdout) as { findings: { level: string; check: string; message: string }[] };
+		expect(findings.find((f) => f.check === 'verified links')).toMatchObject({
+			level: 'fail',
+			message: expect.stringContaining(path.join(root, report)),
+		});
 		// The next link is cold, and right.
 		const next = await link(root, out, objects, { LTOCACHE_VERIFY: 'on' });
 		expect(next).toMatchObject({ exitCode: 0, stderr: '' });
@@ -109,10 +107,12 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		const dir = scratch('rsp');
 		const out = path.join(dir, 'out.o');
 		fs.writeFileSync(path.join(dir, 'out.rsp'), `-o ${out}\n`);
-		const inRsp = await execa(SHIM, [`--thinlto-cache-dir=${blocker}/x`, '-r', `@${path.join(dir, 'out.rsp')}`, ...objects], {
-			reject: false,
-			env: { ...NO_CONFIG, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', LTOCACHE_VERIFY: 'all' },
-		});
+		// Through `ltocache run --verify`, which sets LTOCACHE_VERIFY for the build.
+		const inRsp = await execa(
+			process.execPath,
+			[CLI, 'run', '--verify', '--', 'ld.lld', `--thinlto-cache-dir=${blocker}/x`, '-r', `@${path.join(dir, 'out.rsp')}`, ...objects],
+			{ reject: false, env: { ...NO_CONFIG, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0' } },
+		);
 		expect(inRsp.exitCode).toBe(0);
 		expect(said(inRsp.stderr)).toEqual(['ltocache: verify: not verified: its output is named in a response file']);
 		expect(fs.readFileSync(out).equals(reference)).toBe(true);

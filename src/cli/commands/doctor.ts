@@ -6,7 +6,16 @@ import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
 import { readSettings, redacted, remoteSettings } from '../../shared/config.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
-import { chooseRoot, describeSkipped, fallbackRoot, isShared, modulesDirs, skippedSetting, unusableReason } from '../../shared/root.js';
+import {
+	chooseRoot,
+	describeSkipped,
+	fallbackRoot,
+	isShared,
+	MISMATCH_PREFIX,
+	modulesDirs,
+	skippedSetting,
+	unusableReason,
+} from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
 import { defineCommand } from '../command.js';
 import { linkerNames, linkKind, ROOT_PATH, SYSTEM_DIR, shimFile } from '../shimlinks.js';
@@ -278,6 +287,25 @@ function clangFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	};
 }
 
+/** Verified links whose cached output differed: each left a report under the root until someone removes it. */
+function mismatchFinding(env: NodeJS.ProcessEnv): Finding | undefined {
+	const { root } = chooseRoot(env, false);
+	let reports: string[] = [];
+	try {
+		if (root)
+			reports = fs
+				.readdirSync(root)
+				.filter((f) => f.startsWith(MISMATCH_PREFIX))
+				.sort();
+	} catch {}
+	if (reports.length === 0) return undefined;
+	return {
+		level: 'fail',
+		check: 'verified links',
+		message: `${reports.length} verified link${reports.length === 1 ? '' : 's'} got a cached output that differed from the uncached one (the build got the uncached one); report${reports.length === 1 ? '' : 's'}: ${reports.map((r) => path.join(root!, r)).join(', ')}: please attach to a bug report, then remove`,
+	};
+}
+
 /** Whether the node the shim would run is one it can run on (package.json's engines); an older one links as without ltocache. */
 function nodeFinding(node: string, running: string, where: string, shim: string): Finding {
 	const check = `node on ${where}`;
@@ -322,6 +350,8 @@ export async function doctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
 	}
 	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
 	findings.push(cacheRootFinding(env), ...kernelFindings(env, shimFirst));
+	const mismatches = mismatchFinding(env);
+	if (mismatches) findings.push(mismatches);
 	const remote = await remoteFinding(env);
 	if (remote) findings.push(remote);
 	const clang = clangFinding(env);
