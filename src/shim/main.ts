@@ -119,6 +119,7 @@ export async function main(shim: Shim): Promise<void> {
 
 	async function afterLink(succeeded: boolean): Promise<void> {
 		let kept = true;
+		let verified: 'match' | 'mismatch' | undefined;
 		if (dir && count) {
 			// Whether the files the directory's name stands for are as hashed; an error in this check counts as changed.
 			let problem: string | undefined;
@@ -151,6 +152,7 @@ export async function main(shim: Shim): Promise<void> {
 			const { verifyLink } = await import('./verify.js');
 			const quiet = async (argv: typeof args) => (await spawnLinker(linker.file, linker.argv0, argv, linkEnv, 'ignore')).code;
 			const verdict = await verifyLink(plan.uncached, plan.words, process.cwd(), dir, root!, quiet, () => linker.file);
+			if (verdict.kind !== 'skipped') verified = verdict.kind;
 			if (verdict.kind === 'skipped') process.stderr.write(`ltocache: verify: not verified: ${verdict.why}\n`);
 			if (verdict.kind === 'mismatch') {
 				kept = false;
@@ -168,8 +170,11 @@ export async function main(shim: Shim): Promise<void> {
 		});
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
 		await after('count', () => {
-			if (dir && count && succeeded && kept)
-				recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, count.modules, before, remote?.counts);
+			// A mismatch is counted as a link of no modules: its entries are gone.
+			if (dir && count && succeeded && (kept || verified === 'mismatch')) {
+				const modules = kept ? count.modules : 0;
+				recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, modules, before, remote?.counts, verified);
+			}
 		});
 		await after('share', () => {
 			if (shared && dir) shareEntries(dir);

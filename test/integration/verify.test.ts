@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
+import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { CLI, describeIf, entries, hasToolchain, identities, NO_CONFIG, SHIM, scratchRoot, uncachedReference } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -48,6 +49,13 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(found).toHaveLength(1);
 		return path.join(dir, found[0]);
 	};
+	/** What stats --json counts of verified links: for the root, and for the one key directory. */
+	const verifiedCounts = async (root: string) => {
+		const stats = await execa(process.execPath, [CLI, 'stats', '--json'], { env: { ...NO_CONFIG, LTOCACHE_DIR: root } });
+		const json = JSON.parse(stats.stdout) as StatsJson;
+		const [key] = json.kernels[0].keys;
+		return { root: json.verified, key: [key.verifiedLinks, key.verifyMismatches] };
+	};
 	const reports = (root: string) => fs.readdirSync(root).filter((f) => f.startsWith('ltocache.mismatch.'));
 
 	it('gives the build the uncached output, removes the entries and writes a report when the cache served a stale object', async () => {
@@ -76,6 +84,8 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(text).not.toContain(`  ${out}: `);
 		// No private output left beside the build's.
 		expect(fs.readdirSync(path.dirname(out))).toEqual(['out.o']);
+		// Counted: stats --json shows the verified link and its mismatch, for the root and the key.
+		expect(await verifiedCounts(root)).toEqual({ root: { verifiedLinks: 1, verifyMismatches: 1 }, key: [1, 1] });
 		// doctor tells of it until the report is removed.
 		const doctor = await execa(process.execPath, [CLI, 'doctor', '--json'], { reject: false, env: { ...NO_CONFIG, LTOCACHE_DIR: root } });
 		const { findings } = JSON.parse(doctor.stdout) as { findings: { level: string; check: string; message: string }[] };
@@ -100,6 +110,7 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(identities(keyDir(root))).toEqual(before);
 		expect(reports(root)).toEqual([]);
 		expect(fs.readdirSync(path.dirname(out))).toEqual(['out.o']);
+		expect(await verifiedCounts(root)).toEqual({ root: { verifiedLinks: 1, verifyMismatches: 0 }, key: [1, 0] });
 	});
 
 	it('says so and links when verify cannot run, or has a value it does not know', async () => {
