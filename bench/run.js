@@ -138,6 +138,11 @@ function benchShim() {
 			run: [path.join(shims, 'ld.lld'), link(writable), { env: { ...env, LTOCACHE_NO_FAST_PATH: '1' } }],
 		},
 		{ name: 'shim -> ld.lld (redirected)', run: [path.join(shims, 'ld.lld'), link(`${blocker}/x`), { env }] },
+		{
+			name: 'shim, redirected, verified',
+			run: [path.join(shims, 'ld.lld'), link(`${blocker}/x`), { env: { ...env, LTOCACHE_VERIFY: 'on' } }],
+		},
+		{ name: 'ld.lld (direct, no cache)', run: [real, link(''), { env }] },
 		// The floor for any link Node must wait on: a script that only spawns the linker and waits.
 		{ name: 'node spawns ld.lld, waits', run: [process.execPath, ['-e', SPAWN_AND_WAIT, real, ...link(writable)], { env }] },
 		{ name: 'shim --version', run: [path.join(shims, 'ld.lld'), ['--version'], { env }] },
@@ -152,6 +157,10 @@ function benchShim() {
 	console.log(
 		`  added by the shim to a redirected link: ${added.toFixed(1)} ms = ${(added / node).toFixed(2)}x node -e 0` +
 			`; the sh wrapper adds ${(by['sh wrapper -> ld.lld'] - direct).toFixed(1)} ms`,
+	);
+	const verify = by['shim, redirected, verified'] - by['shim -> ld.lld (redirected)'];
+	console.log(
+		`  verifying a redirected link (LTOCACHE_VERIFY=on) adds ${verify.toFixed(1)} ms = ${(verify / by['ld.lld (direct, no cache)']).toFixed(2)}x the same link uncached, direct`,
 	);
 	const pass = by['shim -> ld.lld (pass-through)'] - direct;
 	const passNode = by['shim, Node path (pass-through)'] - direct;

@@ -11,7 +11,9 @@ import {
 	describeSkipped,
 	hasOurTag,
 	LOCK_NAME,
+	MISMATCH_PREFIX,
 	PRUNE_STAMP,
+	REMOTE_DOWN_PREFIX,
 	SUMMARY_NAME,
 	skippedSetting,
 	TAG_NAME,
@@ -53,7 +55,10 @@ export function existingRoot(env: NodeJS.ProcessEnv): string {
 }
 
 /** What ltocache keeps at the top of a root, beside the kernel releases. */
-export const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, 'ltocache.linkers.json']);
+const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, 'ltocache.linkers.json']);
+/** The files of ltocache's own that live by name at the top of a root: the summary's temporaries, a verified link's reports, a down remote's markers. */
+const ROOT_PREFIXES = [`${SUMMARY_NAME}.`, MISMATCH_PREFIX, REMOTE_DOWN_PREFIX];
+export const isRootFile = (name: string) => ROOT_FILES.has(name) || ROOT_PREFIXES.some((prefix) => name.startsWith(prefix));
 
 /**
  * Whether an untagged directory is laid out as a root that ltocache made
@@ -65,7 +70,7 @@ export const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAM
 export function looksLikeRoot(root: string): boolean {
 	let found = false;
 	for (const top of fs.readdirSync(root, { withFileTypes: true })) {
-		if (ROOT_FILES.has(top.name) || top.name.startsWith(`${SUMMARY_NAME}.`)) continue;
+		if (isRootFile(top.name)) continue;
 		// A symlink is never followed, so never at risk; a file of someone else's says the directory is theirs.
 		if (top.isSymbolicLink()) continue;
 		if (!top.isDirectory()) return false;

@@ -89,6 +89,16 @@ export const SETTINGS = {
 	},
 	/** A file holding the remote's password (its first line), for a URL without one: the secret then lives apart from the settings. */
 	'remote-password-file': { env: 'LTOCACHE_REMOTE_PASSWORD_FILE', default: '', parse: absolutePath },
+	/** The share of cached links run again without a cache and compared (ltocache-ld.lld(1), VERIFY): off, on, or a percentage. */
+	verify: {
+		env: 'LTOCACHE_VERIFY',
+		default: 'off',
+		parse(text: string, what: string): number {
+			const share = parseVerify(text);
+			if (share === undefined) throw new UsageError(`invalid ${what} '${text}' (off, on, or a share of links: 1%)`);
+			return share;
+		},
+	},
 } as const;
 
 /** A setting's value as its parser reads it; the default's where it is not right (the shim never fails a link over a setting). */
@@ -196,6 +206,15 @@ export function describeSource(source: Source): string {
 /** auto-prune (and LTOCACHE_AUTO_PRUNE): these turn it off; true, 1, yes and on turn it on. */
 export const isOff = (value: string) => /^(0|false|no|off)$/i.test(value.trim());
 export const isOnOrOff = (value: string) => /^(0|1|false|true|no|yes|off|on)$/i.test(value.trim());
+
+/** The share of cached links to verify, from 0 to 1: off (the default), on or all, or a percentage; undefined for anything else. */
+export function parseVerify(value: string): number | undefined {
+	const v = value.trim().toLowerCase();
+	if (v === '' || isOff(v)) return 0;
+	if (/^(1|true|yes|on|all)$/.test(v)) return 1;
+	const m = /^(\d+(?:\.\d+)?)%$/.exec(v);
+	return m && Number(m[1]) <= 100 ? Number(m[1]) / 100 : undefined;
+}
 
 /** remote-timeout in milliseconds: `500ms`, `2s`, `1.5` (seconds); undefined if it is not a time above 0. */
 export function parseBudget(value: string): number | undefined {

@@ -41,7 +41,8 @@ type Written = [string, number, number];
 export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
 /** RemoteCounts as a line stores them: [entries downloaded, their bytes, entries uploaded, their bytes]. */
 type Shared = [number, number, number, number];
-type LinkLine = { t: number; ms: number; m: number; w: Written[]; r?: Shared };
+/** v: the link was verified (the verify setting): 1 its output matched the uncached link's, 2 it did not. */
+type LinkLine = { t: number; ms: number; m: number; w: Written[]; r?: Shared; v?: 1 | 2 };
 type Folded = {
 	links: number;
 	modules: number;
@@ -52,6 +53,8 @@ type Folded = {
 	downloadBytes: number;
 	uploads: number;
 	uploadBytes: number;
+	verified: number;
+	mismatches: number;
 };
 type FoldedLine = { folded: Folded };
 
@@ -68,7 +71,15 @@ const MAX_BYTES = 4 * 1024 * 1024;
  * names need a look at their times (a whole kernel's directory holds
  * thousands). Never throws.
  */
-export function recordLink(dir: string, since: number, wallMs: number, modules: number, before?: Set<string>, remote?: RemoteCounts): void {
+export function recordLink(
+	dir: string,
+	since: number,
+	wallMs: number,
+	modules: number,
+	before?: Set<string>,
+	remote?: RemoteCounts,
+	verified?: 'match' | 'mismatch',
+): void {
 	let fd: number | undefined;
 	try {
 		const written: Written[] = [];
@@ -78,7 +89,14 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}
 		const r: Shared | undefined = remote && [remote.downloads, remote.downloadBytes, remote.uploads, remote.uploadBytes];
-		const line: LinkLine = { t: since, ms: Math.round(wallMs), m: modules, w: written, ...(r?.some(Boolean) ? { r } : {}) };
+		const line: LinkLine = {
+			t: since,
+			ms: Math.round(wallMs),
+			m: modules,
+			w: written,
+			...(r?.some(Boolean) ? { r } : {}),
+			...(verified ? { v: verified === 'match' ? 1 : 2 } : {}),
+		};
 		fd = openSync(join(dir, COUNTS_FILE), 'a+', 0o600);
 		const size = fstatSync(fd).size;
 		if (size > MAX_BYTES) return;
@@ -88,6 +106,27 @@ export function recordLink(dir: string, since: number, wallMs: number, modules: 
 		writeSync(fd, `${torn ? '\n' : ''}${JSON.stringify(line)}\n`);
 	} catch {
 		// counting never fails a link, nor delays it with a retry
+	} finally {
+		if (fd !== undefined) closeSync(fd);
+	}
+}
+
+/** How much of the file's end lastLinkBytes reads: a whole kernel's line (~470 entries) is ~30 KB. */
+const TAIL_BYTES = 256 * 1024;
+
+/** The bytes of the entries the directory's last recorded link wrote; 0 when none is recorded. Never throws. */
+export function lastLinkBytes(dir: string): number {
+	let fd: number | undefined;
+	try {
+		fd = openSync(join(dir, COUNTS_FILE), 'r');
+		const size = fstatSync(fd).size;
+		const tail = Buffer.alloc(Math.min(size, TAIL_BYTES));
+		readSync(fd, tail, 0, tail.length, size - tail.length);
+		const lines = parse(tail.toString('utf8'));
+		const last = lines[lines.length - 1];
+		return last && 'w' in last ? last.w.reduce((sum, [, , bytes]) => sum + (Number(bytes) || 0), 0) : 0;
+	} catch {
+		return 0;
 	} finally {
 		if (fd !== undefined) closeSync(fd);
 	}
@@ -119,6 +158,8 @@ const zero = (): Folded => ({
 	downloadBytes: 0,
 	uploads: 0,
 	uploadBytes: 0,
+	verified: 0,
+	mismatches: 0,
 });
 
 /** Sums lines, each written entry once; `except` holds entries counted elsewhere. */
@@ -133,6 +174,8 @@ function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Fol
 		sum.links++;
 		sum.modules += line.m;
 		sum.ms += line.ms || 0;
+		if (line.v === 1 || line.v === 2) sum.verified++;
+		if (line.v === 2) sum.mismatches++;
 		if (Array.isArray(line.r)) {
 			sum.downloads += Number(line.r[0]) || 0;
 			sum.downloadBytes += Number(line.r[1]) || 0;

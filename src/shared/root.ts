@@ -47,6 +47,10 @@ export function hasOurTag(root: string): boolean {
 
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
 // And ltocache.linkers.json, what each real linker is by content, for a remote's namespace (src/shim/remote.ts).
+// And ltocache.mismatch.<time>.<pid>.txt, a verified link's report of a cached output that differed (src/shim/verify.ts).
+export const MISMATCH_PREFIX = 'ltocache.mismatch.';
+// And ltocache.remote-down.<hash of the URL>, the marker of a remote the links of the next minute skip (src/shim/remote.ts).
+export const REMOTE_DOWN_PREFIX = 'ltocache.remote-down.';
 // Everything else at the root is a kernel release (src/shared/keydir.ts has the map below it).
 
 /** A place the root may come from, in the order they are tried. */

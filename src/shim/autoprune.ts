@@ -24,7 +24,8 @@ export async function maybeStartPrune(root: string, env: NodeJS.ProcessEnv, enab
 		const child = spawn(process.execPath, [cli, 'prune'], {
 			detached: true,
 			stdio: 'ignore',
-			env: { ...env, LTOCACHE_DIR: root },
+			// The build's NODE_OPTIONS is for its own Node, not ltocache's (see bin/ld.lld).
+			env: { ...env, LTOCACHE_DIR: root, NODE_OPTIONS: '' },
 		});
 		child.on('error', () => {});
 		child.unref();

@@ -5,6 +5,7 @@ import { readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
 import { badMode } from '../shared/config.js';
+import { lastLinkBytes } from '../shared/counters.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
 import { openMemo } from '../shared/memo.js';
 import { chooseRoot, describeSkipped, isShared, skippedSetting, unusableReason } from '../shared/root.js';
@@ -17,6 +18,10 @@ export type Plan = {
 	args: Bytes[];
 	/** The cache root and directory the flag was redirected into, when it was. */
 	root?: string;
+	/** With a directory: the link without ltocache's cache (the moved flag emptied, or none added), run if lld could not write it. */
+	uncached?: Bytes[];
+	/** With a directory: argv as lld reads it, response files expanded. */
+	words?: Bytes[];
 	dir?: string;
 	/** Whether the root is shared by a group: entries are made group-readable after the link. */
 	shared?: boolean;
@@ -77,22 +82,35 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 }
 
 /**
- * lld aborts a link when it cannot write a cache entry (ENOSPC included), so
- * a cache root this close to full is not worth the risk: the link goes
- * without a cache instead.
+ * lld aborts a link when it cannot write a cache entry (ENOSPC, EDQUOT, no
+ * inode for its temporary file), so a file system that cannot take this
+ * link's entries is not worth the risk: the link goes without a cache
+ * instead. What it needs is estimated as this margin plus what the
+ * directory's last link wrote (a rebuild writes at most that again, short
+ * of a new configuration), and an inode for each module. Quotas do not
+ * show in statfs: for those, and whatever the estimate misses, main.ts
+ * links again without a cache when lld could not write it.
  */
 const MIN_FREE_BYTES = 32 * 1024 * 1024;
+const MIN_FREE_INODES = 16;
 
 /** Claim the redirected directory; returns why it cannot be used, or undefined if it can. */
-function prepare(dir: string, meta: Metadata, shared: boolean, root: string): string | undefined {
+function prepare(dir: string, meta: Metadata, shared: boolean, root: string, modules: number): string | undefined {
 	const unusable = claim(dir, meta, shared, root);
 	if (unusable) return unusable;
 	try {
 		const st = statfsSync(dir);
-		if (st.bavail * st.bsize < MIN_FREE_BYTES) return `${dir} is on a nearly full file system`;
+		const needed = MIN_FREE_BYTES + lastLinkBytes(dir);
+		if (st.bavail * st.bsize < needed)
+			return `${dir} is on a file system with ${formatMiB(st.bavail * st.bsize)} free, less than the ${formatMiB(needed)} this link may write`;
+		// A file system without a fixed number of inodes (btrfs) says 0 of 0.
+		if (st.files > 0 && st.ffree < modules + MIN_FREE_INODES)
+			return `${dir} is on a file system with ${st.ffree} free inodes, fewer than this link's ${modules} modules may need`;
 	} catch {} // cannot tell: let lld try
 	return undefined;
 }
+
+const formatMiB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 /**
  * What the real linker gets. A mode that is none of the modes is said on
@@ -131,6 +149,7 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 		return choose(
 			{ words: scan.words, cwd, env, key: resolve(toBytes(cwd)), added: true },
 			(dir) => [...args, CACHE_FLAG + dir],
+			args,
 			(why, quiet) =>
 				quiet
 					? pass(`LTOCACHE_MODE=add: ${why}; passing argv through`)
@@ -153,6 +172,7 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 	const plan = await choose(
 		{ words: scan.words, cwd, env, key: original },
 		(dir) => withCacheDir(args, flag, dir),
+		withCacheDir(args, flag, ''),
 		(why) => drop(why, true),
 	);
 	if (plan.dir) plan.note = `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${plan.dir}`;
@@ -173,7 +193,12 @@ type Link = {
  * The directory under the cache root for a link: <release>/<module or key>,
  * plus the .incbin guard's hash when the link's assembly pulls in files.
  */
-async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why: string, quiet?: boolean) => Plan): Promise<Plan> {
+async function choose(
+	link: Link,
+	rewrite: (dir: Bytes) => Bytes[],
+	uncached: Bytes[],
+	refuse: (why: string, quiet?: boolean) => Plan,
+): Promise<Plan> {
 	const { cwd, env } = link;
 	const choice = chooseRoot(env);
 	const { root } = choice;
@@ -219,13 +244,15 @@ async function choose(link: Link, rewrite: (dir: Bytes) => Bytes[], refuse: (why
 		...(link.added ? { added: true } : {}),
 		...(guard.files.length ? { incbin: guard.files.map(bytesToText) } : {}),
 	};
-	const unusable = prepare(dir, meta, shared, root);
+	const unusable = prepare(dir, meta, shared, root, inputs.modules);
 	if (unusable) return refuse(unusable);
 	// Only once the root has room for this link: a memo must not take the space its entries need.
 	memo.save();
 	const since = lastClaim(dir) ?? Date.now();
 	return {
 		args: rewrite(toBytes(dir)),
+		uncached,
+		words: link.words,
 		root,
 		dir,
 		shared,

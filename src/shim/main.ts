@@ -2,6 +2,14 @@
 // find the real linker, run it. Nothing here may make a link fail that would
 // have succeeded without the shim.
 //
+// That promise is kept by shape, not case by case. Every step of ltocache's
+// own work runs as a named stage (see STAGES); an error in a stage before the
+// linker runs falls open (start.ts re-enters bin/ld.lld, which links as
+// without ltocache), one after it is said and the linker's exit stands. A
+// link whose cache lld could not write is run again without it. Tests throw
+// in each stage in turn (LTOCACHE_TEST_FAULT, test/integration/failopen.test.ts),
+// and test/unit/structure.test.ts holds the stages here and STAGES alike.
+//
 // bin/ld.lld starts Node (src/shim/start.ts) only for what its shell fast
 // path leaves over, and that runs this, bundled as dist/shim.cjs, with
 // process.argv = [node, $0, SELF, ARGS...]: SELF is the shim's path as the
@@ -12,36 +20,64 @@
 // src/shim and src/shared import Node's built-ins by name: the bundle then
 // requires them as they are, where a default import (`import fs from`) is
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
-import { readdirSync } from 'node:fs';
+import { lstatSync, readdirSync, statfsSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { describeSource, parsed, readSettings, remoteSettings, type Setting, type Value, withCacheDir } from '../shared/config.js';
+import {
+	describeSource,
+	parsed,
+	parseVerify,
+	readSettings,
+	remoteSettings,
+	type Setting,
+	type Value,
+	withCacheDir,
+} from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
-import { decide, type Plan } from './decide.js';
+import { decide } from './decide.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
-import { runLinker } from './run.js';
+import { exitAs, type Outcome, spawnLinker } from './run.js';
+import type { Shim } from './start.js';
 
 type Settings = Record<Setting, Value>;
 
-async function main(): Promise<void> {
+/** The stages before the linker runs: an error in one falls open. */
+const BEFORE = ['settings', 'decide', 'locate', 'remote', 'snapshot'] as const;
+/** The stages after it: an error in one is said, and the link stands. */
+const AFTER = ['recheck', 'verify', 'upload', 'count', 'share', 'prune'] as const;
+export const STAGES: readonly string[] = [...BEFORE, ...AFTER];
+type Stage = (typeof BEFORE)[number] | (typeof AFTER)[number];
+
+/** Run one stage; LTOCACHE_TEST_FAULT=<stage> makes it throw, for the tests that prove each one fails open. */
+function stage<T>(name: Stage, work: () => T): T {
+	if (process.env.LTOCACHE_TEST_FAULT === name) throw new Error(`fault injected into the ${name} stage (LTOCACHE_TEST_FAULT)`);
+	return work();
+}
+
+/** A stage after the link: its error is one line, never the link's failure. */
+async function after(name: (typeof AFTER)[number], work: () => unknown): Promise<void> {
+	try {
+		await stage(name, work);
+	} catch (error) {
+		process.stderr.write(`ltocache: after the link, ${name}: ${String(error)}\n`);
+	}
+}
+
+export async function main(shim: Shim): Promise<void> {
 	const env = process.env;
 	const self = process.argv[2];
 	const name = basename(self);
 
 	const args = rawArgs();
 	// The configured mode and auto-prune (the environment overrides the files); a file's mistakes are the manager's to report.
-	const { values: settings } = readSettings(env);
-	let plan: Plan;
-	try {
-		const mode = { value: settings.mode.value, source: describeSource(settings.mode.source) };
-		plan = await decide(args, process.cwd(), withCacheDir(env, settings), mode);
-	} catch (error) {
-		plan = { args, note: `unexpected ${String(error)}; passing argv through` };
-	}
+	const { values: settings } = stage('settings', () => readSettings(env));
+	const plan = await stage('decide', () =>
+		decide(args, process.cwd(), withCacheDir(env, settings), { value: settings.mode.value, source: describeSource(settings.mode.source) }),
+	);
 
-	const located = locateLinker(name, self, env);
+	const located = stage('locate', () => locateLinker(name, self, env));
 	if ('error' in located) {
 		process.stderr.write(`ltocache: ${located.error}; set LTOCACHE_LD to the real linker\n`);
 		process.exit(127);
@@ -57,47 +93,146 @@ async function main(): Promise<void> {
 		process.stderr.write(`ltocache: ${plan.warning}\n`);
 	}
 	// A remote (LTOCACHE_REMOTE, or the remote setting) fills the directory before the link, and hears of its entries after.
-	const remote = dir && count && settings.remote.value ? await openRemote(settings, root!, dir, linker.file, env) : undefined;
-	let before: Set<string> | undefined;
-	try {
-		if (dir && count) before = new Set(readdirSync(dir));
-	} catch {} // then every entry's time is looked at
+	const remote = await stage('remote', () =>
+		dir && count && settings.remote.value ? openRemote(settings, root!, dir, linker.file, env) : undefined,
+	);
+	const before = stage('snapshot', () => {
+		try {
+			return dir && count ? new Set(readdirSync(dir)) : undefined;
+		} catch {
+			return undefined; // then every entry's time is looked at
+		}
+	});
+
 	const started = process.hrtime.bigint(); // not performance.now(): that global loads perf_hooks, ~2 ms a link
-	const afterLink = async (succeeded: boolean) => {
+	// The file system's clock may lag Date.now() by a tick: what changed a few ms before counts as during the link.
+	const startedNs = BigInt(Date.now() - 10) * 1_000_000n;
+	const chain = nextChain(env, self, linker);
+	const linkEnv = { ...env, [CHAIN_VAR]: chain };
+	shim.linking = true;
+	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv);
+	let cached = true;
+	if (dir && plan.uncached && !linked(outcome) && cacheFailed(outcome, dir, startedNs, count?.modules ?? 0)) {
+		process.stderr.write(`ltocache: ${linker.file} could not write the ThinLTO cache in ${dir}; linking again without a cache\n`);
+		outcome = await spawnLinker(linker.file, linker.argv0, plan.uncached, linkEnv);
+		cached = false;
+	}
+	if (root) {
+		try {
+			await afterLink(linked(outcome) && cached);
+		} finally {
+			await exitAs(outcome);
+		}
+	}
+	await exitAs(outcome);
+
+	async function afterLink(succeeded: boolean): Promise<void> {
 		let kept = true;
-		if (dir && count && plan.unchanged) {
+		let verified: 'match' | 'mismatch' | undefined;
+		if (dir && count) {
+			// Whether the files the directory's name stands for are as hashed; an error in this check counts as changed.
+			let problem: string | undefined;
 			try {
-				kept = await plan.unchanged();
-			} catch {
-				kept = false; // cannot tell: as if changed
+				kept = await stage('recheck', () => (plan.unchanged ? plan.unchanged() : true));
+			} catch (error) {
+				kept = false;
+				problem = `after the link, recheck: ${String(error)}`;
 			}
 			if (!kept) {
 				let removed = 0;
 				try {
 					removed = removeEntriesSince(dir, count.since);
 				} catch {} // the link is done either way
-				process.stderr.write(
-					`ltocache: a file this link's cache directory stands for changed while lld ran; removed the ${removed} cache entries it wrote\n`,
-				);
+				const why = problem ?? "a file this link's cache directory stands for changed while lld ran";
+				process.stderr.write(`ltocache: ${why}; removed the ${removed} cache entries it wrote\n`);
 			}
 		}
-		if (remote && succeeded && kept) {
-			const problem = await remote.after();
-			if (problem) process.stderr.write(`ltocache: ${problem}\n`);
-		}
-		if (remote && env.LTOCACHE_VERBOSE === '1') process.stderr.write(`ltocache: ${remote.summary()}\n`);
+		// A verified link that differed from its uncached self: the build has the uncached output, and the entries are gone.
+		await after('verify', async () => {
+			if (!dir || !plan.uncached || !plan.words || !succeeded || !kept) return;
+			const share = parseVerify(settings.verify.value);
+			if (share === undefined) {
+				process.stderr.write(
+					`ltocache: verify = ${settings.verify.value} (${describeSource(settings.verify.source)}) is not off, on or a share like 1%; not verifying\n`,
+				);
+				return;
+			}
+			if (!(Math.random() < share)) return;
+			const { verifyLink } = await import('./verify.js');
+			const quiet = async (argv: typeof args) => (await spawnLinker(linker.file, linker.argv0, argv, linkEnv, 'ignore')).code;
+			const verdict = await verifyLink(plan.uncached, plan.words, process.cwd(), dir, root!, quiet, () => linker.file);
+			if (verdict.kind !== 'skipped') verified = verdict.kind;
+			if (verdict.kind === 'skipped') process.stderr.write(`ltocache: verify: not verified: ${verdict.why}\n`);
+			if (verdict.kind === 'mismatch') {
+				kept = false;
+				process.stderr.write(
+					`ltocache: VERIFY MISMATCH: this link's cached output differed from the same link without a cache; the uncached output is in place, the ${verdict.removed} entries of ${dir} are removed, report: ${verdict.report}\n`,
+				);
+			}
+		});
+		await after('upload', async () => {
+			if (remote && succeeded && kept) {
+				const problem = await remote.after();
+				if (problem) process.stderr.write(`ltocache: ${problem}\n`);
+			}
+			if (remote && env.LTOCACHE_VERBOSE === '1') process.stderr.write(`ltocache: ${remote.summary()}\n`);
+		});
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.
-		if (dir && count && succeeded && kept)
-			recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, count.modules, before, remote?.counts);
-		try {
+		await after('count', () => {
+			// A mismatch is counted as a link of no modules: its entries are gone.
+			if (dir && count && succeeded && (kept || verified === 'mismatch')) {
+				const modules = kept ? count.modules : 0;
+				recordLink(dir, count.since, Number(process.hrtime.bigint() - started) / 1e6, modules, before, remote?.counts, verified);
+			}
+		});
+		await after('share', () => {
 			if (shared && dir) shareEntries(dir);
-		} catch {} // housekeeping never fails a link
-		if (root) await maybeStartPrune(root, env, parsed(settings, 'auto-prune'));
-	};
-	const chain = nextChain(env, self, linker);
-	await runLinker(linker.file, linker.argv0, plan.args, { ...env, [CHAIN_VAR]: chain }, root ? afterLink : undefined);
+		});
+		await after('prune', () => maybeStartPrune(root!, env, parsed(settings, 'auto-prune')));
+	}
 }
 
+const linked = (outcome: Outcome) => outcome.code === 0 && outcome.signal === null;
+
+/**
+ * How far apart two times set by one change may be: a file's ctime may be
+ * the clock's last tick where its directory's mtime is exact (Linux's
+ * multigrain timestamps), a few ms at most.
+ */
+const CLOCK_SLACK_NS = 20_000_000n;
+
+/**
+ * Whether a failed link failed on its cache, not on its inputs: then the
+ * same link without a cache is the one the build would have run. lld 14
+ * aborts (SIGABRT) when it cannot write an entry, lld 16 and later exit 1
+ * with "LLVM ERROR"; an ordinary link error also exits 1, and must not be
+ * run (and said) twice. lld writes an entry to a temporary file in the
+ * directory and renames it in, and removes the temporary file when the
+ * write fails: so a cache write failed if the directory changed last by
+ * something other than a file now in it (the temporary file's removal, at
+ * least CLOCK_SLACK_NS after the last file there changed), or
+ * if its file system has no inode left to create one. An ordinary error
+ * either leaves the directory untouched (before ThinLTO) or last changed by
+ * the rename of an entry it wrote.
+ */
+function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: number): boolean {
+	// Another signal is the build's, or a crash the cache did not cause.
+	if (outcome.signal !== null && outcome.signal !== 'SIGABRT') return false;
+	try {
+		const st = statfsSync(dir);
+		if (st.files > 0 && st.ffree < modules + 1) return true;
+		const changed = statSync(dir, { bigint: true }).mtimeNs;
+		// Untouched by this link: whatever failed, it was not a write into the cache.
+		if (changed < startedNs) return false;
+		for (const file of readdirSync(dir)) {
+			const entry = lstatSync(`${dir}/${file}`, { bigint: true, throwIfNoEntry: false });
+			if (entry && entry.ctimeNs + CLOCK_SLACK_NS >= changed) return false;
+		}
+		return true;
+	} catch {
+		return false;
+	}
+}
 /** The remote for this link, its entries downloaded; loaded only when one is configured. */
 async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv) {
 	const { remoteFor } = await import('./remote.js');
@@ -106,5 +241,3 @@ async function openRemote(settings: Settings, root: string, dir: string, linker:
 	if (problem) process.stderr.write(`ltocache: ${problem}\n`);
 	return remote;
 }
-
-void main();

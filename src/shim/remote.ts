@@ -22,6 +22,7 @@ import type { RemoteCounts } from '../shared/counters.js';
 import { baseKeyName, classify, keyName, META_FILE, type Metadata } from '../shared/keydir.js';
 import { isEntryName, type Sum, sha256, type Upload } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
+import { REMOTE_DOWN_PREFIX } from '../shared/root.js';
 import { linkerIdentity } from './identity.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
@@ -70,7 +71,6 @@ function readEntry(file: string): Buffer | undefined {
  * why. The first link after the minute tries again.
  */
 const SKIP_MS = 60_000;
-const SKIP_PREFIX = 'ltocache.remote-down.';
 
 /** Why the remote is skipped now, or undefined. */
 function skipping(marker: string): string | undefined {
@@ -123,7 +123,7 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 	let index: Map<string, Sum> | undefined;
 	let failed = false;
 	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
-	const marker = join(root, `${SKIP_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
+	const marker = join(root, `${REMOTE_DOWN_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
 	let signal: AbortSignal | undefined;
 	let wantedCount = 0;
 	/** The line for stderr; answered: the server sent something first (a slow server is not skipped, a stalled one is); progress: what came through. */

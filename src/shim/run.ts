@@ -32,6 +32,56 @@ function command(file: string, argv0: string, args: Bytes[]): { file: string; ar
 	return { file: bash ? '/bin/bash' : '/bin/sh', args: ['-c', script, 'sh', file, argv0, ...args.map(octal)] };
 }
 
+/** How the linker ended: its exit status, or the signal it died of. */
+export type Outcome = { code: number | null; signal: NodeJS.Signals | null };
+
+/**
+ * Run the linker (or `ltocache run`'s command) with inherited stdio, the
+ * build's signals passed on while it runs, and resolve with how it ended.
+ * A command that cannot be started is said, and ends as a shell says it
+ * (127 not found, 126 otherwise).
+ */
+export async function spawnLinker(
+	file: string,
+	argv0: string,
+	args: Bytes[],
+	env: NodeJS.ProcessEnv,
+	stdio: 'inherit' | 'ignore' = 'inherit',
+): Promise<Outcome> {
+	const { spawn } = process.getBuiltinModule?.('node:child_process') ?? (await import('node:child_process'));
+	const cmd = command(file, argv0, args);
+	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio });
+
+	const forward = (signal: NodeJS.Signals) => child.kill(signal);
+	for (const signal of FORWARDED) process.on(signal, forward);
+	return new Promise<Outcome>((done) => {
+		child.on('error', (error: NodeJS.ErrnoException) => {
+			for (const s of FORWARDED) process.off(s, forward);
+			const missing = error.code === 'ENOENT';
+			process.stderr.write(
+				`ltocache: cannot run ${file}: ${missing ? `not found${file.includes('/') ? '' : ' on PATH'}` : error.message}\n`,
+			);
+			done({ code: missing ? 127 : 126, signal: null });
+		});
+		child.on('exit', (code, signal) => {
+			for (const s of FORWARDED) process.off(s, forward);
+			done({ code, signal });
+		});
+	});
+}
+
+/** Exit (or die) the way the linker did; never returns. */
+export async function exitAs({ code, signal }: Outcome): Promise<never> {
+	if (signal) {
+		// Die of the same signal, so make and shells see 128+n, core dumps and all.
+		process.kill(process.pid, signal);
+		// Still here: the signal is ignored by Node (SIGPIPE) or by inheritance.
+		const { constants } = process.getBuiltinModule?.('node:os') ?? (await import('node:os'));
+		process.exit(128 + (constants.signals[signal] ?? 0));
+	}
+	process.exit(code ?? 1);
+}
+
 /**
  * Run the linker (or `ltocache run`'s command), and exit (or die) the way it
  * did, once onExit has run (told whether the command succeeded); the promise
@@ -44,30 +94,7 @@ export async function runLinker(
 	env: NodeJS.ProcessEnv,
 	onExit?: (succeeded: boolean) => Promise<void>,
 ): Promise<never> {
-	const { spawn } = process.getBuiltinModule?.('node:child_process') ?? (await import('node:child_process'));
-	const cmd = command(file, argv0, args);
-	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio: 'inherit' });
-
-	const forward = (signal: NodeJS.Signals) => child.kill(signal);
-	for (const signal of FORWARDED) process.on(signal, forward);
-
-	child.on('error', async (error: NodeJS.ErrnoException) => {
-		const missing = error.code === 'ENOENT';
-		process.stderr.write(`ltocache: cannot run ${file}: ${missing ? `not found${file.includes('/') ? '' : ' on PATH'}` : error.message}\n`);
-		await onExit?.(false);
-		process.exit(missing ? 127 : 126); // as a shell says it
-	});
-	child.on('exit', async (code, signal) => {
-		for (const s of FORWARDED) process.off(s, forward);
-		await onExit?.(code === 0);
-		if (signal) {
-			// Die of the same signal, so make and shells see 128+n, core dumps and all.
-			process.kill(process.pid, signal);
-			// Still here: the signal is ignored by Node (SIGPIPE) or by inheritance.
-			const { constants } = process.getBuiltinModule?.('node:os') ?? (await import('node:os'));
-			process.exit(128 + (constants.signals[signal] ?? 0));
-		}
-		process.exit(code ?? 1);
-	});
-	return new Promise<never>(() => {});
+	const outcome = await spawnLinker(file, argv0, args, env);
+	await onExit?.(outcome.code === 0);
+	return exitAs(outcome);
 }

@@ -16,9 +16,23 @@
 // bundle's file changed in any way, another Node, a torn or foreign file, V8
 // rejecting it) means compiling afresh and writing a new one after the link:
 // the cache may only save time, never change what runs.
-import { accessSync, closeSync, constants, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Script } from 'node:vm';
+//
+// This file is also where failing open lives. Whatever Node is first on PATH
+// runs it, so it is written for any Node from 12 on (no `?.`, `??`, `node:`
+// specifiers) and checks the version before it loads anything else. On too
+// old a Node, or on any error before the linker has started (here, in the
+// bundle, thrown or rejected), it says so in one line and re-enters bin/ld.lld
+// with LTOCACHE_FALLBACK set: the shell then runs the link the build would
+// have run without ltocache. The bundle reports through `shim` when the
+// linker has started; from then on nothing links again.
+// biome-ignore-start lint/style/useNodejsImportProtocol: Node 12 has no node: specifiers, and must get far enough to fall back
+import { spawn } from 'child_process';
+import { accessSync, closeSync, constants, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'fs';
+import { constants as osConstants } from 'os';
+import { join } from 'path';
+import { Script } from 'vm';
+
+// biome-ignore-end lint/style/useNodejsImportProtocol: see above
 
 // Bundled as CommonJS: __dirname is dist/, and require the module's own.
 const bundle = join(__dirname, 'shim.cjs');
@@ -54,10 +68,21 @@ function writeCache(script: Script, identity: string): 'written' | 'not writable
 	}
 }
 
-function start(): void {
+/** The oldest Node that runs the shim's bundle: package.json's engines (test/unit/structure.test.ts holds them alike). */
+const NODE_MAJOR = 20;
+
+/** What the bundle's main gets: how to fail open, and where to say the linker has started. */
+export type Shim = { linking: boolean; fallBack: (why: string) => void };
+
+function start(shim: Shim): void {
+	const major = Number(process.versions.node.split('.')[0]);
+	if (!(major >= NODE_MAJOR)) {
+		shim.fallBack(`${process.execPath} is Node ${process.version}; the shim needs ${NODE_MAJOR} or later`);
+		return;
+	}
 	// Below Node 20.16 the bundle's lazy built-ins fall back to import(), which a vm.Script cannot run.
 	if (!process.getBuiltinModule) {
-		require(bundle);
+		require(bundle).main(shim).catch(failed);
 		return;
 	}
 	const fd = openSync(bundle, 'r');
@@ -82,8 +107,88 @@ function start(): void {
 			if (verbose) process.stderr.write(`ltocache: code cache ${CACHE_FILE}: ${outcome}\n`);
 		});
 	}
-	const module = { exports: {} };
+	const module = { exports: {} as { main: (shim: Shim) => Promise<void> } };
 	script.runInThisContext()(module.exports, require, module, bundle, __dirname);
+	module.exports.main(shim).catch(failed);
 }
 
-start();
+/**
+ * The build's NODE_OPTIONS, which bin/ld.lld kept from this Node in
+ * LTOCACHE_NODE_OPTIONS ("+value", or empty for unset), back in the
+ * environment every child gets.
+ */
+function restoreEnvironment(env: NodeJS.ProcessEnv): void {
+	const saved = env.LTOCACHE_NODE_OPTIONS;
+	if (saved === undefined) return;
+	delete env.LTOCACHE_NODE_OPTIONS;
+	if (saved.charAt(0) === '+') env.NODE_OPTIONS = saved.slice(1);
+	else delete env.NODE_OPTIONS;
+}
+
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+/**
+ * Run bin/ld.lld again (process.argv[2], the shim as the build invoked it)
+ * with the same arguments and LTOCACHE_FALLBACK set, and exit as it does.
+ * Arguments that are not UTF-8 reach it byte for byte from
+ * /proc/self/cmdline, rebuilt by a shell from octal escapes.
+ */
+function fallBack(why: string): void {
+	process.stderr.write(`ltocache: ${why}; linking as without ltocache\n`);
+	const self = process.argv[2];
+	const args = process.argv.slice(3);
+	let file = self;
+	let argv = args;
+	if (process.argv.some((a) => a.indexOf('\uFFFD') >= 0)) {
+		const all = readFileSync('/proc/self/cmdline', 'latin1').split('\0').slice(0, -1);
+		const octal = (bytes: string) => bytes.replace(/[^A-Za-z0-9_./=]/g, (c) => `\\${`00${c.charCodeAt(0).toString(8)}`.slice(-3)}`);
+		file = '/bin/sh';
+		argv = [
+			'-c',
+			`for a do shift; b=$(printf "\${a}x"); set -- "$@" "\${b%x}"; done; exec "$@"`,
+			'sh',
+			...all.slice(-(args.length + 1)).map(octal),
+		];
+	}
+	const child = spawn(file, argv, { env: Object.assign({}, process.env, { LTOCACHE_FALLBACK: '1' }), stdio: 'inherit' });
+	const forward = (signal: NodeJS.Signals) => child.kill(signal);
+	for (const signal of FORWARDED) process.on(signal, forward);
+	child.on('error', (error) => {
+		process.stderr.write(`ltocache: cannot run ${file}: ${error.message}\n`);
+		process.exit(126);
+	});
+	child.on('exit', (code, signal) => {
+		for (const s of FORWARDED) process.removeListener(s, forward);
+		if (signal) {
+			process.kill(process.pid, signal);
+			process.exit(128 + ((osConstants.signals as Record<string, number>)[signal] || 0));
+		}
+		process.exit(code === null ? 1 : code);
+	});
+}
+
+const shim: Shim = { linking: false, fallBack: once(fallBack) };
+
+/** The last net: an error no stage caught. Before the linker starts, the link falls open; after, it is said and the linker's exit stands. */
+function failed(error: unknown): void {
+	const what = `unexpected ${error instanceof Error && error.stack ? error.stack.split('\n')[0] : String(error)}`;
+	if (shim.linking) process.stderr.write(`ltocache: ${what}\n`);
+	else shim.fallBack(what);
+}
+
+function once(f: (why: string) => void): (why: string) => void {
+	let done = false;
+	return (why) => {
+		if (!done) f(why);
+		done = true;
+	};
+}
+
+restoreEnvironment(process.env);
+process.on('uncaughtException', failed);
+process.on('unhandledRejection', failed);
+try {
+	start(shim);
+} catch (error) {
+	failed(error);
+}

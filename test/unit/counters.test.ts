@@ -10,6 +10,7 @@ import { scratchRoot } from '../helpers/tools.js';
 
 /** No remote: nothing downloaded or uploaded. */
 const NOTHING_SHARED = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0 };
+const NOT_VERIFIED = { verified: 0, mismatches: 0 };
 
 const scratch = scratchRoot();
 const HOUR = 3600_000;
@@ -28,6 +29,16 @@ describe('counters', () => {
 		expect(readCounters(dir)).toMatchObject({ links: 3, ...sums });
 	});
 
+	it('counts verified links and their mismatches, and keeps them through compaction', () => {
+		const dir = scratch('key');
+		recordLink(dir, Date.now() - 2 * HOUR, 5, 2, new Set(), undefined, 'match');
+		recordLink(dir, Date.now(), 5, 0, new Set(), undefined, 'mismatch');
+		recordLink(dir, Date.now(), 5, 2, new Set());
+		expect(readCounters(dir)).toMatchObject({ links: 3, modules: 4, verified: 2, mismatches: 1 });
+		compactCounters(dir);
+		expect(readCounters(dir)).toMatchObject({ links: 3, modules: 4, verified: 2, mismatches: 1 });
+	});
+
 	it('records the entries written since the claim, and only those', () => {
 		const dir = scratch('key');
 		fs.writeFileSync(path.join(dir, 'llvmcache-OLD'), 'x');
@@ -42,7 +53,7 @@ describe('counters', () => {
 			.split('\n')
 			.map((l) => JSON.parse(l));
 		expect(recorded).toEqual({ t: 5000, ms: 12, m: 3, w: [['NEW', fs.statSync(path.join(dir, 'llvmcache-NEW')).mtimeMs, 3]] });
-		expect(readCounters(dir)).toEqual({ links: 1, modules: 3, misses: 1, hits: 2, bytes: 3, ms: 12, ...NOTHING_SHARED });
+		expect(readCounters(dir)).toEqual({ links: 1, modules: 3, misses: 1, hits: 2, bytes: 3, ms: 12, ...NOTHING_SHARED, ...NOT_VERIFIED });
 		expect(classify('ltocache.counts')).toBe('bookkeeping');
 		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
 	});
@@ -105,7 +116,7 @@ describe('counters', () => {
 				]) +
 				line(3, 2, [['A', 20, 100]]),
 		);
-		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 400, ms: 30, ...NOTHING_SHARED });
+		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 400, ms: 30, ...NOTHING_SHARED, ...NOT_VERIFIED });
 	});
 
 	it('never reports more misses than lookups as negative hits, and skips what it cannot parse', () => {
@@ -117,7 +128,7 @@ describe('counters', () => {
 				['B', 2, 1],
 			])}{"t":\n{"folded":{"links":2,"modules":5,"misses":1,"bytes":7,"ms":3}}\n`,
 		);
-		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 9, ms: 13, ...NOTHING_SHARED });
+		expect(readCounters(dir)).toEqual({ links: 3, modules: 6, misses: 3, hits: 3, bytes: 9, ms: 13, ...NOTHING_SHARED, ...NOT_VERIFIED });
 		// Lines of another shape (a field missing, or of another type) are not links.
 		const foreign = ['{"m":1,"w":[]}', '{"t":1,"w":[]}', '{"t":1,"m":1}', '{"t":"1","m":1,"w":[]}', '{"folded":{"modules":3}}', '[]', '""'];
 		fs.writeFileSync(file(dir), `${foreign.join('\n')}\n${line(1, 2, [])}`);
@@ -150,7 +161,9 @@ describe('counters', () => {
 		compactCounters(dir, now);
 		const lines = fs.readFileSync(file(dir), 'utf8').trim().split('\n');
 		expect(lines).toHaveLength(3);
-		expect(JSON.parse(lines[0])).toEqual({ folded: { links: 2, modules: 6, misses: 1, bytes: 10, ms: 20, ...NOTHING_SHARED } });
+		expect(JSON.parse(lines[0])).toEqual({
+			folded: { links: 2, modules: 6, misses: 1, bytes: 10, ms: 20, ...NOTHING_SHARED, ...NOT_VERIFIED },
+		});
 		expect(readCounters(dir)).toEqual(before);
 		expect(fs.readdirSync(dir)).toEqual(['ltocache.counts']);
 
@@ -158,7 +171,7 @@ describe('counters', () => {
 		expect(fs.readFileSync(file(dir), 'utf8').trim().split('\n')).toHaveLength(1);
 		expect(readCounters(dir)).toEqual(before);
 		zeroCounters(dir);
-		expect(readCounters(dir)).toEqual({ links: 0, modules: 0, misses: 0, hits: 0, bytes: 0, ms: 0, ...NOTHING_SHARED });
+		expect(readCounters(dir)).toEqual({ links: 0, modules: 0, misses: 0, hits: 0, bytes: 0, ms: 0, ...NOTHING_SHARED, ...NOT_VERIFIED });
 		compactCounters(dir, now); // nothing to compact
 		expect(fs.existsSync(file(dir))).toBe(false);
 	});

@@ -148,3 +148,31 @@ it("spells a file's identity (dev, ino, size, mtime, ctime) in one place, src/sh
 		);
 	}
 });
+
+it('runs the Node half as named stages, each named once and each given a fault test by test/integration/failopen.test.ts', async () => {
+	const { STAGES } = await import('../../src/shim/main.js');
+	const main = fs.readFileSync(path.join(repo, 'src/shim/main.ts'), 'utf8');
+	const named = [...main.matchAll(/\b(?:stage|after)\('([a-z-]+)'/g)].map((m) => m[1]);
+	expect(named.length).toBeGreaterThan(5);
+	expect([...named].sort()).toEqual([...STAGES].sort());
+	// Only main.ts runs stages: a step elsewhere in src/shim is called from one of them.
+	for (const file of fs.readdirSync(path.join(repo, 'src/shim'))) {
+		if (file !== 'main.ts') expect(fs.readFileSync(path.join(repo, 'src/shim', file), 'utf8'), file).not.toMatch(/\bstage\('/);
+	}
+	// The fault tests are generated from STAGES, one each: a new stage is tested without anyone writing it.
+	const faults = fs.readFileSync(path.join(repo, 'test/integration/failopen.test.ts'), 'utf8');
+	expect(faults).toMatch(/for \(const stage of STAGES\) \{\n\t\tit\(/);
+	expect(faults).toContain('LTOCACHE_TEST_FAULT: stage');
+	// The linker starts once the start script knows not to fall open any more.
+	expect(main.indexOf('shim.linking = true')).toBeGreaterThan(0);
+	expect(main.indexOf('shim.linking = true')).toBeLessThan(main.indexOf('spawnLinker('));
+});
+
+it('checks for the Node that package.json names, in a start script that any Node from 12 on can parse', () => {
+	const start = fs.readFileSync(path.join(repo, 'src/shim/start.ts'), 'utf8');
+	const engines = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')).engines.node as string;
+	expect(`>=${/const NODE_MAJOR = (\d+);/.exec(start)?.[1]}`).toBe(engines);
+	const bundled = fs.readFileSync(path.join(repo, 'dist/ld.lld.cjs'), 'utf8');
+	// Syntax and specifiers Node 12 lacks (test/integration/failopen.test.ts runs it under Node 12 too).
+	expect(bundled).not.toMatch(/\?\?|\?\.[\w([]|require\("node:|\|\|=|&&=/);
+});

@@ -12,15 +12,15 @@ import {
 	describeSkipped,
 	fallbackRoot,
 	isShared,
+	MISMATCH_PREFIX,
 	modulesDirs,
-	SUMMARY_NAME,
 	skippedSetting,
 	unusableReason,
 } from '../../shared/root.js';
 import { locateLinker } from '../../shim/linker.js';
 import { defineCommand } from '../command.js';
 import { isOurs } from '../scan.js';
-import { ROOT_FILES, settingsProblems } from '../settings.js';
+import { isRootFile, settingsProblems } from '../settings.js';
 import { linkerNames, linkKind, ROOT_PATH, SYSTEM_DIR, shimFile } from '../shimlinks.js';
 
 export default defineCommand({
@@ -211,7 +211,7 @@ function rootContentsFindings(env: NodeJS.ProcessEnv): Finding[] {
 	}
 	for (const release of releases) {
 		const dir = path.join(root, release.name);
-		if (ROOT_FILES.has(release.name) || release.name.startsWith(`${SUMMARY_NAME}.`)) continue;
+		if (isRootFile(release.name)) continue;
 		if (!release.isDirectory()) {
 			foreign.push(dir);
 			continue;
@@ -378,6 +378,39 @@ function clangFinding(env: NodeJS.ProcessEnv): Finding | undefined {
 	};
 }
 
+/** Verified links whose cached output differed: each left a report under the root until someone removes it. */
+function mismatchFinding(env: NodeJS.ProcessEnv): Finding | undefined {
+	const { root } = chooseRoot(env, false);
+	let reports: string[] = [];
+	try {
+		if (root)
+			reports = fs
+				.readdirSync(root)
+				.filter((f) => f.startsWith(MISMATCH_PREFIX))
+				.sort();
+	} catch {}
+	if (reports.length === 0) return undefined;
+	return {
+		level: 'fail',
+		check: 'verified links',
+		message: `${reports.length} verified link${reports.length === 1 ? '' : 's'} got a cached output that differed from the uncached one (the build got the uncached one); report${reports.length === 1 ? '' : 's'}: ${reports.map((r) => path.join(root!, r)).join(', ')}: please attach to a bug report, then remove`,
+	};
+}
+
+/** Whether the node the shim would run is one it can run on (package.json's engines); an older one links as without ltocache. */
+function nodeFinding(node: string, running: string, where: string, shim: string): Finding {
+	const check = `node on ${where}`;
+	const engines: string = JSON.parse(fs.readFileSync(path.join(path.dirname(shim), '../package.json'), 'utf8')).engines.node;
+	const needed = Number(/\d+/.exec(engines)?.[0]);
+	const major = Number(/^v(\d+)\./.exec(running)?.[1]);
+	if (major >= needed) return { level: 'ok', check, message: `${node} (${running}) runs the shim's redirects` };
+	return {
+		level: 'warn',
+		check,
+		message: `${node} (${running}) is older than the Node ${needed} the shim needs: links it would give a cache run as without ltocache (an unwritable cache flag dropped); put Node ${needed} or later first on ${where} (README: "Node.js")`,
+	};
+}
+
 export async function doctor(given: NodeJS.ProcessEnv): Promise<Finding[]> {
 	const env = withCacheDir(given, readSettings(given).values); // the root as the shim and the manager choose it
 	const shim = shimFile();
@@ -404,12 +437,14 @@ export async function doctor(given: NodeJS.ProcessEnv): Promise<Finding[]> {
 				message: `the shim is first on ${where} but node is not: it cannot move an unwritable cache directory, so such links still fail`,
 			});
 		} else if (inFront && node) {
-			findings.push({ level: 'ok', check: `node on ${where}`, message: `${node} (${await version(node)}) runs the shim's redirects` });
+			findings.push(nodeFinding(node, await version(node), where, shim));
 		}
 	}
 	findings.push(...danglingFindings([...userPath.split(':'), ...ROOT_PATH.split(':')]));
 	findings.push(...configurationFindings(env), cacheRootFinding(env), ...rootContentsFindings(env));
 	findings.push(...kernelFindings(env, shimFirst));
+	const mismatches = mismatchFinding(env);
+	if (mismatches) findings.push(mismatches);
 	const remote = await remoteFinding(env);
 	if (remote) findings.push(remote);
 	const clang = clangFinding(env);

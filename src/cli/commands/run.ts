@@ -13,7 +13,7 @@ import { defineCommand, UsageError } from '../command.js';
 import { linkerNames, shimFile } from '../shimlinks.js';
 
 export default defineCommand({
-	usage: 'run [--mode MODE] [--] CMD [ARGS...]',
+	usage: 'run [--mode MODE] [--verify] [--] CMD [ARGS...]',
 	description: `Runs CMD with the shim first on its PATH, as ld.lld and every ld.lld-NN
 found on PATH, from a private temporary directory that is gone afterwards;
 nothing is installed. CMD's exit status (or death signal) is ltocache's.
@@ -25,6 +25,7 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
 			arg: 'MODE',
 			help: 'LTOCACHE_MODE for the build: redirect (default), drop, or add (a cache for ThinLTO links that have none)',
 		},
+		verify: { type: 'boolean', help: 'verify every link that uses the cache against the same link without it (LTOCACHE_VERIFY=on)' },
 	},
 	positionals: 'command',
 	async run(values, env, command) {
@@ -38,7 +39,12 @@ nothing is installed. CMD's exit status (or death signal) is ltocache's.
 			for (const name of linkerNames(pathValue.split(':'))) fs.symlinkSync(shim, path.join(dir, name));
 			// The shim needs node for what it redirects; the build may not have it on PATH (sudo's secure_path).
 			if (!which('node', pathValue)) fs.symlinkSync(process.execPath, path.join(dir, 'node'));
-			const childEnv = { ...env, PATH: `${dir}:${pathValue}`, ...(values.mode ? { LTOCACHE_MODE: values.mode } : {}) };
+			const childEnv = {
+				...env,
+				PATH: `${dir}:${pathValue}`,
+				...(values.mode ? { LTOCACHE_MODE: values.mode } : {}),
+				...(values.verify ? { LTOCACHE_VERIFY: 'on' } : {}),
+			};
 			const [file, ...args] = command;
 			// Exits (or dies) as CMD did, once the directory is gone.
 			return await runLinker(file, file, args.map(toBytes), childEnv, async () => fs.rmSync(dir, { recursive: true, force: true }));

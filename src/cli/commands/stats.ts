@@ -70,6 +70,9 @@ type Counted = {
 	remoteDownloadBytes: number;
 	remoteUploads: number;
 	remoteUploadBytes: number;
+	/** Links checked against the same link without a cache (the verify setting), and those whose output differed. */
+	verifiedLinks: number;
+	verifyMismatches: number;
 };
 const counted = (c: Counters): Counted => ({
 	links: c.links,
@@ -81,6 +84,8 @@ const counted = (c: Counters): Counted => ({
 	remoteDownloadBytes: c.downloadBytes,
 	remoteUploads: c.uploads,
 	remoteUploadBytes: c.uploadBytes,
+	verifiedLinks: c.verified,
+	verifyMismatches: c.mismatches,
 });
 
 /** The --json schema (documented in ltocache(1)); fields are only ever added. */
@@ -91,6 +96,7 @@ export type StatsJson = {
 	totalHits: number;
 	totalMisses: number;
 	remote: Pick<Counted, 'remoteDownloads' | 'remoteDownloadBytes' | 'remoteUploads' | 'remoteUploadBytes'>;
+	verified: Pick<Counted, 'verifiedLinks' | 'verifyMismatches'>;
 	totalEntries: number;
 	totalBytes: number;
 	tempFiles: number;
@@ -154,6 +160,7 @@ export async function collectStats(root: string | undefined, scope: Scope, env: 
 			remoteUploads: grand.uploads,
 			remoteUploadBytes: grand.uploadBytes,
 		},
+		verified: { verifiedLinks: grand.verified, verifyMismatches: grand.mismatches },
 		totalEntries: all.entries,
 		totalBytes: all.bytes,
 		tempFiles: all.temps,
@@ -252,6 +259,11 @@ function renderStats(stats: StatsJson, binary: boolean): string {
 			`remote: ${plural(r.remoteDownloads, 'entry', 'entries')} downloaded (${size(r.remoteDownloadBytes)}), ${r.remoteUploads} uploaded (${size(r.remoteUploadBytes)})`,
 		);
 	}
+	const v = stats.verified;
+	if (v.verifiedLinks)
+		lines.push(
+			`verified: ${plural(v.verifiedLinks, 'link')} against the uncached link, ${plural(v.verifyMismatches, 'mismatch', 'mismatches')}`,
+		);
 	lines.push(limitsLine(stats.limits, binary));
 	return `${lines.join('\n')}\n`;
 }

@@ -1,0 +1,129 @@
+// Verifying a cached link (the verify setting, LTOCACHE_VERIFY): after a link
+// that used a cache of ltocache's making succeeds, the same link runs again
+// without the cache into a private output beside the build's, and the two
+// are compared byte for byte. A mismatch means the cache served something
+// an uncached link would not have: the build gets the uncached output, the
+// directory's entries go (which of them the link used cannot be told), and
+// a report under the root says what was linked, for a bug report.
+//
+// Loaded only when a link is to be verified.
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
+import { removeEntriesSince } from '../shared/keydir.js';
+import { MISMATCH_PREFIX } from '../shared/root.js';
+
+/**
+ * Options with which lld writes a file besides its output, or an output
+ * that differs from run to run: such a link is not verified (comparing the
+ * output alone would not cover it, or would always differ).
+ */
+const SIDE_FILES =
+	/^--?(M$|Map|print-map|dependency-file|why-extract|lto-obj-path|save-temps|thinlto-index-only|thinlto-emit|lto-emit-asm|reproduce|time-trace|build-id=uuid|plugin-opt=(emit|obj-path|thinlto-index|save-temps))/;
+
+/** Where argv names the output: its index and how it is spelled (the value is args[index] after prefix, or the next argument). */
+type OutputAt = { index: number; prefix: string; separate: boolean };
+
+function outputIn(args: Bytes[]): OutputAt[] {
+	const found: OutputAt[] = [];
+	for (let i = 0; i < args.length; i++) {
+		const a = args[i];
+		if (a === '-o' || a === '--output' || a === '-output') found.push({ index: i++, prefix: '', separate: true });
+		else if (a.startsWith('--output=') || a.startsWith('-output='))
+			found.push({ index: i, prefix: a.slice(0, a.indexOf('=') + 1), separate: false });
+		else if (a.startsWith('-o') && !a.startsWith('-o-')) found.push({ index: i, prefix: '-o', separate: false });
+	}
+	return found;
+}
+
+export type Verdict = { kind: 'match' } | { kind: 'mismatch'; report: string; removed: number } | { kind: 'skipped'; why: string };
+
+/**
+ * @param args the uncached link's argv (plan.uncached)
+ * @param words the link's argv as lld reads it, response files expanded
+ * @param run runs the linker with the given argv, its output not shown; resolves with its exit status
+ */
+export async function verifyLink(
+	args: Bytes[],
+	words: Bytes[],
+	cwd: string,
+	dir: string,
+	root: string,
+	run: (args: Bytes[]) => Promise<number | null>,
+	describe: () => string,
+): Promise<Verdict> {
+	if (words.some((w) => SIDE_FILES.test(w))) return { kind: 'skipped', why: 'the link writes more than its output' };
+	const outputs = outputIn(args);
+	// One in a response file: argv cannot be pointed elsewhere without rewriting the file.
+	if (outputIn(words).length !== outputs.length) return { kind: 'skipped', why: 'its output is named in a response file' };
+	const last = outputs.at(-1);
+	const at = last ? last.index + (last.separate ? 1 : 0) : -1;
+	const named = last ? (last.separate ? args[at] : args[at].slice(last.prefix.length)) : 'a.out';
+	if (named === undefined || named === '-' || named === '') return { kind: 'skipped', why: 'its output is not a file' };
+	const output = resolve(toBytes(cwd), named);
+	// Bytes (src/shared/bytes.ts) name the file; the private copy's name is built as text, which only ASCII keeps alike.
+	if (!/^[\x20-\x7e]*$/.test(output)) return { kind: 'skipped', why: 'its output path is not plain ASCII' };
+	const scratch = mkdtempSync(join(dirname(output), '.ltocache-verify-'));
+	try {
+		const mine = join(scratch, basename(output));
+		const rewritten = args.slice();
+		if (!last) rewritten.push('-o', mine);
+		else rewritten[at] = (last.separate ? '' : last.prefix) + mine;
+		const status = await run(rewritten);
+		if (status !== 0) return { kind: 'skipped', why: `the uncached link ended with ${status === null ? 'a signal' : `status ${status}`}` };
+		if (sameBytes(output, mine)) return { kind: 'match' };
+		// The build gets what an uncached link gives, and nothing in the directory is trusted any more.
+		renameSync(mine, output);
+		let removed = 0;
+		try {
+			removed = removeEntriesSince(dir, 0);
+		} catch {}
+		const report = join(root, `${MISMATCH_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}.${process.pid}.txt`);
+		writeFileSync(report, mismatchReport(args, words, cwd, dir, describe()), { mode: 0o644 });
+		return { kind: 'mismatch', report, removed };
+	} finally {
+		rmSync(scratch, { recursive: true, force: true });
+	}
+}
+
+/** Whether two files hold the same bytes, read a piece at a time (a whole kernel's vmlinux.o is hundreds of MB). */
+function sameBytes(a: string, b: string): boolean {
+	if (statSync(a).size !== statSync(b).size) return false;
+	const [fa, fb] = [openSync(a, 'r'), openSync(b, 'r')];
+	try {
+		const [ba, bb] = [Buffer.alloc(1 << 20), Buffer.alloc(1 << 20)];
+		for (;;) {
+			const n = readSync(fa, ba, 0, ba.length, null);
+			const m = readSync(fb, bb, 0, bb.length, null);
+			if (n !== m || !ba.subarray(0, n).equals(bb.subarray(0, m))) return false;
+			if (n === 0) return true;
+		}
+	} finally {
+		closeSync(fa);
+		closeSync(fb);
+	}
+}
+
+/** What a bug report needs: argv, working directory, each input's identity, the directory's metadata (the .incbin files), the linker. */
+function mismatchReport(args: Bytes[], words: Bytes[], cwd: string, dir: string, linker: string): string {
+	const lines = [
+		'ltocache: a cached link differed from the same link without a cache',
+		`linker: ${linker}`,
+		`cwd: ${cwd}`,
+		`cache directory: ${dir}`,
+		`argv (uncached): ${JSON.stringify(args.map(bytesToText))}`,
+		'inputs (name: device:inode size mtime):',
+	];
+	const outputs = new Set(outputIn(words).map((o) => o.index + (o.separate ? 1 : 0)));
+	for (const [i, word] of words.entries()) {
+		if (word.startsWith('-') || outputs.has(i)) continue;
+		try {
+			const st = statSync(bytesToBuffer(resolve(toBytes(cwd), word)));
+			if (st.isFile()) lines.push(`  ${bytesToText(word)}: ${st.dev}:${st.ino} ${st.size} ${st.mtime.toISOString()}`);
+		} catch {}
+	}
+	try {
+		lines.push(`ltocache.json: ${readFileSync(join(dir, 'ltocache.json'), 'utf8').trim()}`);
+	} catch {}
+	return `${lines.join('\n')}\n`;
+}
