@@ -1,19 +1,21 @@
-// The root's lock, held by prune, clear and stats --zero: a directory made
-// with mkdir (atomic, on NFS too) holding who made it. It lives as long as
-// the process holding it: a waiter takes it over once that process is gone
-// (on this machine: its pid no longer runs the process that took it), however
-// long the work takes and however loaded the machine is. A holder on another
-// machine cannot be asked; its lock is refreshed every few seconds and taken
-// over once it has not been for a minute. A waiter says whom it waits for.
+// The root's lock, held by prune, clear and stats --zero: proper-lockfile's
+// directory (made with mkdir, atomic on NFS too), refreshed every 2 s while
+// the work runs and stale after a minute without. Inside it, owner.json says
+// who holds it, so a waiter says whom it waits for and, on this machine, asks
+// the kernel whether that process still runs: a live holder keeps the lock
+// however long the work takes and however loaded the machine is, and a dead
+// one's is taken over at once. A holder on another machine cannot be asked:
+// its lock goes stale as proper-lockfile's does.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import lockfile from 'proper-lockfile';
 import { LOCK_NAME } from '../shared/root.js';
 
 const OWNER_FILE = 'owner.json';
-/** How often the holder refreshes the lock's mtime, for waiters on other machines. */
+/** How often the holder refreshes the lock's mtime (proper-lockfile's `update`), for waiters on other machines. */
 const REFRESH_MS = 2000;
-/** A lock of another machine's not refreshed for this long is taken over. */
+/** A lock not refreshed for this long is stale (proper-lockfile's `stale`), unless its holder runs on this machine. */
 const STALE_MS = 60_000;
 /** A lock without an owner (its holder died between mkdir and writing it, or an older ltocache's) is taken over sooner. */
 const STALE_UNOWNED_MS = 10_000;
@@ -41,8 +43,10 @@ function readOwner(lock: string): Owner | undefined {
 	}
 }
 
+const same = (a: Owner | undefined, b: Owner | undefined) => a?.pid === b?.pid && a?.since === b?.since;
+
 /** Whether the process that took the lock still runs: asked of the kernel on this machine, told by the lock's refreshes elsewhere. */
-function holderAlive(lock: string, owner: Owner | undefined): boolean {
+function holderAlive(stat: fs.Stats, owner: Owner | undefined): boolean {
 	if (owner && owner.host === os.hostname()) {
 		try {
 			process.kill(owner.pid, 0);
@@ -52,22 +56,22 @@ function holderAlive(lock: string, owner: Owner | undefined): boolean {
 		const start = startOf(owner.pid);
 		return start === '' || owner.start === '' || start === owner.start;
 	}
-	const mtime = fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs;
-	if (mtime === undefined) return false;
-	return Date.now() - mtime < (owner ? STALE_MS : STALE_UNOWNED_MS);
+	return Date.now() - stat.mtimeMs < (owner ? STALE_MS : STALE_UNOWNED_MS);
 }
 
 const describe = (owner: Owner | undefined) =>
 	owner ? `pid ${owner.pid}${owner.host === os.hostname() ? '' : ` on ${owner.host}`} (${owner.command})` : 'another process';
 
 /**
- * Take over a dead holder's lock: renamed aside first (one waiter wins the
- * rename), then removed. The owner is read again right before, so a lock
- * taken meanwhile by a live process is left alone.
+ * Take over a dead holder's lock: renamed aside (of two waiters, one wins the
+ * rename), then removed with what is in it (proper-lockfile's rmdir would
+ * refuse the owner file). Right before, the lock is checked to be the very
+ * one judged dead (same directory, same mtime, same owner), so one taken
+ * meanwhile by a live process is left alone.
  */
-function takeOver(lock: string, dead: Owner | undefined): void {
-	const now = readOwner(lock);
-	if (now?.pid !== dead?.pid || now?.since !== dead?.since) return;
+function takeOver(lock: string, judged: fs.Stats, dead: Owner | undefined): void {
+	const now = fs.statSync(lock, { throwIfNoEntry: false });
+	if (now?.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs || !same(readOwner(lock), dead)) return;
 	const aside = `${lock}.dead-${process.pid}-${Date.now()}`;
 	try {
 		fs.renameSync(lock, aside);
@@ -81,8 +85,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Hold the root's lock while fn runs; fn is told whether the lock was lost
- * (taken over by a waiter that judged this process gone: only from another
- * machine, after a minute without refreshes). Waits as long as the holder
+ * (proper-lockfile found it taken over: only a waiter on another machine
+ * does that, after a minute without refreshes). Waits as long as the holder
  * lives.
  * @param say where a waiter says whom it waits for (stderr)
  */
@@ -99,23 +103,55 @@ export async function withLock<T>(
 		start: startOf(process.pid),
 		since: Date.now(),
 	};
+	let compromised = false;
+	const options: lockfile.LockOptions = {
+		lockfilePath: lock,
+		realpath: false,
+		stale: STALE_MS,
+		update: REFRESH_MS,
+		// Waiting is done here, to say whom for and to ask whether the holder lives;
+		// proper-lockfile would also retry an error that no wait cures (EACCES, EROFS).
+		retries: 0,
+		// The owner is written as the directory is made, before proper-lockfile
+		// takes the directory's mtime as its own: writing it after would change
+		// that mtime and proper-lockfile's next refresh would call the lock lost.
+		fs: {
+			...fs,
+			mkdir: (dir: string, done: (error: NodeJS.ErrnoException | null) => void) =>
+				fs.mkdir(dir, (error) => {
+					if (error) return done(error);
+					fs.writeFile(path.join(dir, OWNER_FILE), JSON.stringify(me), (written) => {
+						if (written) fs.rm(dir, { recursive: true, force: true }, () => done(written));
+						else done(null);
+					});
+				}),
+		},
+		onCompromised: () => {
+			compromised = true;
+		},
+	};
 	const waitStart = Date.now();
 	let said: string | undefined;
+	let release: () => Promise<void>;
 	for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+		let code: string | undefined;
 		try {
-			fs.mkdirSync(lock);
+			release = await lockfile.lock(root, options);
 			break;
 		} catch (error) {
-			if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-				throw new Error(`cannot take the lock ${lock} (${(error as NodeJS.ErrnoException).code})`);
-			}
+			code = (error as NodeJS.ErrnoException).code;
 		}
-		if (!fs.statSync(lock, { throwIfNoEntry: false })?.isDirectory()) {
+		const stat = fs.statSync(lock, { throwIfNoEntry: false });
+		if (stat && !stat.isDirectory()) {
 			throw new Error(`cannot take the lock ${lock}: it is not a directory (remove it if no ltocache runs)`);
 		}
+		// ELOCKED: held and fresh. ENOTEMPTY: stale by its mtime, but proper-lockfile's
+		// rmdir refused it for the owner inside, whose process may well still run.
+		if (code !== 'ELOCKED' && code !== 'ENOTEMPTY') throw new Error(`cannot take the lock ${lock} (${code})`);
+		if (!stat) continue; // released meanwhile
 		const owner = readOwner(lock);
-		if (!holderAlive(lock, owner)) {
-			takeOver(lock, owner);
+		if (!holderAlive(stat, owner)) {
+			takeOver(lock, stat, owner);
 			continue;
 		}
 		const who = describe(owner);
@@ -125,27 +161,13 @@ export async function withLock<T>(
 		}
 		await sleep(delay);
 	}
-	const ownerFile = path.join(lock, OWNER_FILE);
-	fs.writeFileSync(`${ownerFile}.tmp`, JSON.stringify(me));
-	fs.renameSync(`${ownerFile}.tmp`, ownerFile);
-	let compromised = false;
-	const refresh = setInterval(() => {
-		const owner = readOwner(lock);
-		if (owner?.pid !== me.pid || owner.since !== me.since) {
-			compromised = true;
-			return;
-		}
-		const now = new Date();
-		try {
-			fs.utimesSync(lock, now, now);
-		} catch {}
-	}, REFRESH_MS);
-	refresh.unref();
 	try {
 		return await fn(() => compromised);
 	} finally {
-		clearInterval(refresh);
-		const owner = readOwner(lock);
-		if (owner?.pid === me.pid && owner.since === me.since) fs.rmSync(lock, { recursive: true, force: true });
+		if (!compromised) {
+			// proper-lockfile removes the lock with rmdir: the owner goes first.
+			if (same(readOwner(lock), me)) fs.rmSync(path.join(lock, OWNER_FILE), { force: true });
+			await release().catch(() => {});
+		}
 	}
 }
