@@ -1,6 +1,7 @@
 // `ltocache`: the cache manager. Never on a link's path (the shim starts it
 // detached for automatic pruning), so it may use what it likes; each command
-// is loaded only when asked for (doctor and demo load execa).
+// is loaded only when asked for (doctor and demo load execa, prune and
+// clear proper-lockfile: stats needs neither, but for --zero).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Command, helpText, parseOptions, splitAtCommand, UsageError } from './command.js';

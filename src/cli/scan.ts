@@ -146,7 +146,7 @@ export function unknownKernel(root: string | undefined, kernel: string): Error {
 	return new Error(`--kernel ${kernel} matches nothing in ${root ?? 'the cache'} (${there})`);
 }
 
-/** Lets timers run: the lock's refresh (src/cli/lock.ts) and the progress line. */
+/** Lets timers run: proper-lockfile's refresh of the lock (src/cli/lock.ts) and the progress line. */
 export const yieldToTimers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Told what a long scan or deletion has got through so far. */

@@ -533,6 +533,39 @@ describe('locking', () => {
 		}
 	});
 
+	it('waits for a holder on another machine while its lock is refreshed, and takes it over once it has not been for a minute', async () => {
+		const root = scratch('root');
+		const files = [1, 2].map(() => makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 }));
+		const lock = path.join(root, LOCK_NAME);
+		fs.mkdirSync(lock);
+		// A pid that runs here, so only the host tells it is not this machine's process.
+		const owner = { pid: process.pid, host: 'elsewhere.example', command: 'ltocache clear', start: '', since: Date.now() };
+		fs.writeFileSync(path.join(lock, 'owner.json'), JSON.stringify(owner));
+		const keepFresh = setInterval(() => fs.utimesSync(lock, new Date(), new Date()), 500);
+		const prune = ltocache(root, ['prune', '--max-age', '1d', '--json']);
+		try {
+			const seen = await new Promise<string>((resolve) => {
+				let text = '';
+				prune.stderr?.on('data', (chunk: Buffer) => {
+					text += chunk.toString();
+					if (text.includes('\n')) resolve(text);
+				});
+			});
+			expect(seen).toBe(`ltocache: waiting for pid ${process.pid} on elsewhere.example (ltocache clear) to release the lock on ${root}\n`);
+			expect(files.every((f) => fs.existsSync(f))).toBe(true);
+		} finally {
+			clearInterval(keepFresh);
+		}
+		// Its refreshes stop: a minute on, the lock is stale and taken over.
+		const old = new Date(Date.now() - 61_000);
+		fs.utimesSync(lock, old, old);
+		const result = await prune;
+		expect(result.exitCode).toBe(0);
+		expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(2);
+		expect(fs.existsSync(lock)).toBe(false);
+		expect(fs.readdirSync(root).filter((f) => f.startsWith(LOCK_NAME))).toEqual([]);
+	});
+
 	it('a prune of tens of thousands of entries under CPU load and a clear started behind it both finish, nothing half done', async () => {
 		const root = scratch('root');
 		const keys = Array.from({ length: 8 }, (_, i) => makeKey(root, `6.${i % 2}.0-load`, `/src/m${i}`, 1));
