@@ -147,7 +147,10 @@ export async function withLock<T>(
 		}
 		// ELOCKED: held and fresh. ENOTEMPTY: stale by its mtime, but proper-lockfile's
 		// rmdir refused it for the owner inside, whose process may well still run.
-		if (code !== 'ELOCKED' && code !== 'ENOTEMPTY') throw new Error(`cannot take the lock ${lock} (${code})`);
+		// ENOENT in a root that is there: another waiter removed the same stale lock
+		// (proper-lockfile's rmdir) just after this one made it anew; try again.
+		const raced = code === 'ENOENT' && fs.existsSync(root);
+		if (code !== 'ELOCKED' && code !== 'ENOTEMPTY' && !raced) throw new Error(`cannot take the lock ${lock} (${code})`);
 		if (!stat) continue; // released meanwhile
 		const owner = readOwner(lock);
 		if (!holderAlive(stat, owner)) {
