@@ -103,6 +103,9 @@ export async function withLock<T>(
 		start: startOf(process.pid),
 		since: Date.now(),
 	};
+	const dropOwner = (dir: string) => {
+		if (same(readOwner(dir), me)) fs.rmSync(path.join(dir, OWNER_FILE), { force: true });
+	};
 	let compromised = false;
 	const options: lockfile.LockOptions = {
 		lockfilePath: lock,
@@ -125,6 +128,17 @@ export async function withLock<T>(
 						else done(null);
 					});
 				}),
+			// proper-lockfile removes the lock with rmdir, on release and from its exit
+			// handler (a holder ended by SIGINT or SIGTERM too): this holder's owner goes
+			// first. Another's stays, so a stale lock whose holder may still run is refused.
+			rmdir: (dir: string, done: (error: NodeJS.ErrnoException | null) => void) => {
+				dropOwner(dir);
+				fs.rmdir(dir, done);
+			},
+			rmdirSync: (dir: string) => {
+				dropOwner(dir);
+				fs.rmdirSync(dir);
+			},
 		},
 		onCompromised: () => {
 			compromised = true;
@@ -167,10 +181,6 @@ export async function withLock<T>(
 	try {
 		return await fn(() => compromised);
 	} finally {
-		if (!compromised) {
-			// proper-lockfile removes the lock with rmdir: the owner goes first.
-			if (same(readOwner(lock), me)) fs.rmSync(path.join(lock, OWNER_FILE), { force: true });
-			await release().catch(() => {});
-		}
+		if (!compromised) await release().catch(() => {});
 	}
 }

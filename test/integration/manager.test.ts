@@ -9,7 +9,7 @@ import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
 import { LOCK_NAME, SUMMARY_NAME, TAG_NAME } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
-import { asNobody, CLI, describeIf, isRoot, NOBODY, scratchRoot } from '../helpers/tools.js';
+import { asNobody, CLI, describeIf, isRoot, NOBODY, repo, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -564,6 +564,22 @@ describe('locking', () => {
 		expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(2);
 		expect(fs.existsSync(lock)).toBe(false);
 		expect(fs.readdirSync(root).filter((f) => f.startsWith(LOCK_NAME))).toEqual([]);
+	});
+
+	it('a holder ended by SIGINT or SIGTERM leaves no lock behind', async () => {
+		const lockJs = path.join(repo, 'dist/cli/lock.js');
+		for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+			const root = scratch('root');
+			const script = `const { withLock } = await import(${JSON.stringify(lockJs)});
+await withLock(${JSON.stringify(root)}, async () => { console.log('held'); await new Promise((r) => setTimeout(r, 600_000)); });`;
+			const holder = execa(process.execPath, ['--input-type=module', '-e', script], { reject: false });
+			await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+			const owner = JSON.parse(fs.readFileSync(path.join(root, LOCK_NAME, 'owner.json'), 'utf8')) as { pid: number };
+			expect(owner.pid).toBe(holder.pid);
+			holder.kill(signal);
+			expect((await holder).signal).toBe(signal);
+			expect(fs.readdirSync(root)).toEqual([]);
+		}
 	});
 
 	it('a prune of tens of thousands of entries under CPU load and a clear started behind it both finish, nothing half done', async () => {
