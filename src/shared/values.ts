@@ -82,7 +82,10 @@ export function parseDuration(text: string, what = 'duration'): number {
 	const match = /^(\d+(?:\.\d+)?)([smhdw])$/.exec(text.trim());
 	if (!match)
 		throw new UsageError(`invalid ${what} '${text}' (expected a number and a unit s, m, h, d or w: 90s, 12h, 7d, 2w; 0 for no limit)`);
-	return Number(match[1]) * DURATION_UNITS[match[2]];
+	// Whole milliseconds, as sizes are whole bytes (0.7d is not 60479999.99999999 ms); never rounded to 0, which is no limit.
+	const ms = Math.floor(Number(match[1]) * DURATION_UNITS[match[2]]);
+	if (ms === 0 && Number(match[1]) !== 0) throw new UsageError(`invalid ${what} '${text}': less than a millisecond (0 is no limit)`);
+	return ms;
 }
 
 /** A count such as --max-files: a non-negative integer. */
