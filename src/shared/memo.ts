@@ -32,7 +32,7 @@ import { shortHash } from './keydir.js';
 
 export const MEMO_DIR = 'ltocache.inputs';
 /** Bumped whenever what the bitcode reader returns changes. */
-const FORMAT = 1;
+const FORMAT = 2;
 const RACY_NS = 2_000_000_000n;
 /** Memos no link has used for this long go at the next prune. */
 export const MEMO_MAX_AGE_MS = 7 * 86400_000;
