@@ -227,6 +227,36 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), `${TOOLCHAIN}, and mkfifo`
 		expect((await execa(path.join(fifo, 'cached'))).stdout).toBe('fifo');
 	});
 
+	it('decodes escapes in a name as LLVM does: \\X41, and a \\x run longer than 13 digits keeps its low byte', async () => {
+		// The decoys are the files an escape decoded otherwise names: X41.bin for \X41 read as X, @.bin for a 56-bit number rounded.
+		for (const name of ['\\X41.bin', '\\x80000000000041.bin']) {
+			const cwd = tree({ 'A.bin': 'old', 'X41.bin': 'decoy', '@.bin': 'decoy' });
+			const objs = [compile(cwd, 'blob', blobSource(`.incbin "${name}"`)), compile(cwd, 'main', MAIN)];
+			const { first, second } = await twice(cwd, objs, { 'A.bin': 'new' });
+			expect([first.printed, second.printed, second.said]).toEqual(['old', 'new', []]);
+			expect(second.entries).toBe(4); // one directory for each of A.bin's contents
+		}
+	});
+
+	it('reads no FIFO named by .incbin: lld gets its data, the link goes without a cache, said once', { timeout: 60_000 }, async () => {
+		// One writer a link, as a build would have: a guard that drained the FIFO would leave lld waiting forever (the test's timeout).
+		const cwd = tree({ pipe: 'compile-time stand-in' });
+		compile(cwd, 'blob', blobSource('.incbin "pipe"'));
+		fs.rmSync(path.join(cwd, 'pipe'));
+		execaSync('mkfifo', [path.join(cwd, 'pipe')]);
+		const link = (ld: string, out: string, env: Record<string, string> = {}) =>
+			execa('sh', ['-c', 'printf fifo-data >pipe & exec "$@"', 'sh', ld, '-r', 'blob.o', '-o', out], { cwd, reject: false, env });
+		const viaShim = await link(`${shims}/ld.lld`, 'cached.o', { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(cwd, '.xdg') });
+		const direct = await link(LLD, 'uncached.o');
+		expect([viaShim.exitCode, direct.exitCode]).toEqual([0, 0]);
+		refused(
+			viaShim.stderr.split('\n').filter((l) => l.startsWith('ltocache:')),
+			/cannot read .*pipe, named by \.incbin \(not a regular file\)/,
+		);
+		expect(fs.readFileSync(path.join(cwd, 'cached.o')).equals(fs.readFileSync(path.join(cwd, 'uncached.o')))).toBe(true);
+		expect(fs.readFileSync(path.join(cwd, 'cached.o')).includes('fifo-data')).toBe(true);
+	});
+
 	it('keys the options lld leaves out of its key: --plugin-opt=-<llvm option>', async () => {
 		const cwd = tree({ 'o.c': 'int other(int x) { return x * 21; }\nconst char *get(void) { return other(2) == 42 ? "ok" : "no"; }\n' });
 		const objs = [compile(cwd, 'o', fs.readFileSync(path.join(cwd, 'o.c'), 'utf8')), compile(cwd, 'main', MAIN)];
