@@ -162,7 +162,23 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 	const original = absoluteDir(flag.value, cwd);
 	const reason = unusableReason(original);
 	const shown = bytesToText(flag.value);
-	if (reason === undefined) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
+	if (reason === undefined) {
+		if (!adding) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
+		// Add mode makes the shim's decisions for lld's own caches too: lld's key leaves out what .incbin pulls in, so
+		// a link that embeds files gets the guarded directory; the others keep the directory they name.
+		const named = `LTOCACHE_MODE=add: --thinlto-cache-dir=${shown} is usable`;
+		const plan = await choose(
+			{ words: scan.words, cwd, env, key: original, usable: true },
+			(dir) => withCacheDir(args, flag, dir),
+			(why, quiet) => {
+				if (quiet) return pass(`${named} (${why}): passing argv through`);
+				const text = `${named}, but ${why}; linking without a ThinLTO cache`;
+				return { args: withCacheDir(args, flag, ''), note: text, warning: text };
+			},
+		);
+		if (plan.dir) plan.note = `${named}, but the link embeds files: ${plan.note}`;
+		return plan;
+	}
 
 	const drop = (why: string, warn: boolean): Plan => {
 		const text = `--thinlto-cache-dir=${shown} is not writable (${reason}); ${why}, linking without a ThinLTO cache`;
@@ -187,6 +203,8 @@ type Link = {
 	/** What the directory stands for when Kbuild names no external module: the original cache directory, or (add mode) the working directory. */
 	key: Bytes;
 	added?: true;
+	/** Add mode, a directory lld can use: it stays the link's unless the link embeds files. */
+	usable?: true;
 };
 
 /**
@@ -204,28 +222,41 @@ async function choose(
 	const { root } = choice;
 	// A root the user set and the shim cannot use is said on every link it affects: the entries go elsewhere.
 	const passed = skippedSetting(choice);
-	if (root === undefined)
-		return refuse(`${passed ? `${describeSkipped(passed)}, and there is ` : ''}no safe cache root (see ltocache doctor)`);
+	const unsafe =
+		root === undefined
+			? `${passed ? `${describeSkipped(passed)}, and there is ` : ''}no safe cache root (see ltocache doctor)`
+			: // lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
+				root.includes('%')
+				? `the cache root ${root} holds a %, which lld cannot use`
+				: undefined;
+	// A usable directory is left alone unless the link embeds files, which only its inputs tell.
+	if (unsafe && !link.usable) return refuse(unsafe);
 	const instead = passed && `${describeSkipped(passed)}; using ${root}`;
-	// lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
-	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
-	// What the link asks of the backends besides the object: a hit would not give it.
+	// What the link asks of the backends besides the object: a hit would not give it. A usable directory is
+	// lld's business unless the link embeds files: asked below.
 	const opts = readOptions(link.words, cwd);
-	if (opts.splitDwarf)
+	if (opts.splitDwarf && !link.usable)
 		return refuse(`${opts.splitDwarf}: a cached object would name the .dwo file of the task it was built in, not this link's`, link.added);
 	if (link.added && opts.side)
 		return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`, true);
 
-	const shared = isShared(root, env);
-	const memo = openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
+	const shared = root !== undefined && isShared(root, env);
+	const memo = root === undefined ? undefined : openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
 	const inputs = readInputs(link.words, cwd, memo, concernsGuard);
 	if (inputs.problem) return refuse(inputs.problem);
-	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
+	if ((link.added || link.usable) && inputs.modules === 0) return refuse('no ThinLTO input', true);
 	const codegen = await codegenKey(opts, memo);
 	if (codegen.problem) return refuse(codegen.problem);
 	const guard = await incbinGuard(inputs.asm, cwd);
 	if (guard.problem) return refuse(guard.problem);
+	if (link.usable) {
+		if (guard.files.length === 0) return refuse('no file embedded with .incbin or .include', true);
+		if (opts.splitDwarf)
+			return refuse(`${opts.splitDwarf}: a cached object would name the .dwo file of the task it was built in, not this link's`);
+		if (opts.side) return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`);
+	}
+	if (unsafe || root === undefined || memo === undefined) return refuse(unsafe ?? '');
 	const stamp = (g: Pick<Guard, 'hash' | 'identity'>) => `${g.hash}\n${g.identity}`;
 	const unchanged = async () =>
 		stamp(await rehash(guard.files)) === stamp(guard) && (!codegen.files || identitiesNow(codegen.files) === codegen.identity);

@@ -10,6 +10,7 @@ import { beforeAll, expect, it } from 'vitest';
 import {
 	asNobody,
 	describeIf,
+	entries,
 	entriesBelow,
 	hasToolchain,
 	identities,
@@ -44,6 +45,7 @@ int other(int);
 int main(void) { printf("%s %d\\n", get(), other(2)); return 0; }
 `;
 const OTHER = 'int other(int x) { return x * 21; }\n';
+const PLAIN = 'const char *get(void) { return "plain"; }\n';
 
 describeIf(hasToolchain && isRoot && Boolean(onPath('llvm-ar')), 'clang, ld.lld, llvm-ar and root (for nobody)')(
 	'the .incbin guard',
@@ -58,7 +60,7 @@ describeIf(hasToolchain && isRoot && Boolean(onPath('llvm-ar')), 'clang, ld.lld,
 			shims = shimDir(scratch('shims'), pkg);
 			const obj = scratch('obj');
 			objects = {};
-			for (const [name, text] of Object.entries({ module: MODULE_ASM, function: FUNCTION_ASM, main: MAIN, other: OTHER })) {
+			for (const [name, text] of Object.entries({ module: MODULE_ASM, function: FUNCTION_ASM, main: MAIN, other: OTHER, plain: PLAIN })) {
 				fs.writeFileSync(path.join(obj, `${name}.c`), text);
 				objects[name] = path.join(obj, `${name}.o`);
 				execaSync('clang', ['-flto=thin', '-O2', '-c', path.join(obj, `${name}.c`), '-o', objects[name]]);
@@ -144,6 +146,36 @@ describeIf(hasToolchain && isRoot && Boolean(onPath('llvm-ar')), 'clang, ld.lld,
 				expect(fs.existsSync(cacheDir)).toBe(false);
 			});
 		}
+
+		it('add mode guards a usable cache directory too: a link that embeds files moves to a keyed directory, one that embeds none keeps its own', async () => {
+			const { cwd, xdg } = setup();
+			const own = path.join(cwd, 'own-cache');
+			const root = path.join(xdg, 'ltocache');
+			const env = { LTOCACHE_MODE: 'add' };
+			const inputs = [objects.module, objects.main, objects.other];
+			// Built before without the shim, as a kernel tree its owner can write is: lld's directory, which the fast path knew usable.
+			write(cwd, 'blob.bin', 'hello-v1');
+			expect((await build(cwd, xdg, inputs, cacheFlag(own), { LTOCACHE_DISABLE: '1' })).printed).toBe('hello-v1 42');
+			const before = identities(own);
+			expect(before.length).toBe(3);
+			write(cwd, 'blob.bin', 'hello-v2');
+			expect(await build(cwd, xdg, inputs, cacheFlag(own), env)).toMatchObject({
+				link: { exitCode: 0, stderr: '' },
+				printed: 'hello-v2 42',
+			});
+			write(cwd, 'blob.bin', 'hello-v1');
+			expect((await build(cwd, xdg, inputs, cacheFlag(own), env)).printed).toBe('hello-v1 42');
+			expect(keyDirs(root).length).toBe(2);
+			expect(identities(own)).toEqual(before);
+
+			// Nothing embedded: lld's own directory, as the build named it, and nothing under the root.
+			const plain = setup();
+			const plainOwn = path.join(plain.cwd, 'own-cache');
+			const result = await build(plain.cwd, plain.xdg, [objects.plain, objects.main, objects.other], cacheFlag(plainOwn), env);
+			expect(result).toMatchObject({ link: { exitCode: 0, stderr: '' }, printed: 'plain 42' });
+			expect(entries(plainOwn).length).toBe(3);
+			expect(entriesBelow(plain.xdg)).toEqual([]);
+		});
 
 		it('covers inline asm in functions, skip and count, several files, archives, thin archives and response files', async () => {
 			const { cwd, xdg, cacheDir } = setup();
