@@ -257,6 +257,23 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), `${TOOLCHAIN}, and mkfifo`
 		expect(fs.readFileSync(path.join(cwd, 'cached.o')).includes('fifo-data')).toBe(true);
 	});
 
+	it('refuses a file whose symbol names hold a backslash when its inline asm has operands: LLVM before 20 prints them unescaped', async () => {
+		// "x\\" + "\": .incbin " would end the quotes and read the rest as assembly; here the name is harmless, the rule the same.
+		const cwd = tree({});
+		const source =
+			'int weird __asm__("x\\\\y") = 5;\nvoid mark(void) { asm volatile(".pushsection .rodata\\n.long %c0\\n.popsection" :: "i"(&weird)); }\n';
+		compile(cwd, 'weird', source, ['-fno-pic']);
+		const env = { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(cwd, '.xdg') };
+		const viaShim = await execa(`${shims}/ld.lld`, ['-r', 'weird.o', '-o', 'cached.o'], { cwd, env, reject: false });
+		await execa(LLD, ['-r', 'weird.o', '-o', 'uncached.o'], { cwd });
+		expect(viaShim.exitCode, viaShim.stderr).toBe(0);
+		refused(
+			viaShim.stderr.split('\n').filter((l) => l.startsWith('ltocache:')),
+			/weird\.o \(a symbol name holds a backslash, which an inline-asm operand may print as assembly\)/,
+		);
+		expect(fs.readFileSync(path.join(cwd, 'cached.o')).equals(fs.readFileSync(path.join(cwd, 'uncached.o')))).toBe(true);
+	});
+
 	it('keys the options lld leaves out of its key: --plugin-opt=-<llvm option>', async () => {
 		const cwd = tree({ 'o.c': 'int other(int x) { return x * 21; }\nconst char *get(void) { return other(2) == 42 ? "ok" : "no"; }\n' });
 		const objs = [compile(cwd, 'o', fs.readFileSync(path.join(cwd, 'o.c'), 'utf8')), compile(cwd, 'main', MAIN)];
