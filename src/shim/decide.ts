@@ -1,9 +1,9 @@
 // Deciding what the real linker gets: the same argv, or the same argv with an
 // unwritable --thinlto-cache-dir moved to <root>/<release>/<key> (and, with
 // LTOCACHE_MODE=add, one added to a ThinLTO link that has none).
-import { readFileSync, statfsSync } from 'node:fs';
+import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
+import { type Bytes, bytesToBuffer, bytesToText, inDir, toBytes } from '../shared/bytes.js';
 import { badMode } from '../shared/config.js';
 import { lastLinkBytes } from '../shared/counters.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
@@ -44,13 +44,13 @@ export type Plan = {
  * it), the tree's include/config/kernel.release, or the <rel> of a
  * /lib/modules/<rel>/build working directory.
  */
-export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
+export function kernelRelease(cwd: Bytes, env: NodeJS.ProcessEnv): string {
 	if (env.KERNELRELEASE?.trim()) return env.KERNELRELEASE.trim();
 	try {
-		const release = readFileSync(join(cwd, 'include/config/kernel.release'), 'utf8').trim();
+		const release = readFileSync(bytesToBuffer(inDir(cwd, 'include/config/kernel.release')), 'utf8').trim();
 		if (release) return release;
 	} catch {}
-	for (const dir of [env.PWD, cwd]) {
+	for (const dir of [env.PWD, bytesToText(cwd)]) {
 		const match = dir && /^\/(?:usr\/)?lib\/modules\/([^/]+)\/build(?:\/|$)/.exec(dir);
 		if (match) return match[1];
 	}
@@ -58,9 +58,9 @@ export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
 }
 
 /** The external module a link belongs to, if Kbuild says (KBUILD_EXTMOD, or M as given on make's command line). */
-function externalModule(cwd: string, env: NodeJS.ProcessEnv): Bytes | undefined {
+function externalModule(cwd: Bytes, env: NodeJS.ProcessEnv): Bytes | undefined {
 	const name = env.KBUILD_EXTMOD ? 'KBUILD_EXTMOD' : env.M ? 'M' : undefined;
-	return name ? resolve(toBytes(cwd), rawEnv(name, env)) : undefined;
+	return name ? resolve(cwd, rawEnv(name, env)) : undefined;
 }
 
 /**
@@ -113,13 +113,29 @@ function prepare(dir: string, meta: Metadata, shared: boolean, root: string, mod
 const formatMiB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 /**
+ * The working directory as the bytes the kernel has (an absolute path):
+ * Node decodes it as UTF-8 and replaces what is not with U+FFFD, a name
+ * that opens another file or none; only then is /proc/self/cwd worth
+ * reading. Undefined when that cannot be read.
+ */
+export function workingDir(cwd = process.cwd()): Bytes | undefined {
+	if (!cwd.includes('\uFFFD')) return toBytes(cwd);
+	try {
+		return readlinkSync('/proc/self/cwd', { encoding: 'buffer' }).toString('latin1');
+	} catch {
+		return undefined;
+	}
+}
+
+/**
  * What the real linker gets. A mode that is none of the modes is said on
  * every link, and redirect mode (the default) applies.
+ * @param cwd the working directory, as bytes (workingDir)
  * @param mode the mode, and where it came from: LTOCACHE_MODE, or a configuration file's line
  */
 export async function decide(
 	args: Bytes[],
-	cwd: string,
+	cwd: Bytes,
 	env: NodeJS.ProcessEnv,
 	mode = { value: env.LTOCACHE_MODE ?? '', source: 'LTOCACHE_MODE' },
 ): Promise<Plan> {
@@ -134,7 +150,7 @@ export async function decide(
 }
 
 /** @param env the process's own, so that rawEnv can read what Node could not decode */
-async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode: string): Promise<Plan> {
+async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode: string): Promise<Plan> {
 	const pass = (note?: string, warning?: string): Plan => ({ args, note: note ?? warning, warning });
 	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
 	const adding = mode === 'add';
@@ -147,7 +163,7 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 	if (scan.kind === 'none') {
 		if (!adding) return pass();
 		return choose(
-			{ words: scan.words, cwd, env, key: resolve(toBytes(cwd)), added: true },
+			{ words: scan.words, cwd, env, key: resolve(cwd), added: true },
 			(dir) => [...args, CACHE_FLAG + dir],
 			args,
 			(why, quiet) =>
@@ -198,7 +214,7 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 type Link = {
 	/** argv as lld reads it. */
 	words: Bytes[];
-	cwd: string;
+	cwd: Bytes;
 	env: NodeJS.ProcessEnv;
 	/** What the directory stands for when Kbuild names no external module: the original cache directory, or (add mode) the working directory. */
 	key: Bytes;

@@ -147,7 +147,7 @@ export async function rehash(files: Bytes[]): Promise<Pick<Guard, 'hash' | 'iden
 export const concernsGuard = (text: Bytes): boolean =>
 	/inc(?:bin|lude)|macro|\.irp|\.rept/i.test(text) || spelledDirective(text) !== undefined;
 
-export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
+export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 	const files: Bytes[] = [];
 	const refuse = (problem: string): Guard => ({ files, problem });
 	// Loaded only when there is something to hash: node:crypto costs every link ~3 ms to load.

@@ -274,6 +274,55 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), `${TOOLCHAIN}, and mkfifo`
 		expect(fs.readFileSync(path.join(cwd, 'cached.o')).equals(fs.readFileSync(path.join(cwd, 'uncached.o')))).toBe(true);
 	});
 
+	it('reads a working directory whose path is not UTF-8, or is but not ASCII, byte for byte: inputs, response files, .incbin names', async () => {
+		for (const name of [Buffer.from([0x62, 0xff, 0x2d]), Buffer.from('café', 'utf8')]) {
+			const base = tree({ 'blob.bin': 'x', 'not-a-dir': '' });
+			const objs = [compile(base, 'blob', blobSource('.incbin "blob.bin"')), compile(base, 'main', MAIN)];
+			const dir = Buffer.concat([Buffer.from(`${base}/`), name]);
+			const inDir = (file: string) => Buffer.concat([dir, Buffer.from(`/${file}`)]);
+			fs.mkdirSync(dir);
+			for (const obj of objs) fs.copyFileSync(path.join(base, obj), inDir(obj));
+			fs.writeFileSync(inDir('objs.rsp'), 'blob.o\n');
+			// The directory as printf(1) reads it back: every byte outside [A-Za-z0-9/._-] in octal.
+			const spelled = [...dir]
+				.map((b) => (/[A-Za-z0-9/._-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, '0')}`))
+				.join('');
+			const env = { XDG_CACHE_HOME: path.join(base, '.xdg'), LTOCACHE_DIR: '' };
+			// A cache directory below a file (ENOTDIR) is unusable to root too: redirect mode moves it.
+			const link = (ld: string, out: string, flags: string[]) =>
+				execa(
+					'sh',
+					[
+						'-c',
+						'cd "$(printf "$0")" && exec "$@"',
+						spelled,
+						'clang',
+						'-flto=thin',
+						'-fuse-ld=lld',
+						`--ld-path=${ld}`,
+						'-Wl,@objs.rsp',
+						'main.o',
+						...flags,
+						'-o',
+						out,
+					],
+					{
+						env,
+						reject: false,
+					},
+				);
+			for (const contents of ['old', 'new']) {
+				fs.writeFileSync(inDir('blob.bin'), contents);
+				const viaShim = await link(`${shims}/ld.lld`, 'cached', [`-Wl,--thinlto-cache-dir=${base}/not-a-dir/cache`]);
+				const direct = await link(LLD, 'uncached', []);
+				expect([viaShim.exitCode, viaShim.stderr, direct.exitCode]).toEqual([0, '', 0]);
+				expect(fs.readFileSync(inDir('cached')).equals(fs.readFileSync(inDir('uncached')))).toBe(true);
+				expect(fs.readFileSync(inDir('cached')).includes(`${contents}\0`)).toBe(true);
+			}
+			expect(entriesBelow(path.join(base, '.xdg')).length).toBe(4); // cached, one directory for each contents
+		}
+	});
+
 	it('keys the options lld leaves out of its key: --plugin-opt=-<llvm option>', async () => {
 		const cwd = tree({ 'o.c': 'int other(int x) { return x * 21; }\nconst char *get(void) { return other(2) == 42 ? "ok" : "no"; }\n' });
 		const objs = [compile(cwd, 'o', fs.readFileSync(path.join(cwd, 'o.c'), 'utf8')), compile(cwd, 'main', MAIN)];
