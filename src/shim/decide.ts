@@ -258,7 +258,7 @@ async function choose(
 		return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`, true);
 
 	const shared = root !== undefined && isShared(root, env);
-	const memo = root === undefined ? undefined : openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
+	const memo = root === undefined ? undefined : openMemo(root, cwd, link.words, shared);
 	const inputs = readInputs(link.words, cwd, memo, concernsGuard);
 	if (inputs.problem) return refuse(inputs.problem);
 	if ((link.added || link.usable) && inputs.modules === 0) return refuse('no ThinLTO input', true);
