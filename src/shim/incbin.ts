@@ -10,11 +10,13 @@
 // `x`). It errs on the safe side: a directive in a comment or a disabled
 // .if still counts. Where it cannot know what the assembler will read, the
 // link gets no cache:
-// - a file that cannot be read, or that changes while it is read;
+// - a file that cannot be read, that is not a regular file (a FIFO's data
+//   would be lld's), or that changes while it is read;
 // - a statement whose directive a macro or an inline-asm operand spells
 //   (`.inc\()bin`, `.\d` inside `.irp d,incbin`, `${0}`): only the
 //   directive position matters, so the kernel's macros, whose arguments
-//   are operands, stay cached;
+//   are operands, stay cached, and so do labels made of operands that print
+//   an integer or a symbol (`%c0:`, `loop%=:`);
 // - a name with a backslash while the link defines macros (`"\image"` is a
 //   macro argument), or with an inline-asm operand in it;
 // - `.altmacro`, under which a macro argument needs no backslash.
