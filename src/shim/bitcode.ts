@@ -1,7 +1,9 @@
 // Reading just enough of an LLVM bitcode file: how many modules it holds,
 // which of them are ThinLTO modules (the ones lld looks up in its cache), and
 // every assembly string they carry, module-level (`asm(...)` at file scope)
-// and inline (`asm` in a function), where an `.incbin` would hide.
+// and inline (`asm` in a function), where an `.incbin` would hide, with
+// what each inline-asm operand's constraint says it prints; and whether a
+// symbol name (the STRTAB block) could break out of its quotes there.
 //
 // The bitstream container, as LLVM's BitstreamReader reads it: a stream of
 // abbreviation ids of the current block's width; blocks that say their
