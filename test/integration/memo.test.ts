@@ -245,6 +245,7 @@ describeIf(hasToolchain && onVfat, 'root, clang, ld.lld, mkfs.vfat (dosfstools),
 				before.ctimeNs,
 			]);
 			expect(read()).toMatchObject({ read: 1, recalled: 0, inputs: { asm: [expect.stringContaining('.incbin "b.bin"')] } });
+			expect(fs.existsSync(path.join(root, MEMO_DIR))).toBe(false); // nothing to remember, nothing written
 		});
 
 		it('through the shim: an object rewritten with its times restored, then its .incbin file changed, links as lld does uncached', async () => {
