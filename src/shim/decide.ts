@@ -1,6 +1,7 @@
 // Deciding what the real linker gets: the same argv, or the same argv with an
 // unwritable --thinlto-cache-dir moved to <root>/<release>/<key> (and, with
-// LTOCACHE_MODE=add, one added to a ThinLTO link that has none).
+// LTOCACHE_MODE=add, one added to a ThinLTO link that has none, and a usable
+// one moved when the link embeds files).
 import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, inDir, toBytes } from '../shared/bytes.js';
