@@ -11,14 +11,14 @@ import { MEMO_DIR, openMemo, pruneMemo } from '../../src/shared/memo.js';
 import { OPERAND } from '../../src/shim/bitcode.js';
 import { concernsGuard } from '../../src/shim/incbin.js';
 import { readInputs } from '../../src/shim/inputs.js';
-import { describeIf, hasToolchain, isRoot, LLD, onPath, SHIM, scratchRoot, shimDir } from '../helpers/tools.js';
+import { describeIf, hasToolchain, isRoot, LLD, onPath, SHIM, scratchRoot, shimDir, TOOLCHAIN } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const WHOLE_SECOND = new Date('2026-01-01T00:00:00Z');
 /** What the reader returns for x.o below (y.o: y.bin). */
 const X_ASM = ['.incbin "x.bin"\n', `lea 1(${OPERAND}1), ${OPERAND}0 # macro \xe9`];
 
-describeIf(hasToolchain && Boolean(onPath('llvm-ar')), 'clang, ld.lld and llvm-ar')('the inputs memo', () => {
+describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 	let dir: string;
 	/** Two objects of one size whose asm differs: x.bin against y.bin. */
 	const objects: Record<string, Buffer> = {};
@@ -102,7 +102,8 @@ describeIf(hasToolchain && Boolean(onPath('llvm-ar')), 'clang, ld.lld and llvm-a
 		const root = scratch('root');
 		input(cwd, 'a.o', objects.x);
 		input(cwd, 'b.o', objects.y);
-		execaSync('llvm-ar', ['rcsT', 'thin.a', 'a.o', 'b.o'], { cwd });
+		// As Kbuild builds built-in.a and vmlinux.a: thin, no symbol table (which llvm-ar >= 19 would build by assembling x.bin in).
+		execaSync('llvm-ar', ['cDPrST', 'thin.a', 'a.o', 'b.o'], { cwd });
 		await new Promise((r) => setTimeout(r, 2100));
 		expect(read(cwd, root, ['thin.a'])).toMatchObject({ read: 2, recalled: 0, inputs: { modules: 2 } });
 		fs.writeFileSync(path.join(cwd, 'b.o'), objects.x);
@@ -164,7 +165,7 @@ describeIf(hasToolchain && Boolean(onPath('llvm-ar')), 'clang, ld.lld and llvm-a
 // mkfs.vfat) reports mtime for it, and a file rewritten in place keeps its
 // slot, so its inode. sshfs, exFAT and some network file systems alike.
 const onVfat = isRoot && Boolean(onPath('mkfs.vfat') && onPath('fusefat')) && fs.existsSync('/dev/fuse');
-describeIf(hasToolchain && onVfat, 'root, clang, ld.lld, mkfs.vfat (dosfstools), fusefat and /dev/fuse')(
+describeIf(hasToolchain && onVfat, `${TOOLCHAIN}, root, mkfs.vfat (dosfstools), fusefat and /dev/fuse`)(
 	'the inputs memo on a file system whose ctime the kernel does not keep (vfat)',
 	() => {
 		let mnt: string;
@@ -185,6 +186,7 @@ describeIf(hasToolchain && onVfat, 'root, clang, ld.lld, mkfs.vfat (dosfstools),
 			for (const name of ['a', 'b']) {
 				const source = `asm(".section .rodata\\n.global blob\\nblob:\\n.incbin \\"${name}.bin\\"\\n.byte 0\\n.previous\\n");\nextern const char blob[];\nconst char *get(void) { return blob; }\n`;
 				fs.writeFileSync(path.join(obj, `${name}.c`), source);
+				fs.writeFileSync(path.join(obj, `${name}.bin`), name); // clang >= 19 reads it when it compiles
 				execaSync('clang', ['-flto=thin', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: obj });
 				objects[name] = fs.readFileSync(path.join(obj, `${name}.o`));
 			}
