@@ -200,7 +200,8 @@ describeIf(hasToolchain && onVfat, `${TOOLCHAIN}, root, mkfs.vfat (dosfstools), 
 			main = path.join(obj, 'main.o');
 		});
 		afterAll(() => {
-			if (mnt) execaSync('umount', [mnt], { reject: false });
+			// Lazily: a process the test started may still be leaving it; the scratch directory goes next.
+			if (mnt) execaSync('umount', ['-l', mnt], { reject: false });
 		});
 
 		/** A fresh directory on the vfat file system. */
