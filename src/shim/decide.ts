@@ -187,6 +187,7 @@ async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode:
 		const plan = await choose(
 			{ words: scan.words, cwd, env, key: original, usable: true },
 			(dir) => withCacheDir(args, flag, dir),
+			withCacheDir(args, flag, ''),
 			(why, quiet) => {
 				if (quiet) return pass(`${named} (${why}): passing argv through`);
 				const text = `${named}, but ${why}; linking without a ThinLTO cache`;
