@@ -15,24 +15,41 @@
 // The memo may only save work, never change an answer. A fact holds while
 // the file's identity is what it was when it was read: device, inode, size,
 // and mtime and ctime in nanoseconds (ctime moves on every write and cannot
-// be set back). A file changed within two seconds of the memo's writing is
-// not remembered: file times tick coarsely, so a second write in the same
-// tick could keep them (git's "racily clean" rule). Anything else that is
+// be set back). That holds only where the kernel keeps ctime: the local file
+// systems below, told by statfs's f_type, once per device. Elsewhere ctime
+// may be mtime or a server's (sshfs and other FUSE file systems, vfat and
+// exFAT, NFS and SMB clients), so a file rewritten with its times restored
+// (cp -p, rsync -t, tar, touch -r) looks unchanged: there, inputs are read
+// on every link and never remembered. A file changed within two seconds of
+// the memo's writing is not remembered: file times tick coarsely, so a
+// second write in the same tick could keep them (git's "racily clean" rule). Anything else that is
 // off (another format, a torn or foreign file) means the inputs are read
 // again. Writes go to a temporary file renamed in, so parallel links never
 // see half a memo; the last writer wins.
 //
 // On the shim's hot path: node built-ins only.
 import type { BigIntStats } from 'node:fs';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+	closeSync,
+	fstatSync,
+	mkdirSync,
+	openSync,
+	readdirSync,
+	readFileSync,
+	renameSync,
+	rmSync,
+	statfsSync,
+	statSync,
+	writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import type { Bytes } from './bytes.js';
+import { type Bytes, bytesToBuffer, inDir } from './bytes.js';
 import { identityOf as identity } from './identity.js';
 import { shortHash } from './keydir.js';
 
 export const MEMO_DIR = 'ltocache.inputs';
 /** Bumped whenever what the bitcode reader returns changes. */
-const FORMAT = 1;
+const FORMAT = 3;
 const RACY_NS = 2_000_000_000n;
 /** Memos no link has used for this long go at the next prune. */
 export const MEMO_MAX_AGE_MS = 7 * 86400_000;
@@ -44,6 +61,30 @@ export type Facts = { modules: number; asm: Bytes[] };
 type Fact = Facts & { id: string; digest?: string };
 type Stored = { v: number; files: Record<string, Fact> };
 
+/**
+ * statfs f_type (linux/magic.h) of the file systems whose ctime the kernel
+ * sets on every change, in nanoseconds: ext2/3/4, XFS, Btrfs, tmpfs, F2FS,
+ * overlayfs, ZFS, bcachefs. Measured with ext4, XFS, Btrfs, tmpfs and
+ * overlayfs: a file rewritten in place and its times set back has another
+ * ctime; on vfat through FUSE, the same.
+ */
+const KEPT_CTIME = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0xf2f52010, 0x794c7630, 0x2fc12fc1, 0xca451a4e]);
+const keptByDevice = new Map<bigint, boolean>();
+
+/** Whether the kernel keeps the ctime of the file system file lives on, whose device is dev. */
+function keepsCtime(file: Bytes, dev: bigint): boolean {
+	let kept = keptByDevice.get(dev);
+	if (kept === undefined) {
+		try {
+			kept = KEPT_CTIME.has(statfsSync(bytesToBuffer(file)).type);
+		} catch {
+			kept = false;
+		}
+		keptByDevice.set(dev, kept);
+	}
+	return kept;
+}
+
 const isFact = (f: Fact | undefined): f is Fact =>
 	typeof f === 'object' &&
 	f !== null &&
@@ -54,7 +95,7 @@ const isFact = (f: Fact | undefined): f is Fact =>
 	(f.digest === undefined || typeof f.digest === 'string');
 
 export type Memo = {
-	/** The facts of a file whose identity is st now, if remembered for exactly this identity. */
+	/** The facts of a file (a name as the link gives it) whose identity is st now, if remembered for exactly this identity. */
 	recall(file: Bytes, st: BigIntStats): Facts | undefined;
 	/** Remember the facts of a file whose identity was st while it was read. */
 	learn(file: Bytes, st: BigIntStats, facts: Facts): void;
@@ -69,18 +110,20 @@ export type Memo = {
 };
 
 /**
- * The memo of one link under a cache root: key names the link (its working
- * directory and argv); shared: a root a group shares, whose members read
- * each other's memos.
+ * The memo of one link under a cache root: the link is its working
+ * directory (bytes) and argv (response files expanded), which name it;
+ * shared: a root a group shares, whose members read each other's memos.
  */
-export function openMemo(root: string, key: Bytes, shared = false): Memo {
+export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = false): Memo {
+	const key = `${cwd}\0${words.join('\0')}`;
 	const dir = join(root, MEMO_DIR);
 	const file = join(dir, shortHash(Buffer.from(key, 'latin1')));
 	const counts = { recalled: 0, read: 0 };
 	let old: Record<string, Fact> | undefined;
 	const now: Record<string, Fact> = {};
 	const learned: Record<string, BigIntStats> = {};
-	let digests = 0;
+	/** Whether facts about name may be remembered or recalled: only where ctime tells a change. */
+	const steady = (name: Bytes, st: BigIntStats) => keepsCtime(inDir(cwd, name), st.dev);
 	const load = () => {
 		if (old) return old;
 		old = {};
@@ -93,6 +136,7 @@ export function openMemo(root: string, key: Bytes, shared = false): Memo {
 	return {
 		counts,
 		recall(name, st) {
+			if (!steady(name, st)) return undefined;
 			const fact = load()[name];
 			if (!isFact(fact) || fact.id !== identity(st)) return undefined;
 			now[name] = fact;
@@ -101,22 +145,24 @@ export function openMemo(root: string, key: Bytes, shared = false): Memo {
 		},
 		learn(name, st, facts) {
 			counts.read++;
+			if (!steady(name, st)) return;
 			now[name] = { id: identity(st), ...facts };
 			learned[name] = st;
 		},
 		recallDigest(name, st) {
+			if (!steady(name, st)) return undefined;
 			const fact = load()[`\0${name}`];
 			if (!isFact(fact) || fact.id !== identity(st) || fact.digest === undefined) return undefined;
 			now[`\0${name}`] = fact;
 			return fact.digest;
 		},
 		learnDigest(name, st, digest) {
-			digests++;
+			if (!steady(name, st)) return;
 			now[`\0${name}`] = { id: identity(st), modules: 0, asm: [], digest };
 			learned[`\0${name}`] = st;
 		},
 		save() {
-			if (counts.read === 0 && digests === 0) return;
+			if (Object.keys(learned).length === 0) return; // nothing read anew, or only where ctime tells nothing
 			const tmp = `${file}.${process.pid}.tmp`;
 			let fd: number | undefined;
 			try {
@@ -127,7 +173,7 @@ export function openMemo(root: string, key: Bytes, shared = false): Memo {
 				for (const [name, st] of Object.entries(learned)) {
 					if (clock - st.ctimeNs < RACY_NS || clock - st.mtimeNs < RACY_NS) delete now[name];
 				}
-				// UTF-8: asm strings hold bytes up to 0xFF and the reader's operand mark, U+0100.
+				// UTF-8: asm strings hold bytes up to 0xFF and the reader's operand marks, U+0100 and U+0101.
 				writeSync(fd, JSON.stringify({ v: FORMAT, files: now } satisfies Stored), null, 'utf8');
 				closeSync(fd);
 				fd = undefined;

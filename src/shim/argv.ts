@@ -94,7 +94,7 @@ const MAX_DEPTH = 64;
  * those inside @response files (expanded like lld: read relative to the cwd,
  * nested files allowed; an unreadable one stays a literal argument).
  */
-export function scanArgs(args: Bytes[], cwd: string): Scan {
+export function scanArgs(args: Bytes[], cwd: Bytes): Scan {
 	let found: CacheFlag | undefined;
 	let unsure: string | undefined;
 	let windowsQuoting = false;
@@ -111,7 +111,7 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 				// --rsp-quoting=STYLE or --rsp-quoting STYLE
 				windowsQuoting = (arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : list[i + 1]) !== 'posix';
 			} else if (arg.startsWith('@') && arg.length > 1) {
-				const file = bytesToBuffer(resolve(base, arg.slice(1)));
+				const file = bytesToBuffer(resolve(cwd, arg.slice(1)));
 				let content: Bytes;
 				let identity: string;
 				try {
@@ -138,7 +138,6 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 		}
 	};
 
-	const base = toBytes(cwd);
 	visit(args, undefined, []);
 	if (unsure !== undefined) return { kind: 'unsure', why: unsure };
 	// lld reads --rsp-quoting before expanding; with Windows quoting our GNU
@@ -148,8 +147,8 @@ export function scanArgs(args: Bytes[], cwd: string): Scan {
 }
 
 /** The flag's directory as an absolute path (bytes), relative to the cwd like lld. */
-export function absoluteDir(value: Bytes, cwd: string): Bytes {
-	return resolve(toBytes(cwd), value);
+export function absoluteDir(value: Bytes, cwd: Bytes): Bytes {
+	return resolve(cwd, value);
 }
 
 /** argv with the effective flag set to a new value: in place, or right after the @file that held it. */

@@ -1,7 +1,9 @@
 // Reading just enough of an LLVM bitcode file: how many modules it holds,
 // which of them are ThinLTO modules (the ones lld looks up in its cache), and
 // every assembly string they carry, module-level (`asm(...)` at file scope)
-// and inline (`asm` in a function), where an `.incbin` would hide.
+// and inline (`asm` in a function), where an `.incbin` would hide, with
+// what each inline-asm operand's constraint says it prints; and whether a
+// symbol name (the STRTAB block) could break out of its quotes there.
 //
 // The bitstream container, as LLVM's BitstreamReader reads it: a stream of
 // abbreviation ids of the current block's width; blocks that say their
@@ -21,12 +23,22 @@ export type BitcodeModule = { thin: boolean; asm: Bytes[] };
  * a byte, so no file name or directive can hold it by accident.
  */
 export const OPERAND = '\u0100';
+/**
+ * Stands for a whole operand reference (`${0:c}`, `$1`, `${:uid}`) that
+ * prints an integer or a symbol (plus an offset), never a blank or a
+ * statement separator: `${:uid}`, and in AT&T syntax an operand whose
+ * constraint allows only immediates ("i", "n"). A symbol's name is printed
+ * quoted if it needs to be; a file whose names could break out of the
+ * quotes (below) is refused.
+ */
+export const IMMEDIATE = '\u0101';
 
 const BLOCKINFO = 0;
 const MODULE_BLOCK = 8;
 const CONSTANTS_BLOCK = 11;
 const FUNCTION_BLOCK = 12;
 const THIN_SUMMARY_BLOCK = 20; // GLOBALVAL_SUMMARY_BLOCK: the module takes part in ThinLTO
+const STRTAB_BLOCK = 23; // the symbol names of the modules before it
 const MODULE_CODE_ASM = 4;
 const FUNC_CODE_DECLAREBLOCKS = 1;
 const BLOCKINFO_CODE_SETBID = 1;
@@ -160,6 +172,7 @@ export function readBitcode(buf: Buffer): BitcodeModule[] {
 	if (end - start < 4 || buf.readUInt32LE(start) !== 0xdec04342) throw new BitcodeError('not bitcode');
 	const bits = new Bits(buf, start + 4, end);
 	const modules: BitcodeModule[] = [];
+	let backslash = false;
 	// Top-level blocks are padded to 32 bits; a file may end in zero words.
 	while (bits.pos + 32 <= bits.endBit) {
 		const id = bits.read(2);
@@ -172,11 +185,44 @@ export function readBitcode(buf: Buffer): BitcodeModule[] {
 			const module: BitcodeModule = { thin: false, asm: [] };
 			readBlock(bits, block, module, new Map());
 			modules.push(module);
+		} else if (block.id === STRTAB_BLOCK) {
+			backslash ||= namesHoldBackslash(bits, block, buf);
 		} else {
 			bits.skipTo(block.end);
 		}
 	}
+	// LLVM before 20 prints a quoted symbol name with its backslashes as they are (measured with 14, 16 and
+	// 19): `x\` comes out as "x\", whose quote is then escaped, and the rest of the name is read as assembly.
+	const operand = (text: Bytes) => text.includes(OPERAND) || text.includes(IMMEDIATE);
+	if (backslash && modules.some((m) => m.asm.some(operand)))
+		throw new BitcodeError('a symbol name holds a backslash, which an inline-asm operand may print as assembly');
 	return modules;
+}
+
+/** Whether a STRTAB block's blob (the symbol names) holds a backslash; returns at the block's end. */
+function namesHoldBackslash(bits: Bits, block: Block, buf: Buffer): boolean {
+	const own: Op[][] = [];
+	const ops: number[] = [];
+	let found = false;
+	const blob = (from: number, to: number) => {
+		found ||= buf.subarray(from, to).includes(0x5c);
+	};
+	for (;;) {
+		const id = bits.read(block.width);
+		if (id === END_BLOCK) {
+			bits.align32();
+			if (bits.pos !== block.end) throw new BitcodeError('block length does not match its end');
+			return found;
+		}
+		if (id === ENTER_SUBBLOCK) bits.skipTo(enter(bits).end);
+		else if (id === DEFINE_ABBREV) own.push(defineAbbrev(bits));
+		else if (id === UNABBREV_RECORD) {
+			ops.length = 0;
+			bits.vbr(6);
+			for (let i = bits.vbr(6); i > 0; i--) ops.push(bits.vbr(6));
+			found ||= ops.some((c) => (c & 0xff) === 0x5c);
+		} else readAbbreviated(bits, own[id - 4], block.id, ops, blob);
+	}
 }
 
 type Block = { id: number; width: number; end: number };
@@ -232,7 +278,12 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) module.asm.push(chars(ops, 0, ops.length));
 		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT) {
 			const at = INLINEASM_AT[code];
-			module.asm.push(inlineAsm(chars(ops, at + 1, ops[at])));
+			const text = chars(ops, at + 1, ops[at]);
+			// [..., flags, asm length, asm..., constraints length, constraints...]; flags bit 2: Intel dialect (since code 23).
+			const end = at + 1 + ops[at];
+			const constraints = end < ops.length ? chars(ops, end + 1, ops[end]) : '';
+			const att = code === 18 || (ops[at - 1] & 4) === 0;
+			module.asm.push(inlineAsm(text, att ? immediates(constraints) : []));
 		} else if (block.id === FUNCTION_BLOCK && code !== FUNC_CODE_DECLAREBLOCKS) {
 			// The function's constants come before its first instruction; the rest of it cannot hold asm.
 			bits.skipTo(block.end);
@@ -294,8 +345,35 @@ function chars(ops: number[], from: number, count: number): Bytes {
 	return text;
 }
 
-/** Inline asm as the assembler will read it: IR spells a literal `$` as `$$`; any other `$` starts an operand. */
-const inlineAsm = (text: Bytes): Bytes => (text.includes('$') ? text.replace(/\$(\$?)/g, (_, dollar) => (dollar ? '$' : OPERAND)) : text);
+/**
+ * Inline asm as the assembler will read it: IR spells a literal `$` as
+ * `$$`; any other `$` starts an operand reference (LLVM's
+ * EmitGCCInlineAsmStr): `$N`, `${N}`, `${N:m}` (one modifier letter),
+ * `${:uid}` and other specials, `$(`, `$|`, `$)`. A reference to an operand
+ * in `immediate` (and `${:uid}`) becomes IMMEDIATE, whole; any other `$`
+ * becomes OPERAND, the rest of its reference kept.
+ */
+function inlineAsm(text: Bytes, immediate: boolean[]): Bytes {
+	if (!text.includes('$')) return text;
+	return text.replace(/\$(?:\$|\{(:uid)\}|(\d+)|\{(\d+)(?::[^}])?\})?/g, (ref: string, uid?: string, bare?: string, braced?: string) => {
+		if (ref === '$$') return '$';
+		if (uid || immediate[Number(bare ?? braced ?? -1)]) return IMMEDIATE;
+		return OPERAND + ref.slice(1);
+	});
+}
+
+/**
+ * Which operands a constraint string allows only immediates: one entry per
+ * operand (outputs, inputs, labels; clobbers `~{...}` last and not
+ * numbered), `|` between alternatives.
+ */
+function immediates(constraints: Bytes): boolean[] {
+	if (!constraints) return [];
+	return constraints
+		.split(',')
+		.filter((entry) => !entry.startsWith('~'))
+		.map((entry) => /^[in]+(?:\|[in]+)*$/.test(entry));
+}
 
 function defineAbbrev(bits: Bits): Op[] {
 	const count = bits.vbr(5);
@@ -341,7 +419,13 @@ function scalar(bits: Bits, op: Op): number {
  * its bytes. An unwanted array of fixed-width elements, or blob, is skipped
  * in one step.
  */
-function readAbbreviated(bits: Bits, abbrev: Op[] | undefined, blockId: number, ops: number[]): number {
+function readAbbreviated(
+	bits: Bits,
+	abbrev: Op[] | undefined,
+	blockId: number,
+	ops: number[],
+	blob?: (from: number, to: number) => void,
+): number {
 	if (!abbrev) throw new BitcodeError('undefined abbreviation');
 	if (abbrev.length === 0) throw new BitcodeError('record without a code');
 	const code = scalar(bits, abbrev[0]);
@@ -363,7 +447,10 @@ function readAbbreviated(bits: Bits, abbrev: Op[] | undefined, blockId: number, 
 			const count = bits.vbr(6);
 			bits.align32();
 			if (keep) for (let j = 0; j < count; j++) ops.push(bits.read(8));
-			else bits.skip(count * 8);
+			else {
+				blob?.(bits.pos >>> 3, (bits.pos >>> 3) + count);
+				bits.skip(count * 8);
+			}
 			bits.align32();
 		} else {
 			const value = scalar(bits, op);

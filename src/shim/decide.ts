@@ -1,9 +1,10 @@
 // Deciding what the real linker gets: the same argv, or the same argv with an
 // unwritable --thinlto-cache-dir moved to <root>/<release>/<key> (and, with
-// LTOCACHE_MODE=add, one added to a ThinLTO link that has none).
-import { readFileSync, statfsSync } from 'node:fs';
+// LTOCACHE_MODE=add, one added to a ThinLTO link that has none, and a usable
+// one moved when the link embeds files).
+import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type Bytes, bytesToText, toBytes } from '../shared/bytes.js';
+import { type Bytes, bytesToBuffer, bytesToText, inDir, toBytes } from '../shared/bytes.js';
 import { badMode } from '../shared/config.js';
 import { lastLinkBytes } from '../shared/counters.js';
 import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
@@ -44,13 +45,13 @@ export type Plan = {
  * it), the tree's include/config/kernel.release, or the <rel> of a
  * /lib/modules/<rel>/build working directory.
  */
-export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
+export function kernelRelease(cwd: Bytes, env: NodeJS.ProcessEnv): string {
 	if (env.KERNELRELEASE?.trim()) return env.KERNELRELEASE.trim();
 	try {
-		const release = readFileSync(join(cwd, 'include/config/kernel.release'), 'utf8').trim();
+		const release = readFileSync(bytesToBuffer(inDir(cwd, 'include/config/kernel.release')), 'utf8').trim();
 		if (release) return release;
 	} catch {}
-	for (const dir of [env.PWD, cwd]) {
+	for (const dir of [env.PWD, bytesToText(cwd)]) {
 		const match = dir && /^\/(?:usr\/)?lib\/modules\/([^/]+)\/build(?:\/|$)/.exec(dir);
 		if (match) return match[1];
 	}
@@ -58,9 +59,9 @@ export function kernelRelease(cwd: string, env: NodeJS.ProcessEnv): string {
 }
 
 /** The external module a link belongs to, if Kbuild says (KBUILD_EXTMOD, or M as given on make's command line). */
-function externalModule(cwd: string, env: NodeJS.ProcessEnv): Bytes | undefined {
+function externalModule(cwd: Bytes, env: NodeJS.ProcessEnv): Bytes | undefined {
 	const name = env.KBUILD_EXTMOD ? 'KBUILD_EXTMOD' : env.M ? 'M' : undefined;
-	return name ? resolve(toBytes(cwd), rawEnv(name, env)) : undefined;
+	return name ? resolve(cwd, rawEnv(name, env)) : undefined;
 }
 
 /**
@@ -113,13 +114,29 @@ function prepare(dir: string, meta: Metadata, shared: boolean, root: string, mod
 const formatMiB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 /**
+ * The working directory as the bytes the kernel has (an absolute path):
+ * Node decodes it as UTF-8 and replaces what is not with U+FFFD, a name
+ * that opens another file or none; only then is /proc/self/cwd worth
+ * reading. Undefined when that cannot be read.
+ */
+export function workingDir(cwd = process.cwd()): Bytes | undefined {
+	if (!cwd.includes('\uFFFD')) return toBytes(cwd);
+	try {
+		return readlinkSync('/proc/self/cwd', { encoding: 'buffer' }).toString('latin1');
+	} catch {
+		return undefined;
+	}
+}
+
+/**
  * What the real linker gets. A mode that is none of the modes is said on
  * every link, and redirect mode (the default) applies.
+ * @param cwd the working directory, as bytes (workingDir)
  * @param mode the mode, and where it came from: LTOCACHE_MODE, or a configuration file's line
  */
 export async function decide(
 	args: Bytes[],
-	cwd: string,
+	cwd: Bytes,
 	env: NodeJS.ProcessEnv,
 	mode = { value: env.LTOCACHE_MODE ?? '', source: 'LTOCACHE_MODE' },
 ): Promise<Plan> {
@@ -134,7 +151,7 @@ export async function decide(
 }
 
 /** @param env the process's own, so that rawEnv can read what Node could not decode */
-async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode: string): Promise<Plan> {
+async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode: string): Promise<Plan> {
 	const pass = (note?: string, warning?: string): Plan => ({ args, note: note ?? warning, warning });
 	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
 	const adding = mode === 'add';
@@ -147,7 +164,7 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 	if (scan.kind === 'none') {
 		if (!adding) return pass();
 		return choose(
-			{ words: scan.words, cwd, env, key: resolve(toBytes(cwd)), added: true },
+			{ words: scan.words, cwd, env, key: resolve(cwd), added: true },
 			(dir) => [...args, CACHE_FLAG + dir],
 			args,
 			(why, quiet) =>
@@ -162,7 +179,24 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 	const original = absoluteDir(flag.value, cwd);
 	const reason = unusableReason(original);
 	const shown = bytesToText(flag.value);
-	if (reason === undefined) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
+	if (reason === undefined) {
+		if (!adding) return pass(`--thinlto-cache-dir=${shown} is usable: passing argv through`);
+		// Add mode makes the shim's decisions for lld's own caches too: lld's key leaves out what .incbin pulls in, so
+		// a link that embeds files gets the guarded directory; the others keep the directory they name.
+		const named = `LTOCACHE_MODE=add: --thinlto-cache-dir=${shown} is usable`;
+		const plan = await choose(
+			{ words: scan.words, cwd, env, key: original, usable: true },
+			(dir) => withCacheDir(args, flag, dir),
+			withCacheDir(args, flag, ''),
+			(why, quiet) => {
+				if (quiet) return pass(`${named} (${why}): passing argv through`);
+				const text = `${named}, but ${why}; linking without a ThinLTO cache`;
+				return { args: withCacheDir(args, flag, ''), note: text, warning: text };
+			},
+		);
+		if (plan.dir) plan.note = `${named}, but the link embeds files: ${plan.note}`;
+		return plan;
+	}
 
 	const drop = (why: string, warn: boolean): Plan => {
 		const text = `--thinlto-cache-dir=${shown} is not writable (${reason}); ${why}, linking without a ThinLTO cache`;
@@ -182,11 +216,13 @@ async function decideIn(args: Bytes[], cwd: string, env: NodeJS.ProcessEnv, mode
 type Link = {
 	/** argv as lld reads it. */
 	words: Bytes[];
-	cwd: string;
+	cwd: Bytes;
 	env: NodeJS.ProcessEnv;
 	/** What the directory stands for when Kbuild names no external module: the original cache directory, or (add mode) the working directory. */
 	key: Bytes;
 	added?: true;
+	/** Add mode, a directory lld can use: it stays the link's unless the link embeds files. */
+	usable?: true;
 };
 
 /**
@@ -204,28 +240,41 @@ async function choose(
 	const { root } = choice;
 	// A root the user set and the shim cannot use is said on every link it affects: the entries go elsewhere.
 	const passed = skippedSetting(choice);
-	if (root === undefined)
-		return refuse(`${passed ? `${describeSkipped(passed)}, and there is ` : ''}no safe cache root (see ltocache doctor)`);
+	const unsafe =
+		root === undefined
+			? `${passed ? `${describeSkipped(passed)}, and there is ` : ''}no safe cache root (see ltocache doctor)`
+			: // lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
+				root.includes('%')
+				? `the cache root ${root} holds a %, which lld cannot use`
+				: undefined;
+	// A usable directory is left alone unless the link embeds files, which only its inputs tell.
+	if (unsafe && !link.usable) return refuse(unsafe);
 	const instead = passed && `${describeSkipped(passed)}; using ${root}`;
-	// lld names its temporary files DIR/Thin-%%%%%%.tmp.o and replaces every %, also one in DIR: the link would abort.
-	if (root.includes('%')) return refuse(`the cache root ${root} holds a %, which lld cannot use`);
 
-	// What the link asks of the backends besides the object: a hit would not give it.
+	// What the link asks of the backends besides the object: a hit would not give it. A usable directory is
+	// lld's business unless the link embeds files: asked below.
 	const opts = readOptions(link.words, cwd);
-	if (opts.splitDwarf)
+	if (opts.splitDwarf && !link.usable)
 		return refuse(`${opts.splitDwarf}: a cached object would name the .dwo file of the task it was built in, not this link's`, link.added);
 	if (link.added && opts.side)
 		return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`, true);
 
-	const shared = isShared(root, env);
-	const memo = openMemo(root, `${cwd}\0${link.words.join('\0')}`, shared);
+	const shared = root !== undefined && isShared(root, env);
+	const memo = root === undefined ? undefined : openMemo(root, cwd, link.words, shared);
 	const inputs = readInputs(link.words, cwd, memo, concernsGuard);
 	if (inputs.problem) return refuse(inputs.problem);
-	if (link.added && inputs.modules === 0) return refuse('no ThinLTO input', true);
+	if ((link.added || link.usable) && inputs.modules === 0) return refuse('no ThinLTO input', true);
 	const codegen = await codegenKey(opts, memo);
 	if (codegen.problem) return refuse(codegen.problem);
 	const guard = await incbinGuard(inputs.asm, cwd);
 	if (guard.problem) return refuse(guard.problem);
+	if (link.usable) {
+		if (guard.files.length === 0) return refuse('no file embedded with .incbin or .include', true);
+		if (opts.splitDwarf)
+			return refuse(`${opts.splitDwarf}: a cached object would name the .dwo file of the task it was built in, not this link's`);
+		if (opts.side) return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`);
+	}
+	if (unsafe || root === undefined || memo === undefined) return refuse(unsafe ?? '');
 	const stamp = (g: Pick<Guard, 'hash' | 'identity'>) => `${g.hash}\n${g.identity}`;
 	const unchanged = async () =>
 		stamp(await rehash(guard.files)) === stamp(guard) && (!codegen.files || identitiesNow(codegen.files) === codegen.identity);

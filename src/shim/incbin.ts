@@ -10,11 +10,13 @@
 // `x`). It errs on the safe side: a directive in a comment or a disabled
 // .if still counts. Where it cannot know what the assembler will read, the
 // link gets no cache:
-// - a file that cannot be read, or that changes while it is read;
+// - a file that cannot be read, that is not a regular file (a FIFO's data
+//   would be lld's), or that changes while it is read;
 // - a statement whose directive a macro or an inline-asm operand spells
 //   (`.inc\()bin`, `.\d` inside `.irp d,incbin`, `${0}`): only the
 //   directive position matters, so the kernel's macros, whose arguments
-//   are operands, stay cached;
+//   are operands, stay cached, and so do labels made of operands that print
+//   an integer or a symbol (`%c0:`, `loop%=:`);
 // - a name with a backslash while the link defines macros (`"\image"` is a
 //   macro argument), or with an inline-asm operand in it;
 // - `.altmacro`, under which a macro argument needs no backslash.
@@ -26,7 +28,7 @@ import type { Hash } from 'node:crypto';
 import { type Bytes, bytesToText, inDir } from '../shared/bytes.js';
 import { type Read, readInto } from '../shared/identity.js';
 import { errorCode } from '../shared/keydir.js';
-import { OPERAND } from './bitcode.js';
+import { IMMEDIATE, OPERAND } from './bitcode.js';
 
 export type Guard = {
 	/** Short hash of every file's name and contents, in order; undefined when there are none. */
@@ -46,23 +48,55 @@ const MAX_INCLUDE_BYTES = 16 * 1024 * 1024;
 const MACRO = /\.(macro|irpc?|rept)\b/i;
 const ALTMACRO = /\.altmacro\b/i;
 
-/** The GNU as string escapes LLVM's parser knows: \b \f \n \r \t \" \\, octal and \x hex. */
-function asmString(text: Bytes): Bytes {
-	return text.replace(/\\(x[0-9a-fA-F]+|[0-7]{1,3}|.)/gs, (_, e: string) => {
-		if (e[0] === 'x') return String.fromCharCode(Number.parseInt(e.slice(1), 16) & 0xff);
-		if (/^[0-7]/.test(e)) return String.fromCharCode(Number.parseInt(e, 8) & 0xff);
-		return { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }[e] ?? e;
-	});
+/**
+ * A string's contents as LLVM's AsmParser::parseEscapedString decodes them
+ * (the same in LLVM 14 to 22, measured with llvm-mc): \b \f \n \r \t \" \\,
+ * one to three octal digits (above 255 an error), and \x or \X with every
+ * hex digit that follows, of which the low byte counts. Any other escape is
+ * an error; undefined then: the assembler reads no file for that directive.
+ */
+export function asmString(text: Bytes): Bytes | undefined {
+	if (!text.includes('\\')) return text;
+	let out = '';
+	for (let i = 0; i < text.length; i++) {
+		if (text[i] !== '\\') {
+			out += text[i];
+			continue;
+		}
+		const e = text[++i];
+		if (e === 'x' || e === 'X') {
+			const digits = /^[0-9a-fA-F]+/.exec(text.slice(i + 1))?.[0];
+			if (!digits) return undefined;
+			i += digits.length;
+			out += String.fromCharCode(Number.parseInt(digits.slice(-2), 16));
+		} else if (e >= '0' && e <= '7') {
+			const digits = /^[0-7]{1,3}/.exec(text.slice(i))![0];
+			i += digits.length - 1;
+			const value = Number.parseInt(digits, 8);
+			if (value > 0xff) return undefined;
+			out += String.fromCharCode(value);
+		} else {
+			const plain = ESCAPES[e];
+			if (plain === undefined) return undefined;
+			out += plain;
+		}
+	}
+	return out;
 }
+const ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', '"': '"', '\\': '\\' };
 
 /**
  * The first token of a statement that is not a label, where a directive
  * stands, if a macro argument or an operand helps spell it (or a label
  * before it). `\@` (the expansion counter) is digits, and `\()` only joins
- * what stands either side, so in a label neither can make a directive.
+ * what stands either side, so in a label neither can make a directive; nor
+ * can an operand the bitcode reader marked IMMEDIATE (an integer, or a
+ * symbol with its offset: `%c0:` in Linux's annotate_unreachable(),
+ * `loop%=:`), which prints no blank or separator, so the statement stays a
+ * label. Anywhere else such an operand could print a symbol named `.incbin`.
  */
 function spelledDirective(text: Bytes): string | undefined {
-	if (!text.includes('\\') && !text.includes(OPERAND)) return undefined; // most asm: nothing can spell anything
+	if (!text.includes('\\') && !text.includes(OPERAND) && !text.includes(IMMEDIATE)) return undefined; // most asm: nothing can spell anything
 	for (const statement of text.split(/[\n;]/)) {
 		let rest = statement;
 		for (;;) {
@@ -70,14 +104,17 @@ function spelledDirective(text: Bytes): string | undefined {
 			const token = match[1];
 			const label = token.length > 1 && token.endsWith(':');
 			let spelled = token.replaceAll('\\@', '');
-			if (label) spelled = spelled.replaceAll('\\()', '');
-			if (spelled.includes('\\') || spelled.includes(OPERAND)) return bytesToText(token.replaceAll(OPERAND, '$'));
+			if (label) spelled = spelled.replaceAll('\\()', '').replaceAll(IMMEDIATE, '');
+			if (spelled.includes('\\') || spelled.includes(OPERAND) || spelled.includes(IMMEDIATE)) return shown(token);
 			if (!label) break;
 			rest = rest.slice(match[0].length);
 		}
 	}
 	return undefined;
 }
+
+/** Asm text for a message: operands as `$`. */
+const shown = (text: Bytes) => bytesToText(text.replaceAll(OPERAND, '$').replaceAll(IMMEDIATE, '$'));
 
 /** One file's part of the guard's hash: its name and contents, delimited. */
 function hashFile(hash: Hash, file: Bytes, keep: boolean): Read {
@@ -112,7 +149,7 @@ export async function rehash(files: Bytes[]): Promise<Pick<Guard, 'hash' | 'iden
 export const concernsGuard = (text: Bytes): boolean =>
 	/inc(?:bin|lude)|macro|\.irp|\.rept/i.test(text) || spelledDirective(text) !== undefined;
 
-export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
+export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 	const files: Bytes[] = [];
 	const refuse = (problem: string): Guard => ({ files, problem });
 	// Loaded only when there is something to hash: node:crypto costs every link ~3 ms to load.
@@ -130,9 +167,11 @@ export async function incbinGuard(asm: Bytes[], cwd: string): Promise<Guard> {
 			const rest = text.slice(match.index + match[0].length);
 			const quoted = /^[ \t]*"((?:[^"\\\n]|\\.)*)"/s.exec(rest);
 			if (!quoted) return `an ${match[0]} whose file is not a plain string (${bytesToText(rest.split('\n')[0].trim())})`;
-			if (quoted[1].includes(OPERAND)) return `an ${match[0]} whose file names an inline-asm operand`;
+			if (quoted[1].includes(OPERAND) || quoted[1].includes(IMMEDIATE)) return `an ${match[0]} whose file names an inline-asm operand`;
 			if (quoted[1].includes('\\')) backslashName ??= `${match[0]} "${bytesToText(quoted[1])}"`;
-			const file = inDir(cwd, asmString(quoted[1]));
+			const name = asmString(quoted[1]);
+			if (name === undefined) continue; // an escape the assembler rejects: it reads no file there
+			const file = inDir(cwd, name);
 			if (files.includes(file)) continue;
 			hash ??= (process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'))).createHash('sha256');
 			const include = match[1].toLowerCase() === 'include';

@@ -36,7 +36,7 @@ import { recordLink } from '../shared/counters.js';
 import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
-import { decide } from './decide.js';
+import { decide, workingDir } from './decide.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
 import { exitAs, type Outcome, spawnLinker } from './run.js';
 import type { Shim } from './start.js';
@@ -73,9 +73,12 @@ export async function main(shim: Shim): Promise<void> {
 	const args = rawArgs();
 	// The configured mode and auto-prune (the environment overrides the files); a file's mistakes are the manager's to report.
 	const { values: settings } = stage('settings', () => readSettings(env));
-	const plan = await stage('decide', () =>
-		decide(args, process.cwd(), withCacheDir(env, settings), { value: settings.mode.value, source: describeSource(settings.mode.source) }),
-	);
+	const plan = await stage('decide', () => {
+		const cwd = workingDir();
+		// Node could not decode the directory's name and /proc/self/cwd cannot be read: no relative path can be followed.
+		if (cwd === undefined) throw new Error('the working directory is not UTF-8 and /proc/self/cwd cannot be read');
+		return decide(args, cwd, withCacheDir(env, settings), { value: settings.mode.value, source: describeSource(settings.mode.source) });
+	});
 
 	const located = stage('locate', () => locateLinker(name, self, env));
 	if ('error' in located) {

@@ -227,6 +227,102 @@ describeIf(hasToolchain && Boolean(onPath('mkfifo')), `${TOOLCHAIN}, and mkfifo`
 		expect((await execa(path.join(fifo, 'cached'))).stdout).toBe('fifo');
 	});
 
+	it('decodes escapes in a name as LLVM does: \\X41, and a \\x run longer than 13 digits keeps its low byte', async () => {
+		// The decoys are the files an escape decoded otherwise names: X41.bin for \X41 read as X, @.bin for a 56-bit number rounded.
+		for (const name of ['\\X41.bin', '\\x80000000000041.bin']) {
+			const cwd = tree({ 'A.bin': 'old', 'X41.bin': 'decoy', '@.bin': 'decoy' });
+			const objs = [compile(cwd, 'blob', blobSource(`.incbin "${name}"`)), compile(cwd, 'main', MAIN)];
+			const { first, second } = await twice(cwd, objs, { 'A.bin': 'new' });
+			expect([first.printed, second.printed, second.said]).toEqual(['old', 'new', []]);
+			expect(second.entries).toBe(4); // one directory for each of A.bin's contents
+		}
+	});
+
+	it('reads no FIFO named by .incbin: lld gets its data, the link goes without a cache, said once', { timeout: 60_000 }, async () => {
+		// One writer a link, as a build would have: a guard that drained the FIFO would leave lld waiting forever (the test's timeout).
+		const cwd = tree({ pipe: 'compile-time stand-in' });
+		compile(cwd, 'blob', blobSource('.incbin "pipe"'));
+		fs.rmSync(path.join(cwd, 'pipe'));
+		execaSync('mkfifo', [path.join(cwd, 'pipe')]);
+		const link = (ld: string, out: string, env: Record<string, string> = {}) =>
+			execa('sh', ['-c', 'printf fifo-data >pipe & exec "$@"', 'sh', ld, '-r', 'blob.o', '-o', out], { cwd, reject: false, env });
+		const viaShim = await link(`${shims}/ld.lld`, 'cached.o', { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(cwd, '.xdg') });
+		const direct = await link(LLD, 'uncached.o');
+		expect([viaShim.exitCode, direct.exitCode]).toEqual([0, 0]);
+		refused(
+			viaShim.stderr.split('\n').filter((l) => l.startsWith('ltocache:')),
+			/cannot read .*pipe, named by \.incbin \(not a regular file\)/,
+		);
+		expect(fs.readFileSync(path.join(cwd, 'cached.o')).equals(fs.readFileSync(path.join(cwd, 'uncached.o')))).toBe(true);
+		expect(fs.readFileSync(path.join(cwd, 'cached.o')).includes('fifo-data')).toBe(true);
+	});
+
+	it('refuses a file whose symbol names hold a backslash when its inline asm has operands: LLVM before 20 prints them unescaped', async () => {
+		// "x\\" + "\": .incbin " would end the quotes and read the rest as assembly; here the name is harmless, the rule the same.
+		const cwd = tree({});
+		const source =
+			'int weird __asm__("x\\\\y") = 5;\nvoid mark(void) { asm volatile(".pushsection .rodata\\n.long %c0\\n.popsection" :: "i"(&weird)); }\n';
+		compile(cwd, 'weird', source, ['-fno-pic']);
+		const env = { LTOCACHE_MODE: 'add', XDG_CACHE_HOME: path.join(cwd, '.xdg') };
+		const viaShim = await execa(`${shims}/ld.lld`, ['-r', 'weird.o', '-o', 'cached.o'], { cwd, env, reject: false });
+		await execa(LLD, ['-r', 'weird.o', '-o', 'uncached.o'], { cwd });
+		expect(viaShim.exitCode, viaShim.stderr).toBe(0);
+		refused(
+			viaShim.stderr.split('\n').filter((l) => l.startsWith('ltocache:')),
+			/weird\.o \(a symbol name holds a backslash, which an inline-asm operand may print as assembly\)/,
+		);
+		expect(fs.readFileSync(path.join(cwd, 'cached.o')).equals(fs.readFileSync(path.join(cwd, 'uncached.o')))).toBe(true);
+	});
+
+	it('reads a working directory whose path is not UTF-8, or is but not ASCII, byte for byte: inputs, response files, .incbin names', async () => {
+		for (const name of [Buffer.from([0x62, 0xff, 0x2d]), Buffer.from('café', 'utf8')]) {
+			const base = tree({ 'blob.bin': 'x', 'not-a-dir': '' });
+			const objs = [compile(base, 'blob', blobSource('.incbin "blob.bin"')), compile(base, 'main', MAIN)];
+			const dir = Buffer.concat([Buffer.from(`${base}/`), name]);
+			const inDir = (file: string) => Buffer.concat([dir, Buffer.from(`/${file}`)]);
+			fs.mkdirSync(dir);
+			for (const obj of objs) fs.copyFileSync(path.join(base, obj), inDir(obj));
+			fs.writeFileSync(inDir('objs.rsp'), 'blob.o\n');
+			// The directory as printf(1) reads it back: every byte outside [A-Za-z0-9/._-] in octal.
+			const spelled = [...dir]
+				.map((b) => (/[A-Za-z0-9/._-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, '0')}`))
+				.join('');
+			const env = { XDG_CACHE_HOME: path.join(base, '.xdg'), LTOCACHE_DIR: '' };
+			// A cache directory below a file (ENOTDIR) is unusable to root too: redirect mode moves it.
+			const link = (ld: string, out: string, flags: string[]) =>
+				execa(
+					'sh',
+					[
+						'-c',
+						'cd "$(printf "$0")" && exec "$@"',
+						spelled,
+						'clang',
+						'-flto=thin',
+						'-fuse-ld=lld',
+						`--ld-path=${ld}`,
+						'-Wl,@objs.rsp',
+						'main.o',
+						...flags,
+						'-o',
+						out,
+					],
+					{
+						env,
+						reject: false,
+					},
+				);
+			for (const contents of ['old', 'new']) {
+				fs.writeFileSync(inDir('blob.bin'), contents);
+				const viaShim = await link(`${shims}/ld.lld`, 'cached', [`-Wl,--thinlto-cache-dir=${base}/not-a-dir/cache`]);
+				const direct = await link(LLD, 'uncached', []);
+				expect([viaShim.exitCode, viaShim.stderr, direct.exitCode]).toEqual([0, '', 0]);
+				expect(fs.readFileSync(inDir('cached')).equals(fs.readFileSync(inDir('uncached')))).toBe(true);
+				expect(fs.readFileSync(inDir('cached')).includes(`${contents}\0`)).toBe(true);
+			}
+			expect(entriesBelow(path.join(base, '.xdg')).length).toBe(4); // cached, one directory for each contents
+		}
+	});
+
 	it('keys the options lld leaves out of its key: --plugin-opt=-<llvm option>', async () => {
 		const cwd = tree({ 'o.c': 'int other(int x) { return x * 21; }\nconst char *get(void) { return other(2) == 42 ? "ok" : "no"; }\n' });
 		const objs = [compile(cwd, 'o', fs.readFileSync(path.join(cwd, 'o.c'), 'utf8')), compile(cwd, 'main', MAIN)];

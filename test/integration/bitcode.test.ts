@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TESTED_LLD } from '../../src/cli/commands/doctor.js';
-import { BitcodeError, type BitcodeModule, readBitcode } from '../../src/shim/bitcode.js';
+import { BitcodeError, type BitcodeModule, IMMEDIATE, OPERAND, readBitcode } from '../../src/shim/bitcode.js';
 import { describeIf, llvmBin, onPath, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -351,3 +351,34 @@ for (const major of TESTED_LLD) {
 		},
 	);
 }
+
+const clangs = TESTED_LLD.map((major) => path.join(llvmBin(major), 'clang'));
+describeIf(
+	clangs.every((clang) => fs.existsSync(clang)),
+	clangs.join(', '),
+)('inline-asm operands, told by their constraints', () => {
+	it('marks a reference to an operand that allows only immediates IMMEDIATE, whole, in AT&T syntax, and %= in any; any other OPERAND (clang 14, 16, 19, 22)', async () => {
+		const dir = scratch('operands');
+		const source =
+			'int f(int x) { int r; asm("%c1: lea %c2(%3), %0\\n.long %c1b, %=\\nloop%=: jmp loop%=" : "=r"(r) : "i"(7), "n"(8), "r"(x)); return r; }\n' +
+			'int g(int x) { asm("%c0: nop" :: "ir"(x)); return x; }\n';
+		fs.writeFileSync(path.join(dir, 'x.c'), source);
+		for (const clang of clangs) {
+			await execa(clang, ['-flto=thin', '-O2', '-c', 'x.c', '-o', 'x.o'], { cwd: dir });
+			const [module] = readBitcode(fs.readFileSync(path.join(dir, 'x.o')));
+			// "i" and "n": the whole reference; "=r", "r" and "ir" (a register is possible): only the $.
+			expect(module.asm.sort()).toEqual(
+				[
+					`${IMMEDIATE}: lea ${IMMEDIATE}(${OPERAND}3), ${OPERAND}0\n.long ${IMMEDIATE}b, ${IMMEDIATE}\nloop${IMMEDIATE}: jmp loop${IMMEDIATE}`,
+					`${OPERAND}{0:c}: nop`,
+				].sort(),
+			);
+			// Intel syntax prints operands its own way: no numbered operand is taken for an immediate there; %= is a number in both.
+			await execa(clang, ['-flto=thin', '-O2', '-masm=intel', '-c', 'x.c', '-o', 'intel.o'], { cwd: dir });
+			const [intel] = readBitcode(fs.readFileSync(path.join(dir, 'intel.o')));
+			expect(intel.asm).toContain(
+				`${OPERAND}{1:c}: lea ${OPERAND}{2:c}(${OPERAND}3), ${OPERAND}0\n.long ${OPERAND}{1:c}b, ${IMMEDIATE}\nloop${IMMEDIATE}: jmp loop${IMMEDIATE}`,
+			);
+		}
+	});
+});

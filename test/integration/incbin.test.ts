@@ -10,10 +10,12 @@ import { beforeAll, expect, it } from 'vitest';
 import {
 	asNobody,
 	describeIf,
+	entries,
 	entriesBelow,
 	hasToolchain,
 	identities,
 	isRoot,
+	LLD,
 	SYSTEM_PATH,
 	scratchRoot,
 	shimDir,
@@ -44,6 +46,32 @@ int other(int);
 int main(void) { printf("%s %d\\n", get(), other(2)); return 0; }
 `;
 const OTHER = 'int other(int x) { return x * 21; }\n';
+const PLAIN = 'const char *get(void) { return "plain"; }\n';
+
+/**
+ * A kernel module as Linux 5.12-5.16 builds it on x86-64 with objtool:
+ * every BUG() ends in annotate_unreachable(), and instrumentation_begin()
+ * is one too, each a label made of an "i" operand (`%c0:`). Another object
+ * embeds a file, as kernel/configs.c does.
+ */
+const KERNEL_STYLE = `
+#define instrumentation_begin() ({ asm volatile("%c0: nop\\n\\t.pushsection .discard.instr_begin\\n\\t.long %c0b - .\\n\\t.popsection\\n\\t" : : "i" (__COUNTER__)); })
+#define annotate_unreachable() ({ asm volatile("%c0:\\n\\t.pushsection .discard.unreachable\\n\\t.long %c0b - .\\n\\t.popsection\\n\\t" : : "i" (__COUNTER__)); })
+#define BUG() do { instrumentation_begin(); asm volatile("ud2"); annotate_unreachable(); __builtin_unreachable(); } while (0)
+int mod_check(int x) { if (x > 100) BUG(); return x * 2; }
+int mod_other(int x) { if (x < -100) BUG(); return x - 1; }
+`;
+const KERNEL_CONFIG = `asm(".pushsection .rodata, \\"a\\"\\n.global kernel_config_data\\nkernel_config_data:\\n.incbin \\"config_data.gz\\"\\n.popsection\\n");
+extern const char kernel_config_data[];
+const char *config(void) { return kernel_config_data; }
+`;
+/** C++ with a userland label operand (loop%=:), templates and exceptions. */
+const CXX = `
+#include <stdexcept>
+#include <vector>
+template <typename T> T spin(T n) { T r = n; asm("loop%=: dec %0\\n\\tjnz loop%=" : "+r"(r)); return r + n; }
+int other(int x) { std::vector<int> v{x, 21}; if (v.empty()) throw std::runtime_error("empty"); return spin(v[0]) * v[1]; }
+`;
 
 describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody)`)('the .incbin guard', () => {
 	let shims: string;
@@ -58,7 +86,7 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody)`)('the .
 		objects = {};
 		// clang >= 19 assembles module asm at compile time too, and fails on an .incbin file it cannot find (14 and 16 only say so).
 		write(obj, 'blob.bin', 'compile-time');
-		for (const [name, text] of Object.entries({ module: MODULE_ASM, function: FUNCTION_ASM, main: MAIN, other: OTHER })) {
+		for (const [name, text] of Object.entries({ module: MODULE_ASM, function: FUNCTION_ASM, main: MAIN, other: OTHER, plain: PLAIN })) {
 			fs.writeFileSync(path.join(obj, `${name}.c`), text);
 			objects[name] = path.join(obj, `${name}.o`);
 			execaSync('clang', ['-flto=thin', '-O2', '-c', `${name}.c`, '-o', objects[name]], { cwd: obj });
@@ -144,6 +172,91 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody)`)('the .
 			expect(fs.existsSync(cacheDir)).toBe(false);
 		});
 	}
+
+	it('add mode guards a usable cache directory too: a link that embeds files moves to a keyed directory, one that embeds none keeps its own', async () => {
+		const { cwd, xdg } = setup();
+		const own = path.join(cwd, 'own-cache');
+		const root = path.join(xdg, 'ltocache');
+		const env = { LTOCACHE_MODE: 'add' };
+		const inputs = [objects.module, objects.main, objects.other];
+		// Built before without the shim, as a kernel tree its owner can write is: lld's directory, which the fast path knew usable.
+		write(cwd, 'blob.bin', 'hello-v1');
+		expect((await build(cwd, xdg, inputs, cacheFlag(own), { LTOCACHE_DISABLE: '1' })).printed).toBe('hello-v1 42');
+		const before = identities(own);
+		expect(before.length).toBe(3);
+		write(cwd, 'blob.bin', 'hello-v2');
+		expect(await build(cwd, xdg, inputs, cacheFlag(own), env)).toMatchObject({
+			link: { exitCode: 0, stderr: '' },
+			printed: 'hello-v2 42',
+		});
+		write(cwd, 'blob.bin', 'hello-v1');
+		expect((await build(cwd, xdg, inputs, cacheFlag(own), env)).printed).toBe('hello-v1 42');
+		expect(keyDirs(root).length).toBe(2);
+		expect(identities(own)).toEqual(before);
+
+		// Nothing embedded: lld's own directory, as the build named it, and nothing under the root.
+		const plain = setup();
+		const plainOwn = path.join(plain.cwd, 'own-cache');
+		const result = await build(plain.cwd, plain.xdg, [objects.plain, objects.main, objects.other], cacheFlag(plainOwn), env);
+		expect(result).toMatchObject({ link: { exitCode: 0, stderr: '' }, printed: 'plain 42' });
+		expect(entries(plainOwn).length).toBe(3);
+		expect(entriesBelow(plain.xdg)).toEqual([]);
+	});
+
+	// Linux 5.12-5.16 passes --thinlto-cache-dir to every link; modules link with -r.
+	for (const mode of ['redirect', 'add'] as const) {
+		it(`${mode} mode caches a kernel-style module whose BUG()s label an operand (annotate_unreachable), the second link all hits`, async () => {
+			const { cwd, xdg, cacheDir } = setup();
+			const kernelFlags = ['-flto=thin', '-O2', '-fno-pic', '-mcmodel=kernel', '-ffreestanding', '-mno-red-zone', '-c'];
+			write(cwd, 'config_data.gz', 'CONFIG_X=y'); // clang >= 19 reads it when it compiles
+			for (const [name, text] of Object.entries({ bug: KERNEL_STYLE, configs: KERNEL_CONFIG })) {
+				fs.writeFileSync(path.join(cwd, `${name}.c`), text);
+				execaSync('clang', [...kernelFlags, `${name}.c`, '-o', `${name}.o`], { cwd });
+			}
+			const args = ['-m', 'elf_x86_64', '-r', ...(mode === 'redirect' ? [`--thinlto-cache-dir=${cacheDir}`] : []), 'bug.o', 'configs.o'];
+			const env = {
+				PATH: SYSTEM_PATH,
+				HOME: '/nonexistent',
+				XDG_CACHE_HOME: xdg,
+				...(mode === 'add' ? { LTOCACHE_MODE: 'add' } : {}),
+			};
+			const link = () => asNobody('sh', ['-c', 'cd "$0" && exec "$@"', cwd, `${shims}/ld.lld`, ...args, '-o', 'mod.ko'], env);
+			await execa(LLD, [...args.filter((a) => !a.startsWith('--thinlto-cache-dir')), '-o', 'uncached.ko'], { cwd });
+			const uncached = fs.readFileSync(path.join(cwd, 'uncached.ko'));
+
+			expect(await link()).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(path.join(cwd, 'mod.ko')).equals(uncached)).toBe(true);
+			const dir = cacheDirOf(path.join(xdg, 'ltocache'));
+			const cold = identities(dir);
+			expect(cold.length).toBe(2);
+			expect(await link()).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(path.join(cwd, 'mod.ko')).equals(uncached)).toBe(true);
+			expect(identities(dir)).toEqual(cold);
+		});
+	}
+
+	it('keeps C++ cached, a loop%=: label included; a warm link writes nothing', async () => {
+		const { cwd, xdg, cacheDir } = setup();
+		fs.writeFileSync(path.join(cwd, 'other.cc'), CXX);
+		fs.writeFileSync(path.join(cwd, 'main.cc'), '#include <cstdio>\nint other(int);\nint main() { std::printf("%d\\n", other(2)); }\n');
+		for (const name of ['other', 'main']) execaSync('clang++', ['-flto=thin', '-O2', '-c', `${name}.cc`, '-o', `${name}.o`], { cwd });
+		const link = (ld: string, out: string, user = true) => {
+			const argv = ['clang++', '-flto=thin', '-fuse-ld=lld', `--ld-path=${ld}`, 'other.o', 'main.o', ...cacheFlag(cacheDir), '-o', out];
+			const env = { PATH: `${shims}:${SYSTEM_PATH}`, HOME: '/nonexistent', XDG_CACHE_HOME: xdg };
+			return user
+				? asNobody('sh', ['-c', 'cd "$0" && exec "$@"', cwd, ...argv], env)
+				: execa(argv[0], argv.slice(1), { cwd, reject: false });
+		};
+		expect(await link(`${shims}/ld.lld`, 'prog')).toMatchObject({ exitCode: 0, stderr: '' });
+		const dir = cacheDirOf(path.join(xdg, 'ltocache'));
+		const cold = identities(dir);
+		expect(cold.length).toBe(2);
+		expect(await link(`${shims}/ld.lld`, 'prog')).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(identities(dir)).toEqual(cold);
+		expect(await link(LLD, 'uncached', false)).toMatchObject({ exitCode: 0 });
+		expect(fs.readFileSync(path.join(cwd, 'prog')).equals(fs.readFileSync(path.join(cwd, 'uncached')))).toBe(true);
+		expect((await execa(path.join(cwd, 'prog'))).stdout).toBe('42');
+	});
 
 	it('covers inline asm in functions, skip and count, several files, archives, thin archives and response files', async () => {
 		const { cwd, xdg, cacheDir } = setup();

@@ -6,12 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
-import { beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MEMO_DIR, openMemo, pruneMemo } from '../../src/shared/memo.js';
 import { OPERAND } from '../../src/shim/bitcode.js';
 import { concernsGuard } from '../../src/shim/incbin.js';
 import { readInputs } from '../../src/shim/inputs.js';
-import { describeIf, hasToolchain, LLD, SHIM, scratchRoot, shimDir, TOOLCHAIN } from '../helpers/tools.js';
+import { describeIf, hasToolchain, isRoot, LLD, onPath, SHIM, scratchRoot, shimDir, TOOLCHAIN } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 const WHOLE_SECOND = new Date('2026-01-01T00:00:00Z');
@@ -52,7 +52,7 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 	}
 	/** Read a link's inputs with its memo, as the shim does (the memo named by the link), and save the memo. */
 	const read = (cwd: string, root: string, words: string[]) => {
-		const memo = openMemo(root, `${cwd}\0${words.join('\0')}`);
+		const memo = openMemo(root, cwd, words);
 		const inputs = readInputs(words, cwd, memo, concernsGuard);
 		memo.save();
 		return { inputs, ...memo.counts };
@@ -94,7 +94,7 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		fs.writeFileSync(path.join(cwd, 'fresh.o'), objects.x);
 		expect(read(cwd, root, ['fresh.o'])).toMatchObject({ read: 1, recalled: 0 });
 		expect(read(cwd, root, ['fresh.o'])).toMatchObject({ read: 1, recalled: 0 });
-		expect(stored(root)).toEqual([{ v: 1, files: {} }]);
+		expect(stored(root)).toEqual([{ v: 3, files: {} }]);
 	});
 
 	it("remembers a thin archive's members one by one, and reads again only the one that changed", async () => {
@@ -123,7 +123,7 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		const [name] = fs.readdirSync(path.join(root, MEMO_DIR));
 		const memoFile = path.join(root, MEMO_DIR, name);
 		const good = fs.readFileSync(memoFile, 'latin1');
-		for (const bad of [good.slice(0, -5), '{}', good.replace('"v":1', '"v":0'), good.replace('"modules":1', '"modules":"1"'), 'null']) {
+		for (const bad of [good.slice(0, -5), '{}', good.replace('"v":3', '"v":2'), good.replace('"modules":1', '"modules":"1"'), 'null']) {
 			fs.writeFileSync(memoFile, bad);
 			expect(read(cwd, root, ['in.o'])).toEqual(first);
 		}
@@ -160,3 +160,128 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		expect(cached.equals(fs.readFileSync(path.join(cwd, 'direct.o')))).toBe(true);
 	});
 });
+
+// vfat keeps no ctime: Linux (here through FUSE, on a real vfat image made by
+// mkfs.vfat) reports mtime for it, and a file rewritten in place keeps its
+// slot, so its inode. sshfs, exFAT and some network file systems alike.
+const onVfat = isRoot && Boolean(onPath('mkfs.vfat') && onPath('fusefat')) && fs.existsSync('/dev/fuse');
+describeIf(hasToolchain && onVfat, `${TOOLCHAIN}, root, mkfs.vfat (dosfstools), fusefat and /dev/fuse`)(
+	'the inputs memo on a file system whose ctime the kernel does not keep (vfat)',
+	() => {
+		let mnt: string;
+		const objects: Record<string, Buffer> = {};
+		let main: string;
+		/** Where the objects' .incbin files are: not on vfat, whose FUSE driver sometimes reads a file just written there as zeros. */
+		let blobs: string;
+
+		beforeAll(async () => {
+			const dir = scratch('vfat');
+			const image = path.join(dir, 'fat.img');
+			fs.writeFileSync(image, '');
+			fs.truncateSync(image, 32 * 1024 * 1024);
+			execaSync('mkfs.vfat', [image]);
+			mnt = path.join(dir, 'mnt');
+			fs.mkdirSync(mnt);
+			execaSync('fusefat', ['-o', 'rw+', image, mnt]);
+			// Two objects of one size: a.bin and b.bin embedded, get() returning them.
+			const obj = scratch('objs');
+			blobs = scratch('blobs');
+			for (const name of ['a', 'b']) {
+				const source = `asm(".section .rodata\\n.global blob\\nblob:\\n.incbin \\"${blobs}/${name}.bin\\"\\n.byte 0\\n.previous\\n");\nextern const char blob[];\nconst char *get(void) { return blob; }\n`;
+				fs.writeFileSync(path.join(obj, `${name}.c`), source);
+				fs.writeFileSync(path.join(blobs, `${name}.bin`), name); // clang >= 19 reads it when it compiles
+				execaSync('clang', ['-flto=thin', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: obj });
+				objects[name] = fs.readFileSync(path.join(obj, `${name}.o`));
+			}
+			const size = Math.ceil(Math.max(objects.a.length, objects.b.length) / 4) * 4;
+			for (const name of ['a', 'b']) objects[name] = Buffer.concat([objects[name], Buffer.alloc(size - objects[name].length)]);
+			fs.writeFileSync(path.join(obj, 'main.c'), '#include <stdio.h>\nconst char *get(void);\nint main(void) { puts(get()); return 0; }\n');
+			execaSync('clang', ['-flto=thin', '-O2', '-c', 'main.c', '-o', 'main.o'], { cwd: obj });
+			main = path.join(obj, 'main.o');
+		});
+		afterAll(() => {
+			// Lazily: a process the test started may still be leaving it; the scratch directory goes next.
+			if (mnt) execaSync('umount', ['-l', mnt], { reject: false });
+		});
+
+		/** A fresh directory on the vfat file system. */
+		const onFat = (() => {
+			let n = 0;
+			return () => {
+				const dir = path.join(mnt, `w${n++}`);
+				fs.mkdirSync(dir);
+				return dir;
+			};
+		})();
+		/** Rewrite a file in place and set its times back, as cp -p, rsync -t or touch -r leave it. */
+		function rewrite(file: string, bytes: Buffer) {
+			const fd = fs.openSync(file, 'r+');
+			fs.writeSync(fd, bytes, 0, bytes.length, 0);
+			fs.closeSync(fd);
+			fs.utimesSync(file, WHOLE_SECOND, WHOLE_SECOND);
+		}
+
+		it('never answers from the memo there: a rewrite with its times restored shows in nothing but the contents', () => {
+			const cwd = onFat();
+			const root = scratch('root');
+			const file = path.join(cwd, 'in.o');
+			fs.writeFileSync(file, objects.a);
+			fs.utimesSync(file, WHOLE_SECOND, WHOLE_SECOND);
+			const before = fs.statSync(file, { bigint: true });
+			const read = () => {
+				const memo = openMemo(root, cwd, ['in.o']);
+				const inputs = readInputs(['in.o'], cwd, memo);
+				memo.save();
+				return { inputs, ...memo.counts };
+			};
+			expect(read()).toMatchObject({
+				read: 1,
+				recalled: 0,
+				inputs: { asm: [`.section .rodata\n.global blob\nblob:\n.incbin "${blobs}/a.bin"\n.byte 0\n.previous\n`] },
+			});
+			expect(read()).toMatchObject({ read: 1, recalled: 0 });
+			rewrite(file, objects.b);
+			const after = fs.statSync(file, { bigint: true });
+			// What the memo would have keyed on is all the same here.
+			expect([after.dev, after.ino, after.size, after.mtimeNs, after.ctimeNs]).toEqual([
+				before.dev,
+				before.ino,
+				before.size,
+				before.mtimeNs,
+				before.ctimeNs,
+			]);
+			expect(read()).toMatchObject({ read: 1, recalled: 0, inputs: { asm: [expect.stringContaining(`.incbin "${blobs}/b.bin"`)] } });
+			expect(fs.existsSync(path.join(root, MEMO_DIR))).toBe(false); // nothing to remember, nothing written
+		});
+
+		it('through the shim: an object rewritten with its times restored, then its .incbin file changed, links as lld does uncached', async () => {
+			const cwd = onFat();
+			const out = scratch('out');
+			const shims = shimDir(scratch('shims'), SHIM, ['ld.lld']);
+			const env = { LTOCACHE_MODE: 'add', LTOCACHE_DIR: path.join(out, 'root') };
+			const link = async () => {
+				const args = ['-flto=thin', '-fuse-ld=lld', 'in.o', main];
+				const cached = await execa('clang', [...args, `--ld-path=${shims}/ld.lld`, '-o', path.join(out, 'cached')], {
+					cwd,
+					env,
+					reject: false,
+				});
+				const direct = await execa('clang', [...args, `--ld-path=${LLD}`, '-o', path.join(out, 'uncached')], { cwd, reject: false });
+				expect([cached.exitCode, cached.stderr, direct.exitCode]).toEqual([0, '', 0]);
+				expect(fs.readFileSync(path.join(out, 'cached')).equals(fs.readFileSync(path.join(out, 'uncached')))).toBe(true);
+				return (await execa(path.join(out, 'cached'))).stdout;
+			};
+			fs.writeFileSync(path.join(blobs, 'a.bin'), 'a-1');
+			fs.writeFileSync(path.join(blobs, 'b.bin'), 'b-1');
+			const file = path.join(cwd, 'in.o');
+			fs.writeFileSync(file, objects.a);
+			fs.utimesSync(file, WHOLE_SECOND, WHOLE_SECOND);
+			expect(await link()).toBe('a-1');
+			rewrite(file, objects.b);
+			expect(await link()).toBe('b-1');
+			// A memo that had answered for in.o would still say a.bin: the directory of a-1, where b-1 is cached.
+			fs.writeFileSync(path.join(blobs, 'b.bin'), 'b-2');
+			expect(await link()).toBe('b-2');
+		});
+	},
+);

@@ -74,20 +74,20 @@ describe('code-generation options', () => {
 		const words = ['--thinlto-distributor=/bin/true', `--thinlto-remote-compiler=${compiler}`, '--thinlto-remote-compiler-arg=-O2'];
 		const opts = readOptions(words, cwd);
 		expect(opts.files).toEqual(['/bin/true', compiler]);
-		const memo = openMemo(root, 'link');
+		const memo = openMemo(root, cwd, ['link']);
 		const first = await codegenKey(opts, memo);
 		memo.save();
 		// The remembered digest is used: a memo that says otherwise for the same identity is believed.
-		const memo2 = openMemo(root, 'link');
+		const memo2 = openMemo(root, cwd, ['link']);
 		const st = fs.statSync(compiler, { bigint: true });
 		expect(memo2.recallDigest(compiler, st)).toMatch(/^[0-9a-f]{64}$/);
 		memo2.learnDigest(compiler, st, '0'.repeat(64));
 		memo2.save();
-		expect((await codegenKey(opts, openMemo(root, 'link'))).hash).not.toBe(first.hash);
+		expect((await codegenKey(opts, openMemo(root, cwd, ['link']))).hash).not.toBe(first.hash);
 		expect((await codegenKey(opts)).hash).toBe(first.hash);
 		// A changed file has another identity: read again, whatever the memo holds.
 		fs.writeFileSync(compiler, 'compiler two\n');
-		const changed = await codegenKey(opts, openMemo(root, 'link'));
+		const changed = await codegenKey(opts, openMemo(root, cwd, ['link']));
 		expect(changed.hash).not.toBe(first.hash);
 		expect(changed.identity).not.toBe(first.identity);
 		expect(identitiesNow(first.files!)).not.toBe(first.identity);

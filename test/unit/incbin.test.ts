@@ -3,12 +3,14 @@
 // and that the hash follows every file's name and contents. Real links
 // through the shim, with clang and lld, are in test/integration/incbin.test.ts.
 
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readInto } from '../../src/shared/identity.js';
-import { incbinGuard, rehash } from '../../src/shim/incbin.js';
+import { IMMEDIATE, OPERAND } from '../../src/shim/bitcode.js';
+import { asmString, incbinGuard, rehash } from '../../src/shim/incbin.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -98,6 +100,54 @@ describe('the .incbin guard', () => {
 		expect(guard.files).toEqual(['q"b\\s.bin', 'AB.bin', 'tab\t.bin'].map((f) => path.join(cwd, f)));
 		const controls = tree({ 'b\bf\fn\nr\r.bin': '4' });
 		expect((await incbinGuard(['.incbin "b\\bf\\fn\\nr\\r.bin"'], controls)).files).toEqual([path.join(controls, 'b\bf\fn\nr\r.bin')]);
+	});
+
+	it("decodes as LLVM's AsmParser does: \\X, a \\x run of any length (its low byte), and no file where LLVM rejects the escape", async () => {
+		const cwd = tree({ 'A.bin': 'A', 'B.bin': 'B', 'x41.bin': 'decoy', 'X41.bin': 'decoy', '\x01.bin': 'decoy' });
+		const files = async (asm: string) => (await incbinGuard([asm], cwd)).files;
+		expect(await files('.incbin "\\X41.bin"')).toEqual([path.join(cwd, 'A.bin')]);
+		// 29 hex digits: a number would round; LLVM keeps the low byte of its 32-bit sum, the last two digits.
+		expect(await files('.incbin "\\x123456789abcdef0123456789ab42.bin"')).toEqual([path.join(cwd, 'B.bin')]);
+		expect(await files('.incbin "\\xfffffffffffffff41.bin"')).toEqual([path.join(cwd, 'A.bin')]);
+		// \q, \8, a bare \x, octal above 255: the assembler errors and reads nothing; nor does the guard.
+		for (const bad of ['\\q', '\\8', '\\x', '\\X', '\\400', '\\e']) {
+			expect(await incbinGuard([`.incbin "${bad}z.bin"`], cwd)).toEqual({ files: [] });
+		}
+		// Three octal digits at most: \0101 is \010 and a 1.
+		expect(asmString('\\0101')).toBe('\b1');
+		expect(asmString('\\18')).toBe('\x018');
+	});
+
+	it('reads only regular files: a FIFO named by .incbin or .include is never opened for reading, nor a device', async () => {
+		const cwd = tree({});
+		execFileSync('mkfifo', [path.join(cwd, 'pipe')]);
+		for (const directive of ['.incbin', '.include']) {
+			expect((await incbinGuard([`${directive} "pipe"`], cwd)).problem).toBe(
+				`cannot read ${path.join(cwd, 'pipe')}, named by ${directive} (not a regular file)`,
+			);
+		}
+		expect((await incbinGuard(['.incbin "/dev/zero"'], cwd)).problem).toBe('cannot read /dev/zero, named by .incbin (not a regular file)');
+		expect(() => readInto(createHash('sha256'), path.join(cwd, 'pipe'), false)).toThrow('not a regular file');
+	});
+
+	it('accepts an operand that prints an integer or a symbol in a label, and nowhere else a directive may stand', async () => {
+		const cwd = tree({ 'a.bin': 'A' });
+		const guard = async (asm: string) => incbinGuard([asm], cwd);
+		// Linux 5.12-5.16's annotate_unreachable() and a userland loop%=, as the bitcode reader returns them.
+		for (const asm of [
+			`${IMMEDIATE}:\n\t.pushsection .discard.unreachable\n\t.long ${IMMEDIATE}b - .\n\t.popsection\n\t`,
+			`loop${IMMEDIATE}: dec ${OPERAND}0\n jnz loop${IMMEDIATE}`,
+			`a${IMMEDIATE}b: ${IMMEDIATE}: .incbin "a.bin"`,
+		]) {
+			expect((await guard(asm)).problem).toBeUndefined();
+		}
+		expect((await guard(`${IMMEDIATE}: .incbin "a.bin"`)).files).toEqual([path.join(cwd, 'a.bin')]);
+		// Where a directive stands, an immediate may be a symbol named .incbin; in a name, any file.
+		expect((await guard(`${IMMEDIATE} "a.bin"`)).problem).toBe('a directive spelled by a macro argument or an operand ($)');
+		expect((await guard(`x: ${IMMEDIATE} "a.bin"`)).problem).toMatch(/^a directive spelled by/);
+		expect((await guard(`.incbin "a${IMMEDIATE}.bin"`)).problem).toBe('an .incbin whose file names an inline-asm operand');
+		// Any other operand in a label may print blanks and more (a register, a memory reference): still refused.
+		expect((await guard(`${OPERAND}0: nop`)).problem).toBe('a directive spelled by a macro argument or an operand ($0:)');
 	});
 
 	it('takes the string right after the directive, after any blanks', async () => {
