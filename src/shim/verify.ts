@@ -63,6 +63,8 @@ export async function verifyLink(
 	const output = resolve(toBytes(cwd), named);
 	// Bytes (src/shared/bytes.ts) name the file; the private copy's name is built as text, which only ASCII keeps alike.
 	if (!/^[\x20-\x7e]*$/.test(output)) return { kind: 'skipped', why: 'its output path is not plain ASCII' };
+	// A device or FIFO (-o /dev/null) is not an output to compare, and renaming a file over it would replace it.
+	if (!statSync(output, { throwIfNoEntry: false })?.isFile()) return { kind: 'skipped', why: 'its output is not a regular file' };
 	const scratch = mkdtempSync(join(dirname(output), '.ltocache-verify-'));
 	try {
 		const mine = join(scratch, basename(output));

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, expect, it } from 'vitest';
+import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { CLI, describeIf, entriesBelow, onPath, scratchRoot } from '../helpers/tools.js';
 import { kernelNeeds, kernelReady, kernelTree, writeModule } from './kernel-tree.js';
 
@@ -16,7 +17,7 @@ tree=$1 src=$2 bin=$3 home=$4 cli=$5 release=$6
 mount --bind -o ro "$tree" "$tree"
 mount --bind "$src" /usr/src
 mount --bind "$bin" /usr/local/bin
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$home" LTOCACHE_AUTO_PRUNE=0
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$home" LTOCACHE_AUTO_PRUNE=0 LTOCACHE_VERIFY=on
 build() {
 	mount -t tmpfs tmpfs /var/lib/dkms
 	dkms add -m hello -v 1.0 >/dev/null
@@ -33,6 +34,7 @@ echo "== build with run"; export TMPDIR="$home/tmp"; mkdir "$TMPDIR"; build node
 echo "== install"; node "$cli" install --system
 echo "== doctor after"; node "$cli" doctor || echo "doctor exit $?"
 echo "== build after"; build
+echo "== stats"; node "$cli" stats --json
 `;
 
 describeIf(kernelReady && Boolean(onPath('dkms')), `${kernelNeeds} dkms`)('DKMS as root, after ltocache install --system', () => {
@@ -96,5 +98,19 @@ describeIf(kernelReady && Boolean(onPath('dkms')), `${kernelNeeds} dkms`)('DKMS 
 		);
 		expect(doctor).toMatch(new RegExp(`^ok    kernel ${release.replaceAll('.', '\\.')}: .*the shim redirects it$`, 'm'));
 		expect(doctor).not.toMatch(/^fail|doctor exit/m);
+	});
+
+	it('verifies every link DKMS made through the shim against the uncached link: none was served a stale object', () => {
+		const stats = JSON.parse(section('stats')) as StatsJson;
+		const keys = stats.kernels.flatMap((k) => k.keys);
+		expect(keys.length).toBeGreaterThan(0);
+		for (const key of keys) {
+			console.log(
+				`DKMS: ${key.verifiedLinks} of ${key.links} links verified against the uncached link, ${key.verifyMismatches} mismatches`,
+			);
+			expect(key.links).toBeGreaterThan(0);
+			expect(key.verifiedLinks).toBe(key.links);
+			expect(key.verifyMismatches).toBe(0);
+		}
 	});
 });

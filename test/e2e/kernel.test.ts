@@ -62,10 +62,23 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 		expect(fs.existsSync(path.join(tree, '.thinlto-cache'))).toBe(false);
 	});
 
+	/**
+	 * Every link of a cached build is verified (LTOCACHE_VERIFY=on: run again
+	 * without a cache and compared byte for byte), so each run of the suite
+	 * shows that no link was served a stale object; the count is printed.
+	 */
+	function expectVerified(key: StatsJson['kernels'][number]['keys'][number], what: string) {
+		console.log(
+			`${what}: ${key.verifiedLinks} of ${key.links} links verified against the uncached link, ${key.verifyMismatches} mismatches`,
+		);
+		expect(key.verifiedLinks).toBe(key.links);
+		expect(key.verifyMismatches).toBe(0);
+	}
+
 	it("builds through the shim, caches under the user's XDG cache by kernel release, and reuses the cache", async () => {
 		const moddir = moduleSource();
 		const xdg = cacheHome();
-		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg };
+		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg, LTOCACHE_VERIFY: 'on' };
 		const build = await make(moddir, 'modules', env);
 		expect(build.stderr).not.toMatch(/LLVM ERROR|ltocache:/);
 		expect(build.exitCode).toBe(0);
@@ -101,13 +114,14 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 			String((await asNobody('node', [cli, 'stats', '--json'], { ...env, HOME: '/nonexistent' })).stdout),
 		) as StatsJson;
 		expect(again.kernels[0].keys[0]).toMatchObject({ links: 2 * cold.links, misses: cold.misses, hits: 2 * cold.hits + cold.misses });
+		expectVerified(again.kernels[0].keys[0], 'kernel 6.1 module, built twice');
 	});
 
 	it('rebuilds a module that embeds a file with .incbin with the new contents, never a stale object', async () => {
 		const moddir = writeBlobModule(scratch('blob'), 'blob-v1');
 		execaSync('chown', ['-R', 'nobody', moddir]);
 		const xdg = cacheHome();
-		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg };
+		const env = { PATH: `${shims}:/usr/bin:/bin`, XDG_CACHE_HOME: xdg, LTOCACHE_VERIFY: 'on' };
 		const ko = path.join(moddir, 'blob.ko');
 		const build = async () => {
 			expect((await make(moddir, 'clean', env)).exitCode).toBe(0);
@@ -125,6 +139,12 @@ describeIf(kernelReady, kernelNeeds)('building an out-of-tree module against a r
 		expect(rebuilt.includes('blob-v1')).toBe(false);
 		// The old contents' directory stays, next to the new one.
 		expect(fs.readdirSync(path.join(xdg, 'ltocache', release)).filter((d) => d.includes('+incbin-')).length).toBe(2);
+		const stats = JSON.parse(
+			String((await asNobody('node', [cli, 'stats', '--json'], { ...env, HOME: '/nonexistent' })).stdout),
+		) as StatsJson;
+		const keys = stats.kernels.flatMap((k) => k.keys);
+		expect(keys.length).toBeGreaterThanOrEqual(2);
+		for (const key of keys) expectVerified(key, `kernel 6.1 module embedding a blob, ${key.key}`);
 	});
 
 	it('builds with ltocache run as a user, installing nothing', async () => {

@@ -133,6 +133,20 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(fs.readFileSync(path.join(dir, 'out2.o')).equals(reference)).toBe(true);
 	});
 
+	it('never compares with, or renames over, an output that is not a regular file (-o /dev/null)', async () => {
+		const root = scratch('root');
+		// A null device of the test's own (as root), so that a regression replaces it and not the machine's /dev/null.
+		const dev = scratch('dev');
+		const nul = path.join(dev, 'null');
+		execaSync('mknod', ['-m', '666', nul, 'c', '1', '3']);
+		const verified = await link(root, nul, objects, { LTOCACHE_VERIFY: 'on' });
+		expect(verified.exitCode).toBe(0);
+		expect(said(verified.stderr)).toEqual(['ltocache: verify: not verified: its output is not a regular file']);
+		expect(fs.statSync(nul).isCharacterDevice()).toBe(true);
+		expect(fs.readdirSync(dev)).toEqual(['null']);
+		expect(reports(root)).toEqual([]);
+	});
+
 	it('verifies none of the links at 0% and every one at 100% (the share is per link)', async () => {
 		const { parseVerify } = await import('../../src/shared/config.js');
 		expect(['off', '0', '', 'no', '0%'].map(parseVerify)).toEqual([0, 0, 0, 0, 0]);
