@@ -148,6 +148,12 @@ export async function main(shim: Shim): Promise<void> {
 				} catch {} // the link is done either way
 				const why = problem ?? "a file this link's cache directory stands for changed while lld ran";
 				process.stderr.write(`ltocache: ${why}; removed the ${removed} cache entries it wrote\n`);
+			} else if (!succeeded) {
+				// lld caches a module's object before the link fails on it (a backend error such as the kernel's
+				// BUILD_BUG_ON, --fatal-warnings): kept, they would let the same link succeed the next time.
+				try {
+					removeEntriesSince(dir, count.since);
+				} catch {} // the link has failed either way
 			}
 		}
 		// A verified link that differed from its uncached self: the build has the uncached output, and the entries are gone.
