@@ -147,6 +147,28 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(reports(root)).toEqual([]);
 	});
 
+	it('does not verify a link whose output differs from run to run (--shuffle-sections with seed 0): no false mismatch', async () => {
+		const dir = scratch('shuffle');
+		const source = Array.from({ length: 30 }, (_, i) => `int f${i}(int x) { return x * ${i + 7} + ${i}; }`).join('\n');
+		fs.writeFileSync(path.join(dir, 'many.c'), `${source}\n`);
+		const many = path.join(dir, 'many.o');
+		execaSync('clang', ['-flto=thin', '-O1', '-ffunction-sections', '-c', path.join(dir, 'many.c'), '-o', many]);
+		const root = scratch('root');
+		const out = path.join(dir, 'out.o');
+		const run = (env: Record<string, string> = {}) =>
+			execa(SHIM, [`--thinlto-cache-dir=${blocker}/x`, '-r', '--shuffle-sections=.text*=0', '-o', out, many], {
+				reject: false,
+				env: { ...NO_CONFIG, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-verify', ...env },
+			});
+		expect((await run()).exitCode).toBe(0);
+		const verified = await run({ LTOCACHE_VERIFY: 'on' });
+		expect(verified.exitCode).toBe(0);
+		expect(said(verified.stderr)).toEqual([
+			'ltocache: verify: not verified: its output differs from run to run (--shuffle-sections with seed 0)',
+		]);
+		expect(reports(root)).toEqual([]);
+	});
+
 	it('verifies none of the links at 0% and every one at 100% (the share is per link)', async () => {
 		const { parseVerify } = await import('../../src/shared/config.js');
 		expect(['off', '0', '', 'no', '0%'].map(parseVerify)).toEqual([0, 0, 0, 0, 0]);
