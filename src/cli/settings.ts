@@ -63,9 +63,12 @@ export const isRootFile = (name: string) => ROOT_FILES.has(name) || ROOT_PREFIXE
 /**
  * Whether an untagged directory is laid out as a root that ltocache made
  * before it tagged roots: nothing at the top but release directories and
- * ltocache's own files (and symlinks, never followed), and at least one <release>/<module> directory
- * holding ltocache's metadata. $HOME, / or a project directory fail the
- * first; an empty directory or a tree of plain lld caches the second.
+ * ltocache's own files (and symlinks, never followed), nothing in a release
+ * directory but module directories holding ltocache's metadata, and at
+ * least one of those. $HOME, / or a project directory fail the first;
+ * /var/cache with one shim link's directory in it the second (its other
+ * directories hold other things); an empty directory or a tree of plain lld
+ * caches the third.
  */
 export function looksLikeRoot(root: string): boolean {
 	let found = false;
@@ -74,10 +77,15 @@ export function looksLikeRoot(root: string): boolean {
 		// A symlink is never followed, so never at risk; a file of someone else's says the directory is theirs.
 		if (top.isSymbolicLink()) continue;
 		if (!top.isDirectory()) return false;
-		if (found) continue;
 		try {
-			found = fs.readdirSync(path.join(root, top.name)).some((key) => fs.existsSync(path.join(root, top.name, key, META_FILE)));
-		} catch {}
+			for (const key of fs.readdirSync(path.join(root, top.name), { withFileTypes: true })) {
+				if (key.isSymbolicLink()) continue;
+				if (!key.isDirectory() || !fs.existsSync(path.join(root, top.name, key.name, META_FILE))) return false;
+				found = true;
+			}
+		} catch {
+			return false; // what cannot be read cannot be told to be ltocache's
+		}
 	}
 	return found;
 }

@@ -7,7 +7,7 @@ import { execa, execaSync } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
-import { LOCK_NAME, SUMMARY_NAME, TAG_NAME } from '../../src/shared/root.js';
+import { LOCK_NAME, SUMMARY_NAME, TAG_NAME, writeTag } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
 import { asNobody, CLI, describeIf, isRoot, NOBODY, repo, scratchRoot } from '../helpers/tools.js';
 
@@ -674,6 +674,22 @@ describe("a root is ltocache's only when it says so", () => {
 		expect(tree(home)).toEqual(before);
 	});
 
+	it('refuses, and does not tag, a directory of other things that one shim link wrote into (/var/cache-like)', async () => {
+		const dir = scratch('var-cache');
+		fs.mkdirSync(path.join(dir, 'apt', 'archives'), { recursive: true });
+		fs.writeFileSync(path.join(dir, 'apt', 'archives', 'lock'), '');
+		fs.mkdirSync(path.join(dir, 'man', 'cat1'), { recursive: true });
+		makeEntry(makeKey(dir, '_no-kernel', '/src/one'), { bytes: 10 });
+		const before = tree(dir);
+		for (const args of [['stats'], ['clear'], ['prune', '--max-size', '1B']]) {
+			const result = await ltocache(dir, args);
+			expect(result.exitCode, args.join(' ')).toBe(2);
+			expect(result.stderr).toContain(`LTOCACHE_DIR=${dir} is not an ltocache cache root`);
+		}
+		expect(tree(dir)).toEqual(before);
+		expect(fs.existsSync(path.join(dir, TAG_NAME))).toBe(false);
+	});
+
 	it('refuses / as root: lists nothing, writes nothing', async () => {
 		const result = await ltocache('/', ['stats']);
 		expect(result).toMatchObject({ exitCode: 2, stdout: '' });
@@ -692,8 +708,8 @@ describe("a root is ltocache's only when it says so", () => {
 		fs.writeFileSync(theirs, 'entry');
 		fs.mkdirSync(path.join(root, 'unrelated'));
 		fs.mkdirSync(path.join(root, '6.1.0-1', 'no-metadata'));
-		expect((await stats(root)).totalEntries).toBe(1); // tags it
-		expect(fs.existsSync(path.join(root, TAG_NAME))).toBe(true);
+		writeTag(root); // as the shim tags a root it creates (with other things in it, the layout alone would not say it is ltocache's)
+		expect((await stats(root)).totalEntries).toBe(1);
 		const report = await run(root, ['clear']);
 		expect(report.removed.entries).toBe(1);
 		expect(fs.readFileSync(theirs, 'utf8')).toBe('entry');
