@@ -13,6 +13,7 @@ import {
 	fakeLinker,
 	hasToolchain,
 	isRoot,
+	LLD,
 	NO_CONFIG,
 	nodeOnlyDir,
 	nodeRuns,
@@ -23,6 +24,7 @@ import {
 	scratchRoot,
 	shimDir,
 	stagedShim,
+	uncachedReference,
 } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -263,6 +265,20 @@ exit 99
 		expect(result.exitCode).toBe(0);
 		expect(result.stderr).toBe('ltocache: node not found on PATH; linking as without ltocache\nfake-ld stderr');
 		expect(recorded(record).map(String)).toEqual([`${fakeDir}/ld.lld`, ...args, '--thinlto-cache-dir=']);
+	});
+
+	it("links with lld's generic driver as LTOCACHE_LD when Node.js is missing: the flavour argv[0] gives on the Node route is given as -flavor gnu", async () => {
+		const { objects, reference } = uncachedReference(scratch('generic'));
+		const generic = path.join(path.dirname(fs.realpathSync(LLD)), 'lld');
+		expect(path.basename(fs.realpathSync(generic))).toBe('lld');
+		const out = path.join(scratch('out'), 'out.o');
+		const result = await execa(path.join(shims, 'ld.lld'), ['-r', '-o', out, ...objects], {
+			reject: false,
+			env: { ...NO_CONFIG, PATH: `${shims}:${fakeDir}`, LTOCACHE_LD: generic },
+			extendEnv: false,
+		});
+		expect(result).toMatchObject({ exitCode: 0, stderr: 'ltocache: node not found on PATH; linking as without ltocache' });
+		expect(fs.readFileSync(out).equals(reference)).toBe(true);
 	});
 
 	it('stops, rather than exec itself forever, when Node.js is missing and LTOCACHE_LD names the shim', async () => {
