@@ -23,6 +23,8 @@ export type Plan = {
 	uncached?: Bytes[];
 	/** With a directory: argv as lld reads it, response files expanded. */
 	words?: Bytes[];
+	/** With a directory: an option that asks the backends for more than the object (redirect mode caches such links, as lld would). */
+	side?: string;
 	dir?: string;
 	/** Whether the root is shared by a group: entries are made group-readable after the link. */
 	shared?: boolean;
@@ -302,6 +304,7 @@ async function choose(
 		args: rewrite(toBytes(dir)),
 		uncached,
 		words: link.words,
+		...(opts.side ? { side: opts.side } : {}),
 		root,
 		dir,
 		shared,

@@ -169,7 +169,7 @@ export async function main(shim: Shim): Promise<void> {
 			if (!(Math.random() < share)) return;
 			const { verifyLink } = await import('./verify.js');
 			const quiet = async (argv: typeof args) => (await spawnLinker(linker.file, linker.argv0, argv, linkEnv, 'ignore')).code;
-			const verdict = await verifyLink(plan.uncached, plan.words, process.cwd(), dir, root!, quiet, () => linker.file);
+			const verdict = await verifyLink(plan.uncached, plan.words, plan.side, process.cwd(), dir, root!, quiet, () => linker.file);
 			if (verdict.kind !== 'skipped') verified = verdict.kind;
 			if (verdict.kind === 'skipped') process.stderr.write(`ltocache: verify: not verified: ${verdict.why}\n`);
 			if (verdict.kind === 'mismatch') {

@@ -12,14 +12,26 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
 import { removeEntriesSince } from '../shared/keydir.js';
 import { MISMATCH_PREFIX } from '../shared/root.js';
+import { parse } from './options.js';
 
 /**
- * Options with which lld writes a file besides its output, or an output
- * that differs from run to run: such a link is not verified (comparing the
- * output alone would not cover it, or would always differ).
+ * lld's own options that write a file besides its output, or make an output
+ * that differs from run to run (a random build id, sections shuffled with
+ * seed 0): comparing the output alone would not cover such a link, or
+ * would always differ. What the backends write besides the object is the
+ * options table's side role (the plan's side).
  */
-const SIDE_FILES =
-	/^--?(M$|Map|print-map|dependency-file|why-extract|lto-obj-path|save-temps|thinlto-index-only|thinlto-emit|lto-emit-asm|reproduce|time-trace|build-id=uuid|plugin-opt=(emit|obj-path|thinlto-index|save-temps))/;
+function unverifiable(words: Bytes[]): string | undefined {
+	for (const opt of parse(words)) {
+		if ('file' in opt) continue;
+		if (['M', 'Map', 'print-map', 'dependency-file', 'why-extract', 'reproduce'].includes(opt.id))
+			return 'the link writes more than its output';
+		if (opt.id === 'build-id' && opt.value === 'uuid') return 'its output differs from run to run (--build-id=uuid)';
+		if (opt.id === 'shuffle-sections' && opt.value?.endsWith('=0'))
+			return 'its output differs from run to run (--shuffle-sections with seed 0)';
+	}
+	return undefined;
+}
 
 /** Where argv names the output: its index and how it is spelled (the value is args[index] after prefix, or the next argument). */
 type OutputAt = { index: number; prefix: string; separate: boolean };
@@ -41,21 +53,22 @@ export type Verdict = { kind: 'match' } | { kind: 'mismatch'; report: string; re
 /**
  * @param args the uncached link's argv (plan.uncached)
  * @param words the link's argv as lld reads it, response files expanded
+ * @param side an option that asks the backends for more than the object (the plan's), if any
  * @param run runs the linker with the given argv, its output not shown; resolves with its exit status
  */
 export async function verifyLink(
 	args: Bytes[],
 	words: Bytes[],
+	side: string | undefined,
 	cwd: string,
 	dir: string,
 	root: string,
 	run: (args: Bytes[]) => Promise<number | null>,
 	describe: () => string,
 ): Promise<Verdict> {
-	if (words.some((w) => SIDE_FILES.test(w))) return { kind: 'skipped', why: 'the link writes more than its output' };
-	// --shuffle-sections=GLOB=0 shuffles with a random seed: two links of it never agree.
-	if (words.some((w, i) => /^--?shuffle-sections(=.*)?$/.test(w) && /=0$/.test(w.includes('=') ? w : (words[i + 1] ?? ''))))
-		return { kind: 'skipped', why: 'its output differs from run to run (--shuffle-sections with seed 0)' };
+	if (side) return { kind: 'skipped', why: `the link writes more than its output (${side})` };
+	const why = unverifiable(words);
+	if (why) return { kind: 'skipped', why };
 	const outputs = outputIn(args);
 	// One in a response file: argv cannot be pointed elsewhere without rewriting the file.
 	if (outputIn(words).length !== outputs.length) return { kind: 'skipped', why: 'its output is named in a response file' };

@@ -147,6 +147,25 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(reports(root)).toEqual([]);
 	});
 
+	it("does not verify a link that writes more than its output: a map of lld's, or what it asks of the backends", async () => {
+		const dir = scratch('sides');
+		for (const [extra, why] of [
+			[`-Map=${path.join(dir, 'out.map')}`, 'the link writes more than its output'],
+			['--save-temps', 'the link writes more than its output (--save-temps)'],
+		]) {
+			const root = scratch('root');
+			const out = path.join(dir, 'out.o');
+			const verified = await execa(SHIM, [`--thinlto-cache-dir=${blocker}/x`, '-r', extra, '-o', out, ...objects], {
+				cwd: dir,
+				reject: false,
+				env: { ...NO_CONFIG, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-verify', LTOCACHE_VERIFY: 'on' },
+			});
+			expect(verified.exitCode).toBe(0);
+			expect(said(verified.stderr)).toEqual([`ltocache: verify: not verified: ${why}`]);
+			expect(reports(root)).toEqual([]);
+		}
+	});
+
 	it('does not verify a link whose output differs from run to run (--shuffle-sections with seed 0): no false mismatch', async () => {
 		const dir = scratch('shuffle');
 		const source = Array.from({ length: 30 }, (_, i) => `int f${i}(int x) { return x * ${i + 7} + ${i}; }`).join('\n');
