@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readSettings, withCacheDir } from '../shared/config.js';
-import { META_FILE } from '../shared/keydir.js';
+import { isKeyName, META_FILE } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import {
 	chooseRoot,
@@ -64,7 +64,7 @@ export const isRootFile = (name: string) => ROOT_FILES.has(name) || ROOT_PREFIXE
  * Whether an untagged directory is laid out as a root that ltocache made
  * before it tagged roots: nothing at the top but release directories and
  * ltocache's own files (and symlinks, never followed), nothing in a release
- * directory but module directories holding ltocache's metadata, and at
+ * directory but ltocache's module directories (isOurs in scan.ts), and at
  * least one of those. $HOME, / or a project directory fail the first;
  * /var/cache with one shim link's directory in it the second (its other
  * directories hold other things); an empty directory or a tree of plain lld
@@ -80,7 +80,10 @@ export function looksLikeRoot(root: string): boolean {
 		try {
 			for (const key of fs.readdirSync(path.join(root, top.name), { withFileTypes: true })) {
 				if (key.isSymbolicLink()) continue;
-				if (!key.isDirectory() || !fs.existsSync(path.join(root, top.name, key.name, META_FILE))) return false;
+				if (!key.isDirectory()) return false;
+				// A module directory is ltocache's as scan.ts's isOurs tells: by its metadata, or by its name, which a
+				// link claiming it right now has made and not yet written the metadata into.
+				if (!isKeyName(key.name) && !fs.existsSync(path.join(root, top.name, key.name, META_FILE))) return false;
 				found = true;
 			}
 		} catch {
