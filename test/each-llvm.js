@@ -14,7 +14,9 @@ import { TESTED_LLD } from '../dist/cli/commands/doctor.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The files whose tests depend on what clang writes and lld does. */
-const FILES = ['link', 'incbin', 'adversarial', 'memo', 'counters', 'inputs', 'oracle'].map((name) => `test/integration/${name}.test.ts`);
+const FILES = ['link', 'incbin', 'seed', 'adversarial', 'memo', 'counters', 'inputs', 'oracle'].map(
+	(name) => `test/integration/${name}.test.ts`,
+);
 
 const asked = process.argv.slice(2);
 for (const v of asked) {

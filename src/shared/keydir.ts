@@ -11,6 +11,10 @@
 //                         /ltocache.counts           one line per link: modules, entries written
 //                                                    (src/shared/counters.ts)
 //                         /ltocache.counts.<pid>.tmp those lines being compacted by prune
+//                         /ltocache.embed-<hash>     which modules' asm names which .incbin file,
+//                                                    one file for each distinct answer (src/shim/seed.ts)
+//   <root>/<release>/<key>.seed-<pid>.tmp            a directory being filled from a sibling's entries,
+//                                                    renamed to <key> when done
 //
 // bin/ld.lld, in sh, relies on one name too: a directory holding
 // llvmcache.timestamp is one lld has linked into before.
@@ -37,6 +41,7 @@ export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
 const ENTRY_PREFIX = 'llvmcache-';
 const TIMESTAMP_FILE = 'llvmcache.timestamp';
+export const EMBED_PREFIX = 'ltocache.embed-';
 /** The release directory used when a link cannot be tied to a kernel. */
 export const NO_KERNEL = '_no-kernel';
 
@@ -51,6 +56,8 @@ export type Metadata = {
 	added?: true;
 	/** The files pulled in with .incbin or .include whose contents are part of this directory's name. */
 	incbin?: string[];
+	/** For each of incbin: a short hash of its name (as bytes) and contents. */
+	sums?: string[];
 };
 
 /**
@@ -67,8 +74,9 @@ export const entryKey = (name: string) => name.slice(ENTRY_PREFIX.length);
 export function classify(name: string): FileKind {
 	if (name.startsWith(ENTRY_PREFIX)) return 'entry';
 	if (name === META_FILE) return 'meta';
-	if (name === TIMESTAMP_FILE || name === COUNTS_FILE) return 'bookkeeping';
-	if (name.startsWith('Thin-') || ([META_FILE, COUNTS_FILE].some((n) => name.startsWith(`${n}.`)) && name.endsWith('.tmp'))) return 'temp';
+	if (name.startsWith('Thin-') || ([META_FILE, COUNTS_FILE, EMBED_PREFIX].some((n) => name.startsWith(n)) && name.endsWith('.tmp')))
+		return 'temp';
+	if (name === TIMESTAMP_FILE || name === COUNTS_FILE || name.startsWith(EMBED_PREFIX)) return 'bookkeeping';
 	return 'foreign';
 }
 
@@ -177,7 +185,28 @@ export function readMeta(dir: string): Metadata | undefined {
  */
 export function removeKeyDir(dir: string): boolean {
 	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
+	try {
+		for (const name of readdirSync(dir)) if (name.startsWith(EMBED_PREFIX)) rmSync(join(dir, name), { force: true });
+	} catch {} // gone already, or unreadable: rmdir says
 	return removeDir(dir);
+}
+
+/** Where a link builds a module directory from a sibling's entries before renaming it into place. */
+export const seedTemp = (dir: string) => `${dir}.seed-${process.pid}.tmp`;
+
+/** Whether a name in a release directory is such a directory being built (or left by a link that died). */
+export const isSeedTemp = (name: string) => /\.seed-\d+\.tmp$/.test(name);
+
+/** The key directories beside dir that differ from it only in their .incbin variant. */
+export function incbinSiblings(dir: string): string[] {
+	const name = dir.slice(dir.lastIndexOf('/') + 1);
+	const at = name.lastIndexOf(INCBIN_MARK);
+	if (at < 0) return [];
+	const prefix = name.slice(0, at + INCBIN_MARK.length);
+	const release = dirname(dir);
+	return readdirSync(release)
+		.filter((n) => n !== name && n.startsWith(prefix) && /^[0-9a-f]+$/.test(n.slice(prefix.length)))
+		.map((n) => join(release, n));
 }
 
 /** rmdir that answers false for a directory that is not empty or already gone. */

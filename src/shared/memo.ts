@@ -49,14 +49,16 @@ import { shortHash } from './keydir.js';
 
 export const MEMO_DIR = 'ltocache.inputs';
 /** Bumped whenever what the bitcode reader returns changes. */
-const FORMAT = 3;
+const FORMAT = 4;
 const RACY_NS = 2_000_000_000n;
 /** Memos no link has used for this long go at the next prune. */
 export const MEMO_MAX_AGE_MS = 7 * 86400_000;
 /** At most this many links are remembered; prune drops the least recently used beyond. */
 export const MEMO_MAX_FILES = 10_000;
 
-export type Facts = { modules: number; asm: Bytes[] };
+/** A module's source file name and the asm strings it carries, module-level (top) and inline (code). */
+export type Unit = { source: Bytes; top: Bytes[]; code: Bytes[] };
+export type Facts = { modules: number; asm: Bytes[]; units: Unit[] };
 /** A file's facts, or (a name that begins with NUL, which no path holds) the digest of a file a code-generation option names. */
 type Fact = Facts & { id: string; digest?: string };
 type Stored = { v: number; files: Record<string, Fact> };
@@ -92,6 +94,14 @@ const isFact = (f: Fact | undefined): f is Fact =>
 	Number.isInteger(f.modules) &&
 	Array.isArray(f.asm) &&
 	f.asm.every((a) => typeof a === 'string') &&
+	Array.isArray(f.units) &&
+	f.units.every(
+		(u) =>
+			typeof u === 'object' &&
+			u !== null &&
+			typeof u.source === 'string' &&
+			[u.top, u.code].every((list) => Array.isArray(list) && list.every((a) => typeof a === 'string')),
+	) &&
 	(f.digest === undefined || typeof f.digest === 'string');
 
 export type Memo = {
@@ -158,7 +168,7 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
 		},
 		learnDigest(name, st, digest) {
 			if (!steady(name, st)) return;
-			now[`\0${name}`] = { id: identity(st), modules: 0, asm: [], digest };
+			now[`\0${name}`] = { id: identity(st), modules: 0, asm: [], units: [], digest };
 			learned[`\0${name}`] = st;
 		},
 		save() {

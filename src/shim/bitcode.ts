@@ -1,7 +1,8 @@
 // Reading just enough of an LLVM bitcode file: how many modules it holds,
-// which of them are ThinLTO modules (the ones lld looks up in its cache), and
-// every assembly string they carry, module-level (`asm(...)` at file scope)
-// and inline (`asm` in a function), where an `.incbin` would hide, with
+// which of them are ThinLTO modules (the ones lld looks up in its cache), each
+// one's source file name, and every assembly string they carry, module-level
+// (`asm(...)` at file scope) and inline (`asm` in a function), and which is
+// which, where an `.incbin` would hide, with
 // what each inline-asm operand's constraint says it prints; and whether a
 // symbol name (the STRTAB block) could break out of its quotes there.
 //
@@ -15,7 +16,14 @@
 // module it loads.
 import type { Bytes } from '../shared/bytes.js';
 
-export type BitcodeModule = { thin: boolean; asm: Bytes[] };
+export type BitcodeModule = {
+	thin: boolean;
+	asm: Bytes[];
+	/** For each of asm: whether it is inline asm (a constant a function calls), which ThinLTO may import into another module; module-level asm it never imports. */
+	inline: boolean[];
+	/** MODULE_CODE_SOURCE_FILENAME: the name the code generator gives the object's STT_FILE symbol. */
+	source?: Bytes;
+};
 
 /**
  * Stands for an inline-asm operand (`$0`, `${1:c}`) in the asm strings the
@@ -40,6 +48,7 @@ const FUNCTION_BLOCK = 12;
 const THIN_SUMMARY_BLOCK = 20; // GLOBALVAL_SUMMARY_BLOCK: the module takes part in ThinLTO
 const STRTAB_BLOCK = 23; // the symbol names of the modules before it
 const MODULE_CODE_ASM = 4;
+const MODULE_CODE_SOURCE_FILENAME = 16;
 const FUNC_CODE_DECLAREBLOCKS = 1;
 const BLOCKINFO_CODE_SETBID = 1;
 /** CST_CODE_INLINEASM_OLD, _OLD2, _OLD3: [flags, asmstr, constraints]; CST_CODE_INLINEASM: [fnty, flags, ...]. */
@@ -182,7 +191,7 @@ export function readBitcode(buf: Buffer): BitcodeModule[] {
 		}
 		const block = enter(bits);
 		if (block.id === MODULE_BLOCK) {
-			const module: BitcodeModule = { thin: false, asm: [] };
+			const module: BitcodeModule = { thin: false, asm: [], inline: [] };
 			readBlock(bits, block, module, new Map());
 			modules.push(module);
 		} else if (block.id === STRTAB_BLOCK) {
@@ -275,7 +284,10 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 				? readUnabbreviated(bits, block.id, ops)
 				: readAbbreviated(bits, id - 4 < inherited.length ? inherited[id - 4] : own[id - 4 - inherited.length], block.id, ops);
 		if (block.id === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) infoFor = ops[0];
-		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) module.asm.push(chars(ops, 0, ops.length));
+		else if (block.id === MODULE_BLOCK && code === MODULE_CODE_ASM) {
+			module.asm.push(chars(ops, 0, ops.length));
+			module.inline.push(false);
+		} else if (block.id === MODULE_BLOCK && code === MODULE_CODE_SOURCE_FILENAME) module.source = chars(ops, 0, ops.length);
 		else if (block.id === CONSTANTS_BLOCK && code in INLINEASM_AT) {
 			const at = INLINEASM_AT[code];
 			const text = chars(ops, at + 1, ops[at]);
@@ -284,6 +296,7 @@ function readBlock(bits: Bits, block: Block, module: BitcodeModule, blockInfo: M
 			const constraints = end < ops.length ? chars(ops, end + 1, ops[end]) : '';
 			const att = code === 18 || (ops[at - 1] & 4) === 0;
 			module.asm.push(inlineAsm(text, att ? immediates(constraints) : []));
+			module.inline.push(true);
 		} else if (block.id === FUNCTION_BLOCK && code !== FUNC_CODE_DECLAREBLOCKS) {
 			// The function's constants come before its first instruction; the rest of it cannot hold asm.
 			bits.skipTo(block.end);
@@ -302,7 +315,7 @@ const NONE: Op[][] = [];
  * holds) follows from its bytes and width alone. At most 64 blocks of at most
  * 4 KiB are remembered (LLVM writes about 100 bytes); any other is read each time.
  */
-const firstBlockInfos = new Map<string, { info: [number, Op[][]][]; asm: Bytes[] }>();
+const firstBlockInfos = new Map<string, { info: [number, Op[][]][]; asm: Bytes[]; inline: boolean[] }>();
 const REMEMBERED_BITS = 4096 * 8;
 
 function readFirstBlockInfo(bits: Bits, block: Block, module: BitcodeModule, blockInfo: Map<number, Op[][]>): void {
@@ -315,18 +328,20 @@ function readFirstBlockInfo(bits: Bits, block: Block, module: BitcodeModule, blo
 	if (!known) {
 		const asm = module.asm.length;
 		readBlock(bits, block, module, blockInfo);
-		if (firstBlockInfos.size < 64) firstBlockInfos.set(key, { info: [...blockInfo], asm: module.asm.slice(asm) });
+		if (firstBlockInfos.size < 64)
+			firstBlockInfos.set(key, { info: [...blockInfo], asm: module.asm.slice(asm), inline: module.inline.slice(asm) });
 		return;
 	}
 	bits.skipTo(block.end);
 	for (const [id, list] of known.info) blockInfo.set(id, list);
 	for (const text of known.asm) module.asm.push(text);
+	for (const inline of known.inline) module.inline.push(inline);
 }
 
 /** The records whose operands matter; the others are read past without keeping them (most of what is read). */
 const wanted = (blockId: number, code: number) =>
 	(blockId === BLOCKINFO && code === BLOCKINFO_CODE_SETBID) ||
-	(blockId === MODULE_BLOCK && code === MODULE_CODE_ASM) ||
+	(blockId === MODULE_BLOCK && (code === MODULE_CODE_ASM || code === MODULE_CODE_SOURCE_FILENAME)) ||
 	(blockId === CONSTANTS_BLOCK && code in INLINEASM_AT);
 
 /** Reads a record without an abbreviation; returns its code, and its operands in ops if wanted. */

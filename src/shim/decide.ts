@@ -2,7 +2,7 @@
 // unwritable --thinlto-cache-dir moved to <root>/<release>/<key> (and, with
 // LTOCACHE_MODE=add, one added to a ThinLTO link that has none, and a usable
 // one moved when the link embeds files).
-import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, inDir, toBytes } from '../shared/bytes.js';
 import { badMode } from '../shared/config.js';
@@ -14,6 +14,7 @@ import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
 import { codegenKey, identitiesNow, readOptions } from './codegen.js';
 import { concernsGuard, type Guard, incbinGuard, rehash } from './incbin.js';
 import { readInputs } from './inputs.js';
+import { embedders, recordEmbedders, seedFromSibling } from './seed.js';
 
 export type Plan = {
 	args: Bytes[];
@@ -293,9 +294,12 @@ async function choose(
 		extmod: extmod === undefined ? undefined : bytesToText(extmod),
 		original: bytesToText(link.key),
 		...(link.added ? { added: true } : {}),
-		...(guard.files.length ? { incbin: guard.files.map(bytesToText) } : {}),
+		...(guard.files.length ? { incbin: guard.files.map(bytesToText), sums: guard.sums } : {}),
 	};
-	const unusable = prepare(dir, meta, shared, root, inputs.modules);
+	// A new .incbin variant starts with what its sibling holds that no changed file went into (seed.ts).
+	const embedded = guard.hash ? embedders(guard, inputs.units) : undefined;
+	const seeded = embedded && !existsSync(dir) ? seedFromSibling(dir, guard.sums, embedded, shared) : undefined;
+	const unusable = prepare(dir, meta, shared, root, inputs.modules) ?? (embedded && recordEmbedders(dir, embedded, shared));
 	if (unusable) return refuse(unusable);
 	// Only once the root has room for this link: a memo must not take the space its entries need.
 	memo.save();
@@ -310,7 +314,7 @@ async function choose(
 		shared,
 		count: { modules: inputs.modules, since },
 		unchanged: guard.identity || codegen.files ? unchanged : undefined,
-		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled}${codegen.files ? `; files named by options read: ${codegen.read} of ${codegen.files.length}` : ''})`,
+		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled}${codegen.files ? `; files named by options read: ${codegen.read} of ${codegen.files.length}` : ''})${seeded ? `; ${seeded}` : ''}`,
 		...(instead ? { warning: instead } : {}),
 	};
 }

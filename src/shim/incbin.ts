@@ -34,6 +34,10 @@ export type Guard = {
 	/** Short hash of every file's name and contents, in order; undefined when there are none. */
 	hash?: string;
 	files: Bytes[];
+	/** For each of files: a short hash of its name and contents, which the directory's metadata records so a later link can tell which files changed. */
+	sums: string[];
+	/** The files an asm string names, and those the files it .includes name in turn; undefined for one that names none. */
+	reach: (text: Bytes) => Bytes[] | undefined;
 	/** Each file's identity (device, inode, size, nanosecond mtime and ctime) when it was read, to tell after the link whether it changed. */
 	identity?: string;
 	/** Why the link cannot have a cache. */
@@ -124,6 +128,18 @@ function hashFile(hash: Hash, file: Bytes, keep: boolean): Read {
 	return read;
 }
 
+/** Feeds two hashes at once: the guard's, and the file's own. */
+function both(a: Hash, b: Hash): Hash {
+	const tee = {
+		update(data: Buffer | string, encoding?: BufferEncoding) {
+			a.update(data as string, encoding!);
+			b.update(data as string, encoding!);
+			return tee;
+		},
+	};
+	return tee as unknown as Hash;
+}
+
 /**
  * The guard's hash and identity of the files it named, read again: after
  * the link, whether they are still what the directory's name stands for.
@@ -151,14 +167,35 @@ export const concernsGuard = (text: Bytes): boolean =>
 
 export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 	const files: Bytes[] = [];
-	const refuse = (problem: string): Guard => ({ files, problem });
+	const sums: string[] = [];
+	/** The files each asm string, and each .include'd file, names itself. */
+	const byText = new Map<Bytes, Bytes[]>();
+	const byInclude = new Map<Bytes, Bytes[]>();
+	const listed = (map: Map<Bytes, Bytes[]>, key: Bytes) => map.get(key) ?? map.set(key, []).get(key)!;
+	const reach = (text: Bytes) => {
+		const direct = byText.get(text);
+		if (!direct?.length) return undefined;
+		const seen = new Set<Bytes>();
+		const walk = (list: Bytes[]) => {
+			for (const file of list) {
+				if (seen.has(file)) continue;
+				seen.add(file);
+				walk(byInclude.get(file) ?? []);
+			}
+		};
+		walk(direct);
+		return [...seen];
+	};
+	const refuse = (problem: string): Guard => ({ files, sums, reach, problem });
 	// Loaded only when there is something to hash: node:crypto costs every link ~3 ms to load.
+	let crypto: typeof import('node:crypto') | undefined;
 	let hash: Hash | undefined;
 	const identities: string[] = [];
 	let macros = false;
 	let backslashName: string | undefined;
 
-	const visit = async (text: Bytes, depth: number): Promise<string | undefined> => {
+	/** @param names where the files text names go */
+	const visit = async (text: Bytes, depth: number, names: Bytes[]): Promise<string | undefined> => {
 		if (ALTMACRO.test(text)) return 'the assembler is put in alternate macro mode (.altmacro)';
 		macros ||= MACRO.test(text);
 		const spelled = spelledDirective(text);
@@ -172,32 +209,36 @@ export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 			const name = asmString(quoted[1]);
 			if (name === undefined) continue; // an escape the assembler rejects: it reads no file there
 			const file = inDir(cwd, name);
+			if (!names.includes(file)) names.push(file);
 			if (files.includes(file)) continue;
-			hash ??= (process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'))).createHash('sha256');
+			crypto ??= process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'));
+			hash ??= crypto.createHash('sha256');
 			const include = match[1].toLowerCase() === 'include';
+			const own = crypto.createHash('sha256');
 			let read: Read;
 			try {
-				read = hashFile(hash, file, include);
+				read = hashFile(both(hash, own), file, include);
 			} catch (error) {
 				const why = error instanceof Error && !('code' in error) ? error.message : errorCode(error);
 				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${why})`;
 			}
 			files.push(file);
+			sums.push(own.digest('hex').slice(0, 16));
 			identities.push(read.identity);
 			if (read.text !== undefined) {
 				if (depth >= MAX_INCLUDE_DEPTH) return `.include nested deeper than ${MAX_INCLUDE_DEPTH}`;
-				const inner = await visit(read.text, depth + 1);
+				const inner = await visit(read.text, depth + 1, listed(byInclude, file));
 				if (inner) return inner;
 			}
 		}
 		return undefined;
 	};
 	for (const text of asm) {
-		const problem = await visit(text, 0);
+		const problem = await visit(text, 0, listed(byText, text));
 		if (problem) return refuse(problem);
 	}
 	// A macro may be defined after the statement that uses it is read here, so this waits for every text.
 	if (macros && backslashName) return refuse(`a macro argument may name the file of ${backslashName}`);
-	if (!hash) return { files };
-	return { files, hash: hash.digest('hex').slice(0, 16), identity: identities.join('\n') };
+	if (!hash) return { files, sums, reach };
+	return { files, sums, reach, hash: hash.digest('hex').slice(0, 16), identity: identities.join('\n') };
 }

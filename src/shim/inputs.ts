@@ -15,7 +15,7 @@ import { dirname } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, inDir } from '../shared/bytes.js';
 import { sameFile } from '../shared/identity.js';
 import { errorCode } from '../shared/keydir.js';
-import type { Memo } from '../shared/memo.js';
+import type { Memo, Unit } from '../shared/memo.js';
 import { type Members, readArchive } from './archive.js';
 import { BitcodeError, isBitcode, readBitcode } from './bitcode.js';
 import { parse } from './options.js';
@@ -26,6 +26,8 @@ export type Inputs = {
 	modules: number;
 	/** The assembly strings, module-level and inline, that the caller keeps (the .incbin guard: those it has something to say about), in order. */
 	asm: Bytes[];
+	/** The modules that carry any of asm, each with its source file name and its kept strings, module-level and inline apart. */
+	units: Unit[];
 	/** Why what the link reads cannot be known, so it gets no cache. */
 	problem?: string;
 };
@@ -54,7 +56,7 @@ type Reader = {
  * guard must not miss one), and the module count says so in its docs.
  */
 export function readInputs(words: Bytes[], cwd: string, memo?: Memo, keep: (asm: Bytes) => boolean = () => true): Inputs {
-	const inputs: Inputs = { modules: 0, asm: [] };
+	const inputs: Inputs = { modules: 0, asm: [], units: [] };
 	const r: Reader = {
 		inputs,
 		cwd,
@@ -174,6 +176,7 @@ function addFile(r: Reader, given: Bytes): void {
 	if (known) {
 		r.inputs.modules += known.modules;
 		for (const text of known.asm) r.inputs.asm.push(text);
+		for (const unit of known.units) r.inputs.units.push(unit);
 		return;
 	}
 	const fd = open(r, file, now || undefined);
@@ -188,6 +191,7 @@ function addFile(r: Reader, given: Bytes): void {
 		const magic = head.toString('latin1');
 		const modules = r.inputs.modules;
 		const asm = r.inputs.asm.length;
+		const units = r.inputs.units.length;
 		const whole = st && isBitcode(head) ? readWhole(fd, Number(st.size)) : undefined;
 		if (isBitcode(head)) addBitcode(whole ?? readFileSync(fd), file, r);
 		else if (magic === '!<arch>\n') readArchive(fd, file, false, members(r));
@@ -200,7 +204,8 @@ function addFile(r: Reader, given: Bytes): void {
 		const after = st && fstatSync(fd, { bigint: true });
 		const same = st && after && sameFile(after, st);
 		if (whole && !same) throw new Error(`${bytesToText(file)} changed while it was read`);
-		if (st && same) r.memo?.learn(file, st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm) });
+		if (st && same)
+			r.memo?.learn(file, st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm), units: r.inputs.units.slice(units) });
 	} catch (error) {
 		if (error instanceof Error && !('code' in error)) throw error;
 		throw new Error(`cannot read ${bytesToText(file)} (${errorCode(error)})`);
@@ -226,7 +231,14 @@ function addBitcode(data: Buffer, name: Bytes, r: Reader): void {
 	try {
 		for (const module of readBitcode(data)) {
 			if (module.thin) inputs.modules++;
-			for (const text of module.asm) if (r.keep(text)) inputs.asm.push(text);
+			let unit: Unit | undefined;
+			module.asm.forEach((text, i) => {
+				if (!r.keep(text)) return;
+				inputs.asm.push(text);
+				unit ??= { source: module.source ?? '', top: [], code: [] };
+				(module.inline[i] ? unit.code : unit.top).push(text);
+			});
+			if (unit) inputs.units.push(unit);
 		}
 	} catch (error) {
 		if (!(error instanceof BitcodeError)) throw error;
