@@ -5,8 +5,11 @@
 #   - an edited .c file: vmlinux byte-identical with and without ltocache,
 #     and the warm rebuild's ThinLTO link mostly hits;
 #   - the edit reverted: byte-identical to the first build;
-#   - a .config change: the config embedded with .incbin (IKCONFIG) is the
-#     new one (scripts/extract-ikconfig).
+#   - a .config change: vmlinux byte-identical with and without ltocache, the
+#     config embedded with .incbin (IKCONFIG) the new one
+#     (scripts/extract-ikconfig), and the ThinLTO link's misses and the
+#     rebuild's time as a ratio to the warm edited-.c rebuild (a changed
+#     .incbin file misses only the modules that embed it: src/shim/seed.ts).
 # Leaves the tree's sources and .config as it found them.
 #
 # Usage: bench/kernel-rebuilds.sh TREE     (about 5 minutes on 2 cores)
@@ -29,12 +32,19 @@ export LTOCACHE_DIR="$work/root" LTOCACHE_AUTO_PRUNE=0
 make_vmlinux() { "$@" make LLVM=1 ARCH=x86_64 -j"$(nproc)" vmlinux >"$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; exit 1; }; }
 build() { make_vmlinux; }
 through_ltocache() { make_vmlinux ltocache run --mode add --; }
+# Sets ms to how long the command took.
 timed() {
 	local start end
 	start=$(date +%s%N)
 	"$@"
 	end=$(date +%s%N)
-	echo "$(((end - start) / 1000000)) ms"
+	ms=$(((end - start) / 1000000))
+}
+# shellcheck disable=SC2016 # a JavaScript template, not the shell's
+misses() { ltocache stats --json | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).totalMisses)'; }
+config_change() {
+	scripts/config --set-str DEFAULT_HOSTNAME ltocache-bench
+	make LLVM=1 ARCH=x86_64 olddefconfig >/dev/null
 }
 edit() { sed -i 's/Kernel panic - not syncing: /Kernel panic - not syncing (ltocache bench): /' kernel/panic.c; }
 check() { if cmp -s "$1" "$2"; then echo "  ok: $3"; else echo "  FAILED: $3"; exit 1; fi; }
@@ -42,20 +52,38 @@ check() { if cmp -s "$1" "$2"; then echo "  ok: $3"; else echo "  FAILED: $3"; e
 build
 cp vmlinux "$work/vmlinux.first"
 edit
-echo "an edited kernel/panic.c, no ltocache:           $(timed build)"
+timed build
+echo "an edited kernel/panic.c, no ltocache:           $ms ms"
 cp vmlinux "$work/vmlinux.edited"
 cp "$work/panic.c" kernel/panic.c
-echo "reverted, through ltocache (cache cold):         $(timed through_ltocache)"
+timed through_ltocache
+echo "reverted, through ltocache (cache cold):         $ms ms"
 check vmlinux "$work/vmlinux.first" "reverted build through ltocache byte-identical to the first build"
 edit
-echo "edited again, through ltocache (cache warm):     $(timed through_ltocache)"
+timed through_ltocache
+edited_ms=$ms
+echo "edited again, through ltocache (cache warm):     $ms ms"
 check vmlinux "$work/vmlinux.edited" "edited build through ltocache byte-identical to the uncached edited build"
 # shellcheck disable=SC2016 # a JavaScript template, not the shell's
 ltocache stats --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(`  hits ${s.totalHits}, misses ${s.totalMisses} over ${s.totalLinks} links`); if (s.totalHits <= s.totalMisses / 2) process.exit(1);'
 cp "$work/panic.c" kernel/panic.c
-scripts/config --set-str DEFAULT_HOSTNAME ltocache-bench
-make LLVM=1 ARCH=x86_64 olddefconfig >/dev/null
-echo "a .config change, through ltocache:              $(timed through_ltocache)"
+timed through_ltocache
+echo "reverted, through ltocache (cache warm):         $ms ms"
+check vmlinux "$work/vmlinux.first" "reverted build through ltocache byte-identical to the first build"
+config_change
+timed build
+echo "a .config change, no ltocache:                   $ms ms"
+cp vmlinux "$work/vmlinux.config"
+cp "$work/config" .config
+timed through_ltocache
+echo "the .config reverted, through ltocache (warm):   $ms ms"
+check vmlinux "$work/vmlinux.first" "build with the .config reverted through ltocache byte-identical to the first build"
+config_change
+before=$(misses)
+timed through_ltocache
+echo "the .config change again, through ltocache:      $ms ms"
+echo "  its ThinLTO misses: $(($(misses) - before)); $(node -e "console.log(($ms / $edited_ms).toFixed(2))")x the warm edited-.c rebuild"
+check vmlinux "$work/vmlinux.config" ".config change through ltocache byte-identical to the uncached .config build"
 if scripts/extract-ikconfig vmlinux | grep -q '^CONFIG_DEFAULT_HOSTNAME="ltocache-bench"$'; then
 	echo "  ok: the embedded config is the new one"
 else

@@ -69,7 +69,7 @@ function dumped(dump: string): { asm: number[][]; inline: number[][]; modules: n
 
 /** A small source with module and inline asm, and what the reader finds in its object. */
 const SMALL = 'asm(".globl g\\ng:"); int f(int x) { asm volatile("nop" ::: "memory"); return x + 1; }';
-const SMALL_MODULES = [{ thin: true, asm: ['.globl g\ng:\n', 'nop'] }];
+const SMALL_MODULES = [{ thin: true, asm: ['.globl g\ng:\n', 'nop'], inline: [false, true] }];
 
 const codes = (s: string) => [...s].map((c) => c.charCodeAt(0));
 /** Whether needle occurs in haystack as one run. */
@@ -83,7 +83,7 @@ describeIf(Boolean(onPath('clang')), 'clang')('the bitcode reader on damaged fil
 		await execa('clang', ['-flto=thin', '-O2', '-c', path.join(dir, 'x.c'), '-o', path.join(dir, 'x.o')]);
 		const good = fs.readFileSync(path.join(dir, 'x.o'));
 		const whole = readBitcode(good);
-		expect(whole).toEqual(SMALL_MODULES);
+		expect(whole).toEqual([{ ...SMALL_MODULES[0], source: path.join(dir, 'x.c') }]);
 		expect(() => readBitcode(Buffer.from('not bitcode'))).toThrow(new BitcodeError('not bitcode'));
 		// Cut short: the modules wholly before the cut, as the whole file has them, or a refusal; never half a module.
 		for (let cut = 4; cut < good.length; cut++) {
@@ -234,7 +234,8 @@ describe('the bitcode reader on BLOCKINFO blocks read once', () => {
 			[fileD, fileC, fileB, fileA],
 			[fileB, fileC, fileA, fileD, fileB, fileC, fileD],
 		])
-			for (const file of order) expect(readBitcode(file)).toEqual([{ thin: false, asm: files.get(file) }]);
+			for (const file of order)
+				expect(readBitcode(file)).toEqual([{ thin: false, asm: files.get(file), inline: files.get(file)!.map(() => true) }]);
 	});
 
 	it('reads the same BLOCKINFO bytes under another abbreviation width as what they are there', () => {
@@ -243,7 +244,7 @@ describe('the bitcode reader on BLOCKINFO blocks read once', () => {
 		};
 		// Read with 3-bit ids, the first record's id is 7: no abbreviation has it.
 		for (const declared of [2, 3, 2, 3])
-			if (declared === 2) expect(readBitcode(file(2))).toEqual([{ thin: false, asm: ['nop'] }]);
+			if (declared === 2) expect(readBitcode(file(2))).toEqual([{ thin: false, asm: ['nop'], inline: [true] }]);
 			else expect(() => readBitcode(file(3))).toThrow(new BitcodeError('undefined abbreviation'));
 	});
 
@@ -251,7 +252,7 @@ describe('the bitcode reader on BLOCKINFO blocks read once', () => {
 		const w = new BitWriter().enter(MODULE, 3).enter(0, 2).record(SETBID, [CONSTANTS]).abbrev(arrayOf(30));
 		w.enter(CONSTANTS, 3).record(30, inline30('.incbin "x"')).end();
 		const file = w.end().end().done();
-		for (let i = 0; i < 3; i++) expect(readBitcode(file)).toEqual([{ thin: false, asm: ['.incbin "x"'] }]);
+		for (let i = 0; i < 3; i++) expect(readBitcode(file)).toEqual([{ thin: false, asm: ['.incbin "x"'], inline: [true] }]);
 	});
 });
 
@@ -321,7 +322,9 @@ for (const major of TESTED_LLD) {
 					Number(m[1]),
 				);
 				expect(Math.max(...words)).toBeGreaterThan(0xffff);
-				expect(readBitcode(fs.readFileSync(obj))).toEqual([{ thin: true, asm: [`${moduleAsm}\n`, inline] }]);
+				expect(readBitcode(fs.readFileSync(obj))).toEqual([
+					{ thin: true, asm: [`${moduleAsm}\n`, inline], inline: [false, true], source: path.join(dir, 'big.c') },
+				]);
 
 				// Darwin targets wrap bitcode in a 0x0B17C0DE header; the module inside reads the same.
 				const small = path.join(dir, 'small.c');
@@ -329,7 +332,7 @@ for (const major of TESTED_LLD) {
 				await execa(clang, ['-flto=thin', '-O2', '-target', 'x86_64-apple-macosx11', '-c', small, '-o', path.join(dir, 'darwin.o')]);
 				const wrapped = fs.readFileSync(path.join(dir, 'darwin.o'));
 				expect(wrapped.readUInt32LE(0)).toBe(0x0b17c0de);
-				expect(readBitcode(wrapped)).toEqual(SMALL_MODULES);
+				expect(readBitcode(wrapped)).toEqual([{ ...SMALL_MODULES[0], source: small }]);
 				// The header's offset and size say where the module ends (the file may be padded past it).
 				const end = wrapped.readUInt32LE(8) + wrapped.readUInt32LE(12);
 				expect(() => readBitcode(wrapped.subarray(0, end - 1))).toThrow(new BitcodeError('wrapper runs past the end'));
@@ -345,7 +348,7 @@ for (const major of TESTED_LLD) {
 				);
 				await execa(clang, ['-flto=thin', '-O2', '-c', 'high.c', '-o', 'high.o'], { cwd: dir });
 				expect(readBitcode(fs.readFileSync(path.join(dir, 'high.o')))).toEqual([
-					{ thin: true, asm: ['.incbin "\xc3\xa9.bin"\n', 'nop # \x80\xff'] },
+					{ thin: true, asm: ['.incbin "\xc3\xa9.bin"\n', 'nop # \x80\xff'], inline: [false, true], source: 'high.c' },
 				]);
 			});
 		},

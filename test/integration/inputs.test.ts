@@ -48,7 +48,9 @@ describeIf(hasToolchain, TOOLCHAIN)('reading a link inputs', () => {
 	const read = (args: string[], cwd = dir) => {
 		const scan = scanArgs(args, cwd);
 		if (scan.kind === 'unsure') throw new Error(scan.why);
-		return readInputs(scan.words, cwd, undefined, concernsGuard);
+		// The modules that carry asm, as the seeding of a directory needs them, are looked at in their own test.
+		const { units: _, ...inputs } = readInputs(scan.words, cwd, undefined, concernsGuard);
+		return inputs;
 	};
 
 	it('counts ThinLTO modules and lists the asm the guard needs (a plain nop is not) of objects and response files, not of option values', () => {

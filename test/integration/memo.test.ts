@@ -70,7 +70,7 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		expect(first).toMatchObject({
 			read: 1,
 			recalled: 0,
-			inputs: { modules: 1, asm: X_ASM },
+			inputs: { modules: 1, asm: X_ASM, units: [{ source: 'x.c', top: [X_ASM[0]], code: [X_ASM[1]] }] },
 		});
 		expect(fs.readdirSync(path.join(root, MEMO_DIR)).length).toBe(1);
 		expect(read(cwd, root, ['in.o'])).toEqual({ ...first, read: 0, recalled: 1 });
@@ -95,7 +95,7 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		fs.writeFileSync(path.join(cwd, 'fresh.o'), objects.x);
 		expect(read(cwd, root, ['fresh.o'])).toMatchObject({ read: 1, recalled: 0 });
 		expect(read(cwd, root, ['fresh.o'])).toMatchObject({ read: 1, recalled: 0 });
-		expect(stored(root)).toEqual([{ v: 3, files: {} }]);
+		expect(stored(root)).toEqual([{ v: 4, files: {} }]);
 	});
 
 	it("remembers a thin archive's members one by one, and reads again only the one that changed", async () => {
@@ -124,7 +124,14 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		const [name] = fs.readdirSync(path.join(root, MEMO_DIR));
 		const memoFile = path.join(root, MEMO_DIR, name);
 		const good = fs.readFileSync(memoFile, 'latin1');
-		for (const bad of [good.slice(0, -5), '{}', good.replace('"v":3', '"v":2'), good.replace('"modules":1', '"modules":"1"'), 'null']) {
+		for (const bad of [
+			good.slice(0, -5),
+			'{}',
+			good.replace('"v":4', '"v":3'),
+			good.replace('"modules":1', '"modules":"1"'),
+			good.replace('"units":', '"unitz":'),
+			'null',
+		]) {
 			fs.writeFileSync(memoFile, bad);
 			expect(read(cwd, root, ['in.o'])).toEqual(first);
 		}

@@ -28,8 +28,10 @@ function tree(files: Record<string, string>): string {
 describe('the .incbin guard', () => {
 	it('names nothing and hashes nothing for asm without the directives', async () => {
 		const cwd = tree({ 'blob.bin': 'x' });
-		expect(await incbinGuard([], cwd)).toEqual({ files: [] });
-		expect(await incbinGuard(['.globl f\nf: ret', 'nop # incbin in a comment, but no dot'], cwd)).toEqual({ files: [] });
+		expect(await incbinGuard([], cwd)).toEqual({ files: [], sums: [], reach: expect.any(Function) });
+		const none = await incbinGuard(['.globl f\nf: ret', 'nop # incbin in a comment, but no dot'], cwd);
+		expect(none).toEqual({ files: [], sums: [], reach: expect.any(Function) });
+		expect(none.reach('.globl f\nf: ret')).toBeUndefined();
 	});
 
 	it('resolves names against the working directory, absolute names as they are, each file once, in order', async () => {
@@ -111,7 +113,8 @@ describe('the .incbin guard', () => {
 		expect(await files('.incbin "\\xfffffffffffffff41.bin"')).toEqual([path.join(cwd, 'A.bin')]);
 		// \q, \8, a bare \x, octal above 255: the assembler errors and reads nothing; nor does the guard.
 		for (const bad of ['\\q', '\\8', '\\x', '\\X', '\\400', '\\e']) {
-			expect(await incbinGuard([`.incbin "${bad}z.bin"`], cwd)).toEqual({ files: [] });
+			const guard = await incbinGuard([`.incbin "${bad}z.bin"`], cwd);
+			expect([guard.files, guard.sums, guard.hash, guard.problem]).toEqual([[], [], undefined, undefined]);
 		}
 		// Three octal digits at most: \0101 is \010 and a 1.
 		expect(asmString('\\0101')).toBe('\b1');
@@ -168,10 +171,30 @@ describe('the .incbin guard', () => {
 		expect((await incbinGuard(['.include "x.s"'], cwd)).hash).not.toBe(before.hash);
 	});
 
+	it("tells each file's own sum, and which files each asm string reaches, through .include too", async () => {
+		const cwd = tree({ 'x.s': '.incbin "blob.bin"\n', 'blob.bin': 'one', 'c.bin': 'C' });
+		const [inc, direct, other] = ['.include "x.s"', '.incbin "c.bin"', '.incbin "blob.bin"'];
+		const guard = await incbinGuard([inc, direct, other, 'nop'], cwd);
+		const at = (f: string) => path.join(cwd, f);
+		expect(guard.files).toEqual([at('x.s'), at('blob.bin'), at('c.bin')]);
+		expect(guard.reach(inc)).toEqual([at('x.s'), at('blob.bin')]);
+		expect(guard.reach(direct)).toEqual([at('c.bin')]);
+		expect(guard.reach(other)).toEqual([at('blob.bin')]);
+		expect(guard.reach('nop')).toBeUndefined();
+		fs.writeFileSync(at('blob.bin'), 'two');
+		const after = await incbinGuard([inc, direct, other], cwd);
+		expect(after.sums.map((s, i) => s === guard.sums[i])).toEqual([true, false, true]);
+		// The name is part of a file's sum: c.bin's contents under another name are another sum.
+		fs.writeFileSync(at('d.bin'), 'C');
+		expect((await incbinGuard(['.incbin "d.bin"'], cwd)).sums[0]).not.toBe(guard.sums[2]);
+	});
+
 	it('reads an .incbin file as data: directives in it mean nothing', async () => {
 		const cwd = tree({ 'blob.bin': '.include "missing.s"\n' });
 		expect(await incbinGuard(['.incbin "blob.bin"'], cwd)).toEqual({
 			files: [path.join(cwd, 'blob.bin')],
+			sums: [expect.stringMatching(/^[0-9a-f]{16}$/)],
+			reach: expect.any(Function),
 			hash: expect.stringMatching(/^[0-9a-f]{16}$/),
 			identity: expect.stringMatching(/^\d+:\d+:21:\d+:\d+$/),
 		});
