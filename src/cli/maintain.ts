@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import prettyBytes from 'pretty-bytes';
 import { toBytes } from '../shared/bytes.js';
 import { compactCounters, zeroCounters } from '../shared/counters.js';
-import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir } from '../shared/keydir.js';
+import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir, removeStaleSeeds } from '../shared/keydir.js';
 import { pruneMemo } from '../shared/memo.js';
 import type { Limits } from './limits.js';
 import { withLock } from './lock.js';
@@ -180,6 +180,11 @@ async function carryOut(
 	}
 	for (const kernel of kernels) {
 		let removedKeys = 0;
+		if (!dryRun) {
+			try {
+				removeStaleSeeds(kernel.dir, now);
+			} catch {} // the release directory is read again below, and what cannot be removed is said there
+		}
 		for (const key of kernel.keys) {
 			key.temps = key.temps.filter((t) => !staleTemps.includes(t));
 			if (!dryRun && removeIfIdle(key, evicted, skipped)) removedKeys++;

@@ -197,6 +197,15 @@ export const seedTemp = (dir: string) => `${dir}.seed-${process.pid}.tmp`;
 /** Whether a name in a release directory is such a directory being built (or left by a link that died). */
 export const isSeedTemp = (name: string) => /\.seed-\d+\.tmp$/.test(name);
 
+/** Remove what links that died while seeding left in a release directory: no link is in flight that long. */
+export function removeStaleSeeds(release: string, now = Date.now()): void {
+	for (const name of readdirSync(release)) {
+		if (!isSeedTemp(name)) continue;
+		const st = lstatSync(join(release, name), { throwIfNoEntry: false });
+		if (st?.isDirectory() && now - st.mtimeMs > IN_FLIGHT_MS) rmSync(join(release, name), { recursive: true, force: true });
+	}
+}
+
 /** The key directories beside dir that differ from it only in their .incbin variant. */
 export function incbinSiblings(dir: string): string[] {
 	const name = dir.slice(dir.lastIndexOf('/') + 1);

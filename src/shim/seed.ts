@@ -49,17 +49,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
-import {
-	classify,
-	EMBED_PREFIX,
-	IN_FLIGHT_MS,
-	incbinSiblings,
-	isSeedTemp,
-	lastClaim,
-	readMeta,
-	seedTemp,
-	shortHash,
-} from '../shared/keydir.js';
+import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
 import type { Unit } from '../shared/memo.js';
 import type { Guard } from './incbin.js';
 
@@ -116,6 +106,13 @@ export function recordEmbedders(dir: string, e: Embedders, shared: boolean): str
 		return `cannot write ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`;
 	}
 }
+
+/** The names of a directory's records, as one string. */
+const recordNames = (dir: string) =>
+	readdirSync(dir)
+		.filter((n) => n.startsWith(EMBED_PREFIX) && classify(n) === 'bookkeeping')
+		.sort()
+		.join('/');
 
 function readRecords(dir: string): Embedders[] | undefined {
 	const records: Embedders[] = [];
@@ -209,13 +206,7 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 	try {
 		const release = dirname(dir);
 		if (!existsSync(release)) return undefined;
-		const now = Date.now();
-		// Left by a link that died while seeding: no link is in flight that long.
-		for (const name of readdirSync(release)) {
-			if (!isSeedTemp(name)) continue;
-			const st = lstatSync(join(release, name), { throwIfNoEntry: false });
-			if (st?.isDirectory() && now - st.mtimeMs > IN_FLIGHT_MS) rmSync(join(release, name), { recursive: true, force: true });
-		}
+		removeStaleSeeds(release);
 		let from: { dir: string; sums: string[]; used: number } | undefined;
 		for (const sibling of incbinSiblings(dir)) {
 			const meta = readMeta(sibling);
@@ -226,6 +217,7 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 		if (!from) return undefined;
 		const source = basename(from.dir);
 		const no = (why: string) => `not seeded from ${source}: ${why}`;
+		const known = recordNames(from.dir);
 		const records = readRecords(from.dir);
 		if (!records?.length) return no('it does not record which modules embed which file');
 
@@ -274,14 +266,23 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 					continue;
 				}
 			} else continue;
-			if (!lstatSync(file).isFile()) continue;
 			try {
-				linkSync(file, join(temp, name));
-			} catch {
-				copyFileSync(file, join(temp, name));
+				if (!lstatSync(file).isFile()) continue;
+				try {
+					linkSync(file, join(temp, name));
+				} catch {
+					copyFileSync(file, join(temp, name));
+				}
+			} catch (error) {
+				if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+				left++; // pruned by lld meanwhile
+				continue;
 			}
-			if (kind === 'entry') carried++;
+			carried++;
 		}
+		// A link into the sibling records its embedders before lld writes an entry: one that began while the entries
+		// were carried shows here, and its modules were not excluded.
+		if (recordNames(from.dir) !== known) throw new Error(`a link into ${source} recorded its modules meanwhile`);
 		// The carried entries' modules may be no module of this link: what the sibling's links recorded comes
 		// along, as far as it concerns the files this directory stands for.
 		for (const record of records) {

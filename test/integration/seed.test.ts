@@ -37,6 +37,7 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 		for (const [file, text] of Object.entries(sources)) {
 			fs.mkdirSync(path.dirname(path.join(cwd, file)), { recursive: true });
 			fs.writeFileSync(path.join(cwd, file), text);
+			if (!file.endsWith('.c')) continue;
 			const object = file.replace(/\.c$/, '.o');
 			execaSync('clang', ['-flto=thin', '-O2', '-c', file, '-o', object], { cwd, env: { PATH: SYSTEM_PATH } });
 			objects.push(object);
@@ -123,6 +124,21 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 		expect(fs.readdirSync(release(p)).filter((n) => n.includes('.seed-'))).toEqual([]);
 	});
 
+	it("a file an .include'd file embeds counts for the module that includes it", async () => {
+		const p = project({
+			'x.s': '.pushsection .rodata, "a"\n.incbin "blob.bin"\n.popsection\n',
+			'conf.c': `asm(".include \\"x.s\\"");\n${MAIN.replace('entry', 'conf_entry')}int helper(int x) { return x * 3 + 1; }\n`,
+			'main.c': MAIN,
+			'sub/util.c': UTIL,
+		});
+		const first = await link(p, ['conf.o', 'main.o', 'sub/util.o']);
+		expect(first.output.includes('blob-v1')).toBe(true);
+		change(p);
+		const second = await link(p, ['conf.o', 'main.o', 'sub/util.o']);
+		expect(seeded(second.said)).toEqual({ carried: 2, left: 1 });
+		expect(second.output.includes('blob-v2-longer')).toBe(true);
+	});
+
 	it('a file named by inline asm in a function that another module imports: the whole link misses', async () => {
 		const p = project({ 'getp.c': INLINE, 'main.c': CALLS_INLINE, 'sub/util.c': UTIL });
 		await link(p);
@@ -205,5 +221,24 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 		expect(entries(dirs[1]).length).toBe(3);
 		expect(results.filter((r) => seeded(r.said)).length).toBeGreaterThanOrEqual(1);
 		expect(fs.readdirSync(release(p)).filter((n) => n.includes('.seed-'))).toEqual([]);
+	});
+
+	it("a directory a link that died left half-seeded is no module's: stats leaves it out, prune removes it once stale", async () => {
+		const p = project({ 'conf.c': CONF, 'main.c': MAIN });
+		const first = await link(p);
+		const dir = usedDir(first.said);
+		const [stale, fresh] = [`${dir}.seed-999999.tmp`, `${dir}.seed-999998.tmp`];
+		for (const temp of [stale, fresh]) {
+			fs.mkdirSync(temp);
+			fs.copyFileSync(path.join(dir, entries(dir)[0]), path.join(temp, entries(dir)[0]));
+		}
+		const hoursAgo = new Date(Date.now() - 2 * 3600_000);
+		fs.utimesSync(stale, hoursAgo, hoursAgo);
+		const cli = (args: string[]) =>
+			execaSync(CLI, args, { env: { ...NO_CONFIG, PATH: SYSTEM_PATH, XDG_CACHE_HOME: p.xdg }, extendEnv: false, reject: false });
+		const stats = JSON.parse(cli(['stats', '--json']).stdout);
+		expect(stats.totalEntries).toBe(2);
+		expect(cli(['prune']).exitCode).toBe(0);
+		expect([fs.existsSync(stale), fs.existsSync(fresh), entries(dir).length]).toEqual([false, true, 2]);
 	});
 });

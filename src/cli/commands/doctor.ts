@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { toBytes } from '../../shared/bytes.js';
 import { readSettings, redacted, remoteSettings, withCacheDir } from '../../shared/config.js';
-import { classify } from '../../shared/keydir.js';
+import { classify, isSeedTemp } from '../../shared/keydir.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
 import {
 	chooseRoot,
@@ -219,6 +219,7 @@ function rootContentsFindings(env: NodeJS.ProcessEnv): Finding[] {
 		if (!usable(dir)) continue;
 		for (const key of fs.readdirSync(dir, { withFileTypes: true })) {
 			const keyDir = path.join(dir, key.name);
+			if (isSeedTemp(key.name)) continue; // a link filling a directory from its sibling (or one that died doing it: prune removes it)
 			if (!key.isDirectory() || !isOurs(keyDir)) foreign.push(keyDir);
 			else if (usable(keyDir))
 				foreign.push(
