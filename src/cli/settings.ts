@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readSettings, withCacheDir } from '../shared/config.js';
-import { isKeyName, META_FILE } from '../shared/keydir.js';
+import { isKeyName, isSeedTemp, META_FILE } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import {
 	chooseRoot,
@@ -81,6 +81,7 @@ export function looksLikeRoot(root: string): boolean {
 			for (const key of fs.readdirSync(path.join(root, top.name), { withFileTypes: true })) {
 				if (key.isSymbolicLink()) continue;
 				if (!key.isDirectory()) return false;
+				if (isSeedTemp(key.name)) continue; // a module directory being filled from its sibling (src/shim/seed.ts)
 				// A module directory is ltocache's as scan.ts's isOurs tells: by its metadata, or by its name, which a
 				// link claiming it right now has made and not yet written the metadata into.
 				if (!isKeyName(key.name) && !fs.existsSync(path.join(root, top.name, key.name, META_FILE))) return false;
