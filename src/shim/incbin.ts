@@ -191,6 +191,7 @@ export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 	let crypto: typeof import('node:crypto') | undefined;
 	let hash: Hash | undefined;
 	const identities: string[] = [];
+	const included = new Set<Bytes>();
 	let macros = false;
 	let backslashName: string | undefined;
 
@@ -210,10 +211,13 @@ export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 			if (name === undefined) continue; // an escape the assembler rejects: it reads no file there
 			const file = inDir(cwd, name);
 			if (!names.includes(file)) names.push(file);
-			if (files.includes(file)) continue;
+			const include = match[1].toLowerCase() === 'include';
+			// A file hashed as .incbin data and .include'd too is scanned once more: what it names is read as well.
+			const again = files.includes(file);
+			if (again && (!include || included.has(file))) continue;
+			if (include) included.add(file);
 			crypto ??= process.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'));
 			hash ??= crypto.createHash('sha256');
-			const include = match[1].toLowerCase() === 'include';
 			const own = crypto.createHash('sha256');
 			let read: Read;
 			try {
@@ -222,9 +226,11 @@ export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 				const why = error instanceof Error && !('code' in error) ? error.message : errorCode(error);
 				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${why})`;
 			}
-			files.push(file);
-			sums.push(own.digest('hex').slice(0, 16));
-			identities.push(read.identity);
+			if (!again) {
+				files.push(file);
+				sums.push(own.digest('hex').slice(0, 16));
+				identities.push(read.identity);
+			} else if (identities[files.indexOf(file)] !== read.identity) return `${bytesToText(file)} changed while it was read`;
 			if (read.text !== undefined) {
 				if (depth >= MAX_INCLUDE_DEPTH) return `.include nested deeper than ${MAX_INCLUDE_DEPTH}`;
 				const inner = await visit(read.text, depth + 1, listed(byInclude, file));

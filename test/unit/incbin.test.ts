@@ -189,6 +189,15 @@ describe('the .incbin guard', () => {
 		expect((await incbinGuard(['.incbin "d.bin"'], cwd)).sums[0]).not.toBe(guard.sums[2]);
 	});
 
+	it('follows an .include of a file it hashed as .incbin data before', async () => {
+		const cwd = tree({ 'x.s': '.incbin "y.bin"\n', 'y.bin': 'Y' });
+		const guard = await incbinGuard(['.incbin "x.s"', '.include "x.s"'], cwd);
+		expect(guard.files).toEqual([path.join(cwd, 'x.s'), path.join(cwd, 'y.bin')]);
+		expect(guard.reach('.include "x.s"')).toEqual([path.join(cwd, 'x.s'), path.join(cwd, 'y.bin')]);
+		fs.writeFileSync(path.join(cwd, 'y.bin'), 'Z');
+		expect((await incbinGuard(['.incbin "x.s"', '.include "x.s"'], cwd)).hash).not.toBe(guard.hash);
+	});
+
 	it('reads an .incbin file as data: directives in it mean nothing', async () => {
 		const cwd = tree({ 'blob.bin': '.include "missing.s"\n' });
 		expect(await incbinGuard(['.incbin "blob.bin"'], cwd)).toEqual({
