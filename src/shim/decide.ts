@@ -39,6 +39,8 @@ export type Plan = {
 	unchanged?: () => Promise<boolean>;
 	/** What was done and why, for LTOCACHE_VERBOSE. */
 	note?: string;
+	/** For the note: whether the directory was filled from its .incbin sibling (seed.ts), or why not. */
+	seeded?: string;
 	/** Said on stderr even when not verbose. */
 	warning?: string;
 };
@@ -212,7 +214,8 @@ async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode:
 		withCacheDir(args, flag, ''),
 		(why) => drop(why, true),
 	);
-	if (plan.dir) plan.note = `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${plan.dir}`;
+	if (plan.dir)
+		plan.note = `--thinlto-cache-dir=${shown} is not writable (${reason}); using ${plan.dir}${plan.seeded ? `; ${plan.seeded}` : ''}`;
 	return plan;
 }
 
@@ -314,6 +317,7 @@ async function choose(
 		shared,
 		count: { modules: inputs.modules, since },
 		unchanged: guard.identity || codegen.files ? unchanged : undefined,
+		...(seeded ? { seeded } : {}),
 		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled}${codegen.files ? `; files named by options read: ${codegen.read} of ${codegen.files.length}` : ''})${seeded ? `; ${seeded}` : ''}`,
 		...(instead ? { warning: instead } : {}),
 	};

@@ -7,7 +7,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { expect, it } from 'vitest';
-import { CLI, describeIf, entries, hasToolchain, NO_CONFIG, SHIM, SYSTEM_PATH, scratchRoot, TOOLCHAIN } from '../helpers/tools.js';
+import {
+	asNobody,
+	CLI,
+	describeIf,
+	entries,
+	hasToolchain,
+	isRoot,
+	NO_CONFIG,
+	SHIM,
+	SYSTEM_PATH,
+	scratchRoot,
+	stagedShim,
+	TOOLCHAIN,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -137,6 +150,32 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 		const second = await link(p, ['conf.o', 'main.o', 'sub/util.o']);
 		expect(seeded(second.said)).toEqual({ carried: 2, left: 1 });
 		expect(second.output.includes('blob-v2-longer')).toBe(true);
+	});
+
+	describeIf(isRoot, 'root (for nobody)')('in redirect mode', () => {
+		it('redirect mode, as nobody on a cache directory nobody can write: only the embedding module is built again', async () => {
+			const shim = stagedShim(scratch('pkg'));
+			const p = project({ 'conf.c': CONF, 'main.c': MAIN, 'sub/util.c': UTIL });
+			for (const dir of [p.cwd, p.xdg]) fs.chmodSync(dir, 0o777);
+			const cacheDir = path.join(scratch('tree'), '.thinlto-cache'); // root's, 0755
+			const run = async () => {
+				const result = await asNobody(
+					'sh',
+					['-c', 'cd "$0" && exec "$@"', p.cwd, shim, '-r', `--thinlto-cache-dir=${cacheDir}`, '-o', 'out.o', ...p.objects],
+					{ PATH: SYSTEM_PATH, HOME: '/nonexistent', XDG_CACHE_HOME: p.xdg, LTOCACHE_VERBOSE: '1' },
+				);
+				expect(result.exitCode).toBe(0);
+				execaSync('ld.lld', ['-r', '-o', 'plain.o', ...p.objects], { cwd: p.cwd, env: { PATH: SYSTEM_PATH } });
+				expect(fs.readFileSync(path.join(p.cwd, 'out.o')).equals(fs.readFileSync(path.join(p.cwd, 'plain.o')))).toBe(true);
+				return result.stderr;
+			};
+			await run();
+			change(p);
+			const said = await run();
+			expect(seeded(said)).toEqual({ carried: 2, left: 1 });
+			expect(fs.readFileSync(path.join(p.cwd, 'out.o')).includes('blob-v2-longer')).toBe(true);
+			expect(fs.existsSync(cacheDir)).toBe(false);
+		});
 	});
 
 	it('a file named by inline asm in a function that another module imports: the whole link misses', async () => {
