@@ -167,7 +167,7 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 				expect(result.exitCode).toBe(0);
 				execaSync('ld.lld', ['-r', '-o', 'plain.o', ...p.objects], { cwd: p.cwd, env: { PATH: SYSTEM_PATH } });
 				expect(fs.readFileSync(path.join(p.cwd, 'out.o')).equals(fs.readFileSync(path.join(p.cwd, 'plain.o')))).toBe(true);
-				return result.stderr;
+				return String(result.stderr);
 			};
 			await run();
 			change(p);
