@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { expect, it } from 'vitest';
+import { fileSymbols } from '../../src/shim/seed.js';
 import {
 	asNobody,
 	CLI,
@@ -279,5 +280,27 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 		expect(stats.totalEntries).toBe(2);
 		expect(cli(['prune']).exitCode).toBe(0);
 		expect([fs.existsSync(stale), fs.existsSync(fresh), entries(dir).length]).toEqual([false, true, 2]);
+	});
+
+	it("reads an object's STT_FILE names, 64- and 32-bit, little- and big-endian, and nothing of a file it cannot read whole", () => {
+		const dir = scratch('elf');
+		fs.writeFileSync(path.join(dir, 'one.c'), 'asm(".file \\"two.c\\""); int f(int x) { return x; }\n');
+		const names: Record<string, string[] | undefined> = {};
+		for (const target of ['x86_64-linux-gnu', 'i386-linux-gnu', 'powerpc-linux-gnu', 'aarch64-linux-gnu']) {
+			execaSync('clang', ['--target=' + target, '-O2', '-c', 'one.c', '-o', `${target}.o`], { cwd: dir, env: { PATH: SYSTEM_PATH } });
+			names[target] = fileSymbols(path.join(dir, `${target}.o`));
+		}
+		for (const found of Object.values(names)) expect(found).toEqual(['one.c', 'two.c']);
+		const object = fs.readFileSync(path.join(dir, 'x86_64-linux-gnu.o'));
+		for (const [name, bytes] of [
+			['cut.o', object.subarray(0, object.length - 8)],
+			['text.o', Buffer.from('not an object at all, but longer than an ELF header is: 64 bytes and more')],
+			['empty.o', Buffer.alloc(0)],
+		] as const) {
+			fs.writeFileSync(path.join(dir, name), bytes);
+			expect(fileSymbols(path.join(dir, name))).toBeUndefined();
+		}
+		execaSync('llvm-objcopy', ['--strip-all', 'x86_64-linux-gnu.o', 'stripped.o'], { cwd: dir, env: { PATH: SYSTEM_PATH } });
+		expect(fileSymbols(path.join(dir, 'stripped.o'))).toBeUndefined();
 	});
 });
