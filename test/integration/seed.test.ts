@@ -287,7 +287,7 @@ describeIf(hasToolchain, TOOLCHAIN)('a changed .incbin file misses only the modu
 		fs.writeFileSync(path.join(dir, 'one.c'), 'asm(".file \\"two.c\\""); int f(int x) { return x; }\n');
 		const names: Record<string, string[] | undefined> = {};
 		for (const target of ['x86_64-linux-gnu', 'i386-linux-gnu', 'powerpc-linux-gnu', 'aarch64-linux-gnu']) {
-			execaSync('clang', ['--target=' + target, '-O2', '-c', 'one.c', '-o', `${target}.o`], { cwd: dir, env: { PATH: SYSTEM_PATH } });
+			execaSync('clang', [`--target=${target}`, '-O2', '-c', 'one.c', '-o', `${target}.o`], { cwd: dir, env: { PATH: SYSTEM_PATH } });
 			names[target] = fileSymbols(path.join(dir, `${target}.o`));
 		}
 		for (const found of Object.values(names)) expect(found).toEqual(['one.c', 'two.c']);
