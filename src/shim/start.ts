@@ -185,6 +185,10 @@ function once(f: (why: string) => void): (why: string) => void {
 }
 
 restoreEnvironment(process.env);
+// The shim's own words on stderr are never worth a link: a build that pipes
+// stderr into `head` closes it, and an EPIPE said through the last net would
+// be said again, failing again, forever (the link hung at full CPU).
+process.stderr.on('error', () => {});
 process.on('uncaughtException', failed);
 process.on('unhandledRejection', failed);
 try {

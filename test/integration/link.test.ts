@@ -351,6 +351,28 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody and read-
 			expect(entriesBelow(xdg)).toEqual([]);
 		});
 
+		it('links when the build closes its stderr early (`2>&1 | head -c 1`): what the shim says is lost, never the link', async () => {
+			const root = scratch('closed-stderr');
+			const out = path.join(work, 'closed-stderr.o');
+			// Each link says several lines under LTOCACHE_VERBOSE; head takes a byte and closes the pipe.
+			const script = `timeout 50 ld.lld -r -o "$0" "$@" 2>&1 | head -c 1 >/dev/null; exit \${PIPESTATUS[0]}`;
+			const env = {
+				...NO_CONFIG,
+				PATH: `${shims}:${SYSTEM_PATH}`,
+				LTOCACHE_MODE: 'add',
+				LTOCACHE_VERBOSE: '1',
+				LTOCACHE_DIR: root,
+				LTOCACHE_AUTO_PRUNE: '0',
+			};
+			for (const round of ['cold', 'warm']) {
+				fs.rmSync(out, { force: true });
+				const result = await execa('bash', ['-c', script, out, ...objects], { env, extendEnv: false, reject: false, cwd: work });
+				expect({ round, exitCode: result.exitCode }).toEqual({ round, exitCode: 0 });
+				expect(fs.readFileSync(out)).toEqual(reference);
+			}
+			expect(entriesBelow(root).length).toBeGreaterThan(0);
+		});
+
 		it('links without a cache with LTOCACHE_MODE=drop when the flag is inside a response file', async () => {
 			const kernel = tree();
 			const xdg = cacheHome();
