@@ -13,6 +13,9 @@
 //                         /ltocache.counts.<pid>.tmp those lines being compacted by prune
 //                         /ltocache.embed-<hash>     which modules' asm names which .incbin file,
 //                                                    one file for each distinct answer (src/shim/seed.ts)
+//                         /ltocache.remote           with a remote: where its entries are there
+//                                                    (src/shim/remote.ts)
+//                         /ltocache.remote.<pid>.tmp that record being written
 //   <root>/<release>/<key>.seed-<pid>.tmp            a directory being filled from a sibling's entries,
 //                                                    renamed to <key> when done
 //
@@ -39,6 +42,7 @@ import { writeTag } from './root.js';
 
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
+export const REMOTE_FILE = 'ltocache.remote';
 const ENTRY_PREFIX = 'llvmcache-';
 const TIMESTAMP_FILE = 'llvmcache.timestamp';
 export const EMBED_PREFIX = 'ltocache.embed-';
@@ -74,9 +78,12 @@ export const entryKey = (name: string) => name.slice(ENTRY_PREFIX.length);
 export function classify(name: string): FileKind {
 	if (name.startsWith(ENTRY_PREFIX)) return 'entry';
 	if (name === META_FILE) return 'meta';
-	if (name.startsWith('Thin-') || ([META_FILE, COUNTS_FILE, EMBED_PREFIX].some((n) => name.startsWith(n)) && name.endsWith('.tmp')))
+	if (
+		name.startsWith('Thin-') ||
+		([META_FILE, COUNTS_FILE, REMOTE_FILE, EMBED_PREFIX].some((n) => name.startsWith(n)) && name.endsWith('.tmp'))
+	)
 		return 'temp';
-	if (name === TIMESTAMP_FILE || name === COUNTS_FILE || name.startsWith(EMBED_PREFIX)) return 'bookkeeping';
+	if (name === TIMESTAMP_FILE || name === COUNTS_FILE || name === REMOTE_FILE || name.startsWith(EMBED_PREFIX)) return 'bookkeeping';
 	return 'foreign';
 }
 

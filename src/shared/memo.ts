@@ -58,7 +58,8 @@ export const MEMO_MAX_FILES = 10_000;
 
 /** A module's source file name and the asm strings it carries, module-level (top) and inline (code). */
 export type Unit = { source: Bytes; top: Bytes[]; code: Bytes[] };
-export type Facts = { modules: number; asm: Bytes[]; units: Unit[] };
+/** sums: the sha256 of each bitcode file or member, when a link with a remote read it (src/shim/inputs.ts). */
+export type Facts = { modules: number; asm: Bytes[]; units: Unit[]; sums?: string[] };
 /** A file's facts, or (a name that begins with NUL, which no path holds) the digest of a file a code-generation option names. */
 type Fact = Facts & { id: string; digest?: string };
 type Stored = { v: number; files: Record<string, Fact> };
@@ -102,7 +103,8 @@ const isFact = (f: Fact | undefined): f is Fact =>
 			typeof u.source === 'string' &&
 			[u.top, u.code].every((list) => Array.isArray(list) && list.every((a) => typeof a === 'string')),
 	) &&
-	(f.digest === undefined || typeof f.digest === 'string');
+	(f.digest === undefined || typeof f.digest === 'string') &&
+	(f.sums === undefined || (Array.isArray(f.sums) && f.sums.every((s) => typeof s === 'string')));
 
 export type Memo = {
 	/** The facts of a file (a name as the link gives it) whose identity is st now, if remembered for exactly this identity. */

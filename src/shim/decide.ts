@@ -29,6 +29,8 @@ export type Plan = {
 	dir?: string;
 	/** Whether the root is shared by a group: entries are made group-readable after the link. */
 	shared?: boolean;
+	/** With a remote: the sha256 of the link's bitcode inputs in order, which names its manifest on the remote. */
+	inputsHash?: string;
 	/** For the directory's counters: the ThinLTO modules linked, and when the link claimed the directory (file-system clock). */
 	count?: { modules: number; since: number };
 	/**
@@ -116,6 +118,15 @@ function prepare(dir: string, meta: Metadata, shared: boolean, root: string, mod
 	return undefined;
 }
 
+/** The manifest's name for a link's inputs: their sums in order (the modules too, though the sums imply them). */
+function inputsHash(sums: string[], modules: number): string {
+	const crypto = process.getBuiltinModule?.('node:crypto') as typeof import('node:crypto');
+	return crypto
+		.createHash('sha256')
+		.update(`${modules}\n${sums.join('\n')}`)
+		.digest('hex');
+}
+
 const formatMiB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
 /**
@@ -138,17 +149,19 @@ export function workingDir(cwd = process.cwd()): Bytes | undefined {
  * every link, and redirect mode (the default) applies.
  * @param cwd the working directory, as bytes (workingDir)
  * @param mode the mode, and where it came from: LTOCACHE_MODE, or a configuration file's line
+ * @param hashing a remote is configured: the plan names the link's manifest (inputsHash)
  */
 export async function decide(
 	args: Bytes[],
 	cwd: Bytes,
 	env: NodeJS.ProcessEnv,
 	mode = { value: env.LTOCACHE_MODE ?? '', source: 'LTOCACHE_MODE' },
+	hashing = false,
 ): Promise<Plan> {
 	const named = mode.source === 'LTOCACHE_MODE' ? `LTOCACHE_MODE=${mode.value}` : `mode = ${mode.value} (${mode.source})`;
 	const why = badMode(mode.value, named);
-	if (why === undefined) return decideIn(args, cwd, env, mode.value);
-	const plan = await decideIn(args, cwd, env, 'redirect');
+	if (why === undefined) return decideIn(args, cwd, env, mode.value, hashing);
+	const plan = await decideIn(args, cwd, env, 'redirect', hashing);
 	const bad = `${why}; using redirect`;
 	plan.warning = plan.warning ? `${bad}; ${plan.warning}` : bad;
 	plan.note ??= bad;
@@ -156,7 +169,7 @@ export async function decide(
 }
 
 /** @param env the process's own, so that rawEnv can read what Node could not decode */
-async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode: string): Promise<Plan> {
+async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode: string, hashing: boolean): Promise<Plan> {
 	const pass = (note?: string, warning?: string): Plan => ({ args, note: note ?? warning, warning });
 	if (env.LTOCACHE_DISABLE === '1') return pass('LTOCACHE_DISABLE=1: passing argv through');
 	const adding = mode === 'add';
@@ -169,7 +182,7 @@ async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode:
 	if (scan.kind === 'none') {
 		if (!adding) return pass();
 		return choose(
-			{ words: scan.words, cwd, env, key: resolve(cwd), added: true },
+			{ words: scan.words, cwd, env, hashing, key: resolve(cwd), added: true },
 			(dir) => [...args, CACHE_FLAG + dir],
 			args,
 			(why, quiet) =>
@@ -190,7 +203,7 @@ async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode:
 		// a link that embeds files gets the guarded directory; the others keep the directory they name.
 		const named = `LTOCACHE_MODE=add: --thinlto-cache-dir=${shown} is usable`;
 		const plan = await choose(
-			{ words: scan.words, cwd, env, key: original, usable: true },
+			{ words: scan.words, cwd, env, hashing, key: original, usable: true },
 			(dir) => withCacheDir(args, flag, dir),
 			withCacheDir(args, flag, ''),
 			(why, quiet) => {
@@ -209,7 +222,7 @@ async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode:
 	};
 	if (mode === 'drop') return drop('LTOCACHE_MODE=drop', false);
 	const plan = await choose(
-		{ words: scan.words, cwd, env, key: original },
+		{ words: scan.words, cwd, env, hashing, key: original },
 		(dir) => withCacheDir(args, flag, dir),
 		withCacheDir(args, flag, ''),
 		(why) => drop(why, true),
@@ -224,6 +237,8 @@ type Link = {
 	words: Bytes[];
 	cwd: Bytes;
 	env: NodeJS.ProcessEnv;
+	/** Whether the inputs are hashed for a remote's manifest. */
+	hashing: boolean;
 	/** What the directory stands for when Kbuild names no external module: the original cache directory, or (add mode) the working directory. */
 	key: Bytes;
 	added?: true;
@@ -267,7 +282,7 @@ async function choose(
 
 	const shared = root !== undefined && isShared(root, env);
 	const memo = root === undefined ? undefined : openMemo(root, cwd, link.words, shared);
-	const inputs = readInputs(link.words, cwd, memo, concernsGuard);
+	const inputs = readInputs(link.words, cwd, memo, concernsGuard, link.hashing);
 	if (inputs.problem) return refuse(inputs.problem);
 	if ((link.added || link.usable) && inputs.modules === 0) return refuse('no ThinLTO input', true);
 	const codegen = await codegenKey(opts, memo);
@@ -316,6 +331,7 @@ async function choose(
 		dir,
 		shared,
 		count: { modules: inputs.modules, since },
+		...(inputs.sums ? { inputsHash: inputsHash(inputs.sums, inputs.modules) } : {}),
 		unchanged: guard.identity || codegen.files ? unchanged : undefined,
 		...(seeded ? { seeded } : {}),
 		note: `${link.added ? 'LTOCACHE_MODE=add: ' : ''}using ${dir} (inputs read: ${memo.counts.read}, known unchanged: ${memo.counts.recalled}${codegen.files ? `; files named by options read: ${codegen.read} of ${codegen.files.length}` : ''})${seeded ? `; ${seeded}` : ''}`,

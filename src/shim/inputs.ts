@@ -30,6 +30,8 @@ export type Inputs = {
 	units: Unit[];
 	/** Why what the link reads cannot be known, so it gets no cache. */
 	problem?: string;
+	/** With hashing asked for: the sha256 of each bitcode file or member, in the order lld reads them (a remote's manifest key). */
+	sums?: string[];
 };
 
 const MAX_SCRIPT_DEPTH = 32;
@@ -47,6 +49,7 @@ type Reader = {
 	depth: number;
 	memo?: Memo;
 	keep: (asm: Bytes) => boolean;
+	hash?: (data: Buffer) => string;
 };
 
 /**
@@ -55,8 +58,11 @@ type Reader = {
  * lazily and may not take: a member's bitcode is read either way (the asm
  * guard must not miss one), and the module count says so in its docs.
  */
-export function readInputs(words: Bytes[], cwd: string, memo?: Memo, keep: (asm: Bytes) => boolean = () => true): Inputs {
+export function readInputs(words: Bytes[], cwd: string, memo?: Memo, keep: (asm: Bytes) => boolean = () => true, hashing = false): Inputs {
 	const inputs: Inputs = { modules: 0, asm: [], units: [] };
+	// Only with a remote, and node:crypto only then (~3 ms a link otherwise): a Node without getBuiltinModule gets no sums.
+	const crypto = hashing ? (process.getBuiltinModule?.('node:crypto') as typeof import('node:crypto') | undefined) : undefined;
+	if (crypto) inputs.sums = [];
 	const r: Reader = {
 		inputs,
 		cwd,
@@ -69,6 +75,7 @@ export function readInputs(words: Bytes[], cwd: string, memo?: Memo, keep: (asm:
 		depth: 0,
 		memo,
 		keep,
+		hash: crypto && ((data) => crypto.createHash('sha256').update(data).digest('hex')),
 	};
 	let fat = false;
 	const scripts: Bytes[] = [];
@@ -173,10 +180,12 @@ function addFile(r: Reader, given: Bytes): void {
 	// A bitcode file or a regular archive is remembered whole; a thin archive's members each by themselves.
 	const now = r.memo && statSync(onDisk(r, file), { bigint: true, throwIfNoEntry: false });
 	const known = now?.isFile() && r.memo?.recall(file, now);
-	if (known) {
+	// A file remembered without its sums (by a link without a remote) is read again when they are wanted.
+	if (known && (!r.inputs.sums || known.sums)) {
 		r.inputs.modules += known.modules;
 		for (const text of known.asm) r.inputs.asm.push(text);
 		for (const unit of known.units) r.inputs.units.push(unit);
+		if (r.inputs.sums && known.sums) for (const sum of known.sums) r.inputs.sums.push(sum);
 		return;
 	}
 	const fd = open(r, file, now || undefined);
@@ -192,6 +201,7 @@ function addFile(r: Reader, given: Bytes): void {
 		const modules = r.inputs.modules;
 		const asm = r.inputs.asm.length;
 		const units = r.inputs.units.length;
+		const sums = r.inputs.sums?.length ?? 0;
 		const whole = st && isBitcode(head) ? readWhole(fd, Number(st.size)) : undefined;
 		if (isBitcode(head)) addBitcode(whole ?? readFileSync(fd), file, r);
 		else if (magic === '!<arch>\n') readArchive(fd, file, false, members(r));
@@ -205,7 +215,12 @@ function addFile(r: Reader, given: Bytes): void {
 		const same = st && after && sameFile(after, st);
 		if (whole && !same) throw new Error(`${bytesToText(file)} changed while it was read`);
 		if (st && same)
-			r.memo?.learn(file, st, { modules: r.inputs.modules - modules, asm: r.inputs.asm.slice(asm), units: r.inputs.units.slice(units) });
+			r.memo?.learn(file, st, {
+				modules: r.inputs.modules - modules,
+				asm: r.inputs.asm.slice(asm),
+				units: r.inputs.units.slice(units),
+				...(r.inputs.sums ? { sums: r.inputs.sums.slice(sums) } : {}),
+			});
 	} catch (error) {
 		if (error instanceof Error && !('code' in error)) throw error;
 		throw new Error(`cannot read ${bytesToText(file)} (${errorCode(error)})`);
@@ -228,6 +243,7 @@ function readWhole(fd: number, size: number): Buffer {
 
 function addBitcode(data: Buffer, name: Bytes, r: Reader): void {
 	const { inputs } = r;
+	if (r.hash) inputs.sums?.push(r.hash(data));
 	try {
 		for (const module of readBitcode(data)) {
 			if (module.thin) inputs.modules++;

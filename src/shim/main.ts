@@ -77,7 +77,8 @@ export async function main(shim: Shim): Promise<void> {
 		const cwd = workingDir();
 		// Node could not decode the directory's name and /proc/self/cwd cannot be read: no relative path can be followed.
 		if (cwd === undefined) throw new Error('the working directory is not UTF-8 and /proc/self/cwd cannot be read');
-		return decide(args, cwd, withCacheDir(env, settings), { value: settings.mode.value, source: describeSource(settings.mode.source) });
+		const mode = { value: settings.mode.value, source: describeSource(settings.mode.source) };
+		return decide(args, cwd, withCacheDir(env, settings), mode, Boolean(settings.remote.value));
 	});
 
 	const located = stage('locate', () => locateLinker(name, self, env));
@@ -97,7 +98,7 @@ export async function main(shim: Shim): Promise<void> {
 	}
 	// A remote (LTOCACHE_REMOTE, or the remote setting) fills the directory before the link, and hears of its entries after.
 	const remote = await stage('remote', () =>
-		dir && count && settings.remote.value ? openRemote(settings, root!, dir, linker.file, env) : undefined,
+		dir && count && settings.remote.value ? openRemote(settings, root!, dir, linker.file, env, plan.inputsHash) : undefined,
 	);
 	const before = stage('snapshot', () => {
 		try {
@@ -181,7 +182,7 @@ export async function main(shim: Shim): Promise<void> {
 		});
 		await after('upload', async () => {
 			if (remote && succeeded && kept) {
-				const problem = await remote.after();
+				const problem = await remote.after({ before, startedNs, modules: count?.modules ?? 0 });
 				if (problem) process.stderr.write(`ltocache: ${problem}\n`);
 			}
 			if (remote && env.LTOCACHE_VERBOSE === '1') process.stderr.write(`ltocache: ${remote.summary()}\n`);
@@ -209,6 +210,13 @@ const linked = (outcome: Outcome) => outcome.code === 0 && outcome.signal === nu
  * multigrain timestamps), a few ms at most.
  */
 const CLOCK_SLACK_NS = 20_000_000n;
+/**
+ * lld and the remote's downloads rename an entry in right after writing it:
+ * its ctime is within this of its mtime. An entry whose ctime is later was
+ * not renamed in then: a link with a remote set its times again after lld
+ * read it (src/shim/remote.ts), which says nothing of this directory's writes.
+ */
+const RENAMED_NS = 100_000_000n;
 
 /**
  * Whether a failed link failed on its cache, not on its inputs: then the
@@ -235,7 +243,7 @@ function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: 
 		if (changed < startedNs) return false;
 		for (const file of readdirSync(dir)) {
 			const entry = lstatSync(`${dir}/${file}`, { bigint: true, throwIfNoEntry: false });
-			if (entry && entry.ctimeNs + CLOCK_SLACK_NS >= changed) return false;
+			if (entry && entry.ctimeNs + CLOCK_SLACK_NS >= changed && entry.ctimeNs - entry.mtimeNs < RENAMED_NS) return false;
 		}
 		return true;
 	} catch {
@@ -243,9 +251,9 @@ function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: 
 	}
 }
 /** The remote for this link, its entries downloaded; loaded only when one is configured. */
-async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv) {
+async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv, inputs?: string) {
 	const { remoteFor } = await import('./remote.js');
-	const remote = remoteFor(remoteSettings(settings), root, dir, linker, env);
+	const remote = remoteFor(remoteSettings(settings), root, dir, linker, env, inputs);
 	const problem = await remote.before();
 	if (problem) process.stderr.write(`ltocache: ${problem}\n`);
 	return remote;

@@ -1,11 +1,26 @@
 // A cache directory shared with other machines through a remote store
-// (src/shared/remote/). Before a link into a directory ltocache chose,
-// the entries the remote's index lists and the directory lacks are
-// downloaded, each checked against the sha256 and size its uploader
-// recorded, and renamed in only if they match; after the link, the entries
-// the directory holds and the index lacks are uploaded, then listed.
+// (src/shared/remote/), in three phases a link:
 //
-// The remote namespace is ltocache/1/<linker>/<release>/<directory>: the
+//  before  the manifest of a link with the same bitcode inputs (the plan's
+//          inputsHash), or else the namespace's head (the last manifest
+//          written: a nearby commit's), is fetched, and the entries it lists
+//          that the directory lacks are downloaded, each checked against the
+//          sha256 and size its uploader recorded, and renamed in only if they
+//          match;
+//  link    lld runs;
+//  after   the entries the link used (those it wrote, and those it read,
+//          told by their atime) are its manifest. Those with no known place
+//          on the remote, or that the remote listed and could not give, are
+//          uploaded (so a remote that lost an entry gets it back from the
+//          next machine that needed it), and the manifest is written unless
+//          the remote has it already, as is.
+//
+// So a fresh machine downloads what its link needs, not everything the
+// namespace ever held, and machines writing at once never merge anything.
+// Where an entry is on the remote is kept in the directory's ltocache.remote
+// (lines as a manifest's, for this URL and namespace).
+//
+// The remote namespace is ltocache/2/<linker>/<release>/<directory>: the
 // directory's name carries the module, the .incbin guard's hash and the
 // code-generation options (src/shared/keydir.ts), and <linker> is what the
 // real linker is by content (src/shim/identity.ts).
@@ -14,13 +29,25 @@
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+	closeSync,
+	fstatSync,
+	openSync,
+	readdirSync,
+	readFileSync,
+	readSync,
+	renameSync,
+	rmSync,
+	statSync,
+	utimesSync,
+	writeFileSync,
+} from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import type { RemoteCounts } from '../shared/counters.js';
-import { baseKeyName, classify, keyName, META_FILE, type Metadata } from '../shared/keydir.js';
-import { isEntryName, type Sum, sha256, type Upload } from '../shared/remote/index.js';
+import { baseKeyName, classify, keyName, META_FILE, type Metadata, REMOTE_FILE } from '../shared/keydir.js';
+import { formatIndex, isEntryName, type Manifest, parseIndex, type Sum, sha256, type Upload } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
 import { REMOTE_DOWN_PREFIX } from '../shared/root.js';
 import { linkerIdentity } from './identity.js';
@@ -31,11 +58,14 @@ const MAX_BYTES = 2 * 1024 ** 3;
 /** At most this many bytes of entries are read into memory for one upload. */
 const BATCH_BYTES = 64 * 1024 ** 2;
 
+/** What the shim knows of the link that ran: the directory's names when lld started, when that was (file-system clock, ns), and its modules. */
+export type LinkRun = { before?: Set<string>; startedNs: bigint; modules: number };
+
 export type Remote = {
-	/** Download what the directory lacks; returns a line for stderr if the remote could not be used. */
+	/** Download what the manifest lists and the directory lacks; returns a line for stderr if the remote could not be used. */
 	before(): Promise<string | undefined>;
-	/** Upload what the remote lacks (nothing if read-only or the remote failed before). */
-	after(): Promise<string | undefined>;
+	/** Upload what the link used and the remote lacks, and its manifest (nothing if read-only or the remote failed before). */
+	after(run: LinkRun): Promise<string | undefined>;
 	counts: RemoteCounts;
 	/** What the remote did for this link, for LTOCACHE_VERBOSE. */
 	summary(): string;
@@ -113,15 +143,99 @@ export function remoteName(dir: string, bases: string[]): string {
 }
 
 /**
- * The remote for one link into dir (root/<release>/<key>); linkerFile is the
- * real linker that will run.
+ * The entries a link used: those it wrote (names that were not there when
+ * it started) and those it read. lld reads a hit and never touches it; on a
+ * relatime mount a read moves atime only if atime is not after mtime or
+ * ctime. So after each link every entry read since it last changed gets
+ * its own times set again (utimes): its ctime moves to now and the next
+ * read shows. That read is this link's if atime is past its start and past
+ * ctime. A mount that never moves atime (noatime) shows no read: a link
+ * that wrote fewer entries than it has modules and read none it could tell
+ * used the whole directory, as far as anyone can say (more to download,
+ * never less). whole: that was the case.
  */
-export function remoteFor(settings: RemoteSettings, root: string, dir: string, linkerFile: string, env: NodeJS.ProcessEnv): Remote {
+export function usedEntries(dir: string, run: LinkRun): { used: string[]; whole: boolean } {
+	const names = readdirSync(dir).filter((name) => classify(name) === 'entry' && isEntryName(name));
+	const { before } = run;
+	if (!before) return { used: names, whole: true };
+	const used: string[] = [];
+	let hits = 0;
+	let written = 0;
+	let had = 0;
+	for (const name of names) {
+		if (!before.has(name)) {
+			used.push(name);
+			written++;
+			continue;
+		}
+		had++;
+		const file = join(dir, name);
+		const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+		if (!st) continue; // pruned meanwhile
+		if (st.atimeNs >= run.startedNs && st.atimeNs > st.ctimeNs) {
+			used.push(name);
+			hits++;
+		}
+		if (st.atimeNs > st.ctimeNs && st.atimeNs > st.mtimeNs) {
+			try {
+				// Numbers in seconds: mtime may move by a fraction of a microsecond, which nothing reads.
+				utimesSync(file, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9);
+			} catch {} // another user's entry in a shared root: its next read goes unseen
+		}
+	}
+	if (hits === 0 && had > 0 && written < run.modules) return { used: names, whole: true };
+	return { used, whole: false };
+}
+
+/** The first line of a directory's record: which remote and namespace its locations are of. */
+const recordHead = (tag: string) => `ltocache-remote 1 ${tag}`;
+
+/** Where the directory's entries are on the remote, as this directory last learned it; empty for another remote or namespace. */
+function readRecord(dir: string, tag: string): Map<string, Sum> {
+	try {
+		const text = readFileSync(join(dir, REMOTE_FILE), 'latin1');
+		const eol = text.indexOf('\n');
+		return text.slice(0, eol) === recordHead(tag) ? parseIndex(text.slice(eol + 1)) : new Map();
+	} catch {
+		return new Map();
+	}
+}
+
+/** Replace the record (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */
+function writeRecord(dir: string, tag: string, record: Map<string, Sum>): void {
+	const temp = join(dir, `${REMOTE_FILE}.${process.pid}.tmp`);
+	try {
+		writeFileSync(temp, `${recordHead(tag)}\n${formatIndex(record)}`, { mode: 0o600 });
+		renameSync(temp, join(dir, REMOTE_FILE));
+	} catch {
+		rmSync(temp, { force: true }); // then the next link uploads what it cannot place
+	}
+}
+
+const sameSum = (a: Sum | undefined, b: Sum) => a?.sum === b.sum && a.size === b.size && a.pack === b.pack && a.offset === b.offset;
+
+/**
+ * The remote for one link into dir (root/<release>/<key>); linkerFile is the
+ * real linker that will run; inputs: the hash of the link's bitcode inputs,
+ * which names its manifest (without one, only the head is read and written).
+ */
+export function remoteFor(
+	settings: RemoteSettings,
+	root: string,
+	dir: string,
+	linkerFile: string,
+	env: NodeJS.ProcessEnv,
+	inputs?: string,
+): Remote {
 	const counts: RemoteCounts = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0 };
 	let url: URL;
 	let shown = 'remote';
-	let index: Map<string, Sum> | undefined;
+	/** What the remote gave: undefined until it answered; null if it had no manifest for this link. */
+	let manifest: Manifest | null | undefined;
+	/** Entries the manifest listed that the remote could not give, whole and as listed: the next upload puts them back. */
+	const refused = new Set<string>();
 	let failed = false;
+	let published = false;
 	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
 	const marker = join(root, `${REMOTE_DOWN_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
 	let signal: AbortSignal | undefined;
@@ -139,23 +253,34 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 		return `remote ${shown}: ${why}; ${what}`;
 	};
 	let ns: string | undefined;
+	const namespace = () => {
+		ns ??= `ltocache/2/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${remoteName(dir, settings.baseDirs)}`;
+		return ns;
+	};
+	/** The record's tag: the remote (never its password) and the namespace. */
+	const tag = () => sha256(Buffer.from(`${shownUrl(new URL(settings.url))}\n${namespace()}`)).slice(0, 32);
 	/** One phase: a fresh store, bound to the phase's budget (which the local hashing of the linker does not count against). */
 	const phase = async (fn: (store: Store, ns: string) => Promise<void>) => {
 		url = new URL(settings.url);
 		shown = shownUrl(url);
-		ns ??= `ltocache/1/${linkerIdentity(linkerFile, root, env)}/${basename(dirname(dir))}/${remoteName(dir, settings.baseDirs)}`;
+		const name = namespace();
 		signal = AbortSignal.timeout(settings.budgetMs);
 		const store = openStore(url, signal);
 		try {
-			await withinBudget(fn(store, ns as string), signal, settings.budgetMs);
+			await withinBudget(fn(store, name), signal, settings.budgetMs);
 		} finally {
 			store.close();
 		}
 	};
+	const listed = () => manifest?.entries.size ?? 0;
 	return {
 		counts,
 		summary: () =>
-			`remote ${shownUrl(new URL(settings.url))}: ${index ? `${index.size} entries listed` : 'no index'}, ${counts.downloads} downloaded (${counts.downloadBytes} bytes), ${counts.uploads} uploaded (${counts.uploadBytes} bytes)${failed ? ', then given up' : ''}`,
+			`remote ${shownUrl(new URL(settings.url))}: ${
+				manifest ? `${listed()} entries listed (${manifest.exact ? "this link's manifest" : 'the latest manifest'})` : 'no manifest'
+			}, ${counts.downloads} downloaded (${counts.downloadBytes} bytes), ${counts.uploads} uploaded (${counts.uploadBytes} bytes)${
+				published ? ', manifest written' : ''
+			}${failed ? ', then given up' : ''}`,
 		async before() {
 			const skip = skipping(marker);
 			if (skip) {
@@ -164,19 +289,25 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 			}
 			try {
 				await phase(async (store, ns) => {
-					index = await store.index(ns);
+					manifest = (await store.manifest(ns, inputs)) ?? null;
+					const entries = manifest?.entries ?? new Map<string, Sum>();
 					const have = new Set(readdirSync(dir));
 					let bytes = 0;
-					const wanted = [...index].filter(([name, r]) => {
+					const wanted = [...entries].filter(([name, r]) => {
 						if (!isEntryName(name) || have.has(name) || bytes + r.size > MAX_BYTES) return false;
 						bytes += r.size;
 						return true;
 					});
 					wantedCount = Math.min(wanted.length, MAX_ENTRIES);
+					const given = new Set<string>();
 					await store.fetch(ns, wanted.slice(0, MAX_ENTRIES), (name, data) => {
-						const r = index?.get(name);
+						const r = entries.get(name);
+						given.add(name);
 						// Corrupt, truncated or not what was uploaded under this name: never linked.
-						if (!r || data.length !== r.size || sha256(data) !== r.sum) return;
+						if (!r || data.length !== r.size || sha256(data) !== r.sum) {
+							refused.add(name);
+							return;
+						}
 						// Written aside and renamed in: a parallel link's lld must never read half an entry.
 						// Synchronously: fs/promises cost ~0.15 ms more a file in promises and handles than the write itself.
 						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
@@ -190,6 +321,8 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						counts.downloads++;
 						counts.downloadBytes += data.length;
 					});
+					// The fetch is over, and these never came: gone from the remote (an eviction, a cleanup).
+					for (const [name] of wanted.slice(0, MAX_ENTRIES)) if (!given.has(name)) refused.add(name);
 				});
 				try {
 					rmSync(marker, { force: true });
@@ -197,15 +330,26 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 				return undefined;
 			} catch (error) {
 				const progress = counts.downloads ? `${counts.downloads} of ${wantedCount} entries came down` : '';
-				return say('linking with the local cache', error, index !== undefined, progress);
+				return say('linking with the local cache', error, manifest !== undefined, progress);
 			}
 		},
-		async after() {
-			if (settings.readOnly || failed || !index) return undefined;
-			const known = index;
-			// Nothing the remote lacks (a warm link): no connection at all.
-			const fresh = readdirSync(dir).filter((name) => classify(name) === 'entry' && isEntryName(name) && !known.has(name));
-			if (fresh.length === 0) return undefined;
+		async after(run) {
+			if (settings.readOnly || failed || manifest === undefined) return undefined;
+			const { used } = usedEntries(dir, run);
+			const listedNow = manifest?.entries ?? new Map<string, Sum>();
+			const record = readRecord(dir, tag());
+			const next = new Map<string, Sum>();
+			const fresh: string[] = [];
+			for (const name of used.slice(0, MAX_ENTRIES)) {
+				// The remote's own word first: its manifest is the latest on where an entry is.
+				const known = refused.has(name) ? undefined : (listedNow.get(name) ?? record.get(name));
+				if (known) next.set(name, known);
+				else fresh.push(name);
+			}
+			const exact = manifest?.exact ? manifest.entries : undefined;
+			const unchanged = () => exact?.size === next.size && [...next].every(([name, r]) => sameSum(exact.get(name), r));
+			// A warm link whose manifest the remote has as it is: no connection at all.
+			if (fresh.length === 0 && unchanged()) return undefined;
 			try {
 				await phase(async (store, ns) => {
 					// In batches of at most BATCH_BYTES held in memory at once (over HTTP, a pack each).
@@ -214,13 +358,13 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 					let total = 0;
 					const send = async () => {
 						if (batch.length === 0) return;
-						await store.upload(ns, batch);
+						for (const [name, r] of await store.upload(ns, batch)) next.set(name, r);
 						counts.uploads += batch.length;
 						counts.uploadBytes += batchBytes;
 						batch = [];
 						batchBytes = 0;
 					};
-					for (const name of fresh.slice(0, MAX_ENTRIES)) {
+					for (const name of fresh) {
 						const data = readEntry(join(dir, name));
 						if (!data || total + data.length > MAX_BYTES) continue;
 						if (batchBytes + data.length > BATCH_BYTES) await send();
@@ -229,11 +373,22 @@ export function remoteFor(settings: RemoteSettings, root: string, dir: string, l
 						total += data.length;
 					}
 					await send();
+					if (!unchanged()) {
+						await store.publish(ns, inputs, next);
+						published = true;
+					}
 				});
 				return undefined;
 			} catch (error) {
 				const progress = counts.uploads ? `${counts.uploads} of ${fresh.length} entries went up` : '';
 				return say('the entries this link wrote are not shared', error, counts.uploads > 0, progress);
+			} finally {
+				// What is known of where the directory's entries are: what it knew, and what this link learned, of those still here.
+				const here = new Set(readdirSync(dir));
+				const learned = new Map([...record, ...listedNow, ...next].filter(([name]) => here.has(name) && !refused.has(name)));
+				for (const [name, r] of next) learned.set(name, r);
+				if (learned.size !== record.size || [...learned].some(([name, r]) => !sameSum(record.get(name), r)))
+					writeRecord(dir, tag(), learned);
 			}
 		},
 	};

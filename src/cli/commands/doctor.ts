@@ -349,7 +349,7 @@ async function remoteFinding(env: NodeJS.ProcessEnv): Promise<Finding | undefine
 	let store: ReturnType<typeof openStore> | undefined;
 	try {
 		store = openStore(url, signal);
-		await withinBudget(store.index('ltocache-probe'), signal, wait);
+		await withinBudget(store.manifest('ltocache-probe', undefined), signal, wait);
 		const ms = Math.round(performance.now() - started);
 		if (readOnly) return { level: 'ok', check, message: `${shownUrl(url)} answers (${ms} ms); read-only: links download, never upload` };
 		await withinBudget(store.probe(), signal, wait);

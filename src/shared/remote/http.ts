@@ -3,14 +3,15 @@
 // gateway).
 //
 // <base>/<namespace>/pack-<sha256> holds the entries one link uploaded, end
-// to end, and <base>/<namespace>/index lists them (src/shared/remote/index.ts).
-// A machine downloads a pack's wanted entries with one ranged GET, where one
-// GET an entry cost ~0.4 ms of Node's HTTP client each (500 entries: 3x the
-// local-warm link). Lines without a pack name an entry stored alone,
-// <base>/<namespace>/<entry>. Updating the index is read, merge, write: two
-// machines writing at once may lose each other's lines, which costs misses,
-// never a wrong entry.
-import { formatIndex, MAX_INDEX_BYTES, parseIndex, probeBytes, type Sum, sha256, type Upload } from './index.js';
+// to end; <base>/<namespace>/manifest-<inputs> lists the entries one link
+// used, each with its pack and offset, and <base>/<namespace>/head is the
+// last manifest written (src/shared/remote/index.ts). A machine downloads a
+// pack's wanted entries with one ranged GET, where one GET an entry cost
+// ~0.4 ms of Node's HTTP client each (500 entries: 3x the local-warm link).
+// Lines without a pack name an entry stored alone, <base>/<namespace>/<entry>.
+// Every object is written whole with one PUT and never read back to be
+// merged: a server needs no If-Match (nginx's WebDAV ignores it).
+import { formatIndex, MAX_INDEX_BYTES, type Manifest, parseIndex, probeBytes, type Sum, sha256, type Upload } from './index.js';
 
 /** Requests in flight at once. */
 const PARALLEL = 16;
@@ -175,14 +176,24 @@ export function httpStore(base: URL, signal: AbortSignal) {
 		if (ok(status)) return;
 		throw new Error(status === 401 || status === 403 ? `${what}: authentication refused (HTTP ${status})` : `${what}: HTTP ${status}`);
 	};
-	const index = async (ns: string): Promise<Map<string, Sum>> => {
-		const res = await request('GET', at(ns, 'index'));
-		if (res.status === 404) return new Map();
-		check('index', res.status, (s) => s === 200);
+	const get = async (ns: string, name: string): Promise<Map<string, Sum> | undefined> => {
+		const res = await request('GET', at(ns, name));
+		if (res.status === 404) return undefined;
+		check(name.startsWith('manifest-') ? 'manifest' : name, res.status, (s) => s === 200);
 		return parseIndex(res.body.toString('latin1'));
 	};
+	const put = async (ns: string, name: string, data: Buffer) => {
+		const res = await request('PUT', at(ns, name), data);
+		check(name.startsWith('manifest-') ? 'manifest' : name, res.status, (s) => s >= 200 && s < 300);
+	};
 	return {
-		index,
+		async manifest(ns: string, name: string | undefined): Promise<Manifest | undefined> {
+			// One after the other: the head costs a round trip only where no link with these inputs was shared.
+			const exact = name === undefined ? undefined : await get(ns, `manifest-${name}`);
+			if (exact) return { entries: exact, exact: true };
+			const head = await get(ns, 'head');
+			return head && { entries: head, exact: false };
+		},
 		async fetch(ns: string, wanted: [string, Sum][], take: (name: string, data: Buffer) => void) {
 			const packs = new Map<string, [string, Sum][]>();
 			const alone: [string, Sum][][] = [];
@@ -224,16 +235,19 @@ export function httpStore(base: URL, signal: AbortSignal) {
 			const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : 1));
 			const data = Buffer.concat(sorted.map((e) => e.data));
 			const pack = `pack-${sha256(data)}`;
-			const put = await request('PUT', at(ns, pack), data);
-			check(pack, put.status, (s) => s >= 200 && s < 300);
-			const merged = await index(ns);
+			const where = new Map<string, Sum>();
+			if (sorted.length === 0) return where;
+			await put(ns, pack, data);
 			let offset = 0;
 			for (const e of sorted) {
-				merged.set(e.name, { sum: e.sum, size: e.data.length, pack, offset });
+				where.set(e.name, { sum: e.sum, size: e.data.length, pack, offset });
 				offset += e.data.length;
 			}
-			const res = await request('PUT', at(ns, 'index'), Buffer.from(formatIndex(merged), 'latin1'));
-			check('index', res.status, (s) => s >= 200 && s < 300);
+			return where;
+		},
+		async publish(ns: string, name: string | undefined, entries: Map<string, Sum>) {
+			const text = Buffer.from(formatIndex(entries), 'latin1');
+			await Promise.all([...(name === undefined ? [] : [put(ns, `manifest-${name}`, text)]), put(ns, 'head', text)]);
 		},
 		async probe() {
 			const url = at('ltocache-probe', `probe-${process.pid}`);

@@ -1,6 +1,10 @@
-// A remote in Redis: <namespace>/<entry> strings, and the hash
-// <namespace>/index of name -> `sum size` (src/shared/remote/index.ts).
-import { addIndexLine, probeBytes, type Sum, type Upload } from './index.js';
+// A remote in Redis: <namespace>/<entry> strings, and the manifests
+// <namespace>/manifest-<inputs> and <namespace>/head, strings of lines
+// `name sum size` (src/shared/remote/index.ts). Nothing expires by itself:
+// a server bounded with maxmemory and maxmemory-policy allkeys-lru evicts
+// what was least recently read, and what a link misses is linked and
+// uploaded again.
+import { formatIndex, type Manifest, parseIndex, probeBytes, type Sum, type Upload } from './index.js';
 import { RedisError, resp } from './resp.js';
 
 export function redisStore(url: URL, signal: AbortSignal) {
@@ -33,12 +37,13 @@ export function redisStore(url: URL, signal: AbortSignal) {
 	};
 	const key = (ns: string, name: string) => `${ns}/${name}`;
 	return {
-		async index(ns: string) {
-			const reply = await read('HGETALL', key(ns, 'index'));
-			const index = new Map<string, Sum>();
-			if (!Array.isArray(reply)) return index;
-			for (let i = 0; i + 1 < reply.length; i += 2) addIndexLine(index, `${String(reply[i])} ${String(reply[i + 1])}`);
-			return index;
+		async manifest(ns: string, name: string | undefined): Promise<Manifest | undefined> {
+			// Both in one round trip: the head is one link's lines, and a new commit's link wants it.
+			const reply = await read('MGET', key(ns, name === undefined ? 'head' : `manifest-${name}`), key(ns, 'head'));
+			if (!Array.isArray(reply)) throw new Error('MGET: not a Redis array');
+			const [exact, head] = reply;
+			if (name !== undefined && Buffer.isBuffer(exact)) return { entries: parseIndex(exact.toString('latin1')), exact: true };
+			return Buffer.isBuffer(head) ? { entries: parseIndex(head.toString('latin1')), exact: false } : undefined;
 		},
 		async fetch(ns: string, wanted: [string, Sum][], take: (name: string, data: Buffer) => void) {
 			// MGET in batches of about a megabyte (the index knows the sizes), all sent at once: one round
@@ -63,10 +68,13 @@ export function redisStore(url: URL, signal: AbortSignal) {
 			);
 		},
 		async upload(ns: string, entries: Upload[]) {
-			if (entries.length === 0) return;
 			// Sent at once, as MGET fetches them: the replies come back in order on the one connection.
 			await Promise.all(entries.map((e) => run('SET', key(ns, e.name), e.data)));
-			await run('HSET', key(ns, 'index'), ...entries.flatMap((e) => [e.name, `${e.sum} ${e.data.length}`]));
+			return new Map<string, Sum>(entries.map((e) => [e.name, { sum: e.sum, size: e.data.length }]));
+		},
+		async publish(ns: string, name: string | undefined, entries: Map<string, Sum>) {
+			const text = Buffer.from(formatIndex(entries), 'latin1');
+			await run('MSET', ...(name === undefined ? [] : [key(ns, `manifest-${name}`), text]), key(ns, 'head'), text);
 		},
 		async probe() {
 			const probe = key('ltocache-probe', `probe-${process.pid}`);

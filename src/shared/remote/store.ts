@@ -1,18 +1,24 @@
 // The remote stores a cache can be shared through (LTOCACHE_REMOTE): what
 // each must do, and the one table of URL schemes that names them. Each
-// holds, per namespace (see src/shim/remote.ts), the cache entries and an
-// index of them (src/shared/remote/index.ts).
+// holds, per namespace (see src/shim/remote.ts), the cache entries, one
+// manifest per link's inputs of the entries that link used, and a head: the
+// last manifest written (src/shared/remote/index.ts). Every object is
+// written whole by one writer and never merged: machines writing at once
+// lose nothing, and two writers of one name write the same bytes (entries
+// and packs are named by content; a manifest by its link's inputs).
 import { httpStore } from './http.js';
-import type { Sum, Upload } from './index.js';
+import type { Manifest, Sum, Upload } from './index.js';
 import { redisStore } from './redis.js';
 
 export interface Store {
-	/** The entries the remote holds for a namespace. */
-	index(ns: string): Promise<Map<string, Sum>>;
+	/** The manifest named key (the link's inputs), or without one the namespace's head; undefined if neither is there. */
+	manifest(ns: string, key: string | undefined): Promise<Manifest | undefined>;
 	/** Fetch the wanted entries, handing take each one the remote has, as it arrives (unchecked: the caller verifies). */
 	fetch(ns: string, wanted: [string, Sum][], take: (name: string, data: Buffer) => void): Promise<void>;
-	/** Store the entries, then list them in the namespace's index. */
-	upload(ns: string, entries: Upload[]): Promise<void>;
+	/** Store the entries; returns where each now is (over HTTP, its pack and offset). */
+	upload(ns: string, entries: Upload[]): Promise<Map<string, Sum>>;
+	/** Write a link's manifest under key (if any) and as the namespace's head. */
+	publish(ns: string, key: string | undefined, entries: Map<string, Sum>): Promise<void>;
 	/** Write and remove a probe (doctor: can this client write?). */
 	probe(): Promise<void>;
 	close(): void;
