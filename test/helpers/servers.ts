@@ -247,3 +247,60 @@ export async function startStaller(port: number, bytes: number): Promise<Server>
 			}),
 	};
 }
+
+/**
+ * A TCP proxy in front of port on localhost that passes the server's bytes
+ * to the client at about rate bytes a second (a slow line), and the
+ * client's through as they come; url is the server's under the proxy's port.
+ */
+export async function startThrottle(port: number, rate: number, scheme: 'http' | 'redis'): Promise<Server> {
+	const sockets = new Set<net.Socket>();
+	const TICK_MS = 50;
+	const server = net.createServer((client) => {
+		const upstream = net.connect(port, '127.0.0.1');
+		sockets.add(client).add(upstream);
+		const queue: Buffer[] = [];
+		let ended = false;
+		const timer = setInterval(() => {
+			let budget = Math.max(1, Math.round((rate * TICK_MS) / 1000));
+			while (budget > 0 && queue.length > 0) {
+				const chunk = queue[0];
+				const n = Math.min(budget, chunk.length);
+				client.write(chunk.subarray(0, n));
+				if (n === chunk.length) queue.shift();
+				else queue[0] = chunk.subarray(n);
+				budget -= n;
+			}
+			if (queue.length === 0 && ended) client.end();
+		}, TICK_MS);
+		upstream.on('data', (c: Buffer) => queue.push(c));
+		upstream.on('end', () => {
+			ended = true;
+		});
+		client.on('data', (c: Buffer) => upstream.write(c));
+		const close = () => {
+			clearInterval(timer);
+			client.destroy();
+			upstream.destroy();
+			sockets.delete(client);
+			sockets.delete(upstream);
+		};
+		client.on('close', close);
+		client.on('error', close);
+		upstream.on('error', close);
+		upstream.on('close', () => {
+			if (queue.length === 0) close();
+		});
+	});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port: own } = server.address() as net.AddressInfo;
+	return {
+		url: scheme === 'http' ? `http://127.0.0.1:${own}/cache/` : `redis://127.0.0.1:${own}/0`,
+		port: own,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				for (const s of sockets) s.destroy();
+				server.close(() => resolve());
+			}),
+	};
+}

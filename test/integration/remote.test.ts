@@ -35,6 +35,8 @@ import {
 } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
+/** A link's manifest on the WebDAV server (the head holds the same lines). */
+const isManifest = (file: string) => /\/manifest-[0-9a-f]{64}$/.test(file);
 const servers: Server[] = [];
 afterAll(async () => {
 	for (const s of servers) await s.stop();
@@ -135,7 +137,7 @@ describeIf(
 		const files = (fs.readdirSync(path.join(nginx.root, '../whole'), { recursive: true }) as string[]).map((f) =>
 			path.join(nginx.root, '../whole', f),
 		);
-		const indexFile = files.find((f) => f.endsWith('/index') && f.includes('whole'))!;
+		const indexFile = files.find((f) => isManifest(f) && f.includes('whole'))!;
 		const index = parseIndex(fs.readFileSync(indexFile, 'latin1'));
 		expect(index.size).toBe(2);
 		// B has the pack's first entry already: it asks for the range of the second, and gets the whole pack.
@@ -159,7 +161,7 @@ describeIf(
 			lines += `${name} ${r.sum} ${r.size}\n`;
 		}
 		for (const r of index.values()) fs.rmSync(path.join(path.dirname(indexFile), r.pack!), { force: true });
-		fs.writeFileSync(indexFile, lines);
+		for (const file of [indexFile, path.join(path.dirname(indexFile), 'head')]) fs.writeFileSync(file, lines);
 		const c = scratch('machine-c');
 		const third = await link(c, whole, extmod);
 		expect(third).toMatchObject({ exitCode: 0, stderr: '' });
@@ -167,41 +169,49 @@ describeIf(
 		expect(counters(c)).toMatchObject({ hits: 2, misses: 0, downloads: 2 });
 	});
 
-	it.each(['http', 'redis'])('over %s, a corrupted or truncated entry is dropped, never linked', async (kind) => {
-		const remote = Object.fromEntries(backends())[kind];
-		const extmod = { KBUILD_EXTMOD: `/src/corrupt-${kind}` };
-		const a = scratch('machine-a');
-		expect(await link(a, remote, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
-		const names = entriesBelow(a)
-			.map((e) => path.basename(e))
-			.sort();
-		expect(names).toHaveLength(2);
-		// The bytes of one entry garbled (same size), the other cut short, on the server itself.
-		let [bad, short] = names;
-		if (kind === 'http') {
-			// Both in the one pack A uploaded: the one further in is cut short, the other garbled.
-			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
-			const index = parseIndex(fs.readFileSync(files.find((f) => f.endsWith('/index') && f.includes('corrupt-'))!, 'latin1'));
-			[bad, short] = names.sort((x, y) => (index.get(x)?.offset ?? 0) - (index.get(y)?.offset ?? 0));
-			const pack = files.find((f) => f.endsWith(`/${index.get(bad)?.pack}`))!;
-			expect(index.get(short)?.pack).toBe(index.get(bad)?.pack);
-			const data = fs.readFileSync(pack);
-			const { offset = 0, size } = index.get(bad)!;
-			data[offset + (size >> 1)] ^= 0xff;
-			fs.writeFileSync(pack, data.subarray(0, (index.get(short)?.offset ?? 0) + 10));
-		} else {
-			const keys = (await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*corrupt-*'])).stdout.split('\n');
-			const key = (name: string) => keys.find((k) => k.endsWith(`/${name}`))!;
-			await execa('redis-cli', ['-p', String(redis.port), 'SETRANGE', key(bad), '100', 'garbage']);
-			await execa('redis-cli', ['-p', String(redis.port), 'SET', key(short), 'cut']);
-		}
-		const b = scratch('machine-b');
-		const second = await link(b, remote, extmod);
-		expect(second).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(second.output).toEqual(reference);
-		// Neither came down: lld wrote both itself.
-		expect(counters(b)).toMatchObject({ downloads: 0, misses: 2 });
-	});
+	it.each(['http', 'redis'])(
+		'over %s, a corrupted or truncated (deleted) entry is dropped, never linked, and the next machine that links it uploads it again',
+		async (kind) => {
+			const remote = Object.fromEntries(backends())[kind];
+			const extmod = { KBUILD_EXTMOD: `/src/corrupt-${kind}` };
+			const a = scratch('machine-a');
+			expect(await link(a, remote, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const names = entriesBelow(a)
+				.map((e) => path.basename(e))
+				.sort();
+			expect(names).toHaveLength(2);
+			// The bytes of one entry garbled (same size), the other cut short, on the server itself.
+			let [bad, short] = names;
+			if (kind === 'http') {
+				// Both in the one pack A uploaded: the one further in is cut short, the other garbled.
+				const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
+				const index = parseIndex(fs.readFileSync(files.find((f) => isManifest(f) && f.includes('corrupt-'))!, 'latin1'));
+				[bad, short] = names.sort((x, y) => (index.get(x)?.offset ?? 0) - (index.get(y)?.offset ?? 0));
+				const pack = files.find((f) => f.endsWith(`/${index.get(bad)?.pack}`))!;
+				expect(index.get(short)?.pack).toBe(index.get(bad)?.pack);
+				const data = fs.readFileSync(pack);
+				const { offset = 0, size } = index.get(bad)!;
+				data[offset + (size >> 1)] ^= 0xff;
+				fs.writeFileSync(pack, data.subarray(0, (index.get(short)?.offset ?? 0) + 10));
+			} else {
+				const keys = (await execa('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*corrupt-*'])).stdout.split('\n');
+				const key = (name: string) => keys.find((k) => k.endsWith(`/${name}`))!;
+				await execa('redis-cli', ['-p', String(redis.port), 'SETRANGE', key(bad), '100', 'garbage']);
+				await execa('redis-cli', ['-p', String(redis.port), 'DEL', key(short)]);
+			}
+			const b = scratch('machine-b');
+			const second = await link(b, remote, extmod);
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			// Neither came down: lld wrote both itself, and B put them back.
+			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2, uploads: 2 });
+			const c = scratch('machine-c');
+			const third = await link(c, remote, extmod);
+			expect(third).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(third.output).toEqual(reference);
+			expect(counters(c)).toMatchObject({ downloads: 2, hits: 2, misses: 0, uploads: 0 });
+		},
+	);
 
 	it.each(['http', 'redis'])('over %s, a server that is gone leaves the link to the local cache, said once', async (kind) => {
 		const server = kind === 'http' ? await startNginx(scratch('nginx-gone')) : await startRedis(scratch('redis-gone'));
@@ -312,11 +322,15 @@ describeIf(
 		const extmod = { KBUILD_EXTMOD: '/src/verbose' };
 		const first = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
 		expect(first.stderr.split('\n')).toContainEqual(
-			expect.stringMatching(/^ltocache: remote redis:\/\/\S+: 0 entries listed, 0 downloaded \(0 bytes\), 2 uploaded \(\d+ bytes\)$/),
+			expect.stringMatching(
+				/^ltocache: remote redis:\/\/\S+: no manifest, 0 downloaded \(0 bytes\), 2 uploaded \(\d+ bytes\), manifest written$/,
+			),
 		);
 		const second = await link(scratch('machine'), redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
 		expect(second.stderr.split('\n')).toContainEqual(
-			expect.stringMatching(/^ltocache: remote redis:\/\/\S+: 2 entries listed, 2 downloaded \(\d+ bytes\), 0 uploaded \(0 bytes\)$/),
+			expect.stringMatching(
+				/^ltocache: remote redis:\/\/\S+: 2 entries listed \(this link's manifest\), 2 downloaded \(\d+ bytes\), 0 uploaded \(0 bytes\)$/,
+			),
 		);
 		const quiet = await link(scratch('machine'), redis.url, extmod);
 		expect(quiet).toMatchObject({ exitCode: 0, stderr: '' });
@@ -600,7 +614,7 @@ describeIf(
 			const extmod = { KBUILD_EXTMOD: '/src/partial' };
 			expect(await link(scratch('machine-a'), nginx.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
 			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
-			const index = parseIndex(fs.readFileSync(files.find((f) => f.endsWith('/index') && f.includes('partial'))!, 'latin1'));
+			const index = parseIndex(fs.readFileSync(files.find((f) => isManifest(f) && f.includes('partial'))!, 'latin1'));
 			const [first] = [...index.values()].sort((x, y) => (x.offset ?? 0) - (y.offset ?? 0));
 			expect(index.size).toBe(2);
 			// The pack's first entry and a byte of the second come through; then the server stalls.
@@ -644,7 +658,7 @@ describeIf(
 			const extmod = { KBUILD_EXTMOD: '/src/hostile-http', LTOCACHE_LD: linker.file, LTOCACHE_REMOTE_TIMEOUT: '60s' };
 			expect(await link(scratch('machine-a'), nginx.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
 			const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
-			const indexFile = files.find((f) => f.endsWith('/index') && f.includes('hostile-http'))!;
+			const indexFile = files.find((f) => isManifest(f) && f.includes('hostile-http'))!;
 			const honest = fs.readFileSync(indexFile, 'latin1');
 			// A pack of 300 MB (sparse: zeros), five entries of 60 MB listed in it, and lines no entry may have.
 			const pack = `pack-${'f'.repeat(64)}`;
@@ -665,33 +679,36 @@ describeIf(
 			expect(linker.peak()).toBeGreaterThan(10 * MiB);
 			expect(linker.peak()).toBeLessThan(256 * MiB);
 
-			// The index itself 300 MB: refused at 16 MiB, the link goes on alone.
+			// The manifest itself 300 MB: refused at 16 MiB, the link goes on alone.
 			fs.closeSync(fs.openSync(indexFile, 'w'));
 			fs.truncateSync(indexFile, 300 * 1000 * 1000);
 			const c = scratch('machine-c');
 			const third = await link(c, nginx.url, extmod);
 			expect(third.exitCode).toBe(0);
 			expect(third.output).toEqual(reference);
-			expect(third.stderr).toMatch(/^ltocache: remote \S+: index: a response of more than 16777216 bytes; linking with the local cache$/);
+			expect(third.stderr).toMatch(
+				/^ltocache: remote \S+: manifest-[0-9a-f]{64}: a response of more than 16777216 bytes; linking with the local cache$/,
+			);
 			expect(linker.peak()).toBeLessThan(256 * MiB);
 		});
 
-		it('over redis: an entry of 300 MB under a name the index lists small, and bad index fields: refused, the link stays under 256 MiB', async () => {
+		it('over redis: an entry of 300 MB under a name the manifest lists small, and bad manifest lines: refused, the link stays under 256 MiB', async () => {
 			const linker = recorder();
 			const extmod = { KBUILD_EXTMOD: '/src/hostile-redis', LTOCACHE_LD: linker.file, LTOCACHE_REMOTE_TIMEOUT: '60s' };
 			expect(await link(scratch('machine-a'), redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
 			const cli = (...args: string[]) => execa('redis-cli', ['-p', String(redis.port), ...args]);
-			const indexKey = (await cli('--scan', '--pattern', '*hostile-redis*/index')).stdout.trim();
-			const ns = indexKey.slice(0, -'/index'.length);
-			// Bad fields first: each is passed over, the honest ones still come down.
-			await cli('HSET', indexKey, `llvmcache-${'A'.repeat(290)}`, `${sum} 10`, `llvmcache-${hex(9)}`, `${sum} 1900000000`);
+			const indexKey = (await cli('--scan', '--pattern', '*hostile-redis*/manifest-*')).stdout.trim();
+			const ns = indexKey.slice(0, indexKey.lastIndexOf('/'));
+			const prepend = async (lines: string[]) => cli('SET', indexKey, `${lines.join('\n')}\n${(await cli('GET', indexKey)).stdout}\n`);
+			// Bad lines first: each is passed over, the honest ones still come down.
+			await prepend([`llvmcache-${'A'.repeat(290)} ${sum} 10`, `llvmcache-${hex(9)} ${sum} 1900000000`]);
 			const b = scratch('machine-b');
 			const second = await link(b, redis.url, extmod);
 			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
 			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
 
-			// An entry the index lists at 10 bytes, 300 MB on the server.
-			await cli('HSET', indexKey, `llvmcache-${hex(1)}`, `${sum} 10`);
+			// An entry the manifest lists at 10 bytes, 300 MB on the server.
+			await prepend([`llvmcache-${hex(1)} ${sum} 10`]);
 			await cli('SETRANGE', `${ns}/llvmcache-${hex(1)}`, String(300 * 1000 * 1000), 'x');
 			const c = scratch('machine-c');
 			const third = await link(c, redis.url, extmod);
@@ -730,7 +747,7 @@ describeIf(
 		it('credentials an HTTP server refuses are said to be refused', async () => {
 			const result = await link(scratch('machine'), nginx.url.replace('http://', 'http://u:secret@').replace('/cache/', '/locked/'));
 			expect(result.exitCode).toBe(0);
-			expect(result.stderr).toMatch(/^ltocache: remote \S+: index: authentication refused \(HTTP 401\); linking with the local cache$/);
+			expect(result.stderr).toMatch(/^ltocache: remote \S+: manifest: authentication refused \(HTTP 401\); linking with the local cache$/);
 			expect(result.stderr).not.toContain('secret');
 		});
 

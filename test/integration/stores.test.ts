@@ -5,7 +5,7 @@
 // MGET batches split by count and by size, and over ranged GETs of packs.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { sha256, type Upload } from '../../src/shared/remote/index.js';
+import { type Sum, sha256, type Upload } from '../../src/shared/remote/index.js';
 import { openStore, type Store } from '../../src/shared/remote/store.js';
 import { type Server, startNginx, startRedis } from '../helpers/servers.js';
 import { describeIf, onPath, scratchRoot } from '../helpers/tools.js';
@@ -43,14 +43,21 @@ describeIf(Boolean(onPath('nginx') && onPath('redis-server')), 'nginx and redis-
 			'over %s, hand back hundreds of entries of mixed sizes whole, from several uploads, whole or in part',
 			async (kind) => {
 				const store: Store = openStore(new URL(urls[kind]), AbortSignal.timeout(60_000));
-				const ns = `ltocache/1/test/stores-${kind}`;
+				const ns = `ltocache/2/test/stores-${kind}`;
 				try {
+					expect(await store.manifest(ns, 'a'.repeat(64))).toBeUndefined();
 					// And one of 8 MiB, which arrives in many pieces.
 					const large = randomBytes(8 * 1024 * 1024);
 					const batches = [entries(400, 1), entries(250, 2), entries(3, 3), [{ name: 'llvmcache-B16', data: large, sum: sha256(large) }]];
-					for (const batch of batches) await store.upload(ns, batch);
+					const where = new Map<string, Sum>();
+					for (const batch of batches) for (const [name, r] of await store.upload(ns, batch)) where.set(name, r);
 					const all = new Map(batches.flat().map((e) => [e.name, e]));
-					const index = await store.index(ns);
+					await store.publish(ns, 'a'.repeat(64), where);
+					const manifest = await store.manifest(ns, 'a'.repeat(64));
+					expect(manifest?.exact).toBe(true);
+					const index = manifest?.entries ?? new Map<string, Sum>();
+					// Another link's inputs: the head, the same lines.
+					expect(await store.manifest(ns, 'b'.repeat(64))).toEqual({ entries: index, exact: false });
 					expect(index.size).toBe(all.size);
 					for (const [name, r] of index) expect([r.sum, r.size]).toEqual([all.get(name)?.sum, all.get(name)?.data.length]);
 
