@@ -31,6 +31,7 @@
 // unless a remote is configured.
 import {
 	closeSync,
+	constants,
 	fstatSync,
 	openSync,
 	readdirSync,
@@ -71,13 +72,22 @@ export type Remote = {
 	summary(): string;
 };
 
-/** The entry's bytes as they are now; undefined if it is gone (a prune) or changed while being read (lld never rewrites one, but be sure). */
+/**
+ * The entry's bytes as they are now; undefined if it is gone (a prune) or
+ * changed while being read (lld never rewrites one, but be sure). Read
+ * without moving its atime where the owner may (O_NOATIME): an upload is
+ * no use, and would hide the next link's read of it (usedEntries).
+ */
 function readEntry(file: string): Buffer | undefined {
 	let fd: number;
 	try {
-		fd = openSync(file, 'r');
+		fd = openSync(file, constants.O_RDONLY | constants.O_NOATIME);
 	} catch {
-		return undefined;
+		try {
+			fd = openSync(file, 'r'); // another user's entry in a shared root: EPERM
+		} catch {
+			return undefined;
+		}
 	}
 	try {
 		const st = fstatSync(fd);
@@ -146,9 +156,9 @@ export function remoteName(dir: string, bases: string[]): string {
  * The entries a link used: those it wrote (names that were not there when
  * it started) and those it read. lld reads a hit and never touches it; on a
  * relatime mount a read moves atime only if atime is not after mtime or
- * ctime. So after each link every entry read since it last changed gets
- * its own times set again (utimes): its ctime moves to now and the next
- * read shows. That read is this link's if atime is past its start and past
+ * ctime. So after each link every entry read since it last changed (lld
+ * reads back what it writes, too) gets its own times set again (utimes):
+ * its ctime moves to now and the next read shows. That read is this link's if atime is past its start and past
  * ctime. A mount that never moves atime (noatime) shows no read: a link
  * that wrote fewer entries than it has modules and read none it could tell
  * used the whole directory, as far as anyone can say (more to download,
@@ -163,19 +173,20 @@ export function usedEntries(dir: string, run: LinkRun): { used: string[]; whole:
 	let written = 0;
 	let had = 0;
 	for (const name of names) {
-		if (!before.has(name)) {
-			used.push(name);
-			written++;
-			continue;
-		}
-		had++;
 		const file = join(dir, name);
 		const st = statSync(file, { bigint: true, throwIfNoEntry: false });
 		if (!st) continue; // pruned meanwhile
-		if (st.atimeNs >= run.startedNs && st.atimeNs > st.ctimeNs) {
+		if (!before.has(name)) {
 			used.push(name);
-			hits++;
+			written++;
+		} else {
+			had++;
+			if (st.atimeNs >= run.startedNs && st.atimeNs > st.ctimeNs) {
+				used.push(name);
+				hits++;
+			}
 		}
+		// lld reads back what it wrote, so an entry this link wrote needs its times set again too.
 		if (st.atimeNs > st.ctimeNs && st.atimeNs > st.mtimeNs) {
 			try {
 				// Numbers in seconds: mtime may move by a fraction of a microsecond, which nothing reads.
@@ -373,7 +384,9 @@ export function remoteFor(
 						total += data.length;
 					}
 					await send();
-					if (!unchanged()) {
+					// Written after what it lists, and again whenever entries went up: a Redis that evicts to take them may
+					// have taken the manifest.
+					if (counts.uploads > 0 || !unchanged()) {
 						await store.publish(ns, inputs, next);
 						published = true;
 					}
