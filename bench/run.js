@@ -662,7 +662,7 @@ location /cache/ { dav_methods PUT DELETE; create_full_put_path on; } } }`,
  * remote-warm (another machine did: a fresh root, the remote holding every
  * entry); and local-warm with no remote configured, which must not change.
  */
-function benchRemote() {
+async function benchRemote() {
 	console.log('\nA cache shared across machines: a fresh machine linking from the remote against one linking from its own cache');
 	for (const n of [12, 500]) {
 		const dir = path.join(work, `remote-${n}`);
@@ -739,6 +739,12 @@ function benchRemote() {
 			console.log(
 				`    ${'creating the entries as files'.padEnd(32)} ${fmt(files.ms)}  (${files.count} files, written aside and renamed in, as a download does)`,
 			);
+			if (n > 100) {
+				const used = await usedCost(local, n);
+				console.log(
+					`    ${'telling the entries a link used'.padEnd(32)} ${fmt(used.ms)}  (${used.count} entries read by a link: a stat each, and their times set again)`,
+				);
+			}
 			const floor = by['local-warm, inputs not yet read'] + files.ms;
 			console.log(
 				`    remote-warm is ${(by['remote-warm (a fresh machine)'] / by['local-warm, remote set']).toFixed(2)}x local-warm with the remote set, ` +
@@ -746,6 +752,30 @@ function benchRemote() {
 			);
 		}
 	}
+}
+
+/**
+ * Median time of the after-link work that tells which entries a link used
+ * (src/shim/remote.ts usedEntries) in root's one key directory, every entry
+ * read as a warm link reads it: a stat each, and each one's times set again.
+ */
+async function usedCost(root, modules) {
+	const { usedEntries } = await import('../dist/shim/remote.js');
+	let dir = root;
+	while (!fs.readdirSync(dir).some((name) => name.startsWith('llvmcache-'))) {
+		const sub = fs.readdirSync(dir, { withFileTypes: true }).find((e) => e.isDirectory() && e.name !== 'ltocache.inputs');
+		dir = path.join(dir, sub.name);
+	}
+	const names = new Set(fs.readdirSync(dir));
+	const samples = [];
+	let count = 0;
+	for (let i = 0; i < 9; i++) {
+		for (const name of names) if (name.startsWith('llvmcache-')) fs.readFileSync(path.join(dir, name));
+		const start = process.hrtime.bigint();
+		count = usedEntries(dir, { before: names, startedNs: 0n, modules }).used.length;
+		samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+	}
+	return { ms: median(samples), count };
 }
 
 /** Median time to write a cache directory's entries anew, each to a temporary file renamed in; the directories are set aside, not deleted. */

@@ -16,6 +16,7 @@ import {
 	describeIf,
 	entriesBelow,
 	hasToolchain,
+	isRoot,
 	LLD,
 	NO_CONFIG,
 	nodeOnlyDir,
@@ -83,9 +84,17 @@ describeIf(
 	const url = (kind: string) => (kind === 'http' ? nginx.url : redis.url);
 
 	/** One machine's link (a cache root of its own) of the objects, in add mode, into its own output. */
-	const link = async (root: string, remote: string, module: string, objects: string[], extra: Record<string, string> = {}) => {
+	const link = async (
+		root: string,
+		remote: string,
+		module: string,
+		objects: string[],
+		extra: Record<string, string> = {},
+		wrap: string[] = [],
+	) => {
 		const out = path.join(scratch('out'), 'out.o');
-		const result = await execa(path.join(shims, 'ld.lld'), ['-r', '-o', out, ...objects], {
+		const command = [...wrap, path.join(shims, 'ld.lld'), '-r', '-o', out, ...objects];
+		const result = await execa(command[0], command.slice(1), {
 			cwd: scratch('cwd'),
 			reject: false,
 			extendEnv: false,
@@ -172,6 +181,31 @@ describeIf(
 			}
 		},
 	);
+
+	describeIf(isRoot && Boolean(onPath('unshare')), 'root and unshare (a noatime mount)')('on a noatime mount', () => {
+		it("no read shows, so a link's manifest lists the whole directory: a fresh machine gets more than it needs, never less", async () => {
+			const module = '/src/noatime';
+			const tree = moduleTree(scratch('tree'), 'noatime');
+			const a = scratch('machine-a');
+			// The root mounted noatime in a mount namespace of the link's own.
+			const noatime = ['unshare', '-m', 'sh', '-c', 'mount --bind "$0" "$0" && mount -o remount,bind,noatime "$0" && exec "$@"', a];
+			for (let k = 1; k <= 2; k++) {
+				tree.commit(k);
+				const result = await link(a, redis.url, module, tree.objects, {}, noatime);
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(tree.reference());
+			}
+			// The second link hit some of the first's entries, and wrote the rest.
+			const held = entriesBelow(a).length;
+			expect(counters(a).hits).toBeGreaterThan(0);
+			expect(held).toBeGreaterThan(FILES);
+			const fresh = scratch('machine-fresh');
+			const last = await link(fresh, redis.url, module, tree.objects);
+			expect(last).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(last.output).toEqual(tree.reference());
+			expect(counters(fresh)).toMatchObject({ hits: FILES, misses: 0, downloads: held });
+		});
+	});
 
 	it('over http, a fresh machine behind a slow line keeps what came within its budget, uploads nothing the remote has, and its next link is all hits', async () => {
 		const module = '/src/throttled';
