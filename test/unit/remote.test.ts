@@ -10,7 +10,7 @@ import { readSettings, redacted, remoteSettings } from '../../src/shared/config.
 import { keyName } from '../../src/shared/keydir.js';
 import { formatIndex, isEntryName, parseIndex } from '../../src/shared/remote/index.js';
 import { linkerIdentity } from '../../src/shim/identity.js';
-import { remoteName } from '../../src/shim/remote.js';
+import { remoteName, usedEntries } from '../../src/shim/remote.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -178,8 +178,8 @@ describe("a directory's name in the remote namespace", () => {
 	});
 });
 
-describe('the index', () => {
-	it('reads index lines with and without a pack, and nothing else', () => {
+describe('manifest lines', () => {
+	it('reads manifest lines with and without a pack, and nothing else', () => {
 		const sum = 'a'.repeat(64);
 		const pack = `pack-${'b'.repeat(64)}`;
 		const index = parseIndex(
@@ -225,5 +225,63 @@ describe('the index', () => {
 		['llvmcache.timestamp', false],
 	])('%j is an entry name: %s', (name, ok) => {
 		expect(isEntryName(name)).toBe(ok);
+	});
+});
+
+describe('the entries a link used, by atime (a relatime or strictatime mount: /tmp here and in CI)', () => {
+	const tick = () => new Promise((resolve) => setTimeout(resolve, 30)); // past the file system's clock tick
+	const entry = (dir: string, n: number) => {
+		const file = path.join(dir, `llvmcache-${String(n).padStart(40, '0')}`);
+		fs.writeFileSync(file, `entry ${n}`);
+		return file;
+	};
+	const startedNs = () => BigInt(Date.now() - 10) * 1_000_000n;
+	/** usedEntries, its names in order. */
+	const used = (...args: Parameters<typeof usedEntries>) => {
+		const { used: names, whole } = usedEntries(...args);
+		return { used: [...names].sort(), whole };
+	};
+
+	it('are those it wrote and those it read; each read one gets its times again (ctime moves), so the next read shows too', async () => {
+		const dir = scratch('used');
+		const [read, unread] = [entry(dir, 1), entry(dir, 2)];
+		const before = new Set(fs.readdirSync(dir));
+		await tick();
+		const run = { before, startedNs: startedNs(), modules: 2 };
+		const written = entry(dir, 3);
+		await tick();
+		fs.readFileSync(read);
+		fs.readFileSync(written); // lld reads back what it writes
+		const times = fs.statSync(read, { bigint: true });
+		expect(used(dir, run)).toEqual({ used: [read, written].map((f) => path.basename(f)).sort(), whole: false });
+		const primed = fs.statSync(read, { bigint: true });
+		// atime and mtime as they were (to a microsecond), ctime now: prune's last use is untouched.
+		expect(Number(primed.atimeNs - times.atimeNs) / 1000).toBeCloseTo(0, 0);
+		expect(Number(primed.mtimeNs - times.mtimeNs) / 1000).toBeCloseTo(0, 0);
+		expect(primed.ctimeNs).toBeGreaterThan(primed.atimeNs);
+		expect(fs.statSync(written, { bigint: true }).ctimeNs).toBeGreaterThan(fs.statSync(written, { bigint: true }).atimeNs);
+
+		// The next link reads only what it wrote before: that read shows, though relatime moved its atime once already.
+		await tick();
+		const again = { before: new Set(fs.readdirSync(dir)), startedNs: startedNs(), modules: 3 };
+		await tick();
+		fs.readFileSync(written);
+		expect(used(dir, again)).toEqual({ used: [path.basename(written)], whole: false });
+		// Never read at all: never used.
+		expect(used(dir, again).used).not.toContain(path.basename(unread));
+	});
+
+	it('are the whole directory where no read showed and the link wrote fewer entries than it has modules (noatime), or the names before it are not known', async () => {
+		const dir = scratch('used');
+		const names = [entry(dir, 1), entry(dir, 2)].map((f) => path.basename(f));
+		const before = new Set(fs.readdirSync(dir));
+		await tick();
+		const run = { before, startedNs: startedNs(), modules: 3 };
+		names.push(path.basename(entry(dir, 3)));
+		// Nothing read: as on a noatime mount, where the link's two hits would not show.
+		names.sort();
+		expect(used(dir, run)).toEqual({ used: names, whole: true });
+		expect(used(dir, { ...run, modules: 1 })).toEqual({ used: [names[2]], whole: false });
+		expect(used(dir, { ...run, before: undefined })).toEqual({ used: names, whole: true });
 	});
 });
