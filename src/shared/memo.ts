@@ -107,8 +107,8 @@ const isFact = (f: Fact | undefined): f is Fact =>
 	(f.sums === undefined || (Array.isArray(f.sums) && f.sums.every((s) => typeof s === 'string')));
 
 export type Memo = {
-	/** The facts of a file (a name as the link gives it) whose identity is st now, if remembered for exactly this identity. */
-	recall(file: Bytes, st: BigIntStats): Facts | undefined;
+	/** The facts of a file (a name as the link gives it) whose identity is st now, if remembered for exactly this identity (and with sums, if asked). */
+	recall(file: Bytes, st: BigIntStats, sums?: boolean): Facts | undefined;
 	/** Remember the facts of a file whose identity was st while it was read. */
 	learn(file: Bytes, st: BigIntStats, facts: Facts): void;
 	/** The digest of a file whose identity is st now, if remembered for exactly this identity. */
@@ -147,10 +147,11 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
 	};
 	return {
 		counts,
-		recall(name, st) {
+		recall(name, st, sums = false) {
 			if (!steady(name, st)) return undefined;
 			const fact = load()[name];
-			if (!isFact(fact) || fact.id !== identity(st)) return undefined;
+			// Remembered by a link without a remote: without its sums, which only a read gives.
+			if (!isFact(fact) || fact.id !== identity(st) || (sums && !fact.sums)) return undefined;
 			now[name] = fact;
 			counts.recalled++;
 			return fact;

@@ -179,9 +179,8 @@ function addFile(r: Reader, given: Bytes): void {
 	const file = chrooted(r, given);
 	// A bitcode file or a regular archive is remembered whole; a thin archive's members each by themselves.
 	const now = r.memo && statSync(onDisk(r, file), { bigint: true, throwIfNoEntry: false });
-	const known = now?.isFile() && r.memo?.recall(file, now);
-	// A file remembered without its sums (by a link without a remote) is read again when they are wanted.
-	if (known && (!r.inputs.sums || known.sums)) {
+	const known = now?.isFile() && r.memo?.recall(file, now, Boolean(r.inputs.sums));
+	if (known) {
 		r.inputs.modules += known.modules;
 		for (const text of known.asm) r.inputs.asm.push(text);
 		for (const unit of known.units) r.inputs.units.push(unit);

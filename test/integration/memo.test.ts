@@ -3,6 +3,7 @@
 // read again (in place, same size, same mtime included), a file written
 // moments ago is not remembered, and a damaged memo only costs a read.
 // Through the shim: a warm link reads no input again.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
@@ -87,6 +88,28 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 			recalled: 0,
 			inputs: { asm: ['.incbin "y.bin"\n', `lea 1(${OPERAND}1), ${OPERAND}0 # macro \xe9`] },
 		});
+	});
+
+	it("with a remote, remembers each input's sha256 too (its manifest's name): a warm link reads nothing again, and one remembered without them is read", async () => {
+		const cwd = scratch('cwd');
+		const root = scratch('root');
+		input(cwd, 'a.o', objects.x);
+		input(cwd, 'b.o', objects.y);
+		execaSync('llvm-ar', ['cDPrST', 'thin.a', 'b.o'], { cwd });
+		await new Promise((r) => setTimeout(r, 2100));
+		const words = ['a.o', 'thin.a'];
+		const hashed = (hashing: boolean) => {
+			const memo = openMemo(root, cwd, words);
+			const inputs = readInputs(words, cwd, memo, concernsGuard, hashing);
+			memo.save();
+			return { sums: inputs.sums, ...memo.counts };
+		};
+		const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+		// Remembered by a link without a remote: no sums, so read again once they are wanted.
+		expect(hashed(false)).toEqual({ sums: undefined, read: 2, recalled: 0 });
+		const sums = [sha(objects.x), sha(objects.y)];
+		expect(hashed(true)).toEqual({ sums, read: 2, recalled: 0 });
+		expect(hashed(true)).toEqual({ sums, read: 0, recalled: 2 });
 	});
 
 	it('does not remember a file written less than two seconds before it was read', () => {
