@@ -191,7 +191,7 @@ export function readMeta(dir: string): Metadata | undefined {
  * refuses a directory a link has written to meanwhile; returns whether it went.
  */
 export function removeKeyDir(dir: string): boolean {
-	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
+	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, REMOTE_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
 	try {
 		for (const name of readdirSync(dir)) if (name.startsWith(EMBED_PREFIX)) rmSync(join(dir, name), { force: true });
 	} catch {} // gone already, or unreadable: rmdir says

@@ -357,6 +357,8 @@ describe('safety', () => {
 		makeEntry(idle, { ageDays: 1 });
 		makeEntry(busy, { ageDays: 1 });
 		fs.writeFileSync(path.join(idle, 'llvmcache.timestamp'), '');
+		// With a remote: where its entries are there, bookkeeping that goes with the directory.
+		fs.writeFileSync(path.join(idle, 'ltocache.remote'), 'ltocache-remote 1 0\n');
 		const report = await run(root, ['clear']);
 		expect(report.removed).toMatchObject({ entries: 2, directories: 1 });
 		expect(fs.existsSync(idle)).toBe(false);

@@ -56,6 +56,8 @@ describe('counters', () => {
 		expect(readCounters(dir)).toEqual({ links: 1, modules: 3, misses: 1, hits: 2, bytes: 3, ms: 12, ...NOTHING_SHARED, ...NOT_VERIFIED });
 		expect(classify('ltocache.counts')).toBe('bookkeeping');
 		expect(classify('ltocache.counts.123.tmp')).toBe('temp');
+		expect(classify('ltocache.remote')).toBe('bookkeeping');
+		expect(classify('ltocache.remote.123.tmp')).toBe('temp');
 	});
 
 	it('counts an entry written in the millisecond the link claimed its directory as a miss, one a millisecond older as none', () => {
