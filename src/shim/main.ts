@@ -212,11 +212,13 @@ const linked = (outcome: Outcome) => outcome.code === 0 && outcome.signal === nu
 const CLOCK_SLACK_NS = 20_000_000n;
 /**
  * lld and the remote's downloads rename an entry in right after writing it:
- * its ctime is within this of its mtime. An entry whose ctime is later was
- * not renamed in then: a link with a remote set its times again after lld
- * read it (src/shim/remote.ts), which says nothing of this directory's writes.
+ * its ctime is within this of its mtime, however loaded the disk. An entry
+ * whose ctime is later was not renamed in then: a link with a remote set
+ * its times again after lld read it (src/shim/remote.ts), which says
+ * nothing of this directory's writes. (Only an entry written less than
+ * this before another link read it and set its times could still count.)
  */
-const RENAMED_NS = 100_000_000n;
+const RENAMED_NS = 2_000_000_000n;
 
 /**
  * Whether a failed link failed on its cache, not on its inputs: then the
