@@ -207,34 +207,37 @@ describeIf(
 		});
 	});
 
-	it('over http, a fresh machine behind a slow line keeps what came within its budget, uploads nothing the remote has, and its next link is all hits', async () => {
-		const module = '/src/throttled';
-		const tree = moduleTree(scratch('tree'), 'throttled', 20_000);
-		const reference = tree.reference();
-		const a = scratch('machine-a');
-		expect(await link(a, nginx.url, module, tree.objects)).toMatchObject({ exitCode: 0, stderr: '' });
-		const total = counters(a).uploadBytes;
-		// About a third of the entries' bytes a second, and a second to spend.
-		const slow = await startThrottle(nginx.port, Math.round(total / 3), 'http');
-		servers.push(slow);
-		const b = scratch('machine-b');
-		const first = await link(b, slow.url, module, tree.objects, { LTOCACHE_REMOTE_TIMEOUT: '1s' });
-		expect(first.exitCode).toBe(0);
-		expect(first.output).toEqual(reference);
-		expect(first.stderr).toMatch(
-			/^ltocache: remote \S+: no answer within 1s \(\d+ of 9 entries came down\); linking with the local cache$/,
-		);
-		const once = counters(b);
-		expect(once.downloads).toBeGreaterThan(0);
-		expect(once.downloads).toBeLessThan(FILES);
-		expect(once).toMatchObject({ hits: once.downloads, misses: FILES - once.downloads, uploads: 0 });
-		// The slow line is used again at once (it answered), and has nothing more to carry.
-		const second = await link(b, slow.url, module, tree.objects, { LTOCACHE_REMOTE_TIMEOUT: '1s' });
-		expect(second).toMatchObject({ exitCode: 0, stderr: '' });
-		expect(second.output).toEqual(reference);
-		const twice = counters(b);
-		expect(twice).toMatchObject({ links: 2, hits: once.hits + FILES, misses: once.misses, uploads: 0 });
-	});
+	it.each(['http', 'redis'])(
+		'over %s, a fresh machine behind a slow line keeps what came within its budget, uploads nothing the remote has, and its next link is all hits',
+		async (kind) => {
+			const module = `/src/throttled-${kind}`;
+			const tree = moduleTree(scratch('tree'), `throttled-${kind}`, 20_000);
+			const reference = tree.reference();
+			const a = scratch('machine-a');
+			expect(await link(a, url(kind), module, tree.objects)).toMatchObject({ exitCode: 0, stderr: '' });
+			const total = counters(a).uploadBytes;
+			// About half the entries' bytes a second, and a second to spend.
+			const slow = await startThrottle(kind === 'http' ? nginx.port : redis.port, Math.round(total / 2), kind as 'http' | 'redis');
+			servers.push(slow);
+			const b = scratch('machine-b');
+			const first = await link(b, slow.url, module, tree.objects, { LTOCACHE_REMOTE_TIMEOUT: '1s' });
+			expect(first.exitCode).toBe(0);
+			expect(first.output).toEqual(reference);
+			expect(first.stderr).toMatch(
+				/^ltocache: remote \S+: no answer within 1s \(\d+ of 9 entries came down\); linking with the local cache$/,
+			);
+			const once = counters(b);
+			expect(once.downloads).toBeGreaterThan(0);
+			expect(once.downloads).toBeLessThan(FILES);
+			expect(once).toMatchObject({ hits: once.downloads, misses: FILES - once.downloads, uploads: 0 });
+			// The slow line is used again at once (it answered), and has nothing more to carry.
+			const second = await link(b, slow.url, module, tree.objects, { LTOCACHE_REMOTE_TIMEOUT: '1s' });
+			expect(second).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(second.output).toEqual(reference);
+			const twice = counters(b);
+			expect(twice).toMatchObject({ links: 2, hits: once.hits + FILES, misses: once.misses, uploads: 0 });
+		},
+	);
 
 	it('over redis bounded by maxmemory and allkeys-lru, evicted entries and manifests are linked and uploaded again, and the next fresh machine gets all', async () => {
 		const bounded = await startRedis(scratch('redis-lru'));

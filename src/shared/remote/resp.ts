@@ -11,9 +11,9 @@ export type Reply = string | number | Buffer | null | Reply[] | Error;
 export class RedisError extends Error {}
 
 /**
- * The largest reply read: an MGET batch is about a megabyte plus one entry
- * (at most 64 MiB, src/shared/remote/index.ts); an index of 20,000 entries
- * is 40,000 items of ~100 bytes.
+ * The largest reply read: an MGET batch is about 64 KiB plus one entry
+ * (at most 64 MiB, src/shared/remote/index.ts); a manifest of 20,000
+ * entries is one string of ~2.6 MB.
  */
 export const REPLY_LIMITS = { bytes: 80 * 1024 ** 2, items: 100_000 };
 
