@@ -158,13 +158,17 @@ export function remoteName(dir: string, bases: string[]): string {
  * relatime mount a read moves atime only if atime is not after mtime or
  * ctime. So after each link every entry read since it last changed (lld
  * reads back what it writes, too) gets its own times set again (utimes):
- * its ctime moves to now and the next read shows. That read is this link's if atime is past its start and past
- * ctime. A mount that never moves atime (noatime) shows no read: a link
- * that wrote fewer entries than it has modules and read none it could tell
- * used the whole directory, as far as anyone can say (more to download,
- * never less). whole: that was the case.
+ * its ctime moves to now and the next read shows. A read is this link's if
+ * atime is past its start; for an entry this link downloaded (fetched: made
+ * just before the start, its atime its making) past its ctime too. Another
+ * link's setting the times of an entry this one read moves only its ctime:
+ * links running at once in one directory still see their reads (and each
+ * other's, which costs downloads, never misses). A mount that never moves
+ * atime (noatime) shows no read: a link that wrote fewer entries than it
+ * has modules and read none it could tell used the whole directory, as far
+ * as anyone can say (more to download, never less). whole: that was the case.
  */
-export function usedEntries(dir: string, run: LinkRun): { used: string[]; whole: boolean } {
+export function usedEntries(dir: string, run: LinkRun, fetched: ReadonlySet<string> = new Set()): { used: string[]; whole: boolean } {
 	const names = readdirSync(dir).filter((name) => classify(name) === 'entry' && isEntryName(name));
 	const { before } = run;
 	if (!before) return { used: names, whole: true };
@@ -183,7 +187,7 @@ export function usedEntries(dir: string, run: LinkRun): { used: string[]; whole:
 			written++;
 		} else {
 			had++;
-			if (st.atimeMs >= started && st.atimeMs > st.ctimeMs) {
+			if (st.atimeMs >= started && (st.atimeMs > st.ctimeMs || !fetched.has(name))) {
 				used.push(name);
 				hits++;
 			}
@@ -191,8 +195,9 @@ export function usedEntries(dir: string, run: LinkRun): { used: string[]; whole:
 		// lld reads back what it wrote, so an entry this link wrote needs its times set again too.
 		if (st.atimeMs > st.ctimeMs && st.atimeMs > st.mtimeMs) {
 			try {
-				// In seconds: mtime may move by a fraction of a microsecond, which nothing reads.
-				utimesSync(file, st.atimeMs / 1000, st.mtimeMs / 1000);
+				// In seconds as doubles, which move a time by a fraction of a microsecond either way: atime set 2 µs
+				// back, so that a read in the microsecond before stays before the ctime this sets (nothing reads finer).
+				utimesSync(file, (st.atimeMs - 0.002) / 1000, st.mtimeMs / 1000);
 			} catch {} // another user's entry in a shared root: its next read goes unseen
 		}
 	}
@@ -247,6 +252,8 @@ export function remoteFor(
 	let manifest: Manifest | null | undefined;
 	/** Entries the manifest listed that the remote could not give, whole and as listed: the next upload puts them back. */
 	const refused = new Set<string>();
+	/** Entries this link downloaded. */
+	const fetched = new Set<string>();
 	let failed = false;
 	let published = false;
 	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
@@ -331,6 +338,7 @@ export function remoteFor(
 							rmSync(temp, { force: true }); // a full disk: nothing half-written left behind
 							throw error;
 						}
+						fetched.add(name);
 						counts.downloads++;
 						counts.downloadBytes += data.length;
 					});
@@ -348,7 +356,7 @@ export function remoteFor(
 		},
 		async after(run) {
 			if (settings.readOnly || failed || manifest === undefined) return undefined;
-			const { used } = usedEntries(dir, run);
+			const { used } = usedEntries(dir, run, fetched);
 			const listedNow = manifest?.entries ?? new Map<string, Sum>();
 			// Read only for an entry the manifest does not place: a warm link's manifest places them all.
 			let record: Map<string, Sum> | undefined;

@@ -271,6 +271,25 @@ describe('the entries a link used, by atime (a relatime or strictatime mount: /t
 		expect(used(dir, again)).toEqual({ used: [path.basename(written)], whole: false });
 	});
 
+	it("show a read though another link in the directory set the entry's times after it; an entry this link downloaded only once lld read it", async () => {
+		const dir = scratch('used');
+		const read = entry(dir, 1);
+		await tick();
+		const started = startedNs();
+		// Downloaded just now, before lld started: its atime is its making, within the start's slack.
+		const fetched = entry(dir, 2);
+		const run = { before: new Set(fs.readdirSync(dir)), startedNs: started, modules: 2 };
+		await tick();
+		fs.readFileSync(read);
+		const st = fs.statSync(read);
+		fs.utimesSync(read, (st.atimeMs - 0.002) / 1000, st.mtimeMs / 1000); // another link, done first, set its times
+		expect(fs.statSync(read).ctimeMs).toBeGreaterThan(fs.statSync(read).atimeMs);
+		const downloaded = new Set([path.basename(fetched)]);
+		expect(used(dir, run, downloaded)).toEqual({ used: [path.basename(read)], whole: false });
+		fs.readFileSync(fetched);
+		expect(used(dir, run, downloaded)).toEqual({ used: [read, fetched].map((f) => path.basename(f)).sort(), whole: false });
+	});
+
 	it('are the whole directory where no read showed and the link wrote fewer entries than it has modules (noatime), or the names before it are not known', async () => {
 		const dir = scratch('used');
 		const names = [entry(dir, 1), entry(dir, 2)].map((f) => path.basename(f));
