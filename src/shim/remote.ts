@@ -59,7 +59,7 @@ const MAX_BYTES = 2 * 1024 ** 3;
 /** At most this many bytes of entries are read into memory for one upload. */
 const BATCH_BYTES = 64 * 1024 ** 2;
 
-/** What the shim knows of the link that ran: the directory's names when lld started, when that was (file-system clock, ns), and its modules. */
+/** What the shim knows of the link that ran: the directory's names when lld started, when that was (ns since the epoch, a tick early for the file system's clock), and its modules. */
 export type LinkRun = { before?: Set<string>; startedNs: bigint; modules: number };
 
 export type Remote = {
