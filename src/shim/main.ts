@@ -181,10 +181,11 @@ export async function main(shim: Shim): Promise<void> {
 			}
 		});
 		await after('upload', async () => {
+			const run = { before, startedNs, modules: count?.modules ?? 0 };
 			if (remote && succeeded && kept) {
-				const problem = await remote.after({ before, startedNs, modules: count?.modules ?? 0 });
+				const problem = await remote.after(run);
 				if (problem) process.stderr.write(`ltocache: ${problem}\n`);
-			}
+			} else remote?.settle(run);
 			if (remote && env.LTOCACHE_VERBOSE === '1') process.stderr.write(`ltocache: ${remote.summary()}\n`);
 		});
 		// A failed link may have stopped before its lookups: counting its modules as hits would invent them.

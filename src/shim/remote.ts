@@ -67,6 +67,8 @@ export type Remote = {
 	before(): Promise<string | undefined>;
 	/** Upload what the link used and the remote lacks, and its manifest (nothing if read-only or the remote failed before). */
 	after(run: LinkRun): Promise<string | undefined>;
+	/** After a link that shares nothing (it failed, or its entries went): set the times of what it read, so that the next link's reads show. */
+	settle(run: LinkRun): void;
 	counts: RemoteCounts;
 	/** What the remote did for this link, for LTOCACHE_VERBOSE. */
 	summary(): string;
@@ -354,9 +356,15 @@ export function remoteFor(
 				return say('linking with the local cache', error, manifest !== undefined, progress);
 			}
 		},
+		settle(run) {
+			// A read-only client lists nothing, and never looks at its entries' times.
+			if (!settings.readOnly) usedEntries(dir, run, fetched);
+		},
 		async after(run) {
-			if (settings.readOnly || failed || manifest === undefined) return undefined;
+			if (settings.readOnly) return undefined;
+			// Also when the remote failed: the next link's reads must show, once it is back.
 			const { used } = usedEntries(dir, run, fetched);
+			if (failed || manifest === undefined) return undefined;
 			const listedNow = manifest?.entries ?? new Map<string, Sum>();
 			// Read only for an entry the manifest does not place: a warm link's manifest places them all.
 			let record: Map<string, Sum> | undefined;

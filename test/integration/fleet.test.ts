@@ -161,6 +161,30 @@ describeIf(
 		},
 	);
 
+	it("a link whose remote is down still sets the times of what it read: the next link's manifest, the remote back, lists all it used", async () => {
+		const module = '/src/down-between';
+		const tree = moduleTree(scratch('tree'), 'down-between');
+		const a = scratch('machine-a');
+		const down = await startRedis(scratch('redis-down'));
+		await down.stop();
+		for (const [k, remote] of [
+			[1, redis.url],
+			[2, down.url],
+			[3, redis.url],
+		] as const) {
+			tree.commit(k);
+			const result = await link(a, remote, module, tree.objects);
+			expect(result.exitCode).toBe(0);
+			expect(result.stderr).toMatch(k === 2 ? /^ltocache: remote \S+: connection refused/ : /^$/);
+			expect(result.output).toEqual(tree.reference());
+		}
+		const fresh = scratch('machine-fresh');
+		const last = await link(fresh, redis.url, module, tree.objects);
+		expect(last).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(last.output).toEqual(tree.reference());
+		expect(counters(fresh)).toMatchObject({ hits: FILES, misses: 0, downloads: FILES, uploads: 0 });
+	});
+
 	it.each(['http', 'redis'])(
 		'over %s, four machines uploading at once lose nothing: four fresh machines then get all their entries',
 		async (kind) => {
