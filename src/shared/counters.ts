@@ -37,10 +37,27 @@ import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
-/** What a link moved through a remote (src/shim/remote.ts): entries and their bytes, each way. */
-export type RemoteCounts = { downloads: number; downloadBytes: number; uploads: number; uploadBytes: number };
-/** RemoteCounts as a line stores them: [entries downloaded, their bytes, entries uploaded, their bytes]. */
-type Shared = [number, number, number, number];
+/**
+ * What a link moved through a remote (src/shim/remote.ts): entries and their
+ * bytes, each way; and how its use of the remote failed, if it did (at most
+ * one of the four a link): no answer within the budget, the server not
+ * reached (refused, unknown host, unreachable), any other error (an answer
+ * it could not use, refused credentials, a full server), or not tried
+ * because a link shortly before found the server down.
+ */
+export type RemoteCounts = {
+	downloads: number;
+	downloadBytes: number;
+	uploads: number;
+	uploadBytes: number;
+	timeouts: number;
+	unreachable: number;
+	errors: number;
+	skipped: number;
+};
+/** The order a line stores RemoteCounts in; lines written before the failures were counted hold the first four. */
+const SHARED = ['downloads', 'downloadBytes', 'uploads', 'uploadBytes', 'timeouts', 'unreachable', 'errors', 'skipped'] as const;
+type Shared = number[];
 /** v: the link was verified (the verify setting): 1 its output matched the uncached link's, 2 it did not. */
 type LinkLine = { t: number; ms: number; m: number; w: Written[]; r?: Shared; v?: 1 | 2 };
 type Folded = {
@@ -53,6 +70,10 @@ type Folded = {
 	downloadBytes: number;
 	uploads: number;
 	uploadBytes: number;
+	timeouts: number;
+	unreachable: number;
+	errors: number;
+	skipped: number;
 	verified: number;
 	mismatches: number;
 };
@@ -88,7 +109,7 @@ export function recordLink(
 			const st = lstatSync(join(dir, name), { throwIfNoEntry: false });
 			if (st?.isFile() && st.mtimeMs >= since) written.push([entryKey(name), st.mtimeMs, st.size]);
 		}
-		const r: Shared | undefined = remote && [remote.downloads, remote.downloadBytes, remote.uploads, remote.uploadBytes];
+		const r: Shared | undefined = remote && SHARED.map((k) => remote[k]);
 		const line: LinkLine = {
 			t: since,
 			ms: Math.round(wallMs),
@@ -158,6 +179,10 @@ const zero = (): Folded => ({
 	downloadBytes: 0,
 	uploads: 0,
 	uploadBytes: 0,
+	timeouts: 0,
+	unreachable: 0,
+	errors: 0,
+	skipped: 0,
 	verified: 0,
 	mismatches: 0,
 });
@@ -176,12 +201,8 @@ function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Fol
 		sum.ms += line.ms || 0;
 		if (line.v === 1 || line.v === 2) sum.verified++;
 		if (line.v === 2) sum.mismatches++;
-		if (Array.isArray(line.r)) {
-			sum.downloads += Number(line.r[0]) || 0;
-			sum.downloadBytes += Number(line.r[1]) || 0;
-			sum.uploads += Number(line.r[2]) || 0;
-			sum.uploadBytes += Number(line.r[3]) || 0;
-		}
+		const r = line.r;
+		if (Array.isArray(r)) for (const [i, k] of SHARED.entries()) sum[k] += Number(r[i]) || 0;
 		for (const written of line.w) {
 			const id = writtenId(written);
 			if (seen.has(id)) continue;

@@ -247,7 +247,16 @@ export function remoteFor(
 	env: NodeJS.ProcessEnv,
 	inputs?: string,
 ): Remote {
-	const counts: RemoteCounts = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0 };
+	const counts: RemoteCounts = {
+		downloads: 0,
+		downloadBytes: 0,
+		uploads: 0,
+		uploadBytes: 0,
+		timeouts: 0,
+		unreachable: 0,
+		errors: 0,
+		skipped: 0,
+	};
 	let url: URL;
 	let shown = 'remote';
 	/** What the remote gave: undefined until it answered; null if it had no manifest for this link. */
@@ -267,7 +276,9 @@ export function remoteFor(
 		failed = true;
 		const timedOut = Boolean(signal?.aborted);
 		const why = describeFailure(error, timedOut, settings.budgetMs) + (progress && ` (${progress})`);
-		if (isUnreachable(error, timedOut) && !answered) {
+		const unreachable = isUnreachable(error, timedOut) && !answered;
+		counts[timedOut ? 'timeouts' : unreachable ? 'unreachable' : 'errors']++;
+		if (unreachable) {
 			try {
 				writeFileSync(marker, `${why}\n`);
 			} catch {} // then the next link tries again
@@ -307,6 +318,7 @@ export function remoteFor(
 			const skip = skipping(marker);
 			if (skip) {
 				failed = true;
+				counts.skipped++;
 				return `remote ${shownUrl(new URL(settings.url))}: ${skip}; linking with the local cache`;
 			}
 			try {

@@ -569,7 +569,7 @@ describeIf(
 					);
 				}
 				expect(silent.connections()).toBe(connected);
-				expect(counters(root)).toMatchObject({ links: 4, downloads: 0, uploads: 0 });
+				expect(counters(root)).toMatchObject({ links: 4, downloads: 0, uploads: 0, timeouts: 1, skipped: 3, unreachable: 0, errors: 0 });
 				// A minute later the next link tries again (and pays again).
 				const marker = path.join(root, markers(root)[0]);
 				fs.utimesSync(marker, new Date(Date.now() - 61_000), new Date(Date.now() - 61_000));
@@ -586,9 +586,44 @@ describeIf(
 			const extmod = { KBUILD_EXTMOD: `/src/down-${kind}` };
 			expect((await link(root, gone.url, extmod)).stderr).toMatch(/ECONNREFUSED.*; linking with the local cache$/);
 			expect((await link(root, gone.url, extmod)).stderr).toMatch(/: skipped for \d+s more \(.*ECONNREFUSED.* \d+s ago\); linking/);
+			expect(counters(root)).toMatchObject({ links: 2, unreachable: 1, skipped: 1, timeouts: 0, errors: 0 });
 			const other = await link(root, kind === 'http' ? nginx.url : redis.url, extmod);
 			expect(other).toMatchObject({ exitCode: 0, stderr: '' });
 			expect(counters(root)).toMatchObject({ links: 3, uploads: 2 });
+		});
+
+		it('stats counts the failures by kind, per directory and summed: a stopped server one unreachable, the next link one skipped, refused credentials one other error', async () => {
+			const stopped = await startRedis(scratch('redis-stopped'));
+			await stopped.stop();
+			const locked = await startRedis(scratch('redis-locked'), ['--requirepass', 'right-pass']);
+			servers.push(locked);
+			const root = scratch('machine');
+			const one = { KBUILD_EXTMOD: '/src/failures-one' };
+			const two = { KBUILD_EXTMOD: '/src/failures-two' };
+			const links = [
+				await link(root, stopped.url, one),
+				await link(root, stopped.url, two),
+				await link(root, locked.url.replace('redis://', 'redis://:wrong@'), one),
+				await link(root, locked.url.replace('redis://', 'redis://:right-pass@'), two),
+			];
+			for (const result of links) {
+				expect(result.exitCode).toBe(0);
+				expect(result.output).toEqual(reference);
+			}
+			expect(links[0].stderr).toMatch(/ECONNREFUSED/);
+			expect(links[1].stderr).toMatch(/skipped for/);
+			expect(links[2].stderr).toMatch(/authentication refused/);
+			expect(links[3].stderr).toBe('');
+			const stats = JSON.parse((await ltocache(root, ['stats', '--json'])).stdout) as StatsJson;
+			const failures = (c: StatsJson['remote']) => [c.remoteTimeouts, c.remoteUnreachable, c.remoteErrors, c.remoteSkipped];
+			expect(failures(stats.remote)).toEqual([0, 1, 1, 1]);
+			const [kernel] = stats.kernels;
+			expect(failures(kernel)).toEqual([0, 1, 1, 1]);
+			const byModule = Object.fromEntries(kernel.keys.map((k) => [k.extmod, failures(k)]));
+			expect(byModule).toEqual({ '/src/failures-one': [0, 1, 1, 0], '/src/failures-two': [0, 0, 0, 1] });
+			expect((await ltocache(root, ['stats'])).stdout).toMatch(
+				/^remote failures: 0 timed out, 1 unreachable, 1 other error; 1 link skipped it as down$/m,
+			);
 		});
 
 		it('a server back after the minute is used again, and its mark goes', async () => {

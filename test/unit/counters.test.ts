@@ -9,7 +9,8 @@ import { classify } from '../../src/shared/keydir.js';
 import { scratchRoot } from '../helpers/tools.js';
 
 /** No remote: nothing downloaded or uploaded. */
-const NOTHING_SHARED = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0 };
+const NO_FAILURE = { timeouts: 0, unreachable: 0, errors: 0, skipped: 0 };
+const NOTHING_SHARED = { downloads: 0, downloadBytes: 0, uploads: 0, uploadBytes: 0, ...NO_FAILURE };
 const NOT_VERIFIED = { verified: 0, mismatches: 0 };
 
 const scratch = scratchRoot();
@@ -20,13 +21,45 @@ const line = (t: number, m: number, w: [string, number, number][], ms = 10) => `
 describe('counters', () => {
 	it('sums what a remote moved, and keeps it through compaction', () => {
 		const dir = scratch('key');
-		recordLink(dir, Date.now() - 2 * 3600_000, 5, 2, new Set(), { downloads: 2, downloadBytes: 200, uploads: 0, uploadBytes: 0 });
-		recordLink(dir, Date.now(), 5, 2, new Set(), { downloads: 0, downloadBytes: 0, uploads: 1, uploadBytes: 50 });
+		recordLink(dir, Date.now() - 2 * 3600_000, 5, 2, new Set(), {
+			...NO_FAILURE,
+			downloads: 2,
+			downloadBytes: 200,
+			uploads: 0,
+			uploadBytes: 0,
+		});
+		recordLink(dir, Date.now(), 5, 2, new Set(), { ...NO_FAILURE, downloads: 0, downloadBytes: 0, uploads: 1, uploadBytes: 50 });
 		recordLink(dir, Date.now(), 5, 2, new Set());
 		const sums = { downloads: 2, downloadBytes: 200, uploads: 1, uploadBytes: 50 };
 		expect(readCounters(dir)).toMatchObject({ links: 3, ...sums });
 		compactCounters(dir);
 		expect(readCounters(dir)).toMatchObject({ links: 3, ...sums });
+	});
+
+	it('sums the failures of a remote by kind, keeps them through compaction, and reads lines written before they were counted', () => {
+		const dir = scratch('key');
+		const failed = (kind: keyof typeof NO_FAILURE) => ({ ...NOTHING_SHARED, [kind]: 1 });
+		recordLink(dir, Date.now() - 2 * HOUR, 5, 2, new Set(), failed('timeouts'));
+		recordLink(dir, Date.now() - 2 * HOUR, 5, 2, new Set(), failed('skipped'));
+		recordLink(dir, Date.now(), 5, 2, new Set(), failed('unreachable'));
+		recordLink(dir, Date.now(), 5, 2, new Set(), { ...failed('errors'), downloads: 1, downloadBytes: 10 });
+		// As 0.3.0 wrote a link that moved entries: four numbers.
+		fs.appendFileSync(file(dir), `${JSON.stringify({ t: Date.now(), ms: 5, m: 2, w: [], r: [2, 20, 1, 5] })}\n`);
+		const sums = {
+			links: 5,
+			timeouts: 1,
+			skipped: 1,
+			unreachable: 1,
+			errors: 1,
+			downloads: 3,
+			downloadBytes: 30,
+			uploads: 1,
+			uploadBytes: 5,
+		};
+		expect(readCounters(dir)).toMatchObject(sums);
+		compactCounters(dir);
+		expect(readCounters(dir)).toMatchObject(sums);
+		expect(addCounters([readCounters(dir), readCounters(dir)])).toMatchObject({ timeouts: 2, skipped: 2, unreachable: 2, errors: 2 });
 	});
 
 	it('counts verified links and their mismatches, and keeps them through compaction', () => {

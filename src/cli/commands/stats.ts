@@ -70,6 +70,11 @@ type Counted = {
 	remoteDownloadBytes: number;
 	remoteUploads: number;
 	remoteUploadBytes: number;
+	/** With a remote: the links whose use of it failed, by how (at most one a link): no answer within remote-timeout, not reached (refused, unknown host, unreachable), any other error, and not tried because a link shortly before found it down. */
+	remoteTimeouts: number;
+	remoteUnreachable: number;
+	remoteErrors: number;
+	remoteSkipped: number;
 	/** Links checked against the same link without a cache (the verify setting), and those whose output differed. */
 	verifiedLinks: number;
 	verifyMismatches: number;
@@ -84,6 +89,10 @@ const counted = (c: Counters): Counted => ({
 	remoteDownloadBytes: c.downloadBytes,
 	remoteUploads: c.uploads,
 	remoteUploadBytes: c.uploadBytes,
+	remoteTimeouts: c.timeouts,
+	remoteUnreachable: c.unreachable,
+	remoteErrors: c.errors,
+	remoteSkipped: c.skipped,
 	verifiedLinks: c.verified,
 	verifyMismatches: c.mismatches,
 });
@@ -95,7 +104,17 @@ export type StatsJson = {
 	totalLinks: number;
 	totalHits: number;
 	totalMisses: number;
-	remote: Pick<Counted, 'remoteDownloads' | 'remoteDownloadBytes' | 'remoteUploads' | 'remoteUploadBytes'>;
+	remote: Pick<
+		Counted,
+		| 'remoteDownloads'
+		| 'remoteDownloadBytes'
+		| 'remoteUploads'
+		| 'remoteUploadBytes'
+		| 'remoteTimeouts'
+		| 'remoteUnreachable'
+		| 'remoteErrors'
+		| 'remoteSkipped'
+	>;
 	verified: Pick<Counted, 'verifiedLinks' | 'verifyMismatches'>;
 	totalEntries: number;
 	totalBytes: number;
@@ -159,6 +178,10 @@ export async function collectStats(root: string | undefined, scope: Scope, env: 
 			remoteDownloadBytes: grand.downloadBytes,
 			remoteUploads: grand.uploads,
 			remoteUploadBytes: grand.uploadBytes,
+			remoteTimeouts: grand.timeouts,
+			remoteUnreachable: grand.unreachable,
+			remoteErrors: grand.errors,
+			remoteSkipped: grand.skipped,
 		},
 		verified: { verifiedLinks: grand.verified, verifyMismatches: grand.mismatches },
 		totalEntries: all.entries,
@@ -257,6 +280,11 @@ function renderStats(stats: StatsJson, binary: boolean): string {
 	if (r.remoteDownloads || r.remoteUploads) {
 		lines.push(
 			`remote: ${plural(r.remoteDownloads, 'entry', 'entries')} downloaded (${size(r.remoteDownloadBytes)}), ${r.remoteUploads} uploaded (${size(r.remoteUploadBytes)})`,
+		);
+	}
+	if (r.remoteTimeouts || r.remoteUnreachable || r.remoteErrors || r.remoteSkipped) {
+		lines.push(
+			`remote failures: ${r.remoteTimeouts} timed out, ${r.remoteUnreachable} unreachable, ${plural(r.remoteErrors, 'other error')}; ${plural(r.remoteSkipped, 'link')} skipped it as down`,
 		);
 	}
 	const v = stats.verified;
