@@ -98,6 +98,8 @@ export function parseOptions<O extends OptionSpecs>(
 ): { values: Values<O> & { help?: boolean }; positionals: string[] } {
 	const options = Object.fromEntries(Object.entries(command.options).map(([name, spec]) => [name, { type: spec.type }]));
 	const [own, rest] = splitAtCommand(command, args);
+	let values: Values<O> & { help?: boolean };
+	let positionals: string[];
 	try {
 		const parsed = parseArgs({
 			args: joinDashValues(command, own),
@@ -105,8 +107,13 @@ export function parseOptions<O extends OptionSpecs>(
 			allowPositionals: command.positionals === 'words',
 			strict: true,
 		});
-		return { values: parsed.values as Values<O> & { help?: boolean }, positionals: [...parsed.positionals, ...rest] };
+		values = parsed.values as Values<O> & { help?: boolean };
+		positionals = [...parsed.positionals, ...rest];
 	} catch (error) {
 		throw new UsageError(ourWords((error as Error).message));
 	}
+	// No option takes an empty value for "none" (`--kernel ''` would match no release, or every one).
+	const empty = Object.keys(command.options).find((name) => (values as Record<string, unknown>)[name] === '');
+	if (empty !== undefined) throw new UsageError(`invalid --${empty} '' (empty)`);
+	return { values, positionals };
 }

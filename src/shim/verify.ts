@@ -8,8 +8,8 @@
 //
 // Loaded only when a link is to be verified.
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { type Bytes, bytesToBuffer, bytesToText, toBytes } from '../shared/bytes.js';
+import { basename, dirname, join } from 'node:path';
+import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
 import { removeEntriesSince } from '../shared/keydir.js';
 import { MISMATCH_PREFIX } from '../shared/root.js';
 import { parse } from './options.js';
@@ -76,7 +76,8 @@ export async function verifyLink(
 	const at = last ? last.index + (last.separate ? 1 : 0) : -1;
 	const named = last ? (last.separate ? args[at] : args[at].slice(last.prefix.length)) : 'a.out';
 	if (named === undefined || named === '-' || named === '') return { kind: 'skipped', why: 'its output is not a file' };
-	const output = resolve(toBytes(cwd), named);
+	// Relative as the linker read it: this process runs in the link's directory, whose name Node may not be able to spell (not UTF-8).
+	const output = named;
 	// Bytes (src/shared/bytes.ts) name the file; the private copy's name is built as text, which only ASCII keeps alike.
 	if (!/^[\x20-\x7e]*$/.test(output)) return { kind: 'skipped', why: 'its output path is not plain ASCII' };
 	// A device or FIFO (-o /dev/null) is not an output to compare, and renaming a file over it would replace it.
@@ -136,7 +137,7 @@ function mismatchReport(args: Bytes[], words: Bytes[], cwd: string, dir: string,
 	for (const [i, word] of words.entries()) {
 		if (word.startsWith('-') || outputs.has(i)) continue;
 		try {
-			const st = statSync(bytesToBuffer(resolve(toBytes(cwd), word)));
+			const st = statSync(bytesToBuffer(word));
 			if (st.isFile()) lines.push(`  ${bytesToText(word)}: ${st.dev}:${st.ino} ${st.size} ${st.mtime.toISOString()}`);
 		} catch {}
 	}

@@ -133,6 +133,52 @@ describeIf(hasToolchain, 'clang and ld.lld')('verified links', () => {
 		expect(fs.readFileSync(path.join(dir, 'out2.o')).equals(reference)).toBe(true);
 	});
 
+	it('verifies a link run in a directory whose name is not UTF-8, its output and inputs relative, and catches a stale entry there', async () => {
+		const root = scratch('root');
+		// The directory's name ends in byte 0xff: Node reads the working directory as U+FFFD.
+		const parent = scratch('cwd');
+		const cwd = Buffer.concat([Buffer.from(`${parent}/m`), Buffer.from([0xff])]);
+		fs.mkdirSync(cwd);
+		const names = objects.map((o) => path.basename(o));
+		for (const [i, object] of objects.entries()) fs.copyFileSync(object, Buffer.concat([cwd, Buffer.from(`/${names[i]}`)]));
+		const out = Buffer.concat([cwd, Buffer.from('/out.o')]);
+		const linkThere = (env: Record<string, string> = {}) =>
+			execa(
+				'sh',
+				[
+					'-c',
+					'cd "$(printf "$0\\377")" && exec "$@"',
+					`${parent}/m`,
+					SHIM,
+					`--thinlto-cache-dir=${blocker}/x`,
+					'-r',
+					'-o',
+					'out.o',
+					...names,
+				],
+				{
+					reject: false,
+					env: { ...NO_CONFIG, LTOCACHE_DIR: root, LTOCACHE_AUTO_PRUNE: '0', KERNELRELEASE: '6.1.0-verify', ...env },
+				},
+			);
+		expect(await linkThere()).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(fs.readFileSync(out).equals(reference)).toBe(true);
+		const matched = await linkThere({ LTOCACHE_VERIFY: 'on' });
+		expect(matched).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(fs.readFileSync(out).equals(reference)).toBe(true);
+		fs.writeFileSync(helperEntry(keyDir(root)), otherHelper);
+		const verified = await linkThere({ LTOCACHE_VERIFY: 'on' });
+		expect(verified.exitCode).toBe(0);
+		expect(said(verified.stderr)).toEqual([
+			expect.stringMatching(/^ltocache: VERIFY MISMATCH: .* the 2 entries of .* are removed, report: /),
+		]);
+		expect(fs.readFileSync(out).equals(reference)).toBe(true);
+		const [report] = reports(root);
+		for (const name of names) expect(fs.readFileSync(path.join(root, report), 'utf8')).toContain(`  ${name}: `);
+		expect(fs.readdirSync(cwd).map(String).sort()).toEqual([...names, 'out.o'].sort());
+		expect(await verifiedCounts(root)).toEqual({ root: { verifiedLinks: 2, verifyMismatches: 1 }, key: [2, 1] });
+	});
+
 	it('never compares with, or renames over, an output that is not a regular file (-o /dev/null)', async () => {
 		const root = scratch('root');
 		// A null device of the test's own (as root), so that a regression replaces it and not the machine's /dev/null.
