@@ -83,6 +83,7 @@ export async function main(shim: Shim): Promise<void> {
 
 	const located = stage('locate', () => locateLinker(name, self, env));
 	if ('error' in located) {
+		shim.decided();
 		process.stderr.write(`ltocache: ${located.error}; set LTOCACHE_LD to the real linker\n`);
 		process.exit(127);
 	}
@@ -113,6 +114,7 @@ export async function main(shim: Shim): Promise<void> {
 	const startedNs = BigInt(Date.now() - 10) * 1_000_000n;
 	const chain = nextChain(env, self, linker);
 	const linkEnv = { ...env, [CHAIN_VAR]: chain };
+	shim.decided();
 	shim.linking = true;
 	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv);
 	let cached = true;

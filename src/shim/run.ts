@@ -50,12 +50,16 @@ export async function spawnLinker(
 ): Promise<Outcome> {
 	const { spawn } = process.getBuiltinModule?.('node:child_process') ?? (await import('node:child_process'));
 	const cmd = command(file, argv0, args);
-	const child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio });
-
-	const forward = (signal: NodeJS.Signals) => child.kill(signal);
+	// Listening before the spawn: a signal that comes as the linker starts
+	// (the build's Ctrl-C) would otherwise end this process by default and
+	// leave the linker running; a listener runs after this code, the child known.
+	let child: ReturnType<typeof spawn> | undefined;
+	const forward = (signal: NodeJS.Signals) => child?.kill(signal);
 	for (const signal of FORWARDED) process.on(signal, forward);
+	child = spawn(cmd.file, cmd.args, { argv0: cmd.argv0, env, stdio });
+	const started = child;
 	return new Promise<Outcome>((done) => {
-		child.on('error', (error: NodeJS.ErrnoException) => {
+		started.on('error', (error: NodeJS.ErrnoException) => {
 			for (const s of FORWARDED) process.off(s, forward);
 			const missing = error.code === 'ENOENT';
 			process.stderr.write(
@@ -63,7 +67,7 @@ export async function spawnLinker(
 			);
 			done({ code: missing ? 127 : 126, signal: null });
 		});
-		child.on('exit', (code, signal) => {
+		started.on('exit', (code, signal) => {
 			for (const s of FORWARDED) process.off(s, forward);
 			done({ code, signal });
 		});

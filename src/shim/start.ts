@@ -71,8 +71,13 @@ function writeCache(script: Script, identity: string): 'written' | 'not writable
 /** The oldest Node that runs the shim's bundle: package.json's engines (test/unit/structure.test.ts holds them alike). */
 const NODE_MAJOR = 20;
 
-/** What the bundle's main gets: how to fail open, and where to say the linker has started. */
-export type Shim = { linking: boolean; fallBack: (why: string) => void };
+/**
+ * What the bundle's main gets: how to fail open, where to say the linker has
+ * started, and decided(), to call before the link's outcome becomes Node's
+ * (the linker about to run, or no linker to run): bin/ld.lld then never links
+ * itself.
+ */
+export type Shim = { linking: boolean; fallBack: (why: string) => void; decided: () => void };
 
 function start(shim: Shim): void {
 	const major = Number(process.versions.node.split('.')[0]);
@@ -112,17 +117,31 @@ function start(shim: Shim): void {
 	module.exports.main(shim).catch(failed);
 }
 
+/** What bin/ld.lld kept from this Node's environment, each as LTOCACHE_NODE_ENV_<name>. */
+const KEPT_PREFIX = 'LTOCACHE_NODE_ENV_';
+
 /**
- * The build's NODE_OPTIONS, which bin/ld.lld kept from this Node in
- * LTOCACHE_NODE_OPTIONS ("+value", or empty for unset), back in the
- * environment every child gets.
+ * The build's NODE_OPTIONS and the other variables of Node's that bin/ld.lld
+ * kept from this Node (LTOCACHE_NODE_OPTIONS: "+value", or empty for unset;
+ * LTOCACHE_NODE_ENV_<name>: the value of each that was set), back in the
+ * environment every child gets. Returns the pid of the shell waiting to hear
+ * that the outcome is Node's (LTOCACHE_SHELL_PID), if one is.
  */
-function restoreEnvironment(env: NodeJS.ProcessEnv): void {
+function restoreEnvironment(env: NodeJS.ProcessEnv): number | undefined {
 	const saved = env.LTOCACHE_NODE_OPTIONS;
-	if (saved === undefined) return;
-	delete env.LTOCACHE_NODE_OPTIONS;
-	if (saved.charAt(0) === '+') env.NODE_OPTIONS = saved.slice(1);
-	else delete env.NODE_OPTIONS;
+	if (saved !== undefined) {
+		delete env.LTOCACHE_NODE_OPTIONS;
+		if (saved.charAt(0) === '+') env.NODE_OPTIONS = saved.slice(1);
+		else delete env.NODE_OPTIONS;
+	}
+	for (const name of Object.keys(env)) {
+		if (name.indexOf(KEPT_PREFIX) !== 0) continue;
+		env[name.slice(KEPT_PREFIX.length)] = env[name];
+		delete env[name];
+	}
+	const shell = Number(env.LTOCACHE_SHELL_PID);
+	delete env.LTOCACHE_SHELL_PID;
+	return shell > 1 ? shell : undefined;
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
@@ -150,9 +169,15 @@ function fallBack(why: string): void {
 			...all.slice(-(args.length + 1)).map(octal),
 		];
 	}
-	const child = spawn(file, argv, { env: Object.assign({}, process.env, { LTOCACHE_FALLBACK: '1' }), stdio: 'inherit' });
-	const forward = (signal: NodeJS.Signals) => child.kill(signal);
+	shim.decided(); // the shell run from here links
+	// Listening first: a signal as the shell starts must reach it, not end this process by default.
+	let started: ReturnType<typeof spawn> | undefined;
+	const forward = (signal: NodeJS.Signals) => {
+		if (started) started.kill(signal);
+	};
 	for (const signal of FORWARDED) process.on(signal, forward);
+	const child = spawn(file, argv, { env: Object.assign({}, process.env, { LTOCACHE_FALLBACK: '1' }), stdio: 'inherit' });
+	started = child;
 	child.on('error', (error) => {
 		process.stderr.write(`ltocache: cannot run ${file}: ${error.message}\n`);
 		process.exit(126);
@@ -167,7 +192,16 @@ function fallBack(why: string): void {
 	});
 }
 
-const shim: Shim = { linking: false, fallBack: once(fallBack) };
+const shell = restoreEnvironment(process.env);
+const shim: Shim = { linking: false, fallBack: once(fallBack), decided: once(tellShell) };
+
+/** SIGALRM to the shell that waits for this Node (bin/ld.lld's to_node): the link's outcome is Node's from here. */
+function tellShell(): void {
+	if (shell === undefined) return;
+	try {
+		process.kill(shell, 'SIGALRM');
+	} catch {} // the shell is gone: no one to link twice
+}
 
 /** The last net: an error no stage caught. Before the linker starts, the link falls open; after, it is said and the linker's exit stands. */
 function failed(error: unknown): void {
@@ -176,15 +210,14 @@ function failed(error: unknown): void {
 	else shim.fallBack(what);
 }
 
-function once(f: (why: string) => void): (why: string) => void {
+function once<A extends unknown[]>(f: (...args: A) => void): (...args: A) => void {
 	let done = false;
-	return (why) => {
-		if (!done) f(why);
+	return (...args) => {
+		if (!done) f(...args);
 		done = true;
 	};
 }
 
-restoreEnvironment(process.env);
 // The shim's own words on stderr are never worth a link: a build that pipes
 // stderr into `head` closes it, and an EPIPE said through the last net would
 // be said again, failing again, forever (the link hung at full CPU).

@@ -11,6 +11,7 @@ import { execa, execaSync } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { STAGES } from '../../src/shim/main.js';
 import {
+	asNobody,
 	CLI,
 	describeIf,
 	entriesBelow,
@@ -24,8 +25,10 @@ import {
 	recorded,
 	recordedEnv,
 	repo,
+	SHIM,
 	scratchRoot,
 	shimDir,
+	stagedShim,
 	uncachedReference,
 } from '../helpers/tools.js';
 
@@ -170,6 +173,188 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 
 		it('adds nothing to a link without a flag', async () => {
 			expect(await argvAfterFault('-r a.o @plain.rsp')).toEqual(bytes('-r', 'a.o', '@plain.rsp'));
+		});
+	});
+
+	describe('a Node.js half that never reaches the linker, and one that does', () => {
+		/** The real lld behind a script that counts its runs: the link must happen, and once. */
+		let counted: string;
+		let staged: string;
+		beforeAll(() => {
+			counted = scratch('counted');
+			fs.writeFileSync(path.join(counted, 'ld.lld'), `#!/bin/sh\necho >>"$LD_RUNS"\nexec '${LLD}' "$@"\n`, {
+				mode: 0o755,
+			});
+			staged = path.dirname(path.dirname(stagedShim(scratch('pkg'))));
+		});
+		/** A link that needs Node (an unwritable flag to move, or add mode), with `nodeDir` first on PATH. */
+		const linkWith = async (shim: string, nodeDir: string, env: Record<string, string> = {}, inputs = objects) => {
+			const out = path.join(scratch('out'), 'out.o');
+			const runs = path.join(scratch('runs'), 'runs');
+			const dir = scratch('shim');
+			fs.symlinkSync(shim, path.join(dir, 'ld.lld'));
+			const result = await execa(path.join(dir, 'ld.lld'), [`--thinlto-cache-dir=${blocker}/x`, '-r', '-o', out, ...inputs], {
+				reject: false,
+				extendEnv: false,
+				env: {
+					...NO_CONFIG,
+					PATH: `${dir}:${nodeDir}:${counted}:/usr/bin:/bin`,
+					LD_RUNS: runs,
+					LTOCACHE_DIR: scratch('root'),
+					LTOCACHE_AUTO_PRUNE: '0',
+					KERNELRELEASE: '6.1.0-fail',
+					...env,
+				},
+			});
+			const output = fs.existsSync(out) ? fs.readFileSync(out) : Buffer.alloc(0);
+			return { ...result, output, runs: fs.existsSync(runs) ? fs.readFileSync(runs, 'utf8').length : 0 };
+		};
+		const fakeNode = (script: string) => {
+			const dir = scratch('fake-node');
+			fs.writeFileSync(path.join(dir, 'node'), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+			return dir;
+		};
+
+		it.each([
+			['prints garbage and exits 1', 'echo "Segmentation fault (not really)"; exit 1', 1],
+			['is killed', 'kill -9 $$', 137],
+			['cannot be run', 'exec /nonexistent/node "$@"', 127],
+		])('links once, as without ltocache, when the node on PATH %s', async (_, script, status) => {
+			const dir = fakeNode(script);
+			const result = await linkWith(SHIM, dir);
+			expect(result.exitCode).toBe(0);
+			expect(result.output.equals(reference)).toBe(true);
+			expect(result.runs).toBe(1);
+			expect(said(result.stderr)).toEqual([
+				`ltocache: ${dir}/node ended with status ${status} before it ran the linker; linking as without ltocache`,
+			]);
+		});
+
+		it('links once, as without ltocache, in add mode too', async () => {
+			const dir = fakeNode('exit 3');
+			const result = await linkWith(SHIM, dir, { LTOCACHE_MODE: 'add' });
+			expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+			expect(result.output.equals(reference)).toBe(true);
+		});
+
+		it("does not link again when the linker Node's half ran fails, or when its half fell open", async () => {
+			const node = nodeOnlyDir(scratch('node'));
+			const failing = await linkWith(SHIM, node, {}, [...objects, '/nonexistent/c.o']);
+			expect(failing).toMatchObject({ exitCode: 1, runs: 1 });
+			expect(said(failing.stderr)).toEqual([]);
+			const fault = await linkWith(SHIM, node, { LTOCACHE_TEST_FAULT: 'snapshot' });
+			expect(fault).toMatchObject({ exitCode: 0, runs: 1 });
+			expect(fault.output.equals(reference)).toBe(true);
+			expect(said(fault.stderr)).toEqual([expect.stringContaining('fault injected into the snapshot stage')]);
+		});
+
+		it.each([
+			['is missing (an install whose build did not run)', (dist: string) => fs.rmSync(dist, { recursive: true })],
+			['holds a bundle cut short', (dist: string) => fs.truncateSync(path.join(dist, 'ld.lld.cjs'), 100)],
+		])('links once, as without ltocache, when dist/ %s', async (_, damage) => {
+			const pkg = scratch('pkg');
+			fs.cpSync(staged, pkg, { recursive: true });
+			damage(path.join(pkg, 'dist'));
+			const node = nodeOnlyDir(scratch('node'));
+			for (const env of [{}, { LTOCACHE_MODE: 'add' }] as Record<string, string>[]) {
+				const result = await linkWith(path.join(pkg, 'bin/ld.lld'), node, env);
+				expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+				expect(result.output.equals(reference)).toBe(true);
+				expect(said(result.stderr)).toEqual([
+					expect.stringMatching(new RegExp(`^ltocache: cannot load ${pkg}/dist/ld\\.lld\\.cjs: .+; linking as without ltocache$`)),
+				]);
+				expect(result.stderr.trim()).toBe(said(result.stderr)[0]);
+			}
+		});
+
+		it('links once, as without ltocache, when dist/ cannot be read by the user linking', async () => {
+			if (!isRoot) throw new Error('needs root, to link as nobody');
+			const pkg = scratch('pkg');
+			fs.cpSync(staged, pkg, { recursive: true });
+			fs.chmodSync(path.join(pkg, 'dist'), 0o700);
+			const shims = scratch('shims');
+			fs.symlinkSync(path.join(pkg, 'bin/ld.lld'), path.join(shims, 'ld.lld'));
+			const out = scratch('out');
+			fs.chmodSync(out, 0o777);
+			const result = await asNobody(
+				path.join(shims, 'ld.lld'),
+				[`--thinlto-cache-dir=${blocker}/x`, '-r', '-o', path.join(out, 'out.o'), ...objects],
+				{ PATH: `${shims}:${nodeOnlyDir(scratch('node'))}:/usr/bin:/bin`, HOME: '/nonexistent', LTOCACHE_DIR: path.join(out, 'root') },
+			);
+			expect(result.exitCode).toBe(0);
+			expect(fs.readFileSync(path.join(out, 'out.o')).equals(reference)).toBe(true);
+			expect(said(String(result.stderr))).toEqual([
+				expect.stringMatching(/^ltocache: cannot load \S+\/dist\/ld\.lld\.cjs: .+; linking as without ltocache$/),
+			]);
+		});
+	});
+
+	describe("the build's variables for its own Node.js programs", () => {
+		it("are not the shim's: no coverage, warnings file or debug output of its Node, and the link is cached", async () => {
+			const coverage = scratch('coverage');
+			const warnings = path.join(scratch('warnings'), 'warnings.txt');
+			const root = scratch('root');
+			const out = path.join(scratch('out'), 'out.o');
+			const result = await link(
+				out,
+				{
+					LTOCACHE_DIR: root,
+					NODE_V8_COVERAGE: coverage,
+					NODE_REDIRECT_WARNINGS: warnings,
+					NODE_PENDING_DEPRECATION: '1',
+					NODE_DEBUG: 'module,child_process,fs,net,timer',
+					NODE_DEBUG_NATIVE: 'fs,net',
+					NODE_COMPILE_CACHE: coverage,
+					NODE_ICU_DATA: '/nonexistent/icu',
+				},
+				[`--thinlto-cache-dir=${blocker}/x`],
+			);
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out).equals(reference)).toBe(true);
+			expect(entriesBelow(root).length).toBe(2);
+			expect(fs.readdirSync(coverage)).toEqual([]);
+			expect(fs.existsSync(warnings)).toBe(false);
+		});
+
+		it('reach the linker exactly as the build set them, unset staying unset', async () => {
+			const fake = scratch('fake');
+			fakeLinker(fake, ['ld.lld']);
+			const record = path.join(scratch('rec'), 'r');
+			const node = nodeOnlyDir(scratch('node'));
+			const names = [
+				'NODE_V8_COVERAGE',
+				'NODE_DEBUG',
+				'NODE_REDIRECT_WARNINGS',
+				'NODE_PENDING_DEPRECATION',
+				'NODE_CHANNEL_FD',
+				'NODE_UNIQUE_ID',
+			];
+			const run = async (extra: Record<string, string>) => {
+				const result = await execa(path.join(shims, 'ld.lld'), [`--thinlto-cache-dir=${blocker}/x`, 'x.o'], {
+					reject: false,
+					extendEnv: false,
+					env: {
+						...NO_CONFIG,
+						PATH: `${shims}:${fake}:${node}:/usr/bin:/bin`,
+						FAKE_LD_RECORD: record,
+						LTOCACHE_DIR: scratch('root'),
+						...extra,
+					},
+				});
+				expect(result.exitCode).toBe(0);
+				expect(said(result.stderr)).toEqual([]);
+				return recordedEnv(record)
+					.filter((v) => names.some((n) => v.startsWith(`${n}=`)) || v.startsWith('LTOCACHE_NODE') || v.startsWith('LTOCACHE_SHELL'))
+					.sort();
+			};
+			const set = { NODE_V8_COVERAGE: scratch('coverage'), NODE_DEBUG: 'module', NODE_REDIRECT_WARNINGS: '', NODE_UNIQUE_ID: '' };
+			expect(await run(set)).toEqual(
+				Object.entries(set)
+					.map(([k, v]) => `${k}=${v}`)
+					.sort(),
+			);
+			expect(await run({ NODE_PENDING_DEPRECATION: 'a\nb c' })).toEqual(['NODE_PENDING_DEPRECATION=a\nb c']);
+			expect(await run({})).toEqual([]);
 		});
 	});
 
