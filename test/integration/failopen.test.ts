@@ -21,6 +21,7 @@ import {
 	LLD,
 	NO_CONFIG,
 	nodeOnlyDir,
+	onPath,
 	realLd,
 	recorded,
 	recordedEnv,
@@ -176,7 +177,11 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 		});
 	});
 
-	describe('a Node.js half that never reaches the linker, and one that does', () => {
+	// Under dash and busybox ash the shell waits for Node; bash runs Node in its place (bin/ld.lld's to_node says why).
+	describeIf(
+		/\/(dash|busybox)$/.test(fs.realpathSync('/bin/sh')) && Boolean(onPath('busybox')),
+		'/bin/sh is dash or busybox ash, and busybox is installed',
+	)('a Node.js half that never reaches the linker, and one that does', () => {
 		/** The real lld behind a script that counts its runs: the link must happen, and once. */
 		let counted: string;
 		let staged: string;
@@ -188,12 +193,13 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 			staged = path.dirname(path.dirname(stagedShim(scratch('pkg'))));
 		});
 		/** A link that needs Node (an unwritable flag to move, or add mode), with `nodeDir` first on PATH. */
-		const linkWith = async (shim: string, nodeDir: string, env: Record<string, string> = {}, inputs = objects) => {
+		const linkWith = async (shim: string, nodeDir: string, env: Record<string, string> = {}, inputs = objects, shell: string[] = []) => {
 			const out = path.join(scratch('out'), 'out.o');
 			const runs = path.join(scratch('runs'), 'runs');
 			const dir = scratch('shim');
 			fs.symlinkSync(shim, path.join(dir, 'ld.lld'));
-			const result = await execa(path.join(dir, 'ld.lld'), [`--thinlto-cache-dir=${blocker}/x`, '-r', '-o', out, ...inputs], {
+			const command = [...shell, path.join(dir, 'ld.lld'), `--thinlto-cache-dir=${blocker}/x`, '-r', '-o', out, ...inputs];
+			const result = await execa(command[0], command.slice(1), {
 				reject: false,
 				extendEnv: false,
 				env: {
@@ -216,12 +222,13 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 		};
 
 		it.each([
-			['prints garbage and exits 1', 'echo "Segmentation fault (not really)"; exit 1', 1],
-			['is killed', 'kill -9 $$', 137],
-			['cannot be run', 'exec /nonexistent/node "$@"', 127],
-		])('links once, as without ltocache, when the node on PATH %s', async (_, script, status) => {
+			['prints garbage and exits 1', 'echo "Segmentation fault (not really)"; exit 1', 1, []],
+			['is killed', 'kill -9 $$', 137, []],
+			['cannot be run', 'exec /nonexistent/node "$@"', 127, []],
+			['prints garbage and exits 1 (busybox ash)', 'echo garbage; exit 1', 1, ['busybox', 'sh']],
+		])('links once, as without ltocache, when the node on PATH %s', async (_, script, status, shell) => {
 			const dir = fakeNode(script);
-			const result = await linkWith(SHIM, dir);
+			const result = await linkWith(SHIM, dir, {}, objects, shell as string[]);
 			expect(result.exitCode).toBe(0);
 			expect(result.output.equals(reference)).toBe(true);
 			expect(result.runs).toBe(1);
