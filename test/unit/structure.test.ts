@@ -166,6 +166,10 @@ it('runs the Node half as named stages, each named once and each given a fault t
 	// The linker starts once the start script knows not to fall open any more.
 	expect(main.indexOf('shim.linking = true')).toBeGreaterThan(0);
 	expect(main.indexOf('shim.linking = true')).toBeLessThan(main.indexOf('spawnLinker('));
+	// And the shell that waits for Node (bin/ld.lld) knows not to link itself: before the linker, and before the exit that says there is none.
+	expect(main.indexOf('shim.decided()')).toBeGreaterThan(0);
+	expect(main.indexOf('shim.decided()')).toBeLessThan(main.indexOf('process.exit(127)'));
+	expect(main.lastIndexOf('shim.decided()')).toBeLessThan(main.indexOf('spawnLinker('));
 });
 
 it('checks for the Node that package.json names, in a start script that any Node from 12 on can parse', () => {
