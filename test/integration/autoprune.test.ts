@@ -87,6 +87,17 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (for a read-only moun
 		expect(fs.existsSync(older)).toBe(true);
 	});
 
+	it("runs the prune without the build's variables for its own Node: no coverage written into the build's directory", async () => {
+		const root = scratch('root');
+		const old = makeEntry(makeKey(root, '5.10.0-old', '/src/old', 40), { ageDays: 40 });
+		const coverage = scratch('coverage');
+		const result = await link(root, { NODE_V8_COVERAGE: coverage, NODE_DEBUG: 'module' });
+		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(await eventually(() => !fs.existsSync(old))).toBe(true);
+		expect(await eventually(() => prunes(root).length === 0)).toBe(true);
+		expect(fs.readdirSync(coverage)).toEqual([]);
+	});
+
 	it('never starts one with LTOCACHE_AUTO_PRUNE=0', async () => {
 		const root = scratch('root');
 		const old = makeEntry(makeKey(root, '5.10.0-old', '/src/old', 40), { ageDays: 40 });

@@ -172,6 +172,14 @@ it('runs the Node half as named stages, each named once and each given a fault t
 	expect(main.lastIndexOf('shim.decided()')).toBeLessThan(main.indexOf('spawnLinker('));
 });
 
+it("keeps the same Node.js variables from the shim's Node in bin/ld.lld and from the auto-prune's in autoprune.ts", async () => {
+	const { NODE_VARS } = await import('../../src/shim/autoprune.js');
+	const script = fs.readFileSync(path.join(repo, 'bin/ld.lld'), 'utf8');
+	const listed = /^node_vars='([^']*)'/m.exec(script);
+	expect(listed).not.toBeNull();
+	expect((listed as RegExpExecArray)[1].split(/\s+/)).toEqual(NODE_VARS);
+});
+
 it('checks for the Node that package.json names, in a start script that any Node from 12 on can parse', () => {
 	const start = fs.readFileSync(path.join(repo, 'src/shim/start.ts'), 'utf8');
 	const engines = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')).engines.node as string;
