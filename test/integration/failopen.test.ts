@@ -237,6 +237,15 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 			]);
 		});
 
+		it("links once when what it says falls on a pipe the build closed (the shell's printf would die of SIGPIPE)", async () => {
+			const dir = fakeNode('exit 3');
+			// stderr a pipe whose reading end is closed before the shim starts: every write to it raises SIGPIPE.
+			const closed = ['perl', '-e', 'pipe(R, W) or die; close R; open(STDERR, ">&W") or die; exec @ARGV or die', '--'];
+			const result = await linkWith(SHIM, dir, {}, objects, closed);
+			expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+			expect(result.output.equals(reference)).toBe(true);
+		});
+
 		it('links once, as without ltocache, in add mode too', async () => {
 			const dir = fakeNode('exit 3');
 			const result = await linkWith(SHIM, dir, { LTOCACHE_MODE: 'add' });
