@@ -37,6 +37,8 @@ import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
+/** The order a line stores RemoteCounts in; lines written before the failures were counted hold the first four. */
+const SHARED = ['downloads', 'downloadBytes', 'uploads', 'uploadBytes', 'timeouts', 'unreachable', 'errors', 'skipped'] as const;
 /**
  * What a link moved through a remote (src/shim/remote.ts): entries and their
  * bytes, each way; and how its use of the remote failed, if it did (at most
@@ -45,35 +47,18 @@ type Written = [string, number, number];
  * it could not use, refused credentials, a full server), or not tried
  * because a link shortly before found the server down.
  */
-export type RemoteCounts = {
-	downloads: number;
-	downloadBytes: number;
-	uploads: number;
-	uploadBytes: number;
-	timeouts: number;
-	unreachable: number;
-	errors: number;
-	skipped: number;
-};
-/** The order a line stores RemoteCounts in; lines written before the failures were counted hold the first four. */
-const SHARED = ['downloads', 'downloadBytes', 'uploads', 'uploadBytes', 'timeouts', 'unreachable', 'errors', 'skipped'] as const;
+export type RemoteCounts = Record<(typeof SHARED)[number], number>;
+/** A link's remote counts before it has done anything. */
+export const noRemoteCounts = (): RemoteCounts => Object.fromEntries(SHARED.map((k) => [k, 0])) as RemoteCounts;
 type Shared = number[];
 /** v: the link was verified (the verify setting): 1 its output matched the uncached link's, 2 it did not. */
 type LinkLine = { t: number; ms: number; m: number; w: Written[]; r?: Shared; v?: 1 | 2 };
-type Folded = {
+type Folded = RemoteCounts & {
 	links: number;
 	modules: number;
 	misses: number;
 	bytes: number;
 	ms: number;
-	downloads: number;
-	downloadBytes: number;
-	uploads: number;
-	uploadBytes: number;
-	timeouts: number;
-	unreachable: number;
-	errors: number;
-	skipped: number;
 	verified: number;
 	mismatches: number;
 };
@@ -169,23 +154,7 @@ function parse(text: string): (LinkLine | FoldedLine)[] {
 /** What makes a written entry one miss, however many lines list it: its name and mtime. */
 const writtenId = ([name, mtime]: Written) => `${name}:${mtime}`;
 
-const zero = (): Folded => ({
-	links: 0,
-	modules: 0,
-	misses: 0,
-	bytes: 0,
-	ms: 0,
-	downloads: 0,
-	downloadBytes: 0,
-	uploads: 0,
-	uploadBytes: 0,
-	timeouts: 0,
-	unreachable: 0,
-	errors: 0,
-	skipped: 0,
-	verified: 0,
-	mismatches: 0,
-});
+const zero = (): Folded => ({ links: 0, modules: 0, misses: 0, bytes: 0, ms: 0, ...noRemoteCounts(), verified: 0, mismatches: 0 });
 
 /** Sums lines, each written entry once; `except` holds entries counted elsewhere. */
 function fold(lines: (LinkLine | FoldedLine)[], except = new Set<string>()): Folded {

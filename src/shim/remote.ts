@@ -46,7 +46,7 @@ import {
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
-import type { RemoteCounts } from '../shared/counters.js';
+import { noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
 import { baseKeyName, classify, keyName, META_FILE, type Metadata, REMOTE_FILE } from '../shared/keydir.js';
 import { formatIndex, isEntryName, type Manifest, parseIndex, type Sum, sha256, type Upload } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
@@ -247,16 +247,7 @@ export function remoteFor(
 	env: NodeJS.ProcessEnv,
 	inputs?: string,
 ): Remote {
-	const counts: RemoteCounts = {
-		downloads: 0,
-		downloadBytes: 0,
-		uploads: 0,
-		uploadBytes: 0,
-		timeouts: 0,
-		unreachable: 0,
-		errors: 0,
-		skipped: 0,
-	};
+	const counts = noRemoteCounts();
 	let url: URL;
 	let shown = 'remote';
 	/** What the remote gave: undefined until it answered; null if it had no manifest for this link. */
