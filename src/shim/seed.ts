@@ -34,8 +34,10 @@
 // that fails), the same bytes.
 import {
 	closeSync,
+	constants,
 	copyFileSync,
 	existsSync,
+	fstatSync,
 	linkSync,
 	lstatSync,
 	mkdirSync,
@@ -131,11 +133,18 @@ function readRecords(dir: string): Embedders[] | undefined {
 /**
  * The names an entry's STT_FILE symbols give (latin1), read from its ELF
  * header, section headers, symbol table and string table; undefined if it
- * is not an ELF file this can read, or has not exactly one symbol table.
+ * is not a regular ELF file this can read, or has not exactly one symbol table.
  */
 export function fileSymbols(file: string): Bytes[] | undefined {
-	const fd = openSync(file, 'r');
+	// Without blocking or following: a FIFO or a symlink to one, named like an entry, would hold the link forever.
+	let fd: number;
 	try {
+		fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+	} catch {
+		return undefined; // gone meanwhile, a symlink, unreadable: it stays behind
+	}
+	try {
+		if (!fstatSync(fd).isFile()) return undefined;
 		const at = (offset: number, length: number): Buffer => {
 			if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || length > 1 << 28) throw new RangeError('out of range');
 			const buf = Buffer.alloc(length);
