@@ -43,7 +43,6 @@ import {
 	mkdirSync,
 	openSync,
 	readdirSync,
-	readFileSync,
 	readSync,
 	renameSync,
 	rmSync,
@@ -51,7 +50,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
-import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
+import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, readRegular, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
 import type { Unit } from '../shared/memo.js';
 import type { Guard } from './incbin.js';
 
@@ -120,7 +119,7 @@ function readRecords(dir: string): Embedders[] | undefined {
 	const records: Embedders[] = [];
 	for (const name of readdirSync(dir)) {
 		if (!name.startsWith(EMBED_PREFIX) || classify(name) !== 'bookkeeping') continue;
-		const stored = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { v: number; files: Embedders };
+		const stored = JSON.parse(readRegular(join(dir, name))) as { v: number; files: Embedders };
 		if (stored?.v !== 1 || typeof stored.files !== 'object' || stored.files === null) return undefined;
 		for (const e of Object.values(stored.files)) {
 			if (!Array.isArray(e?.names) || !e.names.every((n) => typeof n === 'string') || typeof e.inline !== 'boolean') return undefined;
