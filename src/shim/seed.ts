@@ -50,7 +50,17 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
-import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, readRegular, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
+import {
+	classify,
+	EMBED_PREFIX,
+	incbinSiblings,
+	lastClaim,
+	readMeta,
+	readRegular,
+	removeStaleSeeds,
+	seedTemp,
+	shortHash,
+} from '../shared/keydir.js';
 import type { Unit } from '../shared/memo.js';
 import type { Guard } from './incbin.js';
 
