@@ -228,7 +228,10 @@ export function removeStaleSeeds(release: string, now = Date.now()): void {
 	for (const name of readdirSync(release)) {
 		if (!isSeedTemp(name)) continue;
 		const st = lstatSync(join(release, name), { throwIfNoEntry: false });
-		if (st?.isDirectory() && now - st.mtimeMs > IN_FLIGHT_MS) rmSync(join(release, name), { recursive: true, force: true });
+		if (!st?.isDirectory() || now - st.mtimeMs <= IN_FLIGHT_MS) continue;
+		try {
+			rmSync(join(release, name), { recursive: true, force: true });
+		} catch {} // another user's, in a shared root: theirs to prune; the others still go
 	}
 }
 

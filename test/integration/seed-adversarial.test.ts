@@ -9,7 +9,20 @@ import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { expect, it } from 'vitest';
 import { TESTED_LLD } from '../../src/cli/commands/doctor.js';
-import { describeIf, entries, hasToolchain, llvmBin, NO_CONFIG, SHIM, SYSTEM_PATH, scratchRoot, TOOLCHAIN } from '../helpers/tools.js';
+import {
+	asNobody,
+	describeIf,
+	entries,
+	hasToolchain,
+	isRoot,
+	llvmBin,
+	NO_CONFIG,
+	SHIM,
+	SYSTEM_PATH,
+	scratchRoot,
+	stagedShim,
+	TOOLCHAIN,
+} from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -110,6 +123,38 @@ describeIf(hasToolchain, TOOLCHAIN)('seeding a new .incbin variant, attacked', (
 		const fourth = await link(p);
 		expect(seeded(fourth.said)?.from).toBe(path.basename(b));
 		expect(fourth.output.includes('blob-v4')).toBe(true);
+	});
+
+	describeIf(isRoot, 'root (for nobody)')('in a root another user shares', () => {
+		it("another user's leftover from a link that died while seeding, which this user cannot remove, does not stop the seeding", async () => {
+			const shim = stagedShim(scratch('pkg'));
+			const p = project({ 'conf.c': embeds('conf', 'blob.bin'), 'main.c': MAIN, 'sub/util.c': UTIL, 'blob.bin': 'blob-v1' });
+			for (const dir of [p.cwd, p.xdg]) fs.chmodSync(dir, 0o777);
+			const run = async () => {
+				const result = await asNobody('sh', ['-c', 'cd "$0" && exec "$@"', p.cwd, shim, '-r', '-o', 'out.o', ...p.objects], {
+					PATH: SYSTEM_PATH,
+					HOME: '/nonexistent',
+					XDG_CACHE_HOME: p.xdg,
+					LTOCACHE_MODE: 'add',
+					LTOCACHE_VERBOSE: '1',
+				});
+				expect(result.exitCode).toBe(0);
+				execaSync('ld.lld', ['-r', '-o', 'plain.o', ...p.objects], { cwd: p.cwd, env: { PATH: SYSTEM_PATH } });
+				expect(fs.readFileSync(path.join(p.cwd, 'out.o')).equals(fs.readFileSync(path.join(p.cwd, 'plain.o')))).toBe(true);
+				return String(result.stderr);
+			};
+			const release = path.dirname(usedDir(await run()));
+			// Root's, as a died link of another member leaves it (2750 under umask 022), and two hours old.
+			const leftover = path.join(release, 'other-0123456789ab+incbin-00.seed-4242.tmp');
+			fs.mkdirSync(leftover, { mode: 0o755 });
+			fs.writeFileSync(path.join(leftover, 'llvmcache-0'), '');
+			const hoursAgo = new Date(Date.now() - 2 * 3600_000);
+			fs.utimesSync(leftover, hoursAgo, hoursAgo);
+			write(p, 'blob.bin', 'blob-v2-longer');
+			const said = await run();
+			expect(seeded(said)).toMatchObject({ carried: 2, left: 1 });
+			expect(fs.existsSync(leftover)).toBe(true);
+		});
 	});
 
 	it('two files swap their contents: the sums name the file, so both embedding modules stay behind; swapped back, the first directory serves whole', async () => {
