@@ -22,6 +22,7 @@ import {
 	scratchRoot,
 	stagedShim,
 	TOOLCHAIN,
+	withReadOnly,
 } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
@@ -157,6 +158,41 @@ describeIf(hasToolchain, TOOLCHAIN)('seeding a new .incbin variant, attacked', (
 		});
 	});
 
+	it('a sibling on another mount (read-only, bound onto itself): its entries are copied, not linked', async () => {
+		const p = project({ 'conf.c': embeds('conf', 'blob.bin'), 'main.c': MAIN, 'sub/util.c': UTIL, 'blob.bin': 'blob-v1' });
+		const a = usedDir((await link(p)).said);
+		write(p, 'blob.bin', 'blob-v2-longer');
+		const result = await withReadOnly(a, SHIM, ['-r', '-o', 'out.o', ...p.objects], {
+			cwd: p.cwd,
+			env: { ...NO_CONFIG, PATH: p.path, HOME: '/nonexistent', XDG_CACHE_HOME: p.xdg, LTOCACHE_MODE: 'add', LTOCACHE_VERBOSE: '1' },
+			extendEnv: false,
+		});
+		expect(result.exitCode).toBe(0);
+		expect(seeded(String(result.stderr))).toMatchObject({ carried: 2, left: 1 });
+		const b = usedDir(String(result.stderr));
+		expect(entries(b).map((e) => fs.statSync(path.join(b, e)).nlink)).toEqual([1, 1, 1]);
+		// The copies serve the next link, which writes nothing.
+		const before = inodes(b);
+		const again = await link(p);
+		expect(usedDir(again.said)).toBe(b);
+		expect(inodes(b)).toEqual(before);
+		expect(again.output.includes('blob-v2-longer')).toBe(true);
+	});
+
+	it('two modules whose module asm is the same text both stay behind', async () => {
+		const same = 'asm(".pushsection .rodata, \\"a\\"\\n.incbin \\"blob.bin\\"\\n.popsection\\n");\n';
+		const p = project({
+			'one.c': `${same}int one(void) { return 1; }\n`,
+			'two.c': `${same}int two(void) { return 2; }\n`,
+			'main.c': 'int entry(int x) { return x + 2; }\n',
+			'blob.bin': 'blob-v1',
+		});
+		await link(p);
+		write(p, 'blob.bin', 'blob-v2-longer');
+		const second = await link(p);
+		expect(seeded(second.said)).toMatchObject({ carried: 1, left: 2 });
+	});
+
 	it('two files swap their contents: the sums name the file, so both embedding modules stay behind; swapped back, the first directory serves whole', async () => {
 		const p = project({
 			'conf.c': embeds('conf', 'a.bin'),
@@ -229,7 +265,13 @@ describeIf(hasToolchain, TOOLCHAIN)('seeding a new .incbin variant, attacked', (
 						{ 'conf.c': debug, 'main.c': debug, 'sub/util.c': debug },
 						bin,
 					);
-					await link(p);
+					const old = usedDir((await link(p)).said);
+					// main.c's entry calls no conf_helper: ThinLTO imported it (and inlined it), without conf.c's module asm.
+					const symbols = entries(old).map((e) => execaSync('llvm-readelf', ['-s', path.join(old, e)], { env: { PATH: p.path } }).stdout);
+					const main = symbols.filter((text) => / FILE .* main\.c$/m.test(text));
+					expect(main.length).toBe(1);
+					expect(main[0]).toMatch(/ entry$/m);
+					expect(main[0]).not.toMatch(/conf_helper/);
 					write(p, 'blob.bin', 'blob-v2-longer');
 					const second = await link(p);
 					expect(seeded(second.said)).toMatchObject({ carried: 2, left: 1 });
