@@ -25,8 +25,12 @@
 // On the shim's hot path: node built-ins only.
 import {
 	chmodSync,
+	closeSync,
+	constants,
+	fstatSync,
 	lstatSync,
 	mkdirSync,
+	openSync,
 	readdirSync,
 	readFileSync,
 	renameSync,
@@ -177,9 +181,24 @@ export function lastClaim(dir: string): number | undefined {
 	return lstatSync(join(dir, META_FILE), { throwIfNoEntry: false })?.mtimeMs ?? lstatSync(dir, { throwIfNoEntry: false })?.mtimeMs;
 }
 
+/**
+ * A small bookkeeping file's text, read without blocking or following a
+ * symlink: a FIFO in its place would hold the reader forever. Throws if it is
+ * not a regular file.
+ */
+export function readRegular(file: string): string {
+	const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+	try {
+		if (!fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`);
+		return readFileSync(fd, 'utf8');
+	} finally {
+		closeSync(fd);
+	}
+}
+
 export function readMeta(dir: string): Metadata | undefined {
 	try {
-		const meta = JSON.parse(readFileSync(join(dir, META_FILE), 'utf8')) as Metadata;
+		const meta = JSON.parse(readRegular(join(dir, META_FILE))) as Metadata;
 		return typeof meta === 'object' && meta !== null && typeof meta.original === 'string' ? meta : undefined;
 	} catch {
 		return undefined;
@@ -209,7 +228,10 @@ export function removeStaleSeeds(release: string, now = Date.now()): void {
 	for (const name of readdirSync(release)) {
 		if (!isSeedTemp(name)) continue;
 		const st = lstatSync(join(release, name), { throwIfNoEntry: false });
-		if (st?.isDirectory() && now - st.mtimeMs > IN_FLIGHT_MS) rmSync(join(release, name), { recursive: true, force: true });
+		if (!st?.isDirectory() || now - st.mtimeMs <= IN_FLIGHT_MS) continue;
+		try {
+			rmSync(join(release, name), { recursive: true, force: true });
+		} catch {} // another user's, in a shared root: theirs to prune; the others still go
 	}
 }
 

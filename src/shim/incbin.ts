@@ -221,7 +221,8 @@ export async function incbinGuard(asm: Bytes[], cwd: Bytes): Promise<Guard> {
 			const own = crypto.createHash('sha256');
 			let read: Read;
 			try {
-				read = hashFile(both(hash, own), file, include);
+				// Read again only to be scanned: its contents are in the guard's hash once, as rehash puts them after the link.
+				read = hashFile(again ? own : both(hash, own), file, include);
 			} catch (error) {
 				const why = error instanceof Error && !('code' in error) ? error.message : errorCode(error);
 				return `cannot read ${bytesToText(file)}, named by ${match[0]} (${why})`;

@@ -34,14 +34,15 @@
 // that fails), the same bytes.
 import {
 	closeSync,
+	constants,
 	copyFileSync,
 	existsSync,
+	fstatSync,
 	linkSync,
 	lstatSync,
 	mkdirSync,
 	openSync,
 	readdirSync,
-	readFileSync,
 	readSync,
 	renameSync,
 	rmSync,
@@ -49,7 +50,17 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
-import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
+import {
+	classify,
+	EMBED_PREFIX,
+	incbinSiblings,
+	lastClaim,
+	readMeta,
+	readRegular,
+	removeStaleSeeds,
+	seedTemp,
+	shortHash,
+} from '../shared/keydir.js';
 import type { Unit } from '../shared/memo.js';
 import type { Guard } from './incbin.js';
 
@@ -118,7 +129,7 @@ function readRecords(dir: string): Embedders[] | undefined {
 	const records: Embedders[] = [];
 	for (const name of readdirSync(dir)) {
 		if (!name.startsWith(EMBED_PREFIX) || classify(name) !== 'bookkeeping') continue;
-		const stored = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { v: number; files: Embedders };
+		const stored = JSON.parse(readRegular(join(dir, name))) as { v: number; files: Embedders };
 		if (stored?.v !== 1 || typeof stored.files !== 'object' || stored.files === null) return undefined;
 		for (const e of Object.values(stored.files)) {
 			if (!Array.isArray(e?.names) || !e.names.every((n) => typeof n === 'string') || typeof e.inline !== 'boolean') return undefined;
@@ -131,11 +142,18 @@ function readRecords(dir: string): Embedders[] | undefined {
 /**
  * The names an entry's STT_FILE symbols give (latin1), read from its ELF
  * header, section headers, symbol table and string table; undefined if it
- * is not an ELF file this can read, or has not exactly one symbol table.
+ * is not a regular ELF file this can read, or has not exactly one symbol table.
  */
 export function fileSymbols(file: string): Bytes[] | undefined {
-	const fd = openSync(file, 'r');
+	// Without blocking or following: a FIFO or a symlink to one, named like an entry, would hold the link forever.
+	let fd: number;
 	try {
+		fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+	} catch {
+		return undefined; // gone meanwhile, a symlink, unreadable: it stays behind
+	}
+	try {
+		if (!fstatSync(fd).isFile()) return undefined;
 		const at = (offset: number, length: number): Buffer => {
 			if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || length > 1 << 28) throw new RangeError('out of range');
 			const buf = Buffer.alloc(length);
