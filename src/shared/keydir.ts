@@ -314,22 +314,35 @@ export const isIncbinVariant = (name: string) => name.includes(INCBIN_MARK);
 export const isOptionsVariant = (name: string) => name.includes(OPTIONS_MARK);
 
 /**
- * After a link whose .incbin files or option files changed while lld ran:
- * remove every entry written since the link claimed its directory, since
- * any of them may hold what the old name does not stand for. Returns how
- * many went.
+ * After a link whose .incbin files or option files changed while lld ran, or
+ * that failed: remove every entry written since the link claimed its
+ * directory, since any of them may hold what the old name does not stand
+ * for. A link seeding an .incbin sibling meanwhile (src/shim/seed.ts) may
+ * have carried them: the same names there go too when they are the same
+ * file (a hard link) or were written since (a copy). Removing from dir
+ * first, then from the siblings, while a seeding renames first and then
+ * checks its sources, leaves no order in which one is kept. Returns how
+ * many went from dir.
  */
 export function removeEntriesSince(dir: string, since: number): number {
-	let removed = 0;
+	const gone = new Map<string, number>();
 	for (const name of readdirSync(dir)) {
 		if (classify(name) !== 'entry') continue;
 		const file = join(dir, name);
 		const st = lstatSync(file, { throwIfNoEntry: false });
 		if (!st?.isFile() || st.mtimeMs < since) continue;
 		rmSync(file, { force: true });
-		removed++;
+		gone.set(name, st.ino);
 	}
-	return removed;
+	if (gone.size === 0) return 0;
+	for (const sibling of incbinSiblings(dir)) {
+		for (const [name, ino] of gone) {
+			const file = join(sibling, name);
+			const st = lstatSync(file, { throwIfNoEntry: false });
+			if (st?.isFile() && (st.ino === ino || st.mtimeMs >= since)) rmSync(file, { force: true });
+		}
+	}
+	return gone.size;
 }
 
 /** A kernel release made safe as one path component; ordinary releases pass unchanged. */

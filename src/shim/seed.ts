@@ -272,7 +272,8 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 		}
 
 		mkdirSync(temp, { mode: shared ? 0o2770 : 0o700 });
-		let carried = 0;
+		/** Each carried entry's inode in the sibling, to see after the rename that it is still there. */
+		const carried = new Map<string, number>();
 		let left = 0;
 		for (const name of readdirSync(from.dir)) {
 			const kind = classify(name);
@@ -285,7 +286,9 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 				}
 			} else continue;
 			try {
-				if (!lstatSync(file).isFile()) continue;
+				const st = lstatSync(file);
+				if (!st.isFile()) continue;
+				carried.set(name, st.ino);
 				try {
 					linkSync(file, join(temp, name));
 				} catch {
@@ -293,10 +296,9 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 				}
 			} catch (error) {
 				if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+				carried.delete(name);
 				left++; // pruned by lld meanwhile
-				continue;
 			}
-			carried++;
 		}
 		// A link into the sibling records its embedders before lld writes an entry: one that began while the entries
 		// were carried shows here, and its modules were not excluded.
@@ -313,7 +315,16 @@ export function seedFromSibling(dir: string, sums: string[], mine: Embedders, sh
 			rmSync(temp, { recursive: true, force: true });
 			return `not seeded: another link made ${basename(dir)} meanwhile`;
 		}
-		return `seeded from ${source} (${added} file contents new, ${gone} gone): carried ${carried} entries, left ${left} behind`;
+		// A link into the sibling that failed, or saw a file change while lld ran, removes what it wrote there, and
+		// then the same files from the siblings (removeEntriesSince): an entry carried before its removal and gone
+		// from the sibling now goes here too; one removed after the rename was found here by that link.
+		for (const [name, ino] of carried) {
+			if (lstatSync(join(from.dir, name), { throwIfNoEntry: false })?.ino === ino) continue;
+			rmSync(join(dir, name), { force: true });
+			carried.delete(name);
+			left++;
+		}
+		return `seeded from ${source} (${added} file contents new, ${gone} gone): carried ${carried.size} entries, left ${left} behind`;
 	} catch (error) {
 		rmSync(temp, { recursive: true, force: true });
 		return `not seeded: ${String(error)}`;

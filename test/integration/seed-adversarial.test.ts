@@ -9,6 +9,7 @@ import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { expect, it } from 'vitest';
 import { TESTED_LLD } from '../../src/cli/commands/doctor.js';
+import { removeEntriesSince } from '../../src/shared/keydir.js';
 import {
 	asNobody,
 	describeIf,
@@ -156,6 +157,32 @@ describeIf(hasToolchain, TOOLCHAIN)('seeding a new .incbin variant, attacked', (
 			expect(seeded(said)).toMatchObject({ carried: 2, left: 1 });
 			expect(fs.existsSync(leftover)).toBe(true);
 		});
+	});
+
+	it('what a link into the sibling removes after it (it failed, or a file changed while lld ran) goes from a directory seeded meanwhile too', async () => {
+		const p = project({ 'conf.c': embeds('conf', 'blob.bin'), 'main.c': MAIN, 'sub/util.c': UTIL, 'blob.bin': 'blob-v1' });
+		const since = Date.now() - 1000;
+		const a = usedDir((await link(p)).said);
+		write(p, 'blob.bin', 'blob-v2-longer');
+		const second = await link(p);
+		const b = usedDir(second.said);
+		expect(seeded(second.said)).toMatchObject({ carried: 2, left: 1 });
+		const carried = entries(b).filter((e) => fs.statSync(path.join(b, e)).nlink === 2);
+		expect(carried.length).toBe(2);
+		// As a link into the sibling that began before the seeding removes what it wrote when it ends.
+		expect(removeEntriesSince(a, since)).toBe(3);
+		expect(entries(b).filter((e) => carried.includes(e))).toEqual([]);
+		// An entry of the seeded directory's own, written before that link began, stays.
+		const own = path.join(b, 'llvmcache-00000000000000000000000000000000000000CC');
+		fs.writeFileSync(own, 'own');
+		fs.utimesSync(own, new Date(since - 60_000), new Date(since - 60_000));
+		fs.writeFileSync(path.join(a, path.basename(own)), 'theirs');
+		removeEntriesSince(a, since);
+		expect(fs.existsSync(own)).toBe(true);
+		fs.rmSync(own);
+		// The next link of the new contents links what went, and equals the uncached link.
+		const third = await link(p);
+		expect(third.output.includes('blob-v2-longer')).toBe(true);
 	});
 
 	it('a sibling on another mount (read-only, bound onto itself): its entries are copied, not linked', async () => {
