@@ -116,6 +116,10 @@ export async function main(shim: Shim): Promise<void> {
 	const linkEnv = { ...env, [CHAIN_VAR]: chain };
 	shim.decided();
 	shim.linking = true;
+	const exit = (how: Outcome) => {
+		if (how.signal) shim.diesOf(how.signal);
+		return exitAs(how);
+	};
 	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv);
 	let cached = true;
 	if (dir && plan.uncached && !linked(outcome) && cacheFailed(outcome, dir, startedNs, count?.modules ?? 0)) {
@@ -127,10 +131,10 @@ export async function main(shim: Shim): Promise<void> {
 		try {
 			await afterLink(linked(outcome) && cached);
 		} finally {
-			await exitAs(outcome);
+			await exit(outcome);
 		}
 	}
-	await exitAs(outcome);
+	await exit(outcome);
 
 	async function afterLink(succeeded: boolean): Promise<void> {
 		let kept = true;

@@ -77,8 +77,9 @@ export async function spawnLinker(
 /** Exit (or die) the way the linker did; never returns. */
 export async function exitAs({ code, signal }: Outcome): Promise<never> {
 	if (signal) {
-		// Die of the same signal, so make and shells see 128+n, core dumps and all.
-		process.kill(process.pid, signal);
+		// Die of the same signal, so make and shells see 128+n, core dumps and all;
+		// SIGUSR1 would start Node's inspector (its lines on stderr) instead.
+		if (signal !== 'SIGUSR1') process.kill(process.pid, signal);
 		// Still here: the signal is ignored by Node (SIGPIPE) or by inheritance.
 		const { constants } = process.getBuiltinModule?.('node:os') ?? (await import('node:os'));
 		process.exit(128 + (constants.signals[signal] ?? 0));

@@ -75,9 +75,11 @@ const NODE_MAJOR = 20;
  * What the bundle's main gets: how to fail open, where to say the linker has
  * started, and decided(), to call before the link's outcome becomes Node's
  * (the linker about to run, or no linker to run): bin/ld.lld then never links
- * itself.
+ * itself. diesOf(signal), before this Node dies of the signal the linker
+ * died of: the waiting shell dies of it too (from the status alone it could
+ * not tell a death by signal n from a linker's exit status 128+n).
  */
-export type Shim = { linking: boolean; fallBack: (why: string) => void; decided: () => void };
+export type Shim = { linking: boolean; fallBack: (why: string) => void; decided: () => void; diesOf: (signal: NodeJS.Signals) => void };
 
 function start(shim: Shim): void {
 	const major = Number(process.versions.node.split('.')[0]);
@@ -185,6 +187,7 @@ function fallBack(why: string): void {
 	child.on('exit', (code, signal) => {
 		for (const s of FORWARDED) process.removeListener(s, forward);
 		if (signal) {
+			shim.diesOf(signal);
 			process.kill(process.pid, signal);
 			process.exit(128 + ((osConstants.signals as Record<string, number>)[signal] || 0));
 		}
@@ -193,7 +196,7 @@ function fallBack(why: string): void {
 }
 
 const shell = restoreEnvironment(process.env);
-const shim: Shim = { linking: false, fallBack: once(fallBack), decided: once(tellShell) };
+const shim: Shim = { linking: false, fallBack: once(fallBack), decided: once(tellShell), diesOf: once(killShell) };
 
 /** SIGALRM to the shell that waits for this Node (bin/ld.lld's to_node): the link's outcome is Node's from here. */
 function tellShell(): void {
@@ -201,6 +204,14 @@ function tellShell(): void {
 	try {
 		process.kill(shell, 'SIGALRM');
 	} catch {} // the shell is gone: no one to link twice
+}
+
+/** The linker's death signal to the shell that waits for this Node: one it passes on (INT, TERM...) it dies of after Node; any other at once. */
+function killShell(signal: NodeJS.Signals): void {
+	if (shell === undefined) return;
+	try {
+		process.kill(shell, signal);
+	} catch {}
 }
 
 /** The last net: an error no stage caught. Before the linker starts, the link falls open; after, it is said and the linker's exit stands. */
