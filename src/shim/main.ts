@@ -120,11 +120,11 @@ export async function main(shim: Shim): Promise<void> {
 		if (how.signal) shim.diesOf(how.signal);
 		return exitAs(how);
 	};
-	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv);
+	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv, shim.stdio);
 	let cached = true;
 	if (dir && plan.uncached && !linked(outcome) && cacheFailed(outcome, dir, startedNs, count?.modules ?? 0)) {
 		process.stderr.write(`ltocache: ${linker.file} could not write the ThinLTO cache in ${dir}; linking again without a cache\n`);
-		outcome = await spawnLinker(linker.file, linker.argv0, plan.uncached, linkEnv);
+		outcome = await spawnLinker(linker.file, linker.argv0, plan.uncached, linkEnv, shim.stdio);
 		cached = false;
 	}
 	if (root) {

@@ -11,6 +11,7 @@
 // ES module loader, ~4 ms more on every link Node runs.
 import { existsSync } from 'node:fs';
 import { type Bytes, bytesToText, isUtf8 } from '../shared/bytes.js';
+import type { Stdio } from './start.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
@@ -46,7 +47,7 @@ export async function spawnLinker(
 	argv0: string,
 	args: Bytes[],
 	env: NodeJS.ProcessEnv,
-	stdio: 'inherit' | 'ignore' = 'inherit',
+	stdio: 'inherit' | 'ignore' | Stdio = 'inherit',
 ): Promise<Outcome> {
 	const { spawn } = process.getBuiltinModule?.('node:child_process') ?? (await import('node:child_process'));
 	const cmd = command(file, argv0, args);

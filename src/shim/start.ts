@@ -79,7 +79,13 @@ const NODE_MAJOR = 20;
  * died of: the waiting shell dies of it too (from the status alone it could
  * not tell a death by signal n from a linker's exit status 128+n).
  */
-export type Shim = { linking: boolean; fallBack: (why: string) => void; decided: () => void; diesOf: (signal: NodeJS.Signals) => void };
+export type Shim = {
+	linking: boolean;
+	fallBack: (why: string) => void;
+	decided: () => void;
+	diesOf: (signal: NodeJS.Signals) => void;
+	stdio: Stdio;
+};
 
 function start(shim: Shim): void {
 	const major = Number(process.versions.node.split('.')[0]);
@@ -117,6 +123,42 @@ function start(shim: Shim): void {
 	const module = { exports: {} as { main: (shim: Shim) => Promise<void> } };
 	script.runInThisContext()(module.exports, require, module, bundle, __dirname);
 	module.exports.main(shim).catch(failed);
+}
+
+// make's jobserver: the two ends of a pipe, named in MAKEFLAGS
+// (--jobserver-auth=R,W; --jobserver-fds=R,W before make 4.2) and open in
+// every recipe marked `+` or running $(MAKE). A linker exec-ed from the shell
+// has them, as the build meant; a child of Node's gets only what its stdio
+// names (Node has them close-on-exec). Written for Node 12 as the rest of
+// this file is.
+export type Stdio = Array<'inherit' | 'ignore' | number>;
+
+/**
+ * The stdio for a child that should have what an exec would have given it:
+ * 0-2, and the jobserver's two descriptors when MAKEFLAGS names them and
+ * they are open here as one pipe's ends (not descriptors of Node's own that
+ * took their numbers after make closed them).
+ */
+function stdioFor(env: NodeJS.ProcessEnv): Stdio {
+	const stdio: Stdio = ['inherit', 'inherit', 'inherit'];
+	const flags = env.MAKEFLAGS;
+	if (!flags || flags.indexOf('--jobserver-') < 0) return stdio;
+	const all = flags.match(/--jobserver-(?:auth|fds)=(\d+),(\d+)/g);
+	if (!all) return stdio;
+	const last = /=(\d+),(\d+)/.exec(all[all.length - 1]);
+	if (!last) return stdio;
+	const read = Number(last[1]);
+	const write = Number(last[2]);
+	if (!(read > 2 && write > 2 && read !== write && read < 1024 && write < 1024)) return stdio;
+	try {
+		const r = fstatSync(read);
+		const w = fstatSync(write);
+		if (!r.isFIFO() || r.dev !== w.dev || r.ino !== w.ino) return stdio;
+	} catch {
+		return stdio;
+	}
+	for (let fd = 3; fd <= Math.max(read, write); fd++) stdio.push(fd === read || fd === write ? fd : 'ignore');
+	return stdio;
 }
 
 /** What bin/ld.lld kept from this Node's environment, each as LTOCACHE_NODE_ENV_<name>. */
@@ -178,7 +220,10 @@ function fallBack(why: string): void {
 		if (started) started.kill(signal);
 	};
 	for (const signal of FORWARDED) process.on(signal, forward);
-	const child = spawn(file, argv, { env: Object.assign({}, process.env, { LTOCACHE_FALLBACK: '1' }), stdio: 'inherit' });
+	const child = spawn(file, argv, {
+		env: Object.assign({}, process.env, { LTOCACHE_FALLBACK: '1' }),
+		stdio: shim.stdio,
+	});
 	started = child;
 	child.on('error', (error) => {
 		process.stderr.write(`ltocache: cannot run ${file}: ${error.message}\n`);
@@ -196,7 +241,13 @@ function fallBack(why: string): void {
 }
 
 const shell = restoreEnvironment(process.env);
-const shim: Shim = { linking: false, fallBack: once(fallBack), decided: once(tellShell), diesOf: once(killShell) };
+const shim: Shim = {
+	linking: false,
+	fallBack: once(fallBack),
+	decided: once(tellShell),
+	diesOf: once(killShell),
+	stdio: stdioFor(process.env),
+};
 
 /** SIGALRM to the shell that waits for this Node (bin/ld.lld's to_node): the link's outcome is Node's from here. */
 function tellShell(): void {

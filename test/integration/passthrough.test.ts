@@ -20,6 +20,7 @@ import {
 	ranAsPid,
 	ranFile,
 	recorded,
+	recordedEnv,
 	SHIM,
 	scratchRoot,
 	shimDir,
@@ -242,6 +243,37 @@ exit 99
 			expect(fs.readFileSync(got, 'utf8')).toBe(String({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGQUIT: 3 }[signal]));
 			expect(result.signal).toBe(signal);
 			expect({ direct: ranAsPid(record) === child.pid, nodes: nodeRuns(nodeRan) }).toEqual(expected);
+		});
+
+		it("gives the linker make's jobserver descriptors, as make -j gives a `+` recipe", async () => {
+			const dir = scratch('make');
+			const fds = path.join(dir, 'fds');
+			const blocked = path.join(scratch('blocked'), 'file');
+			fs.writeFileSync(blocked, '');
+			const args = redirected ? ` --thinlto-cache-dir=${blocked}/cache` : '';
+			fs.writeFileSync(path.join(dir, 'Makefile'), `all:\n\t+${path.join(shims, 'ld.lld')}${args}\n`);
+			const env = { ...viaHere(), ...(redirected ? { LTOCACHE_DIR: scratch('root') } : {}), FAKE_LD_FDS: fds };
+			// make 4.4 and later pass a named FIFO by default: the pipe is asked for.
+			const [, major, minor] = /Make (\d+)\.(\d+)/.exec((await execa('make', ['--version'])).stdout) ?? [];
+			const style = Number(major) * 100 + Number(minor) >= 404 ? ['--jobserver-style=pipe'] : [];
+			const result = await execa('make', ['-s', '-j2', ...style, '-C', dir], {
+				reject: false,
+				env: { ...NO_CONFIG, FAKE_LD_RECORD: record, ...env, PATH: `${shims}:${fakeDir}:${node}:/usr/bin:/bin` },
+				extendEnv: false,
+			});
+			expect(result.exitCode).toBe(0);
+			const makeflags = recordedEnv(record).find((v) => v.startsWith('MAKEFLAGS=')) ?? '';
+			const [, r, w] = /--jobserver-auth=(\d+),(\d+)/.exec(makeflags) ?? [];
+			const open = Object.fromEntries(
+				fs
+					.readFileSync(fds, 'utf8')
+					.split('\n')
+					.filter(Boolean)
+					.map((line) => line.split(' ')),
+			);
+			// Both ends of one pipe, at the numbers MAKEFLAGS gives.
+			expect(open[r]).toMatch(/^pipe:\[\d+\]$/);
+			expect(open[w]).toBe(open[r]);
 		});
 	});
 
