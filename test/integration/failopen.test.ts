@@ -246,6 +246,29 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 			expect(result.output.equals(reference)).toBe(true);
 		});
 
+		it('has Node take the link, said nothing, when the build closed stdin (no fd 0 to pass on)', async () => {
+			const node = nodeOnlyDir(scratch('node'));
+			const result = await linkWith(SHIM, node, {}, objects, ['sh', '-c', 'exec "$@" <&-', 'sh']);
+			expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+			expect(result.output.equals(reference)).toBe(true);
+			expect(said(result.stderr)).toEqual([]);
+		});
+
+		it.each([['sh'], ['bash']])('sends nothing to a process LTOCACHE_SHELL_PID names when the build set it (under %s)', async (shell) => {
+			// A process that notes a SIGALRM (whose default would end it) and ends on SIGTERM.
+			const heard = path.join(scratch('bystander'), 'heard');
+			const perl = '$SIG{ALRM} = sub { open(F, ">>", $ARGV[0]); print F "ALRM"; close F }; $SIG{TERM} = sub { exit 0 }; sleep 1 while 1';
+			const bystander = execa('perl', ['-e', perl, heard], { reject: false });
+			const node = nodeOnlyDir(scratch('node'));
+			const result = await linkWith(SHIM, node, { LTOCACHE_SHELL_PID: String(bystander.pid) }, objects, [shell]);
+			bystander.kill('SIGTERM');
+			expect((await bystander).exitCode).toBe(0);
+			expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+			expect(result.output.equals(reference)).toBe(true);
+			expect(said(result.stderr)).toEqual([]);
+			expect(fs.existsSync(heard) ? fs.readFileSync(heard, 'utf8') : '').toBe('');
+		});
+
 		it('links once, as without ltocache, in add mode too', async () => {
 			const dir = fakeNode('exit 3');
 			const result = await linkWith(SHIM, dir, { LTOCACHE_MODE: 'add' });
