@@ -48,7 +48,16 @@ import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import { noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
 import { baseKeyName, classify, keyName, META_FILE, type Metadata, REMOTE_FILE } from '../shared/keydir.js';
-import { formatIndex, isEntryName, type Manifest, parseIndex, type Sum, sha256, type Upload } from '../shared/remote/index.js';
+import {
+	formatIndex,
+	isEntryName,
+	MAX_INDEX_BYTES,
+	type Manifest,
+	parseIndex,
+	type Sum,
+	sha256,
+	type Upload,
+} from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
 import { REMOTE_DOWN_PREFIX } from '../shared/root.js';
 import { linkerIdentity } from './identity.js';
@@ -212,12 +221,23 @@ const recordHead = (tag: string) => `ltocache-remote 1 ${tag}`;
 
 /** Where the directory's entries are on the remote, as this directory last learned it; empty for another remote or namespace. */
 function readRecord(dir: string, tag: string): Map<string, Sum> {
+	let fd: number | undefined;
 	try {
-		const text = readFileSync(join(dir, REMOTE_FILE), 'latin1');
+		// Only a regular file of at most a manifest's size, never through a symlink: a FIFO would hang the link,
+		// /dev/zero fill its memory without end.
+		fd = openSync(join(dir, REMOTE_FILE), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+		const st = fstatSync(fd);
+		if (!st.isFile() || st.size > MAX_INDEX_BYTES) return new Map();
+		const data = Buffer.alloc(st.size);
+		let done = 0;
+		for (let n = 1; n > 0 && done < data.length; done += n) n = readSync(fd, data, done, data.length - done, done);
+		const text = data.subarray(0, done).toString('latin1');
 		const eol = text.indexOf('\n');
 		return text.slice(0, eol) === recordHead(tag) ? parseIndex(text.slice(eol + 1)) : new Map();
 	} catch {
 		return new Map();
+	} finally {
+		if (fd !== undefined) closeSync(fd);
 	}
 }
 

@@ -757,6 +757,35 @@ describeIf(
 		});
 	});
 
+	describe("the directory's own record", () => {
+		it.each([
+			['a FIFO', (file: string) => execaSync('mkfifo', [file])],
+			['a symlink to /dev/zero', (file: string) => fs.symlinkSync('/dev/zero', file)],
+			['a symlink to a file elsewhere', (file: string) => fs.symlinkSync(path.join(scratch('elsewhere'), 'x'), file)],
+		])(
+			'ltocache.remote that is %s is passed over: the link neither hangs nor reads without end, and is byte-identical',
+			async (_, plant) => {
+				const extmod = { KBUILD_EXTMOD: `/src/record-${Math.random().toString(36).slice(2)}` };
+				const a = scratch('machine');
+				expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				const release = path.join(a, '6.1.0-team');
+				const [key] = fs.readdirSync(release);
+				const record = path.join(release, key, 'ltocache.remote');
+				fs.rmSync(record, { force: true });
+				plant(record);
+				// Other inputs: not this link's manifest, so the record is read for where its entries are.
+				const result = await link(a, redis.url, extmod, [], [objects[0]]);
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				const alone = path.join(scratch('alone'), 'out.o');
+				execaSync(LLD, ['-r', '-o', alone, objects[0]]);
+				expect(result.output).toEqual(fs.readFileSync(alone));
+				// Replaced by a file of its own, never written through the link.
+				expect(fs.lstatSync(record).isFile()).toBe(true);
+				expect(fs.existsSync(path.join(scratch('elsewhere'), 'x'))).toBe(false);
+			},
+		);
+	});
+
 	describe('what a failure is called (issue 34)', () => {
 		it('a server that is down is said to refuse the connection, with a password in the URL too', async () => {
 			const gone = await startRedis(scratch('redis-gone'), ['--requirepass', 'pw']);
