@@ -99,7 +99,7 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
  * show in statfs: for those, and whatever the estimate misses, main.ts
  * links again without a cache when lld could not write it.
  */
-const MIN_FREE_BYTES = 32 * 1024 * 1024;
+export const MIN_FREE_BYTES = 32 * 1024 * 1024;
 const MIN_FREE_INODES = 16;
 
 /** Claim the redirected directory; returns why it cannot be used, or undefined if it can. */

@@ -39,6 +39,7 @@ import {
 	readSync,
 	renameSync,
 	rmSync,
+	statfsSync,
 	statSync,
 	utimesSync,
 	writeFileSync,
@@ -46,7 +47,7 @@ import {
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
-import { noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
+import { lastLinkBytes, noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
 import { baseKeyName, classify, keyName, META_FILE, type Metadata, REMOTE_FILE } from '../shared/keydir.js';
 import {
 	formatIndex,
@@ -60,6 +61,7 @@ import {
 } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
 import { REMOTE_DOWN_PREFIX } from '../shared/root.js';
+import { MIN_FREE_BYTES } from './decide.js';
 import { linkerIdentity } from './identity.js';
 
 /** At most this many entries and bytes move in one phase of one link. */
@@ -337,10 +339,18 @@ export function remoteFor(
 					manifest = (await store.manifest(ns, inputs)) ?? null;
 					const entries = manifest?.entries ?? new Map<string, Sum>();
 					const have = new Set(readdirSync(dir));
+					// Downloads never take the free space the link was let use the cache with (decide.ts): a manifest
+					// listing more than the disk holds would leave lld none, and the next links no cache.
+					let room = MAX_BYTES;
+					try {
+						const st = statfsSync(dir);
+						room = Math.min(room, st.bavail * st.bsize - MIN_FREE_BYTES - lastLinkBytes(dir));
+					} catch {} // cannot tell: as decide.ts, let it try
+					const block = (size: number) => Math.ceil(size / 4096) * 4096;
 					let bytes = 0;
 					const wanted = [...entries].filter(([name, r]) => {
-						if (!isEntryName(name) || have.has(name) || bytes + r.size > MAX_BYTES) return false;
-						bytes += r.size;
+						if (!isEntryName(name) || have.has(name) || bytes + block(r.size) > room) return false;
+						bytes += block(r.size);
 						return true;
 					});
 					wantedCount = Math.min(wanted.length, MAX_ENTRIES);

@@ -8,7 +8,7 @@ import { execa, execaSync } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatsJson } from '../../src/cli/commands/stats.js';
 import { readCounters } from '../../src/shared/counters.js';
-import { parseIndex } from '../../src/shared/remote/index.js';
+import { parseIndex, sha256 } from '../../src/shared/remote/index.js';
 import { ltocache } from '../helpers/cache.js';
 import {
 	type Server,
@@ -785,6 +785,40 @@ describeIf(
 			},
 		);
 	});
+
+	describeIf(Boolean(onPath('redis-cli') && onPath('unshare')), 'redis-cli and unshare (Debian: redis-tools util-linux)')(
+		'free space',
+		() => {
+			it('downloads leave the free space the link was promised: a manifest listing 36 MiB on a 40 MiB file system takes none of it', async () => {
+				const extmod = { KBUILD_EXTMOD: `/src/reserve-${Math.random().toString(36).slice(2)}` };
+				expect(await link(scratch('machine-a'), redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				const cli = (args: string[], input?: Buffer) => execa('redis-cli', ['-p', String(redis.port), ...args], { input });
+				const pattern = `*${extmod.KBUILD_EXTMOD.split('/').pop()}*`;
+				const manifests = (await cli(['--scan', '--pattern', `${pattern}/manifest-*`])).stdout.split('\n').filter(Boolean);
+				expect(manifests).toHaveLength(1);
+				const ns = manifests[0].replace(/\/manifest-[0-9a-f]+$/, '');
+				// Entries lld never asks for, but whole and as listed: only the free space can keep them out.
+				let lines = '';
+				for (let i = 0; i < 4; i++) {
+					const data = Buffer.alloc(9 * 1024 ** 2, i + 1);
+					const name = `llvmcache-${'f'.repeat(39)}${i}`;
+					await cli(['-x', 'SET', `${ns}/${name}`], data);
+					lines += `${name} ${sha256(data)} ${data.length}\n`;
+				}
+				for (const key of [manifests[0], `${ns}/head`]) {
+					const text = (await cli(['--raw', 'GET', key])).stdout;
+					await cli(['-x', 'SET', key], Buffer.from(`${text.trim()}\n${lines}`));
+				}
+				const script =
+					'mount -t tmpfs -o size=40m tmpfs "$LTOCACHE_DIR" && "$@"; status=$?; stat -f -c "%a %S" "$LTOCACHE_DIR"; exit $status';
+				const result = await link(scratch('machine-b'), redis.url, extmod, ['unshare', '-m', 'sh', '-c', script, 'sh']);
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(reference);
+				const [blocks, size] = result.stdout.trim().split(' ').map(Number);
+				expect(blocks * size).toBeGreaterThanOrEqual(32 * 1024 ** 2);
+			});
+		},
+	);
 
 	describe('what a failure is called (issue 34)', () => {
 		it('a server that is down is said to refuse the connection, with a password in the URL too', async () => {
