@@ -127,14 +127,34 @@ const SKIP_MS = 60_000;
 
 /** Why the remote is skipped now, or undefined. */
 function skipping(marker: string): string | undefined {
+	let fd: number | undefined;
 	try {
-		const st = statSync(marker);
+		// A regular file only, never through a symlink: in a shared root another member's FIFO would hang the link.
+		fd = openSync(marker, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+		const st = fstatSync(fd);
 		const ago = Date.now() - st.mtimeMs;
-		if (ago < 0 || ago >= SKIP_MS) return undefined;
-		const why = readFileSync(marker, 'utf8').split('\n')[0].slice(0, 200);
+		if (!st.isFile() || ago < 0 || ago >= SKIP_MS) return undefined;
+		const head = Buffer.alloc(200);
+		const why = head
+			.subarray(0, readSync(fd, head, 0, head.length, 0))
+			.toString('utf8')
+			.split('\n')[0];
 		return `skipped for ${Math.ceil((SKIP_MS - ago) / 1000)}s more (${why} ${Math.round(ago / 1000)}s ago)`;
 	} catch {
 		return undefined;
+	} finally {
+		if (fd !== undefined) closeSync(fd);
+	}
+}
+
+/** Say the remote is down (written aside and renamed in: never opened through whatever is at the marker's name); never throws. */
+function markDown(marker: string, why: string): void {
+	const temp = `${marker}.${process.pid}.tmp`;
+	try {
+		writeFileSync(temp, `${why}\n`, { flag: 'wx' });
+		renameSync(temp, marker);
+	} catch {
+		rmSync(temp, { force: true }); // then the next link tries again
 	}
 }
 
@@ -291,11 +311,7 @@ export function remoteFor(
 		const why = describeFailure(error, timedOut, settings.budgetMs) + (progress && ` (${progress})`);
 		const unreachable = isUnreachable(error, timedOut) && !answered;
 		counts[timedOut ? 'timeouts' : unreachable ? 'unreachable' : 'errors']++;
-		if (unreachable) {
-			try {
-				writeFileSync(marker, `${why}\n`);
-			} catch {} // then the next link tries again
-		}
+		if (unreachable) markDown(marker, why);
 		return `remote ${shown}: ${why}; ${what}`;
 	};
 	let ns: string | undefined;

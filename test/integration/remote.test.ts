@@ -786,6 +786,24 @@ describeIf(
 		);
 	});
 
+	it.each([
+		['answering', () => redis.url],
+		['refusing connections', () => 'redis://127.0.0.1:1'],
+	])(
+		"a FIFO where the root's down-marker goes (a shared root's other member) neither hangs a link to a remote %s nor is written through",
+		async (_, url) => {
+			const remote = url();
+			const root = scratch('machine');
+			const marker = path.join(root, `ltocache.remote-down.${sha256(Buffer.from(remote)).slice(0, 16)}`);
+			execaSync('mkfifo', [marker]);
+			const result = await link(root, remote, { KBUILD_EXTMOD: '/src/fifo-marker' });
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			if (remote === redis.url) expect(result.stderr).toBe('');
+			else expect(result.stderr).toMatch(/^ltocache: remote \S+: .*refused.*; linking with the local cache$/);
+		},
+	);
+
 	describeIf(Boolean(onPath('redis-cli') && onPath('unshare')), 'redis-cli and unshare (Debian: redis-tools util-linux)')(
 		'free space',
 		() => {
