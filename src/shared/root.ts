@@ -3,7 +3,20 @@
 //
 // On the shim's hot path: node built-ins and xdg-basedir only (importing
 // xdg-basedir costs nothing measurable).
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+	accessSync,
+	closeSync,
+	constants,
+	existsSync,
+	fstatSync,
+	lstatSync,
+	mkdirSync,
+	openSync,
+	readFileSync,
+	readSync,
+	statSync,
+	writeFileSync,
+} from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { xdgCache } from 'xdg-basedir';
 import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
@@ -192,5 +205,29 @@ export function ensurePrivateDir(dir: string, create = true): boolean {
 		return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0 && unusableReason(toBytes(dir)) === undefined;
 	} catch {
 		return false;
+	}
+}
+
+/**
+ * One of ltocache's own small files (a record, a marker, the linkers' list):
+ * its bytes if it is a regular file of at most max bytes, else undefined.
+ * Never through a symlink and never blocking: in a shared root another
+ * member's FIFO or /dev/zero under the name would hang a link or fill its
+ * memory. mtimeMs: when it last changed.
+ */
+export function readOwnFile(file: string, max: number): { data: Buffer; mtimeMs: number } | undefined {
+	let fd: number | undefined;
+	try {
+		fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+		const st = fstatSync(fd);
+		if (!st.isFile() || st.size > max) return undefined;
+		const data = Buffer.alloc(st.size);
+		let done = 0;
+		for (let n = 1; n > 0 && done < data.length; done += n) n = readSync(fd, data, done, data.length - done, done);
+		return { data: data.subarray(0, done), mtimeMs: st.mtimeMs };
+	} catch {
+		return undefined;
+	} finally {
+		if (fd !== undefined) closeSync(fd);
 	}
 }

@@ -6,6 +6,7 @@ import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync
 import { basename, dirname, join } from 'node:path';
 import { identityOf } from '../shared/identity.js';
 import { sha256 } from '../shared/remote/index.js';
+import { readOwnFile } from '../shared/root.js';
 
 /** The file and its identity: a cached hash holds while these hold. */
 const stamp = (file: string): string => `${file}:${identityOf(statSync(file, { bigint: true }))}`;
@@ -59,7 +60,7 @@ export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEn
 	const cacheFile = join(root, 'ltocache.linkers.json');
 	let cache: LinkerCache = {};
 	try {
-		cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as LinkerCache;
+		cache = JSON.parse(readOwnFile(cacheFile, 1024 ** 2)?.data.toString('utf8') ?? '{}') as LinkerCache;
 	} catch {}
 	// LD_LIBRARY_PATH chooses which libLLVM the linker loads: an identity is remembered for one search path.
 	const own = `${stamp(linker)}:${env.LD_LIBRARY_PATH ?? ''}`;

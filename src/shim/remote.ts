@@ -60,7 +60,7 @@ import {
 	type Upload,
 } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
-import { REMOTE_DOWN_PREFIX } from '../shared/root.js';
+import { REMOTE_DOWN_PREFIX, readOwnFile } from '../shared/root.js';
 import { MIN_FREE_BYTES } from './decide.js';
 import { linkerIdentity } from './identity.js';
 
@@ -127,24 +127,12 @@ const SKIP_MS = 60_000;
 
 /** Why the remote is skipped now, or undefined. */
 function skipping(marker: string): string | undefined {
-	let fd: number | undefined;
-	try {
-		// A regular file only, never through a symlink: in a shared root another member's FIFO would hang the link.
-		fd = openSync(marker, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-		const st = fstatSync(fd);
-		const ago = Date.now() - st.mtimeMs;
-		if (!st.isFile() || ago < 0 || ago >= SKIP_MS) return undefined;
-		const head = Buffer.alloc(200);
-		const why = head
-			.subarray(0, readSync(fd, head, 0, head.length, 0))
-			.toString('utf8')
-			.split('\n')[0];
-		return `skipped for ${Math.ceil((SKIP_MS - ago) / 1000)}s more (${why} ${Math.round(ago / 1000)}s ago)`;
-	} catch {
-		return undefined;
-	} finally {
-		if (fd !== undefined) closeSync(fd);
-	}
+	const own = readOwnFile(marker, 200);
+	if (!own) return undefined;
+	const ago = Date.now() - own.mtimeMs;
+	if (ago < 0 || ago >= SKIP_MS) return undefined;
+	const why = own.data.toString('utf8').split('\n')[0];
+	return `skipped for ${Math.ceil((SKIP_MS - ago) / 1000)}s more (${why} ${Math.round(ago / 1000)}s ago)`;
 }
 
 /** Say the remote is down (written aside and renamed in: never opened through whatever is at the marker's name); never throws. */
@@ -243,24 +231,9 @@ const recordHead = (tag: string) => `ltocache-remote 1 ${tag}`;
 
 /** Where the directory's entries are on the remote, as this directory last learned it; empty for another remote or namespace. */
 function readRecord(dir: string, tag: string): Map<string, Sum> {
-	let fd: number | undefined;
-	try {
-		// Only a regular file of at most a manifest's size, never through a symlink: a FIFO would hang the link,
-		// /dev/zero fill its memory without end.
-		fd = openSync(join(dir, REMOTE_FILE), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-		const st = fstatSync(fd);
-		if (!st.isFile() || st.size > MAX_INDEX_BYTES) return new Map();
-		const data = Buffer.alloc(st.size);
-		let done = 0;
-		for (let n = 1; n > 0 && done < data.length; done += n) n = readSync(fd, data, done, data.length - done, done);
-		const text = data.subarray(0, done).toString('latin1');
-		const eol = text.indexOf('\n');
-		return text.slice(0, eol) === recordHead(tag) ? parseIndex(text.slice(eol + 1)) : new Map();
-	} catch {
-		return new Map();
-	} finally {
-		if (fd !== undefined) closeSync(fd);
-	}
+	const text = readOwnFile(join(dir, REMOTE_FILE), MAX_INDEX_BYTES)?.data.toString('latin1') ?? '';
+	const eol = text.indexOf('\n');
+	return eol >= 0 && text.slice(0, eol) === recordHead(tag) ? parseIndex(text.slice(eol + 1)) : new Map();
 }
 
 /** Replace the record (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */

@@ -786,17 +786,18 @@ describeIf(
 		);
 	});
 
+	const marker = (remote: string) => `ltocache.remote-down.${sha256(Buffer.from(remote)).slice(0, 16)}`;
 	it.each([
-		['answering', () => redis.url],
-		['refusing connections', () => 'redis://127.0.0.1:1'],
+		["the down-marker's, the remote answering", () => redis.url, marker],
+		["the down-marker's, the remote refusing connections", () => 'redis://127.0.0.1:1', marker],
+		["the linkers' list's, the remote answering", () => redis.url, () => 'ltocache.linkers.json'],
 	])(
-		"a FIFO where the root's down-marker goes (a shared root's other member) neither hangs a link to a remote %s nor is written through",
-		async (_, url) => {
+		"a FIFO at the root under %s name (a shared root's other member) neither hangs the link nor is written through",
+		async (_, url, name) => {
 			const remote = url();
 			const root = scratch('machine');
-			const marker = path.join(root, `ltocache.remote-down.${sha256(Buffer.from(remote)).slice(0, 16)}`);
-			execaSync('mkfifo', [marker]);
-			const result = await link(root, remote, { KBUILD_EXTMOD: '/src/fifo-marker' });
+			execaSync('mkfifo', [path.join(root, name(remote))]);
+			const result = await link(root, remote, { KBUILD_EXTMOD: '/src/fifo-at-root' });
 			expect(result.exitCode).toBe(0);
 			expect(result.output).toEqual(reference);
 			if (remote === redis.url) expect(result.stderr).toBe('');
