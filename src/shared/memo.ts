@@ -29,23 +29,12 @@
 //
 // On the shim's hot path: node built-ins only.
 import type { BigIntStats } from 'node:fs';
-import {
-	closeSync,
-	fstatSync,
-	mkdirSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	renameSync,
-	rmSync,
-	statfsSync,
-	statSync,
-	writeSync,
-} from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Bytes, bytesToBuffer, inDir } from './bytes.js';
 import { identityOf as identity } from './identity.js';
 import { shortHash } from './keydir.js';
+import { readOwnFile } from './root.js';
 
 export const MEMO_DIR = 'ltocache.inputs';
 /** Bumped whenever what the bitcode reader returns changes. */
@@ -140,7 +129,8 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
 		if (old) return old;
 		old = {};
 		try {
-			const stored = JSON.parse(readFileSync(file, 'utf8')) as Stored;
+			// Within a size, never a FIFO or through a symlink (another member's, in a shared root): see readOwnFile.
+			const stored = JSON.parse(readOwnFile(file, 64 * 1024 ** 2)?.data.toString('utf8') ?? '') as Stored;
 			if (stored?.v === FORMAT && typeof stored.files === 'object' && stored.files !== null) old = stored.files;
 		} catch {} // none yet, or damaged: read every input
 		return old;

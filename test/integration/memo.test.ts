@@ -190,6 +190,13 @@ describeIf(hasToolchain, TOOLCHAIN)('the inputs memo', () => {
 		const cached = fs.readFileSync(path.join(cwd, 'out.o'));
 		await execa(LLD, ['-r', 'a.o', 'b.o', '-o', 'direct.o'], { cwd });
 		expect(cached.equals(fs.readFileSync(path.join(cwd, 'direct.o')))).toBe(true);
+		// A FIFO under the memo's name (a shared root's other member): passed over, never waited on.
+		const memos = fs.readdirSync(path.join(cwd, 'root', MEMO_DIR));
+		expect(memos).toHaveLength(1);
+		fs.rmSync(path.join(cwd, 'root', MEMO_DIR, memos[0]));
+		execaSync('mkfifo', [path.join(cwd, 'root', MEMO_DIR, memos[0])]);
+		expect((await link()).stderr).toMatch(/\(inputs read: 2, known unchanged: 0\)/);
+		expect(fs.readFileSync(path.join(cwd, 'out.o')).equals(cached)).toBe(true);
 	});
 });
 
