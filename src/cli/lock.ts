@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { LOCK_NAME } from '../shared/root.js';
+import { LOCK_NAME, readOwnFile } from '../shared/root.js';
 
 const OWNER_FILE = 'owner.json';
 /** How often the holder refreshes the lock's mtime (proper-lockfile's `update`), for waiters on other machines. */
@@ -36,7 +36,7 @@ function startOf(pid: number): string {
 
 function readOwner(lock: string): Owner | undefined {
 	try {
-		const owner = JSON.parse(fs.readFileSync(path.join(lock, OWNER_FILE), 'utf8')) as Owner;
+		const owner = JSON.parse(readOwnFile(path.join(lock, OWNER_FILE), 64 * 1024)?.data.toString('utf8') ?? '') as Owner;
 		return typeof owner.pid === 'number' && typeof owner.host === 'string' ? owner : undefined;
 	} catch {
 		return undefined;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { classify, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
-import { isInstalled, LOCK_NAME, SUMMARY_NAME } from '../shared/root.js';
+import { isInstalled, LOCK_NAME, readOwnFile, SUMMARY_NAME, writeOwnFile } from '../shared/root.js';
 
 export type Entry = { file: string; bytes: number; lastUse: number };
 export type Temp = { file: string; bytes: number; mtime: number };
@@ -250,7 +250,9 @@ class Summaries {
 	) {
 		this.file = path.join(root, SUMMARY_NAME);
 		try {
-			this.old = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { version: 1; dirs: Record<string, Summary> }).dirs ?? {};
+			this.old =
+				(JSON.parse(readOwnFile(this.file, 64 * 1024 ** 2)?.data.toString('utf8') ?? '') as { version: 1; dirs: Record<string, Summary> })
+					.dirs ?? {};
 		} catch {
 			this.old = {};
 		}
@@ -299,7 +301,7 @@ class Summaries {
 		if (!this.changed) return;
 		const tmp = `${this.file}.${process.pid}.tmp`;
 		try {
-			fs.writeFileSync(tmp, JSON.stringify({ version: 1, dirs: this.fresh }));
+			writeOwnFile(tmp, JSON.stringify({ version: 1, dirs: this.fresh }), 0o644);
 			fs.renameSync(tmp, this.file);
 		} catch {
 			fs.rmSync(tmp, { force: true });

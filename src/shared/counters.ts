@@ -18,22 +18,10 @@
 //
 // Prune compacts the lines older than an hour into one "folded" line; a
 // line that cannot be parsed (a torn or foreign write) is skipped.
-import {
-	appendFileSync,
-	closeSync,
-	fstatSync,
-	lstatSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	readSync,
-	renameSync,
-	rmSync,
-	statSync,
-	writeSync,
-} from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
+import { openOwnFile, readOwnFile } from './root.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
@@ -66,6 +54,8 @@ type FoldedLine = { folded: Folded };
 
 export type Counters = Folded & { hits: number };
 
+/** Past this size a counts file is not read: links stop appending at MAX_BYTES, and prune compacts it. */
+const MAX_READ_BYTES = 64 * 1024 * 1024;
 /** Past this size a directory's lines wait for the next prune to compact them rather than grow further. */
 const MAX_BYTES = 4 * 1024 * 1024;
 
@@ -103,7 +93,7 @@ export function recordLink(
 			...(r?.some(Boolean) ? { r } : {}),
 			...(verified ? { v: verified === 'match' ? 1 : 2 } : {}),
 		};
-		fd = openSync(join(dir, COUNTS_FILE), 'a+', 0o600);
+		fd = openOwnFile(join(dir, COUNTS_FILE), constants.O_RDWR | constants.O_APPEND | constants.O_CREAT);
 		const size = fstatSync(fd).size;
 		if (size > MAX_BYTES) return;
 		// A line left torn (a full disk, a killed writer) is ended first, or this one would be lost with it.
@@ -124,7 +114,7 @@ const TAIL_BYTES = 256 * 1024;
 export function lastLinkBytes(dir: string): number {
 	let fd: number | undefined;
 	try {
-		fd = openSync(join(dir, COUNTS_FILE), 'r');
+		fd = openOwnFile(join(dir, COUNTS_FILE), constants.O_RDONLY);
 		const size = fstatSync(fd).size;
 		const tail = Buffer.alloc(Math.min(size, TAIL_BYTES));
 		readSync(fd, tail, 0, tail.length, size - tail.length);
@@ -188,10 +178,7 @@ export function withHits(sum: Folded): Counters {
 }
 
 export function readCounters(dir: string): Counters {
-	let text = '';
-	try {
-		text = readFileSync(join(dir, COUNTS_FILE), 'utf8');
-	} catch {}
+	const text = readOwnFile(join(dir, COUNTS_FILE), MAX_READ_BYTES)?.data.toString('utf8') ?? '';
 	return withHits(fold(parse(text)));
 }
 
@@ -216,7 +203,12 @@ export function compactCounters(dir: string, now = Date.now()): void {
 	} catch {
 		return; // none yet
 	}
-	let text = readFileSync(moving, 'utf8');
+	const own = readOwnFile(moving, MAX_READ_BYTES);
+	if (!own) {
+		rmSync(moving, { force: true }); // not ltocache's counts (a FIFO, a symlink, a file of no use): gone with its name
+		return;
+	}
+	let text = own.data.toString('utf8');
 	const lines = parse(text);
 	const recent: LinkLine[] = [];
 	const old: (LinkLine | FoldedLine)[] = [];
@@ -227,9 +219,16 @@ export function compactCounters(dir: string, now = Date.now()): void {
 	const recentIds = new Set(recent.flatMap((l) => l.w.map(writtenId)));
 	const kept = [...(old.length ? [{ folded: fold(old, recentIds) }] : []), ...recent];
 	// A link that opened the file before the rename may have appended since it was read.
-	const late = readFileSync(moving, 'utf8').slice(text.length);
+	const late = (readOwnFile(moving, MAX_READ_BYTES)?.data.toString('utf8') ?? text).slice(text.length);
 	text = kept.map((l) => `${JSON.stringify(l)}\n`).join('') + late;
-	if (text) appendFileSync(file, text, { mode: statSync(moving).mode & 0o777 });
+	if (text) {
+		const fd = openOwnFile(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, statSync(moving).mode & 0o777);
+		try {
+			writeSync(fd, text);
+		} finally {
+			closeSync(fd);
+		}
+	}
 	rmSync(moving, { force: true });
 }
 

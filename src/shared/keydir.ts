@@ -23,26 +23,9 @@
 // llvmcache.timestamp is one lld has linked into before.
 //
 // On the shim's hot path: node built-ins only.
-import {
-	chmodSync,
-	closeSync,
-	constants,
-	fstatSync,
-	lstatSync,
-	mkdirSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	renameSync,
-	rmdirSync,
-	rmSync,
-	statSync,
-	truncateSync,
-	utimesSync,
-	writeFileSync,
-} from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, truncateSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeTag } from './root.js';
+import { readOwnFile, writeOwnFile, writeTag } from './root.js';
 
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
@@ -114,8 +97,7 @@ export function claim(dir: string, meta: Metadata, shared = false, root?: string
 	if (touch(file)) return undefined;
 	const tmp = `${file}.${process.pid}.tmp`;
 	try {
-		writeFileSync(tmp, `${JSON.stringify(meta)}\n`, { mode: shared ? 0o660 : 0o600 });
-		if (shared) chmodSync(tmp, 0o660);
+		writeOwnFile(tmp, `${JSON.stringify(meta)}\n`, shared ? 0o660 : 0o600);
 		renameSync(tmp, file);
 	} catch (error) {
 		rmSync(tmp, { force: true });
@@ -181,24 +163,12 @@ export function lastClaim(dir: string): number | undefined {
 	return lstatSync(join(dir, META_FILE), { throwIfNoEntry: false })?.mtimeMs ?? lstatSync(dir, { throwIfNoEntry: false })?.mtimeMs;
 }
 
-/**
- * A small bookkeeping file's text, read without blocking or following a
- * symlink: a FIFO in its place would hold the reader forever. Throws if it is
- * not a regular file.
- */
-export function readRegular(file: string): string {
-	const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
-	try {
-		if (!fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`);
-		return readFileSync(fd, 'utf8');
-	} finally {
-		closeSync(fd);
-	}
-}
+/** Far above any metadata ltocache writes (a few KiB, the .incbin files' names and sums). */
+const MAX_META_BYTES = 1024 * 1024;
 
 export function readMeta(dir: string): Metadata | undefined {
 	try {
-		const meta = JSON.parse(readRegular(join(dir, META_FILE))) as Metadata;
+		const meta = JSON.parse(readOwnFile(join(dir, META_FILE), MAX_META_BYTES)?.data.toString('utf8') ?? '') as Metadata;
 		return typeof meta === 'object' && meta !== null && typeof meta.original === 'string' ? meta : undefined;
 	} catch {
 		return undefined;

@@ -170,7 +170,8 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
 			let fd: number | undefined;
 			try {
 				mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
-				fd = openSync(tmp, 'w', shared ? 0o660 : 0o600);
+				rmSync(tmp, { force: true }); // exclusively, never through a symlink another member put there
+				fd = openSync(tmp, 'wx', shared ? 0o660 : 0o600);
 				// The temporary file's mtime is the file system's "now": an input changed too close to it may not show its change.
 				const clock = fstatSync(fd, { bigint: true }).mtimeNs;
 				for (const [name, st] of Object.entries(learned)) {

@@ -8,12 +8,13 @@ import {
 	closeSync,
 	constants,
 	existsSync,
+	fchmodSync,
 	fstatSync,
 	lstatSync,
 	mkdirSync,
 	openSync,
-	readFileSync,
 	readSync,
+	rmSync,
 	statSync,
 	writeFileSync,
 } from 'node:fs';
@@ -38,10 +39,28 @@ export const TAG_NAME = 'CACHEDIR.TAG';
 const TAG_SIGNATURE = 'Signature: 8a477f597d28d172789f06886806bc55';
 const TAG_TEXT = `${TAG_SIGNATURE}\n# This file is a cache directory tag created by ltocache.\n# For information about cache directory tags, see https://bford.info/cachedir/\n`;
 
+/**
+ * Write one of ltocache's own files in a root afresh, with exactly mode:
+ * whatever is at the name goes first and the file is created exclusively,
+ * so a symlink another member of a shared root put there is never written
+ * through (a link run by root would write, or chmod, where it points).
+ * Throws as writeFileSync does.
+ */
+export function writeOwnFile(file: string, data: string | Buffer, mode = 0o600): void {
+	rmSync(file, { force: true });
+	const fd = openSync(file, 'wx', mode);
+	try {
+		fchmodSync(fd, mode);
+		writeFileSync(fd, data);
+	} finally {
+		closeSync(fd);
+	}
+}
+
 /** Tag a root as ltocache's; best effort (a root that cannot take it is told apart by its layout). */
 export function writeTag(root: string): boolean {
 	try {
-		writeFileSync(join(root, TAG_NAME), TAG_TEXT, { mode: 0o644 });
+		writeOwnFile(join(root, TAG_NAME), TAG_TEXT, 0o644);
 		return true;
 	} catch {
 		return false;
@@ -50,12 +69,8 @@ export function writeTag(root: string): boolean {
 
 /** Whether a root carries ltocache's tag. */
 export function hasOurTag(root: string): boolean {
-	try {
-		const text = readFileSync(join(root, TAG_NAME), 'latin1');
-		return text.startsWith(TAG_SIGNATURE) && text.includes('created by ltocache');
-	} catch {
-		return false;
-	}
+	const text = readOwnFile(join(root, TAG_NAME), 64 * 1024)?.data.toString('latin1') ?? '';
+	return text.startsWith(TAG_SIGNATURE) && text.includes('created by ltocache');
 }
 
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
@@ -209,18 +224,26 @@ export function ensurePrivateDir(dir: string, create = true): boolean {
 }
 
 /**
- * One of ltocache's own small files (a record, a marker, the linkers' list):
- * its bytes if it is a regular file of at most max bytes, else undefined.
- * Never through a symlink and never blocking: in a shared root another
- * member's FIFO or /dev/zero under the name would hang a link or fill its
- * memory. mtimeMs: when it last changed.
+ * Open one of ltocache's own files in a root (flags as openSync's, numeric):
+ * never through a symlink and never blocking, and only a regular file. In a
+ * shared root another member may put a FIFO, a device or a symlink under the
+ * name: a FIFO would hang every link, /dev/zero fill its memory, a symlink
+ * have a root-run link write where it points. Throws otherwise.
  */
+export function openOwnFile(file: string, flags: number, mode = 0o600): number {
+	const fd = openSync(file, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
+	if (fstatSync(fd).isFile()) return fd;
+	closeSync(fd);
+	throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EFTYPE' });
+}
+
+/** One of ltocache's own files (see openOwnFile): its bytes if it is a regular file of at most max bytes, else undefined. mtimeMs: when it last changed. */
 export function readOwnFile(file: string, max: number): { data: Buffer; mtimeMs: number } | undefined {
 	let fd: number | undefined;
 	try {
-		fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+		fd = openOwnFile(file, constants.O_RDONLY);
 		const st = fstatSync(fd);
-		if (!st.isFile() || st.size > max) return undefined;
+		if (st.size > max) return undefined;
 		const data = Buffer.alloc(st.size);
 		let done = 0;
 		for (let n = 1; n > 0 && done < data.length; done += n) n = readSync(fd, data, done, data.length - done, done);

@@ -2,9 +2,9 @@
 // configured limits), at most once a day, detached so that make and DKMS
 // never wait for it. On every other link this costs one stat of the stamp
 // file.
-import { realpathSync, statSync, writeFileSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { PRUNE_STAMP } from '../shared/root.js';
+import { PRUNE_STAMP, writeOwnFile } from '../shared/root.js';
 
 const DAY_MS = 86400_000;
 
@@ -35,7 +35,7 @@ export async function maybeStartPrune(root: string, env: NodeJS.ProcessEnv, enab
 		const last = statSync(stamp, { throwIfNoEntry: false })?.mtimeMs ?? 0;
 		if (Date.now() - last < DAY_MS) return;
 		// Stamp first: the other links of a parallel build then skip.
-		writeFileSync(stamp, '');
+		writeOwnFile(stamp, '');
 		// process.argv[1] is bin/ld.lld as invoked; the manager is beside its real file.
 		const cli = join(dirname(realpathSync(process.argv[1])), 'ltocache');
 		// Loaded here, once a day, not on every link.

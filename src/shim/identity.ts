@@ -2,11 +2,11 @@
 // libraries it loads, not its version string (distributions patch LLVM
 // under one version), so two machines share a remote namespace only when
 // both linkers would write the same entries alike.
-import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { identityOf } from '../shared/identity.js';
 import { sha256 } from '../shared/remote/index.js';
-import { readOwnFile } from '../shared/root.js';
+import { readOwnFile, writeOwnFile } from '../shared/root.js';
 
 /** The file and its identity: a cached hash holds while these hold. */
 const stamp = (file: string): string => `${file}:${identityOf(statSync(file, { bigint: true }))}`;
@@ -74,7 +74,7 @@ export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEn
 	const id = sha256(Buffer.from(parts.join('\n'))).slice(0, 32);
 	const temp = `${cacheFile}.${process.pid}.tmp`;
 	try {
-		writeFileSync(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
+		writeOwnFile(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
 		renameSync(temp, cacheFile);
 	} catch {
 		rmSync(temp, { force: true }); // remembering is an optimisation; a full disk keeps nothing half-written

@@ -29,29 +29,16 @@
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import {
-	closeSync,
-	constants,
-	fstatSync,
-	openSync,
-	readdirSync,
-	readFileSync,
-	readSync,
-	renameSync,
-	rmSync,
-	statfsSync,
-	statSync,
-	utimesSync,
-	writeFileSync,
-} from 'node:fs';
+import { closeSync, constants, fstatSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, utimesSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import { lastLinkBytes, noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
-import { baseKeyName, classify, keyName, META_FILE, type Metadata, REMOTE_FILE } from '../shared/keydir.js';
+import { baseKeyName, classify, keyName, REMOTE_FILE, readMeta } from '../shared/keydir.js';
 import {
 	formatIndex,
 	isEntryName,
+	MAX_ENTRY_BYTES,
 	MAX_INDEX_BYTES,
 	type Manifest,
 	parseIndex,
@@ -60,7 +47,7 @@ import {
 	type Upload,
 } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
-import { REMOTE_DOWN_PREFIX, readOwnFile } from '../shared/root.js';
+import { openOwnFile, REMOTE_DOWN_PREFIX, readOwnFile, writeOwnFile } from '../shared/root.js';
 import { MIN_FREE_BYTES } from './decide.js';
 import { linkerIdentity } from './identity.js';
 
@@ -94,16 +81,17 @@ export type Remote = {
 function readEntry(file: string): Buffer | undefined {
 	let fd: number;
 	try {
-		fd = openSync(file, constants.O_RDONLY | constants.O_NOATIME);
+		fd = openOwnFile(file, constants.O_RDONLY | constants.O_NOATIME);
 	} catch {
 		try {
-			fd = openSync(file, 'r'); // another user's entry in a shared root: EPERM
+			fd = openOwnFile(file, constants.O_RDONLY); // another user's entry in a shared root: EPERM
 		} catch {
-			return undefined;
+			return undefined; // gone, or not a regular file (a FIFO named like an entry would hold the link forever)
 		}
 	}
 	try {
 		const st = fstatSync(fd);
+		if (st.size > MAX_ENTRY_BYTES) return undefined;
 		const data = Buffer.alloc(st.size);
 		let done = 0;
 		while (done < data.length) {
@@ -139,7 +127,7 @@ function skipping(marker: string): string | undefined {
 function markDown(marker: string, why: string): void {
 	const temp = `${marker}.${process.pid}.tmp`;
 	try {
-		writeFileSync(temp, `${why}\n`, { flag: 'wx' });
+		writeOwnFile(temp, `${why}\n`);
 		renameSync(temp, marker);
 	} catch {
 		rmSync(temp, { force: true }); // then the next link tries again
@@ -156,11 +144,8 @@ function markDown(marker: string, why: string): void {
 export function remoteName(dir: string, bases: string[]): string {
 	const name = basename(dir);
 	if (bases.length === 0) return name;
-	let module: string | undefined;
-	try {
-		const meta = JSON.parse(readFileSync(join(dir, META_FILE), 'utf8')) as Metadata;
-		module = meta.extmod ?? meta.original;
-	} catch {}
+	const meta = readMeta(dir);
+	const module = meta?.extmod ?? meta?.original;
 	if (typeof module !== 'string' || !isAbsolute(module)) return name;
 	let below: string | undefined;
 	for (const base of bases) {
@@ -240,7 +225,7 @@ function readRecord(dir: string, tag: string): Map<string, Sum> {
 function writeRecord(dir: string, tag: string, record: Map<string, Sum>): void {
 	const temp = join(dir, `${REMOTE_FILE}.${process.pid}.tmp`);
 	try {
-		writeFileSync(temp, `${recordHead(tag)}\n${formatIndex(record)}`, { mode: 0o600 });
+		writeOwnFile(temp, `${recordHead(tag)}\n${formatIndex(record)}`);
 		renameSync(temp, join(dir, REMOTE_FILE));
 	} catch {
 		rmSync(temp, { force: true }); // then the next link uploads what it cannot place
@@ -356,7 +341,7 @@ export function remoteFor(
 						// Synchronously: fs/promises cost ~0.15 ms more a file in promises and handles than the write itself.
 						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
 						try {
-							writeFileSync(temp, data, { mode: 0o600 });
+							writeOwnFile(temp, data);
 							renameSync(temp, join(dir, name));
 						} catch (error) {
 							rmSync(temp, { force: true }); // a full disk: nothing half-written left behind

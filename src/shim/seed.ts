@@ -37,31 +37,19 @@ import {
 	constants,
 	copyFileSync,
 	existsSync,
-	fstatSync,
 	linkSync,
 	lstatSync,
 	mkdirSync,
-	openSync,
 	readdirSync,
 	readSync,
 	renameSync,
 	rmSync,
-	writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
-import {
-	classify,
-	EMBED_PREFIX,
-	incbinSiblings,
-	lastClaim,
-	readMeta,
-	readRegular,
-	removeStaleSeeds,
-	seedTemp,
-	shortHash,
-} from '../shared/keydir.js';
+import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
 import type { Unit } from '../shared/memo.js';
+import { openOwnFile, readOwnFile, writeOwnFile } from '../shared/root.js';
 import type { Guard } from './incbin.js';
 
 /** For each embedded file's sum (Guard.sums): the source names of the modules whose asm reaches it, and whether inline asm does. */
@@ -109,7 +97,7 @@ export function recordEmbedders(dir: string, e: Embedders, shared: boolean): str
 	if (existsSync(file)) return undefined;
 	const tmp = `${file}.${process.pid}.tmp`;
 	try {
-		writeFileSync(tmp, text, { mode: shared ? 0o660 : 0o600 });
+		writeOwnFile(tmp, text, shared ? 0o660 : 0o600);
 		renameSync(tmp, file);
 		return undefined;
 	} catch (error) {
@@ -125,11 +113,17 @@ const recordNames = (dir: string) =>
 		.sort()
 		.join('/');
 
+/** Far above any record a link writes: a kernel's has a few embedding modules. */
+const MAX_RECORD_BYTES = 4 * 1024 * 1024;
+
 function readRecords(dir: string): Embedders[] | undefined {
 	const records: Embedders[] = [];
 	for (const name of readdirSync(dir)) {
 		if (!name.startsWith(EMBED_PREFIX) || classify(name) !== 'bookkeeping') continue;
-		const stored = JSON.parse(readRegular(join(dir, name))) as { v: number; files: Embedders };
+		const file = join(dir, name);
+		const own = readOwnFile(file, MAX_RECORD_BYTES);
+		if (!own) throw new Error(`${file} is not a regular file of at most ${MAX_RECORD_BYTES} bytes`);
+		const stored = JSON.parse(own.data.toString('utf8')) as { v: number; files: Embedders };
 		if (stored?.v !== 1 || typeof stored.files !== 'object' || stored.files === null) return undefined;
 		for (const e of Object.values(stored.files)) {
 			if (!Array.isArray(e?.names) || !e.names.every((n) => typeof n === 'string') || typeof e.inline !== 'boolean') return undefined;
@@ -145,15 +139,14 @@ function readRecords(dir: string): Embedders[] | undefined {
  * is not a regular ELF file this can read, or has not exactly one symbol table.
  */
 export function fileSymbols(file: string): Bytes[] | undefined {
-	// Without blocking or following: a FIFO or a symlink to one, named like an entry, would hold the link forever.
+	// A FIFO or a symlink to one, named like an entry, would hold the link forever: openOwnFile refuses both.
 	let fd: number;
 	try {
-		fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+		fd = openOwnFile(file, constants.O_RDONLY);
 	} catch {
-		return undefined; // gone meanwhile, a symlink, unreadable: it stays behind
+		return undefined; // gone meanwhile, a symlink, not a regular file, unreadable: it stays behind
 	}
 	try {
-		if (!fstatSync(fd).isFile()) return undefined;
 		const at = (offset: number, length: number): Buffer => {
 			if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || length > 1 << 28) throw new RangeError('out of range');
 			const buf = Buffer.alloc(length);

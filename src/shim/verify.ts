@@ -7,11 +7,11 @@
 // a report under the root says what was linked, for a bug report.
 //
 // Loaded only when a link is to be verified.
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
-import { removeEntriesSince } from '../shared/keydir.js';
-import { MISMATCH_PREFIX } from '../shared/root.js';
+import { META_FILE, readMeta, removeEntriesSince } from '../shared/keydir.js';
+import { MISMATCH_PREFIX, writeOwnFile } from '../shared/root.js';
 import { parse } from './options.js';
 
 /**
@@ -98,7 +98,7 @@ export async function verifyLink(
 			removed = removeEntriesSince(dir, 0);
 		} catch {}
 		const report = join(root, `${MISMATCH_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}.${process.pid}.txt`);
-		writeFileSync(report, mismatchReport(args, words, cwd, dir, describe()), { mode: 0o644 });
+		writeOwnFile(report, mismatchReport(args, words, cwd, dir, describe()), 0o644);
 		return { kind: 'mismatch', report, removed };
 	} finally {
 		rmSync(scratch, { recursive: true, force: true });
@@ -141,8 +141,7 @@ function mismatchReport(args: Bytes[], words: Bytes[], cwd: string, dir: string,
 			if (st.isFile()) lines.push(`  ${bytesToText(word)}: ${st.dev}:${st.ino} ${st.size} ${st.mtime.toISOString()}`);
 		} catch {}
 	}
-	try {
-		lines.push(`ltocache.json: ${readFileSync(join(dir, 'ltocache.json'), 'utf8').trim()}`);
-	} catch {}
+	const meta = readMeta(dir);
+	if (meta) lines.push(`${META_FILE}: ${JSON.stringify(meta)}`);
 	return `${lines.join('\n')}\n`;
 }

@@ -128,6 +128,45 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody)`)('hit a
 		expect(await keyOf(xdg)).toMatchObject({ links: 0, hits: 0, misses: 0 });
 	});
 
+	it("writes nothing through a symlink another member put under ltocache's own names, and is not held by a FIFO there", async () => {
+		const xdg = home();
+		const out = path.join(work, 'planted.o');
+		expect((await link(xdg, '/src/planted', out)).exitCode).toBe(0);
+		const dir = keyDir(xdg);
+		// Files the link's user may write, as a root-run link may write anything: a symlink must not lead there.
+		const precious = (name: string) => {
+			const file = path.join(scratch('target'), name);
+			fs.writeFileSync(file, 'precious\n', { mode: 0o666 });
+			fs.chmodSync(file, 0o666);
+			const old = new Date(Date.now() - 3 * 86_400_000);
+			fs.utimesSync(file, old, old);
+			return file;
+		};
+		const counts = precious('counts');
+		const stamp = precious('stamp');
+		fs.rmSync(path.join(dir, 'ltocache.counts'));
+		fs.symlinkSync(counts, path.join(dir, 'ltocache.counts'));
+		fs.symlinkSync(stamp, path.join(xdg, 'ltocache', 'ltocache.last-prune'));
+		const env2 = { ...env(xdg, '/src/planted'), LTOCACHE_AUTO_PRUNE: '1' };
+		const viaSymlinks = await asNobody(
+			'sh',
+			['-c', 'cd "$0" && exec ld.lld "$@"', scratch('tree'), '--thinlto-cache-dir=.thinlto-cache', '-r', '-o', out, ...objects],
+			env2,
+		);
+		expect(viaSymlinks.exitCode).toBe(0);
+		expect(fs.readFileSync(out)).toEqual(reference);
+		expect(fs.readFileSync(counts, 'utf8')).toBe('precious\n');
+		expect(fs.readFileSync(stamp, 'utf8')).toBe('precious\n');
+
+		// A FIFO where the counts are: read before the link (the last link's bytes) and appended to after.
+		fs.rmSync(path.join(dir, 'ltocache.counts'), { force: true });
+		execaSync('mkfifo', ['-m', '666', path.join(dir, 'ltocache.counts')]);
+		const viaFifo = await link(xdg, '/src/planted', out);
+		expect(viaFifo.exitCode).toBe(0);
+		expect(fs.readFileSync(out)).toEqual(reference);
+		expect((await asNobody(cli, ['stats'], { PATH: SYSTEM_PATH, HOME: '/nonexistent', XDG_CACHE_HOME: xdg })).exitCode).toBe(0);
+	});
+
 	it('keeps hits + misses = modules linked for 8 parallel links into one directory, each entry counted once', async () => {
 		const xdg = home();
 		const results = await Promise.all(Array.from({ length: 8 }, (_, i) => link(xdg, '/src/par', path.join(work, `par-${i}.o`))));

@@ -188,3 +188,32 @@ it('checks for the Node that package.json names, in a start script that any Node
 	// Syntax and specifiers Node 12 lacks (test/integration/failopen.test.ts runs it under Node 12 too).
 	expect(bundled).not.toMatch(/\?\?|\?\.[\w([]|require\("node:|\|\|=|&&=/);
 });
+
+it("reads and writes a root's own files only through src/shared/root.ts: never through a symlink, a FIFO or a device another member of a shared root put under the name", () => {
+	// Files that read only what is not the root's: inputs, options' files, the linker, /proc, configuration, the bundle.
+	const elsewhere = new Set([
+		'shared/config.ts',
+		'shim/archive.ts',
+		'shim/argv.ts',
+		'shim/codegen.ts',
+		'shim/decide.ts',
+		'shim/identity.ts',
+		'shim/inputs.ts',
+		'shim/start.ts',
+	]);
+	const direct = /\b(readFileSync|writeFileSync|appendFileSync)\(/;
+	for (const dir of ['shim', 'shared', 'shared/remote']) {
+		for (const name of fs.readdirSync(path.join(repo, 'src', dir)).filter((n) => n.endsWith('.ts'))) {
+			const file = `${dir}/${name}`;
+			const text = fs.readFileSync(path.join(repo, 'src', file), 'utf8');
+			if (file === 'shared/root.ts') {
+				// One read (the bytes of a file opened by openOwnFile) and one write (of a file created exclusively).
+				expect(text.match(new RegExp(direct, 'g'))).toEqual(['writeFileSync(']);
+				continue;
+			}
+			if (!elsewhere.has(file)) expect(text, file).not.toMatch(direct);
+		}
+	}
+	// identity.ts reads the linker and its libraries with readFileSync; its own list under the root goes through readOwnFile.
+	expect(fs.readFileSync(path.join(repo, 'src/shim/identity.ts'), 'utf8')).toMatch(/readOwnFile\(cacheFile/);
+});
