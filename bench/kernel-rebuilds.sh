@@ -40,8 +40,16 @@ timed() {
 	end=$(date +%s%N)
 	ms=$(((end - start) / 1000000))
 }
+# The ThinLTO misses and the links' milliseconds so far (ltocache stats), as "misses ms".
 # shellcheck disable=SC2016 # a JavaScript template, not the shell's
-misses() { ltocache stats --json | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).totalMisses)'; }
+tally() { ltocache stats --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(s.totalMisses, Math.round(s.kernels.flatMap((k) => k.keys).reduce((ms, k) => ms + k.linkMs, 0)))'; }
+# What a rebuild between two tallies missed, and how long its ThinLTO links took against the whole rebuild.
+links_of() {
+	local m0 t0 m1 t1
+	read -r m0 t0 <<<"$1"
+	read -r m1 t1 <<<"$2"
+	echo "$((m1 - m0)) ThinLTO misses; its links took $((t1 - t0)) ms of the $ms ms"
+}
 config_change() {
 	scripts/config --set-str DEFAULT_HOSTNAME ltocache-bench
 	make LLVM=1 ARCH=x86_64 olddefconfig >/dev/null
@@ -60,9 +68,11 @@ timed through_ltocache
 echo "reverted, through ltocache (cache cold):         $ms ms"
 check vmlinux "$work/vmlinux.first" "reverted build through ltocache byte-identical to the first build"
 edit
+before=$(tally)
 timed through_ltocache
 edited_ms=$ms
 echo "edited again, through ltocache (cache warm):     $ms ms"
+echo "  $(links_of "$before" "$(tally)")"
 check vmlinux "$work/vmlinux.edited" "edited build through ltocache byte-identical to the uncached edited build"
 # shellcheck disable=SC2016 # a JavaScript template, not the shell's
 ltocache stats --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(`  hits ${s.totalHits}, misses ${s.totalMisses} over ${s.totalLinks} links`); if (s.totalHits <= s.totalMisses / 2) process.exit(1);'
@@ -79,10 +89,10 @@ timed through_ltocache
 echo "the .config reverted, through ltocache (warm):   $ms ms"
 check vmlinux "$work/vmlinux.first" "build with the .config reverted through ltocache byte-identical to the first build"
 config_change
-before=$(misses)
+before=$(tally)
 timed through_ltocache
 echo "the .config change again, through ltocache:      $ms ms"
-echo "  its ThinLTO misses: $(($(misses) - before)); $(node -e "console.log(($ms / $edited_ms).toFixed(2))")x the warm edited-.c rebuild"
+echo "  $(links_of "$before" "$(tally)"); $(node -e "console.log(($ms / $edited_ms).toFixed(2))")x the warm edited-.c rebuild"
 check vmlinux "$work/vmlinux.config" ".config change through ltocache byte-identical to the uncached .config build"
 if scripts/extract-ikconfig vmlinux | grep -q '^CONFIG_DEFAULT_HOSTNAME="ltocache-bench"$'; then
 	echo "  ok: the embedded config is the new one"
