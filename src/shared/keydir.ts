@@ -23,9 +23,23 @@
 // llvmcache.timestamp is one lld has linked into before.
 //
 // On the shim's hot path: node built-ins only.
-import { chmodSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, truncateSync, utimesSync } from 'node:fs';
+import {
+	closeSync,
+	constants,
+	fchmodSync,
+	fstatSync,
+	ftruncateSync,
+	futimesSync,
+	lstatSync,
+	mkdirSync,
+	openSync,
+	readdirSync,
+	renameSync,
+	rmdirSync,
+	rmSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readOwnFile, writeOwnFile, writeTag } from './root.js';
+import { openOwnFile, readOwnFile, writeOwnFile, writeTag } from './root.js';
 
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
@@ -84,12 +98,14 @@ export function classify(name: string): FileKind {
  * @param root the cache root dir is under
  */
 export function claim(dir: string, meta: Metadata, shared = false, root?: string): string | undefined {
+	const planted = shared && root !== undefined ? notADirectory(root, dir) : undefined;
+	if (planted) return planted;
 	try {
 		// The first directory made, if any: the root among them when it is no longer than the root.
 		const made = mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
 		if (made !== undefined && root !== undefined && made.length <= root.length) writeTag(root);
 		// The umask may have taken the group's bits; whoever made a directory may give them back.
-		if (shared) for (const d of [dirname(dir), dir]) tryChmod(d, 0o2770);
+		if (shared) for (const d of [dirname(dir), dir]) tryChmod(d, 0o2770, true);
 	} catch (error) {
 		return `cannot create ${dir} (${errorCode(error)})`;
 	}
@@ -108,30 +124,60 @@ export function claim(dir: string, meta: Metadata, shared = false, root?: string
 }
 
 /**
- * Set a file's mtime to now. utimes with a time needs its owner; in a shared
- * root another member's metadata is touched by truncating it to its own
- * length, which needs only write permission and changes nothing else.
+ * Set a file's mtime to now, never through a symlink (another member's, in a
+ * shared root, would have a root-run link set the times of where it points).
+ * futimes with a time needs the file's owner; in a shared root another
+ * member's metadata is touched by truncating it to its own length, which
+ * needs only write permission and changes nothing else.
  */
 function touch(file: string): boolean {
 	const now = new Date();
-	try {
-		utimesSync(file, now, now);
-		return true;
-	} catch (error) {
-		if (errorCode(error) !== 'EPERM') return false;
+	for (const flags of [constants.O_RDONLY, constants.O_WRONLY]) {
+		let fd: number | undefined;
+		try {
+			fd = openOwnFile(file, flags);
+			if (flags === constants.O_RDONLY) futimesSync(fd, now, now);
+			else ftruncateSync(fd, fstatSync(fd).size);
+			return true;
+		} catch (error) {
+			if (errorCode(error) !== 'EPERM') return false;
+		} finally {
+			if (fd !== undefined) closeSync(fd);
+		}
 	}
+	return false;
+}
+
+/**
+ * chmod, never through a symlink: what lstat showed a member of a shared
+ * root may have swapped for a symlink since, and a root-run link would
+ * chmod where it leads. O_PATH is not enough (fchmod refuses it).
+ */
+function tryChmod(file: string, mode: number, directory = false): void {
+	let fd: number | undefined;
 	try {
-		truncateSync(file, statSync(file).size);
-		return true;
+		fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (directory ? constants.O_DIRECTORY : 0));
+		if (directory || fstatSync(fd).isFile()) fchmodSync(fd, mode);
 	} catch {
-		return false;
+		// not ours: its owner made it right
+	} finally {
+		if (fd !== undefined) closeSync(fd);
 	}
 }
 
-function tryChmod(file: string, mode: number): void {
-	try {
-		chmodSync(file, mode);
-	} catch {} // not ours: its owner made it right
+/**
+ * Why dir cannot be a module directory of root's: another member of a
+ * shared root may put a symlink (or a file) where a release or module
+ * directory goes, and a link run by root would then make the directory
+ * where it leads, chmod that, and have lld write its entries there.
+ * Undefined when each is a real directory or not there yet.
+ */
+export function notADirectory(root: string, dir: string): string | undefined {
+	for (let d = dir; d.length > root.length && d.startsWith(`${root}/`); d = dirname(d)) {
+		const st = lstatSync(d, { throwIfNoEntry: false });
+		if (st && !st.isDirectory()) return `${d} is not a directory (${st.isSymbolicLink() ? 'a symlink' : 'another kind of file'})`;
+	}
+	return undefined;
 }
 
 /**
@@ -214,7 +260,8 @@ export function incbinSiblings(dir: string): string[] {
 	const release = dirname(dir);
 	return readdirSync(release)
 		.filter((n) => n !== name && n.startsWith(prefix) && /^[0-9a-f]+$/.test(n.slice(prefix.length)))
-		.map((n) => join(release, n));
+		.map((n) => join(release, n))
+		.filter((d) => lstatSync(d, { throwIfNoEntry: false })?.isDirectory()); // a symlink leads out of the root
 }
 
 /** rmdir that answers false for a directory that is not empty or already gone. */

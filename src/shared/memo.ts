@@ -29,7 +29,19 @@
 //
 // On the shim's hot path: node built-ins only.
 import type { BigIntStats } from 'node:fs';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import {
+	closeSync,
+	fstatSync,
+	lstatSync,
+	mkdirSync,
+	openSync,
+	readdirSync,
+	renameSync,
+	rmSync,
+	statfsSync,
+	statSync,
+	writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { type Bytes, bytesToBuffer, inDir } from './bytes.js';
 import { identityOf as identity } from './identity.js';
@@ -170,6 +182,8 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
 			let fd: number | undefined;
 			try {
 				mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });
+				// Another member's symlink there would have a root-run link write memos where it leads.
+				if (!lstatSync(dir).isDirectory()) return;
 				rmSync(tmp, { force: true }); // exclusively, never through a symlink another member put there
 				fd = openSync(tmp, 'wx', shared ? 0o660 : 0o600);
 				// The temporary file's mtime is the file system's "now": an input changed too close to it may not show its change.

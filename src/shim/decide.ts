@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText, inDir, toBytes } from '../shared/bytes.js';
 import { badMode } from '../shared/config.js';
 import { lastLinkBytes } from '../shared/counters.js';
-import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, releaseName } from '../shared/keydir.js';
+import { claim, keyName, keyVariant, lastClaim, type Metadata, NO_KERNEL, notADirectory, releaseName } from '../shared/keydir.js';
 import { openMemo } from '../shared/memo.js';
 import { chooseRoot, describeSkipped, isShared, skippedSetting, unusableReason } from '../shared/root.js';
 import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
@@ -316,6 +316,9 @@ async function choose(
 	};
 	// A new .incbin variant starts with what its sibling holds that no changed file went into (seed.ts).
 	const embedded = guard.hash ? embedders(guard, inputs.units) : undefined;
+	// Before seeding, which makes a directory beside dir: the release directory must be the root's own.
+	const planted = shared ? notADirectory(root, dir) : undefined;
+	if (planted) return refuse(planted);
 	const seeded = embedded && !existsSync(dir) ? seedFromSibling(dir, guard.sums, embedded, shared) : undefined;
 	const unusable = prepare(dir, meta, shared, root, inputs.modules) ?? (embedded && recordEmbedders(dir, embedded, shared));
 	if (unusable) return refuse(unusable);

@@ -337,6 +337,84 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody and read-
 			});
 		});
 
+		it('a link run by root in a shared root follows no symlink a member put where a release or module directory, the metadata or the memos go', async () => {
+			const kernel = tree();
+			const shared = scratch('shared-planted');
+			fs.chownSync(shared, 0, 60000);
+			fs.chmodSync(shared, 0o2770);
+			// Where a member's symlinks lead: a directory of root's that no link may chmod or write in.
+			const outside = scratch('outside');
+			fs.chmodSync(outside, 0o755);
+			const precious = path.join(outside, 'precious');
+			fs.writeFileSync(precious, 'precious\n');
+			const old = new Date(Date.now() - 3 * 86_400_000);
+			fs.utimesSync(precious, old, old);
+			const preciousTime = fs.statSync(precious).mtimeMs;
+			const untouched = () => {
+				expect(fs.readdirSync(outside)).toEqual(['precious']);
+				expect(fs.statSync(outside).mode & 0o7777).toBe(0o755);
+				expect(fs.statSync(precious).mtimeMs).toBe(preciousTime);
+			};
+			const plant = (target: string, name: string) => {
+				fs.symlinkSync(target, name);
+				fs.lchownSync(name, 60001, 60000);
+			};
+			const env = {
+				...NO_CONFIG,
+				PATH: `${shims}:${SYSTEM_PATH}`,
+				HOME: '/nonexistent',
+				LTOCACHE_DIR: shared,
+				LTOCACHE_AUTO_PRUNE: '0',
+				// Root can write the tree: the links are given the root's cache instead.
+				LTOCACHE_MODE: 'add',
+				KERNELRELEASE: '6.1.0-planted',
+				KBUILD_EXTMOD: '/src/planted',
+			};
+			const out = path.join(work, 'planted-shared.o');
+			const link = async () => {
+				fs.rmSync(out, { force: true });
+				const result = await execa('sh', ['-c', 'exec ld.lld "$@"', 'sh', '-r', '-o', out, ...objects], {
+					cwd: kernel,
+					env,
+					extendEnv: false,
+					reject: false,
+				});
+				expect(result.exitCode).toBe(0);
+				expect(fs.readFileSync(out)).toEqual(reference);
+				return result.stderr;
+			};
+			const release = path.join(shared, '6.1.0-planted');
+
+			// The release directory a symlink: made there, chmod-ed 2770 and filled by lld, were it followed.
+			plant(outside, release);
+			expect(await link()).toMatch(/^ltocache: .*\/6\.1\.0-planted is not a directory \(a symlink\); linking without a ThinLTO cache$/);
+			untouched();
+			fs.rmSync(release);
+
+			// The memos' directory a symlink: a cold link writes its memo there, were it followed.
+			plant(outside, path.join(shared, 'ltocache.inputs'));
+			expect(await link()).toBe('');
+			untouched();
+			const [key] = fs.readdirSync(release);
+			const dir = path.join(release, key);
+			const written = identities(dir);
+			expect(written.length).toBeGreaterThan(0);
+
+			// The metadata a symlink: its times set where it leads, were it followed; the entries are reused.
+			fs.rmSync(path.join(dir, 'ltocache.json'));
+			plant(precious, path.join(dir, 'ltocache.json'));
+			expect(await link()).toBe('');
+			untouched();
+			expect(identities(dir)).toEqual(written);
+			expect(fs.lstatSync(path.join(dir, 'ltocache.json')).isFile()).toBe(true);
+
+			// The module directory a symlink.
+			fs.renameSync(dir, `${dir}.aside`);
+			plant(outside, dir);
+			expect(await link()).toMatch(/^ltocache: .* is not a directory \(a symlink\); linking without a ThinLTO cache$/);
+			untouched();
+		});
+
 		it('leaves an input that is not a regular file to lld: a process substitution reaches it whole, and the link goes without a cache', async () => {
 			const kernel = tree();
 			const xdg = cacheHome();
