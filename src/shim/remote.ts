@@ -29,7 +29,7 @@
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import { closeSync, constants, fstatSync, readdirSync, readSync, renameSync, rmSync, statfsSync, statSync, utimesSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, readdirSync, readSync, renameSync, rmSync, statfsSync, utimesSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
@@ -186,8 +186,9 @@ export function usedEntries(dir: string, run: LinkRun, fetched: ReadonlySet<stri
 	const started = Number(run.startedNs) / 1e6;
 	for (const name of names) {
 		const file = `${dir}/${name}`;
-		const st = statSync(file, { throwIfNoEntry: false });
-		if (!st) continue; // pruned meanwhile
+		// Never through a symlink (another member's, in a shared root): a root-run link would set the times where it leads.
+		const st = lstatSync(file, { throwIfNoEntry: false });
+		if (!st?.isFile()) continue; // pruned meanwhile, or not lld's
 		if (!before.has(name)) {
 			used.push(name);
 			written++;

@@ -290,6 +290,22 @@ describe('the entries a link used, by atime (a relatime or strictatime mount: /t
 		expect(used(dir, run, downloaded)).toEqual({ used: [read, fetched].map((f) => path.basename(f)).sort(), whole: false });
 	});
 
+	it('pass over a symlink named like an entry (another member of a shared root may put one there) and set no times where it leads', async () => {
+		const dir = scratch('used');
+		const target = path.join(scratch('elsewhere'), 'precious');
+		fs.writeFileSync(target, 'precious');
+		fs.symlinkSync(target, path.join(dir, `llvmcache-${'f'.repeat(40)}`));
+		const read = entry(dir, 1);
+		const run = { before: new Set(fs.readdirSync(dir)), startedNs: startedNs(), modules: 2 };
+		await tick();
+		fs.readFileSync(target);
+		fs.readFileSync(read);
+		const times = fs.statSync(target, { bigint: true });
+		expect(times.atimeNs).toBeGreaterThan(times.ctimeNs);
+		expect(used(dir, run)).toEqual({ used: [path.basename(read)], whole: false });
+		expect(fs.statSync(target, { bigint: true })).toEqual(times);
+	});
+
 	it('are the whole directory where no read showed and the link wrote fewer entries than it has modules (noatime), or the names before it are not known', async () => {
 		const dir = scratch('used');
 		const names = [entry(dir, 1), entry(dir, 2)].map((f) => path.basename(f));
