@@ -99,6 +99,16 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
  * show in statfs: for those, and whatever the estimate misses, main.ts
  * links again without a cache when lld could not write it.
  */
+/**
+ * Appended to a link's arguments in a shared root: lld prunes nothing there.
+ * Its pruning writes llvmcache.timestamp through whatever is at that name,
+ * so another member's symlink there had a link run by root create, or
+ * truncate, the file it named (/etc/nologin, /etc/shadow); with every limit
+ * 0 LLVM returns before it looks at the timestamp (lld 14 to 22). ltocache's
+ * prune keeps the root bounded. The last policy given wins.
+ */
+export const NO_LLD_PRUNE = '--thinlto-cache-policy=prune_after=0s:cache_size=0%:cache_size_bytes=0:cache_size_files=0';
+
 export const MIN_FREE_BYTES = 32 * 1024 * 1024;
 const MIN_FREE_INODES = 16;
 
@@ -326,7 +336,7 @@ async function choose(
 	memo.save();
 	const since = lastClaim(dir) ?? Date.now();
 	return {
-		args: rewrite(toBytes(dir)),
+		args: shared ? [...rewrite(toBytes(dir)), NO_LLD_PRUNE] : rewrite(toBytes(dir)),
 		uncached,
 		words: link.words,
 		...(opts.side ? { side: opts.side } : {}),
