@@ -29,19 +29,7 @@
 //
 // On the shim's hot path: node built-ins only.
 import type { BigIntStats } from 'node:fs';
-import {
-	closeSync,
-	fstatSync,
-	lstatSync,
-	mkdirSync,
-	openSync,
-	readdirSync,
-	renameSync,
-	rmSync,
-	statfsSync,
-	statSync,
-	writeSync,
-} from 'node:fs';
+import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Bytes, bytesToBuffer, inDir } from './bytes.js';
 import { identityOf as identity } from './identity.js';
@@ -214,6 +202,8 @@ export function pruneMemo(root: string, now: number, maxAge = MEMO_MAX_AGE_MS): 
 	const dir = join(root, MEMO_DIR);
 	let names: string[];
 	try {
+		// Another member's symlink there would have prune remove what is in the directory it leads to (/etc, as root).
+		if (!lstatSync(dir).isDirectory()) return 0;
 		names = readdirSync(dir);
 	} catch {
 		return 0;
@@ -226,7 +216,7 @@ export function pruneMemo(root: string, now: number, maxAge = MEMO_MAX_AGE_MS): 
 	};
 	for (const name of names) {
 		const file = join(dir, name);
-		const st = statSync(file, { throwIfNoEntry: false });
+		const st = lstatSync(file, { throwIfNoEntry: false });
 		if (!st?.isFile()) continue;
 		const lastUse = Math.max(st.atimeMs, st.mtimeMs);
 		if (name.endsWith('.tmp')) {

@@ -315,6 +315,8 @@ describe('safety', () => {
 		fs.symlinkSync(outside, path.join(key, 'llvmcache-dir-link'));
 		fs.symlinkSync(outside, path.join(root, '6.1.0-1', 'key-link'));
 		fs.symlinkSync(outside, path.join(root, '5.0.0-link'));
+		// Where the shims' memos go: prune would remove what it leads to, unused for a week, and clear all of it.
+		fs.symlinkSync(outside, path.join(root, 'ltocache.inputs'));
 		const foreign = path.join(key, 'README');
 		fs.writeFileSync(foreign, 'kept');
 		setAge(foreign, 100);
@@ -330,6 +332,7 @@ describe('safety', () => {
 			expect(fs.existsSync(foreignTmp)).toBe(true);
 			expect(fs.readlinkSync(path.join(key, 'llvmcache-dir-link'))).toBe(outside);
 			expect(fs.readlinkSync(path.join(root, '5.0.0-link'))).toBe(outside);
+			expect(fs.readlinkSync(path.join(root, 'ltocache.inputs'))).toBe(outside);
 		}
 		expect(onDisk(key).size).toBe(0);
 	});
