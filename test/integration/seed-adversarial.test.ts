@@ -127,6 +127,23 @@ describeIf(hasToolchain, TOOLCHAIN)('seeding a new .incbin variant, attacked', (
 		expect(fourth.output.includes('blob-v4')).toBe(true);
 	});
 
+	it('a sibling that is a symlink (to a module directory outside the root) is neither seeded from nor removed from', async () => {
+		const p = project({ 'conf.c': embeds('conf', 'blob.bin'), 'main.c': MAIN, 'sub/util.c': UTIL, 'blob.bin': 'blob-v1' });
+		const a = usedDir((await link(p)).said);
+		const outside = path.join(scratch('outside'), 'dir');
+		fs.renameSync(a, outside);
+		fs.symlinkSync(outside, a);
+		const before = inodes(outside);
+		expect(before.length).toBeGreaterThan(0);
+		write(p, 'blob.bin', 'blob-v2');
+		const second = await link(p);
+		expect(seeded(second.said)).toBeUndefined();
+		expect(second.output.includes('blob-v2')).toBe(true);
+		// The entries this link wrote, were they removed, would go from the sibling too: never through the symlink.
+		removeEntriesSince(usedDir(second.said), 0);
+		expect(inodes(outside)).toEqual(before);
+	});
+
 	describeIf(isRoot, 'root (for nobody)')('in a root another user shares', () => {
 		it("another user's leftover from a link that died while seeding, which this user cannot remove, does not stop the seeding", async () => {
 			const shim = stagedShim(scratch('pkg'));
