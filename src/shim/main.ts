@@ -33,7 +33,7 @@ import {
 	withCacheDir,
 } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
-import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
+import { classify, removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
 import { decide, workingDir } from './decide.js';
@@ -122,10 +122,15 @@ export async function main(shim: Shim): Promise<void> {
 	};
 	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv, shim.stdio);
 	let cached = true;
-	if (dir && plan.uncached && !linked(outcome) && cacheFailed(outcome, dir, startedNs, count?.modules ?? 0)) {
-		process.stderr.write(`ltocache: ${linker.file} could not write the ThinLTO cache in ${dir}; linking again without a cache\n`);
-		outcome = await spawnLinker(linker.file, linker.argv0, plan.uncached, linkEnv, shim.stdio);
-		cached = false;
+	if (dir && plan.uncached && !linked(outcome)) {
+		const stray = strayEntry(dir);
+		if (stray !== undefined || cacheFailed(outcome, dir, startedNs, count?.modules ?? 0)) {
+			const why =
+				stray === undefined ? `could not write the ThinLTO cache in ${dir}` : `failed where ${dir} holds ${stray}, not a regular file`;
+			process.stderr.write(`ltocache: ${linker.file} ${why}; linking again without a cache\n`);
+			outcome = await spawnLinker(linker.file, linker.argv0, plan.uncached, linkEnv, shim.stdio);
+			cached = false;
+		}
 	}
 	if (root) {
 		try {
@@ -259,6 +264,24 @@ function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: 
 		return false;
 	}
 }
+/**
+ * The name of an entry in dir that is not a regular file, if any: lld fails
+ * a link on a directory under an entry's name, and on a symlink to one that
+ * is not an object (another member's, in a shared root), and prune leaves
+ * both; such a link runs again without a cache. Looked for only after a
+ * failed link.
+ */
+function strayEntry(dir: string): string | undefined {
+	try {
+		for (const name of readdirSync(dir)) {
+			if (classify(name) !== 'entry') continue;
+			const st = lstatSync(`${dir}/${name}`, { throwIfNoEntry: false });
+			if (st && !st.isFile()) return name;
+		}
+	} catch {} // gone: nothing there failed it
+	return undefined;
+}
+
 /** The remote for this link, its entries downloaded; loaded only when one is configured. */
 async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv, inputs?: string) {
 	const { remoteFor } = await import('./remote.js');

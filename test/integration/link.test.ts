@@ -417,6 +417,18 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody and read-
 			plant(outside, dir);
 			expect(await link()).toMatch(/^ltocache: .* is not a directory \(a symlink\); linking without a ThinLTO cache$/);
 			untouched();
+
+			// Entries that are a directory and a symlink to what is no object: lld fails on them, and prune leaves them.
+			fs.rmSync(dir);
+			fs.renameSync(`${dir}.aside`, dir);
+			const [first, second] = entries(dir);
+			for (const name of [first, second]) fs.rmSync(path.join(dir, name));
+			fs.mkdirSync(path.join(dir, first));
+			plant(precious, path.join(dir, second));
+			expect(await link()).toMatch(
+				/\nltocache: \S+ failed where \S+ holds llvmcache-\w+, not a regular file; linking again without a cache$/,
+			);
+			untouched();
 		});
 
 		it('leaves an input that is not a regular file to lld: a process substitution reaches it whole, and the link goes without a cache', async () => {
