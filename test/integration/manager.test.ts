@@ -538,6 +538,40 @@ describe('locking', () => {
 		}
 	});
 
+	describeIf(isRoot, 'root (for another member of a shared root)')('in a shared root', () => {
+		it("takes over a dead holder's lock that another member made, whose owner file it cannot remove", async () => {
+			const root = scratch('root');
+			fs.chownSync(root, 0, 60000);
+			fs.chmodSync(root, 0o2770);
+			writeTag(root);
+			const file = makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 });
+			execaSync('chown', ['-R', '0:60000', root]);
+			execaSync('chmod', ['-R', 'g+rwX', root]);
+			// Root's prune, killed: its lock 0755, as mkdir under umask 022 makes it.
+			const lock = path.join(root, LOCK_NAME);
+			fs.mkdirSync(lock, { mode: 0o755 });
+			const dead = execa('true');
+			await dead;
+			fs.writeFileSync(
+				path.join(lock, 'owner.json'),
+				JSON.stringify({ pid: dead.pid, host: os.hostname(), command: 'ltocache prune', start: '', since: 1 }),
+			);
+			const result = await execa(
+				'setpriv',
+				['--reuid=60001', '--regid=60000', '--clear-groups', '--', 'node', CLI, 'prune', '--max-age', '1d', '--json'],
+				{
+					reject: false,
+					extendEnv: false,
+					env: { PATH: process.env.PATH, HOME: '/nonexistent', LTOCACHE_DIR: root, LTOCACHE_SYSTEM_CONFIG: '/nonexistent/ltocache.conf' },
+				},
+			);
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(1);
+			expect(fs.existsSync(file)).toBe(false);
+			expect(fs.existsSync(lock)).toBe(false);
+		});
+	});
+
 	it('waits for a holder on another machine while its lock is refreshed, and takes it over once it has not been for a minute', async () => {
 		const root = scratch('root');
 		const files = [1, 2].map(() => makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 }));
