@@ -90,16 +90,6 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
 }
 
 /**
- * lld aborts a link when it cannot write a cache entry (ENOSPC, EDQUOT, no
- * inode for its temporary file), so a file system that cannot take this
- * link's entries is not worth the risk: the link goes without a cache
- * instead. What it needs is estimated as this margin plus what the
- * directory's last link wrote (a rebuild writes at most that again, short
- * of a new configuration), and an inode for each module. Quotas do not
- * show in statfs: for those, and whatever the estimate misses, main.ts
- * links again without a cache when lld could not write it.
- */
-/**
  * Appended to a link's arguments in a shared root: lld prunes nothing there.
  * Its pruning writes llvmcache.timestamp through whatever is at that name,
  * so another member's symlink there had a link run by root create, or
@@ -109,6 +99,16 @@ function rawEnv(name: string, env: NodeJS.ProcessEnv): Bytes {
  */
 export const NO_LLD_PRUNE = '--thinlto-cache-policy=prune_after=0s:cache_size=0%:cache_size_bytes=0:cache_size_files=0';
 
+/**
+ * lld aborts a link when it cannot write a cache entry (ENOSPC, EDQUOT, no
+ * inode for its temporary file), so a file system that cannot take this
+ * link's entries is not worth the risk: the link goes without a cache
+ * instead. What it needs is estimated as this margin plus what the
+ * directory's last link wrote (a rebuild writes at most that again, short
+ * of a new configuration), and an inode for each module. Quotas do not
+ * show in statfs: for those, and whatever the estimate misses, main.ts
+ * links again without a cache when lld could not write it.
+ */
 export const MIN_FREE_BYTES = 32 * 1024 * 1024;
 const MIN_FREE_INODES = 16;
 
