@@ -242,15 +242,20 @@ export function readOwnFile(file: string, max: number): { data: Buffer; mtimeMs:
 	let fd: number | undefined;
 	try {
 		fd = openOwnFile(file, constants.O_RDONLY);
-		const st = fstatSync(fd);
-		if (st.size > max) return undefined;
-		const data = Buffer.alloc(st.size);
-		let done = 0;
-		for (let n = 1; n > 0 && done < data.length; done += n) n = readSync(fd, data, done, data.length - done, done);
-		return { data: data.subarray(0, done), mtimeMs: st.mtimeMs };
+		return readOwnFd(fd, max);
 	} catch {
 		return undefined;
 	} finally {
 		if (fd !== undefined) closeSync(fd);
 	}
+}
+
+/** What readOwnFile gives, from a descriptor openOwnFile opened; throws as readSync does. */
+export function readOwnFd(fd: number, max: number): { data: Buffer; mtimeMs: number } | undefined {
+	const st = fstatSync(fd);
+	if (st.size > max) return undefined;
+	const data = Buffer.alloc(st.size);
+	let done = 0;
+	for (let n = 1; n > 0 && done < data.length; done += n) n = readSync(fd, data, done, data.length - done, done);
+	return { data: data.subarray(0, done), mtimeMs: st.mtimeMs };
 }

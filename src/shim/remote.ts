@@ -29,7 +29,7 @@
 // down, slow, full, refusing or answering garbage is said once on stderr and
 // the link goes on with what the directory has. Nothing here is loaded
 // unless a remote is configured.
-import { closeSync, constants, fstatSync, lstatSync, readdirSync, readSync, renameSync, rmSync, statfsSync, utimesSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, readdirSync, renameSync, rmSync, statfsSync, utimesSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
@@ -47,7 +47,7 @@ import {
 	type Upload,
 } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
-import { openOwnFile, REMOTE_DOWN_PREFIX, readOwnFile, writeOwnFile } from '../shared/root.js';
+import { openOwnFile, REMOTE_DOWN_PREFIX, readOwnFd, readOwnFile, writeOwnFile } from '../shared/root.js';
 import { MIN_FREE_BYTES } from './decide.js';
 import { linkerIdentity } from './identity.js';
 
@@ -90,16 +90,9 @@ function readEntry(file: string): Buffer | undefined {
 		}
 	}
 	try {
-		const st = fstatSync(fd);
-		if (st.size > MAX_ENTRY_BYTES) return undefined;
-		const data = Buffer.alloc(st.size);
-		let done = 0;
-		while (done < data.length) {
-			const n = readSync(fd, data, done, data.length - done, done);
-			if (n === 0) return undefined;
-			done += n;
-		}
-		return fstatSync(fd).mtimeMs === st.mtimeMs ? data : undefined;
+		const read = readOwnFd(fd, MAX_ENTRY_BYTES);
+		// Cut short or rewritten while read: its mtime moved.
+		return read && fstatSync(fd).mtimeMs === read.mtimeMs ? read.data : undefined;
 	} finally {
 		closeSync(fd);
 	}
