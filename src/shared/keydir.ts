@@ -44,6 +44,8 @@ import { openOwnFile, readOwnFile, writeOwnFile, writeTag } from './root.js';
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
 export const REMOTE_FILE = 'ltocache.remote';
+/** The last manifest of this directory's links the remote is known to hold as it is (src/shim/remote.ts). */
+export const KNOWN_FILE = 'ltocache.manifest';
 const ENTRY_PREFIX = 'llvmcache-';
 const TIMESTAMP_FILE = 'llvmcache.timestamp';
 export const EMBED_PREFIX = 'ltocache.embed-';
@@ -81,10 +83,11 @@ export function classify(name: string): FileKind {
 	if (name === META_FILE) return 'meta';
 	if (
 		name.startsWith('Thin-') ||
-		([META_FILE, COUNTS_FILE, REMOTE_FILE, EMBED_PREFIX].some((n) => name.startsWith(n)) && name.endsWith('.tmp'))
+		([META_FILE, COUNTS_FILE, REMOTE_FILE, KNOWN_FILE, EMBED_PREFIX].some((n) => name.startsWith(n)) && name.endsWith('.tmp'))
 	)
 		return 'temp';
-	if (name === TIMESTAMP_FILE || name === COUNTS_FILE || name === REMOTE_FILE || name.startsWith(EMBED_PREFIX)) return 'bookkeeping';
+	if (name === TIMESTAMP_FILE || name === COUNTS_FILE || name === REMOTE_FILE || name === KNOWN_FILE || name.startsWith(EMBED_PREFIX))
+		return 'bookkeeping';
 	return 'foreign';
 }
 
@@ -226,7 +229,7 @@ export function readMeta(dir: string): Metadata | undefined {
  * refuses a directory a link has written to meanwhile; returns whether it went.
  */
 export function removeKeyDir(dir: string): boolean {
-	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, REMOTE_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
+	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, REMOTE_FILE, KNOWN_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
 	try {
 		for (const name of readdirSync(dir)) if (name.startsWith(EMBED_PREFIX)) rmSync(join(dir, name), { force: true });
 	} catch {} // gone already, or unreadable: rmdir says

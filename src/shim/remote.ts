@@ -34,7 +34,7 @@ import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import { lastLinkBytes, noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
-import { baseKeyName, classify, keyName, REMOTE_FILE, readMeta } from '../shared/keydir.js';
+import { baseKeyName, classify, KNOWN_FILE, keyName, REMOTE_FILE, readMeta } from '../shared/keydir.js';
 import {
 	formatIndex,
 	isEntryName,
@@ -215,15 +215,35 @@ function readRecord(dir: string, tag: string): Map<string, Sum> {
 	return eol >= 0 && text.slice(0, eol) === recordHead(tag) ? parseIndex(text.slice(eol + 1)) : new Map();
 }
 
-/** Replace the record (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */
-function writeRecord(dir: string, tag: string, record: Map<string, Sum>): void {
-	const temp = join(dir, `${REMOTE_FILE}.${process.pid}.tmp`);
+/** Replace one of the directory's remote files (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */
+function replaceFile(dir: string, name: string, text: string): void {
+	const temp = join(dir, `${name}.${process.pid}.tmp`);
 	try {
-		writeOwnFile(temp, `${recordHead(tag)}\n${formatIndex(record)}`);
-		renameSync(temp, join(dir, REMOTE_FILE));
+		writeOwnFile(temp, text);
+		renameSync(temp, join(dir, name));
 	} catch {
-		rmSync(temp, { force: true }); // then the next link uploads what it cannot place
+		rmSync(temp, { force: true }); // then the next link asks the remote, or uploads what it cannot place
 	}
+}
+
+const writeRecord = (dir: string, tag: string, record: Map<string, Sum>) =>
+	replaceFile(dir, REMOTE_FILE, `${recordHead(tag)}\n${formatIndex(record)}`);
+
+/**
+ * The manifest the remote holds for a link's inputs, as this directory last
+ * fetched or wrote it (ltocache.manifest: the last one only). A link with
+ * those inputs whose entries are all here would download nothing: it asks
+ * the remote nothing either, and its after phase connects only if the link
+ * used other entries. The remote's manifest for given inputs changes only
+ * when a link with them uses other entries, which this link's after phase
+ * tells as it would have; an entry pruned here means asking the remote again.
+ */
+const knownHead = (tag: string, inputs: string) => `ltocache-manifest 1 ${tag} ${inputs}`;
+
+function readKnown(dir: string, tag: string, inputs: string): Map<string, Sum> | undefined {
+	const text = readOwnFile(join(dir, KNOWN_FILE), MAX_INDEX_BYTES)?.data.toString('latin1') ?? '';
+	const eol = text.indexOf('\n');
+	return eol >= 0 && text.slice(0, eol) === knownHead(tag, inputs) ? parseIndex(text.slice(eol + 1)) : undefined;
 }
 
 const sameSum = (a: Sum | undefined, b: Sum) => a?.sum === b.sum && a.size === b.size && a.pack === b.pack && a.offset === b.offset;
@@ -252,6 +272,8 @@ export function remoteFor(
 	const fetched = new Set<string>();
 	let failed = false;
 	let published = false;
+	/** The manifest came from the directory's own copy (readKnown): the remote was not asked. */
+	let known = false;
 	// Named by a hash of the whole URL: another URL (a fixed password, another server) is tried at once.
 	const marker = join(root, `${REMOTE_DOWN_PREFIX}${sha256(Buffer.from(settings.url)).slice(0, 16)}`);
 	let signal: AbortSignal | undefined;
@@ -291,11 +313,22 @@ export function remoteFor(
 		counts,
 		summary: () =>
 			`remote ${shownUrl(new URL(settings.url))}: ${
-				manifest ? `${listed()} entries listed (${manifest.exact ? "this link's manifest" : 'the latest manifest'})` : 'no manifest'
+				manifest
+					? `${listed()} entries listed (${known ? "this link's manifest, known here: not asked" : manifest.exact ? "this link's manifest" : 'the latest manifest'})`
+					: 'no manifest'
 			}, ${counts.downloads} downloaded (${counts.downloadBytes} bytes), ${counts.uploads} uploaded (${counts.uploadBytes} bytes)${
 				published ? ', manifest written' : ''
 			}${failed ? ', then given up' : ''}`,
 		async before() {
+			const own = inputs === undefined ? undefined : readKnown(dir, tag(), inputs);
+			if (own && own.size > 0) {
+				const here = new Set(readdirSync(dir));
+				if ([...own.keys()].every((name) => here.has(name))) {
+					manifest = { entries: own, exact: true };
+					known = true;
+					return undefined;
+				}
+			}
 			const skip = skipping(marker);
 			if (skip) {
 				failed = true;
@@ -391,9 +424,14 @@ export function remoteFor(
 			};
 			const exact = manifest?.exact ? manifest.entries : undefined;
 			const unchanged = () => exact?.size === next.size && [...next].every(([name, r]) => sameSum(exact.get(name), r));
+			/** What the remote now holds for these inputs, kept here (readKnown): a link with them and its entries here then asks nothing. */
+			const keep = (entries: Map<string, Sum>) => {
+				if (inputs !== undefined && entries.size > 0) replaceFile(dir, KNOWN_FILE, `${knownHead(tag(), inputs)}\n${formatIndex(entries)}`);
+			};
 			// A warm link whose manifest the remote has as it is: no connection at all.
 			if (fresh.length === 0 && unchanged()) {
 				if (counts.downloads > 0) remember();
+				if (exact && !known) keep(exact);
 				return undefined;
 			}
 			try {
@@ -424,6 +462,7 @@ export function remoteFor(
 					if (counts.uploads > 0 || !unchanged()) {
 						await store.publish(ns, inputs, next);
 						published = true;
+						keep(next);
 					}
 				});
 				return undefined;

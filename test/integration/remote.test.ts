@@ -786,6 +786,63 @@ describeIf(
 		);
 	});
 
+	describe('a manifest known here', () => {
+		it('a warm link whose manifest this directory fetched or wrote, its entries all here, asks the remote nothing; one missing entry, and it asks again', async () => {
+			const own = await startRedis(scratch('redis-known'));
+			servers.push(own);
+			const extmod = { KBUILD_EXTMOD: '/src/known-here' };
+			const a = scratch('machine');
+			expect(await link(a, own.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const warm = await link(a, own.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+			expect(warm.exitCode).toBe(0);
+			expect(warm.output).toEqual(reference);
+			expect(warm.stderr.split('\n')).toContainEqual(
+				expect.stringMatching(
+					/^ltocache: remote redis:\/\/\S+: 2 entries listed \(this link's manifest, known here: not asked\), 0 downloaded \(0 bytes\), 0 uploaded \(0 bytes\)$/,
+				),
+			);
+			// Machine B fetched it: B knows it too.
+			const b = scratch('machine');
+			expect(await link(b, own.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(b)).toMatchObject({ downloads: 2, misses: 0 });
+
+			// The server gone: a link that would connect says so; these do not.
+			await own.stop();
+			for (const root of [a, b]) {
+				const result = await link(root, own.url, extmod);
+				expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(result.output).toEqual(reference);
+			}
+			const [entry] = entriesBelow(b);
+			fs.rmSync(path.join(b, entry));
+			const asks = await link(b, own.url, extmod);
+			expect(asks.exitCode).toBe(0);
+			expect(asks.output).toEqual(reference);
+			expect(asks.stderr).toMatch(/^ltocache: remote \S+: .*refused.*; linking with the local cache$/);
+		});
+
+		it.each([
+			['a FIFO', (file: string) => execaSync('mkfifo', [file])],
+			['a symlink to /dev/zero', (file: string) => fs.symlinkSync('/dev/zero', file)],
+			['a symlink to a file elsewhere', (file: string) => fs.symlinkSync(path.join(scratch('elsewhere'), 'x'), file)],
+		])('ltocache.manifest that is %s is passed over: the link asks the remote, and is byte-identical', async (_, plant) => {
+			const extmod = { KBUILD_EXTMOD: `/src/known-${Math.random().toString(36).slice(2)}` };
+			const a = scratch('machine');
+			expect(await link(a, redis.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const release = path.join(a, '6.1.0-team');
+			const [key] = fs.readdirSync(release);
+			const known = path.join(release, key, 'ltocache.manifest');
+			expect(fs.lstatSync(known).isFile()).toBe(true);
+			fs.rmSync(known);
+			plant(known);
+			const result = await link(a, redis.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+			expect(result.exitCode).toBe(0);
+			expect(result.output).toEqual(reference);
+			expect(result.stderr).toMatch(/: 2 entries listed \(this link's manifest\), 0 downloaded/);
+			expect(fs.existsSync(path.join(scratch('elsewhere'), 'x'))).toBe(false);
+		});
+	});
+
 	const marker = (remote: string) => `ltocache.remote-down.${sha256(Buffer.from(remote)).slice(0, 16)}`;
 	it.each([
 		["the down-marker's, the remote answering", () => redis.url, marker],
