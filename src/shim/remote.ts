@@ -309,6 +309,10 @@ export function remoteFor(
 		}
 	};
 	const listed = () => manifest?.entries.size ?? 0;
+	/** What the remote holds for this link's inputs, kept here (readKnown): a link with them and its entries here then asks nothing. */
+	const keep = (entries: Map<string, Sum>) => {
+		if (inputs !== undefined && entries.size > 0) replaceFile(dir, KNOWN_FILE, `${knownHead(tag(), inputs)}\n${formatIndex(entries)}`);
+	};
 	return {
 		counts,
 		summary: () =>
@@ -380,6 +384,8 @@ export function remoteFor(
 					});
 					// The fetch is over, and these never came: gone from the remote (an eviction, a cleanup).
 					for (const [name] of wanted.slice(0, MAX_ENTRIES)) if (!given.has(name)) refused.add(name);
+					// Not with an entry refused: the next link asks again, and uploads it if this one could not.
+					if (manifest?.exact && refused.size === 0) keep(manifest.entries);
 				});
 				try {
 					rmSync(marker, { force: true });
@@ -424,14 +430,9 @@ export function remoteFor(
 			};
 			const exact = manifest?.exact ? manifest.entries : undefined;
 			const unchanged = () => exact?.size === next.size && [...next].every(([name, r]) => sameSum(exact.get(name), r));
-			/** What the remote now holds for these inputs, kept here (readKnown): a link with them and its entries here then asks nothing. */
-			const keep = (entries: Map<string, Sum>) => {
-				if (inputs !== undefined && entries.size > 0) replaceFile(dir, KNOWN_FILE, `${knownHead(tag(), inputs)}\n${formatIndex(entries)}`);
-			};
 			// A warm link whose manifest the remote has as it is: no connection at all.
 			if (fresh.length === 0 && unchanged()) {
 				if (counts.downloads > 0) remember();
-				if (exact && !known) keep(exact);
 				return undefined;
 			}
 			try {
