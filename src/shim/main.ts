@@ -20,7 +20,7 @@
 // src/shim and src/shared import Node's built-ins by name: the bundle then
 // requires them as they are, where a default import (`import fs from`) is
 // wrapped in a copy of the module's every property, ~3 ms of each start-up.
-import { lstatSync, readdirSync, statfsSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import {
 	describeSource,
@@ -33,10 +33,11 @@ import {
 	withCacheDir,
 } from '../shared/config.js';
 import { recordLink } from '../shared/counters.js';
-import { classify, removeEntriesSince, shareEntries } from '../shared/keydir.js';
+import { removeEntriesSince, shareEntries } from '../shared/keydir.js';
 import { rawArgs } from './argv.js';
 import { maybeStartPrune } from './autoprune.js';
 import { decide, workingDir } from './decide.js';
+import { cacheFailed, strayEntry } from './failure.js';
 import { CHAIN_VAR, locateLinker, nextChain } from './linker.js';
 import { exitAs, type Outcome, spawnLinker } from './run.js';
 import type { Shim } from './start.js';
@@ -101,13 +102,14 @@ export async function main(shim: Shim): Promise<void> {
 	const remote = await stage('remote', () =>
 		dir && count && settings.remote.value ? openRemote(settings, root!, dir, linker.file, env, plan.inputsHash) : undefined,
 	);
-	const before = stage('snapshot', () => {
+	const snapshot = stage('snapshot', () => {
 		try {
-			return dir && count ? new Set(readdirSync(dir)) : undefined;
+			return dir && count ? { names: new Set(readdirSync(dir)), mtimeNs: statSync(dir, { bigint: true }).mtimeNs } : undefined;
 		} catch {
 			return undefined; // then every entry's time is looked at
 		}
 	});
+	const before = snapshot?.names;
 
 	const started = process.hrtime.bigint(); // not performance.now(): that global loads perf_hooks, ~2 ms a link
 	// The file system's clock may lag Date.now() by a tick: what changed a few ms before counts as during the link.
@@ -124,7 +126,7 @@ export async function main(shim: Shim): Promise<void> {
 	let cached = true;
 	if (dir && plan.uncached && !linked(outcome)) {
 		const stray = strayEntry(dir);
-		if (stray !== undefined || cacheFailed(outcome, dir, startedNs, count?.modules ?? 0)) {
+		if (stray !== undefined || cacheFailed(outcome, dir, startedNs, count?.modules ?? 0, snapshot)) {
 			const why =
 				stray === undefined ? `could not write the ThinLTO cache in ${dir}` : `failed where ${dir} holds ${stray}, not a regular file`;
 			process.stderr.write(`ltocache: ${linker.file} ${why}; linking again without a cache\n`);
@@ -215,72 +217,6 @@ export async function main(shim: Shim): Promise<void> {
 }
 
 const linked = (outcome: Outcome) => outcome.code === 0 && outcome.signal === null;
-
-/**
- * How far apart two times set by one change may be: a file's ctime may be
- * the clock's last tick where its directory's mtime is exact (Linux's
- * multigrain timestamps), a few ms at most.
- */
-const CLOCK_SLACK_NS = 20_000_000n;
-/**
- * lld and the remote's downloads rename an entry in right after writing it:
- * its ctime is within this of its mtime, however loaded the disk. An entry
- * whose ctime is later was not renamed in then: a link with a remote set
- * its times again after lld read it (src/shim/remote.ts), which says
- * nothing of this directory's writes. (Only an entry written less than
- * this before another link read it and set its times could still count.)
- */
-const RENAMED_NS = 2_000_000_000n;
-
-/**
- * Whether a failed link failed on its cache, not on its inputs: then the
- * same link without a cache is the one the build would have run. lld 14
- * aborts (SIGABRT) when it cannot write an entry, lld 16 and later exit 1
- * with "LLVM ERROR"; an ordinary link error also exits 1, and must not be
- * run (and said) twice. lld writes an entry to a temporary file in the
- * directory and renames it in, and removes the temporary file when the
- * write fails: so a cache write failed if the directory changed last by
- * something other than a file now in it (the temporary file's removal, at
- * least CLOCK_SLACK_NS after the last file there changed), or
- * if its file system has no inode left to create one. An ordinary error
- * either leaves the directory untouched (before ThinLTO) or last changed by
- * the rename of an entry it wrote.
- */
-function cacheFailed(outcome: Outcome, dir: string, startedNs: bigint, modules: number): boolean {
-	// Another signal is the build's, or a crash the cache did not cause.
-	if (outcome.signal !== null && outcome.signal !== 'SIGABRT') return false;
-	try {
-		const st = statfsSync(dir);
-		if (st.files > 0 && st.ffree < modules + 1) return true;
-		const changed = statSync(dir, { bigint: true }).mtimeNs;
-		// Untouched by this link: whatever failed, it was not a write into the cache.
-		if (changed < startedNs) return false;
-		for (const file of readdirSync(dir)) {
-			const entry = lstatSync(`${dir}/${file}`, { bigint: true, throwIfNoEntry: false });
-			if (entry && entry.ctimeNs + CLOCK_SLACK_NS >= changed && entry.ctimeNs - entry.mtimeNs < RENAMED_NS) return false;
-		}
-		return true;
-	} catch {
-		return false;
-	}
-}
-/**
- * The name of an entry in dir that is not a regular file, if any: lld fails
- * a link on a directory under an entry's name, and on a symlink to one that
- * is not an object (another member's, in a shared root), and prune leaves
- * both; such a link runs again without a cache. Looked for only after a
- * failed link.
- */
-function strayEntry(dir: string): string | undefined {
-	try {
-		for (const name of readdirSync(dir)) {
-			if (classify(name) !== 'entry') continue;
-			const st = lstatSync(`${dir}/${name}`, { throwIfNoEntry: false });
-			if (st && !st.isFile()) return name;
-		}
-	} catch {} // gone: nothing there failed it
-	return undefined;
-}
 
 /** The remote for this link, its entries downloaded; loaded only when one is configured. */
 async function openRemote(settings: Settings, root: string, dir: string, linker: string, env: NodeJS.ProcessEnv, inputs?: string) {
