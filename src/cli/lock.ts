@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { LOCK_NAME, readOwnFile } from '../shared/root.js';
+import { LOCK_NAME, readOwnFile, uniqueTag } from '../shared/root.js';
 
 const OWNER_FILE = 'owner.json';
 /** How often the holder refreshes the lock's mtime (proper-lockfile's `update`), for waiters on other machines. */
@@ -72,7 +72,7 @@ const describe = (owner: Owner | undefined) =>
 function takeOver(lock: string, judged: fs.Stats, dead: Owner | undefined): void {
 	const now = fs.statSync(lock, { throwIfNoEntry: false });
 	if (now?.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs || !same(readOwner(lock), dead)) return;
-	const aside = `${lock}.dead-${process.pid}-${Date.now()}`;
+	const aside = `${lock}.dead-${uniqueTag()}`;
 	try {
 		fs.renameSync(lock, aside);
 	} catch {

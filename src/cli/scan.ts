@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { classify, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
-import { isInstalled, LOCK_NAME, readOwnFile, SUMMARY_NAME, writeOwnFile } from '../shared/root.js';
+import { isInstalled, LOCK_NAME, readOwnFile, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
 
 export type Entry = { file: string; bytes: number; lastUse: number };
 export type Temp = { file: string; bytes: number; mtime: number };
@@ -299,7 +299,7 @@ class Summaries {
 			else this.changed = true;
 		}
 		if (!this.changed) return;
-		const tmp = `${this.file}.${process.pid}.tmp`;
+		const tmp = tempName(this.file);
 		try {
 			writeOwnFile(tmp, JSON.stringify({ version: 1, dirs: this.fresh }), 0o644);
 			fs.renameSync(tmp, this.file);

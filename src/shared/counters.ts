@@ -21,7 +21,7 @@
 import { closeSync, constants, fstatSync, lstatSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { COUNTS_FILE, classify, entryKey, IN_FLIGHT_MS } from './keydir.js';
-import { openOwnFile, readOwnFile } from './root.js';
+import { openOwnFile, readOwnFile, tempName } from './root.js';
 
 /** [entry name without its prefix, mtime in ms, bytes] */
 type Written = [string, number, number];
@@ -197,7 +197,7 @@ export function addCounters(all: Counters[]): Counters {
  */
 export function compactCounters(dir: string, now = Date.now()): void {
 	const file = join(dir, COUNTS_FILE);
-	const moving = `${file}.${process.pid}.tmp`;
+	const moving = tempName(file);
 	try {
 		renameSync(file, moving);
 	} catch {

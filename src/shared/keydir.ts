@@ -7,17 +7,20 @@
 //                         /Thin-*.tmp.o              an entry lld is writing right now
 //                         /ltocache.json             what the directory stands for;
 //                                                    its mtime is the last link's start
-//                         /ltocache.json.<pid>.tmp   that metadata being written
+//                         /ltocache.json.<tag>.tmp   that metadata being written
 //                         /ltocache.counts           one line per link: modules, entries written
 //                                                    (src/shared/counters.ts)
-//                         /ltocache.counts.<pid>.tmp those lines being compacted by prune
+//                         /ltocache.counts.<tag>.tmp those lines being compacted by prune
 //                         /ltocache.embed-<hash>     which modules' asm names which .incbin file,
 //                                                    one file for each distinct answer (src/shim/seed.ts)
 //                         /ltocache.remote           with a remote: where its entries are there
 //                                                    (src/shim/remote.ts)
-//                         /ltocache.remote.<pid>.tmp that record being written
-//   <root>/<release>/<key>.seed-<pid>.tmp            a directory being filled from a sibling's entries,
+//                         /ltocache.remote.<tag>.tmp that record being written
+//   <root>/<release>/<key>.seed-<tag>.tmp            a directory being filled from a sibling's entries,
 //                                                    renamed to <key> when done
+//
+// <tag> is the writer's pid, a token of its own and a count (uniqueTag in
+// src/shared/root.ts); names from before it carry the pid alone.
 //
 // bin/ld.lld, in sh, relies on one name too: a directory holding
 // llvmcache.timestamp is one lld has linked into before.
@@ -39,7 +42,7 @@ import {
 	rmSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { openOwnFile, readOwnFile, writeOwnFile, writeTag } from './root.js';
+import { openOwnFile, readOwnFile, tempName, UNIQUE_TAG_PATTERN, uniqueTag, writeOwnFile, writeTag } from './root.js';
 
 export const META_FILE = 'ltocache.json';
 export const COUNTS_FILE = 'ltocache.counts';
@@ -114,7 +117,7 @@ export function claim(dir: string, meta: Metadata, shared = false, root?: string
 	}
 	const file = join(dir, META_FILE);
 	if (touch(file)) return undefined;
-	const tmp = `${file}.${process.pid}.tmp`;
+	const tmp = tempName(file);
 	try {
 		writeOwnFile(tmp, `${JSON.stringify(meta)}\n`, shared ? 0o660 : 0o600);
 		renameSync(tmp, file);
@@ -237,10 +240,11 @@ export function removeKeyDir(dir: string): boolean {
 }
 
 /** Where a link builds a module directory from a sibling's entries before renaming it into place. */
-export const seedTemp = (dir: string) => `${dir}.seed-${process.pid}.tmp`;
+export const seedTemp = (dir: string) => `${dir}.seed-${uniqueTag()}.tmp`;
 
 /** Whether a name in a release directory is such a directory being built (or left by a link that died). */
-export const isSeedTemp = (name: string) => /\.seed-\d+\.tmp$/.test(name);
+const SEED_TEMP = new RegExp(`\\.seed-${UNIQUE_TAG_PATTERN}\\.tmp$`);
+export const isSeedTemp = (name: string) => SEED_TEMP.test(name);
 
 /** Remove what links that died while seeding left in a release directory: no link is in flight that long. */
 export function removeStaleSeeds(release: string, now = Date.now()): void {

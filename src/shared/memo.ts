@@ -6,7 +6,7 @@
 //
 //   <root>/ltocache.inputs/<hash of cwd and argv>   one link's inputs, JSON:
 //                                                  { v, files: { <path>: { id, modules, asm } } }
-//   <root>/ltocache.inputs/<...>.<pid>.tmp         one being written
+//   <root>/ltocache.inputs/<...>.<tag>.tmp         one being written
 //
 // One file a link (a kernel's vmlinux.o, a module's prelink), read once and
 // written back only when something was read anew: a link stats its inputs
@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { type Bytes, bytesToBuffer, inDir } from './bytes.js';
 import { identityOf as identity } from './identity.js';
 import { shortHash } from './keydir.js';
-import { readOwnFile } from './root.js';
+import { readOwnFile, tempName } from './root.js';
 
 export const MEMO_DIR = 'ltocache.inputs';
 /** Bumped whenever what the bitcode reader returns changes. */
@@ -166,7 +166,7 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
 		},
 		save() {
 			if (Object.keys(learned).length === 0) return; // nothing read anew, or only where ctime tells nothing
-			const tmp = `${file}.${process.pid}.tmp`;
+			const tmp = tempName(file);
 			let fd: number | undefined;
 			try {
 				mkdirSync(dir, { recursive: true, mode: shared ? 0o2770 : 0o700 });

@@ -40,6 +40,29 @@ const TAG_SIGNATURE = 'Signature: 8a477f597d28d172789f06886806bc55';
 const TAG_TEXT = `${TAG_SIGNATURE}\n# This file is a cache directory tag created by ltocache.\n# For information about cache directory tags, see https://bford.info/cachedir/\n`;
 
 /**
+ * What tells this process's temporary names from every other's: its pid, a
+ * random token drawn once, and a count of the names it made. The pid alone
+ * is not enough: processes in different PID namespaces (containers
+ * bind-mounting one cache, a common CI setup) can share a root and a pid,
+ * and writeOwnFile, which removes whatever is at the name first, would then
+ * remove the other's half-written file and rename its own name onto the
+ * other's half. Math.random, seeded by V8 from the system's entropy in every
+ * process, is enough for a token; node:crypto would cost every link its load.
+ */
+export function uniqueTag(): string {
+	token ??= Math.random().toString(36).slice(2, 10).padEnd(8, '0');
+	return `${process.pid}-${token}-${++made}`;
+}
+let token: string | undefined;
+let made = 0;
+
+/** Where to write a file before renaming it onto file: beside it, named as nothing else's (see uniqueTag). */
+export const tempName = (file: string) => `${file}.${uniqueTag()}.tmp`;
+
+/** What uniqueTag makes, as a pattern (without anchors); also the bare pid, which names made before it carry. */
+export const UNIQUE_TAG_PATTERN = '\\d+(?:-[0-9a-z]{8}-\\d+)?';
+
+/**
  * Write one of ltocache's own files in a root afresh, with exactly mode:
  * created exclusively, and if something is at the name, that goes first
  * and the file is created exclusively again, so a symlink another member
@@ -83,7 +106,7 @@ export function hasOurTag(root: string): boolean {
 
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
 // And ltocache.linkers.json, what each real linker is by content, for a remote's namespace (src/shim/remote.ts).
-// And ltocache.mismatch.<time>.<pid>.txt, a verified link's report of a cached output that differed (src/shim/verify.ts).
+// And ltocache.mismatch.<time>.<tag>.txt, a verified link's report of a cached output that differed (src/shim/verify.ts).
 export const MISMATCH_PREFIX = 'ltocache.mismatch.';
 // And ltocache.remote-down.<hash of the URL>, the marker of a remote the links of the next minute skip (src/shim/remote.ts).
 export const REMOTE_DOWN_PREFIX = 'ltocache.remote-down.';

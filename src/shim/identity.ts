@@ -6,7 +6,7 @@ import { readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:f
 import { basename, dirname, join } from 'node:path';
 import { identityOf } from '../shared/identity.js';
 import { sha256 } from '../shared/remote/index.js';
-import { readOwnFile, writeOwnFile } from '../shared/root.js';
+import { readOwnFile, tempName, writeOwnFile } from '../shared/root.js';
 
 /** The file and its identity: a cached hash holds while these hold. */
 const stamp = (file: string): string => `${file}:${identityOf(statSync(file, { bigint: true }))}`;
@@ -72,7 +72,7 @@ export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEn
 	const libs = llvmLibraries(linker, bytes, env);
 	const parts = [sha256(bytes), ...libs.map((lib) => `${basename(lib)}:${sha256(readFileSync(lib))}`)];
 	const id = sha256(Buffer.from(parts.join('\n'))).slice(0, 32);
-	const temp = `${cacheFile}.${process.pid}.tmp`;
+	const temp = tempName(cacheFile);
 	try {
 		writeOwnFile(temp, JSON.stringify({ ...cache, [own]: { libs: libs.map((path) => ({ path, stamp: stamp(path) })), id } }));
 		renameSync(temp, cacheFile);

@@ -47,7 +47,7 @@ import {
 	type Upload,
 } from '../shared/remote/index.js';
 import { describeFailure, isUnreachable, openStore, type Store, shownUrl, withinBudget } from '../shared/remote/store.js';
-import { openOwnFile, REMOTE_DOWN_PREFIX, readOwnFd, readOwnFile, writeOwnFile } from '../shared/root.js';
+import { openOwnFile, REMOTE_DOWN_PREFIX, readOwnFd, readOwnFile, tempName, uniqueTag, writeOwnFile } from '../shared/root.js';
 import { MIN_FREE_BYTES } from './decide.js';
 import { linkerIdentity } from './identity.js';
 
@@ -118,7 +118,7 @@ function skipping(marker: string): string | undefined {
 
 /** Say the remote is down (written aside and renamed in: never opened through whatever is at the marker's name); never throws. */
 function markDown(marker: string, why: string): void {
-	const temp = `${marker}.${process.pid}.tmp`;
+	const temp = tempName(marker);
 	try {
 		writeOwnFile(temp, `${why}\n`);
 		renameSync(temp, marker);
@@ -217,7 +217,7 @@ function readRecord(dir: string, tag: string): Map<string, Sum> {
 
 /** Replace one of the directory's remote files (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */
 function replaceFile(dir: string, name: string, text: string): void {
-	const temp = join(dir, `${name}.${process.pid}.tmp`);
+	const temp = tempName(join(dir, name));
 	try {
 		writeOwnFile(temp, text);
 		renameSync(temp, join(dir, name));
@@ -370,7 +370,7 @@ export function remoteFor(
 						}
 						// Written aside and renamed in: a parallel link's lld must never read half an entry.
 						// Synchronously: fs/promises cost ~0.15 ms more a file in promises and handles than the write itself.
-						const temp = join(dir, `Thin-remote-${process.pid}-${name.slice(-12)}.tmp`);
+						const temp = join(dir, `Thin-remote-${uniqueTag()}.tmp`);
 						try {
 							writeOwnFile(temp, data);
 							renameSync(temp, join(dir, name));

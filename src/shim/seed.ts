@@ -49,7 +49,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Bytes } from '../shared/bytes.js';
 import { classify, EMBED_PREFIX, incbinSiblings, lastClaim, readMeta, removeStaleSeeds, seedTemp, shortHash } from '../shared/keydir.js';
 import type { Unit } from '../shared/memo.js';
-import { openOwnFile, readOwnFile, writeOwnFile } from '../shared/root.js';
+import { openOwnFile, readOwnFile, tempName, writeOwnFile } from '../shared/root.js';
 import type { Guard } from './incbin.js';
 
 /** For each embedded file's sum (Guard.sums): the source names of the modules whose asm reaches it, and whether inline asm does. */
@@ -95,7 +95,7 @@ export function recordEmbedders(dir: string, e: Embedders, shared: boolean): str
 	const text = serialize(e);
 	const file = join(dir, `${EMBED_PREFIX}${shortHash(Buffer.from(text, 'utf8'))}`);
 	if (existsSync(file)) return undefined;
-	const tmp = `${file}.${process.pid}.tmp`;
+	const tmp = tempName(file);
 	try {
 		writeOwnFile(tmp, text, shared ? 0o660 : 0o600);
 		renameSync(tmp, file);

@@ -55,7 +55,9 @@ function readCache(identity: string): Buffer | undefined {
 
 /** The cache for the next link, written whole or not at all (parallel links each rename their own). */
 function writeCache(script: Script, identity: string): 'written' | 'not writable' {
-	const temporary = `${CACHE_FILE}.${process.pid}.tmp`;
+	// Not the pid alone: links in containers sharing one install can share a pid too (src/shared/root.ts's
+	// uniqueTag, which this file, bundled alone, cannot import).
+	const temporary = `${CACHE_FILE}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`;
 	try {
 		accessSync(__dirname, constants.W_OK); // before the work of serializing: most unwritable installs stay so
 		const data = script.createCachedData();

@@ -11,7 +11,7 @@ import { closeSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSyn
 import { basename, dirname, join } from 'node:path';
 import { type Bytes, bytesToBuffer, bytesToText } from '../shared/bytes.js';
 import { META_FILE, readMeta, removeEntriesSince } from '../shared/keydir.js';
-import { MISMATCH_PREFIX, writeOwnFile } from '../shared/root.js';
+import { MISMATCH_PREFIX, uniqueTag, writeOwnFile } from '../shared/root.js';
 import { parse } from './options.js';
 
 /**
@@ -97,7 +97,7 @@ export async function verifyLink(
 		try {
 			removed = removeEntriesSince(dir, 0);
 		} catch {}
-		const report = join(root, `${MISMATCH_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}.${process.pid}.txt`);
+		const report = join(root, `${MISMATCH_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}.${uniqueTag()}.txt`);
 		writeOwnFile(report, mismatchReport(args, words, cwd, dir, describe()), 0o644);
 		return { kind: 'mismatch', report, removed };
 	} finally {

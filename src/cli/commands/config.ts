@@ -16,6 +16,7 @@ import {
 	type Source,
 } from '../../shared/config.js';
 import { isRemoteUrl } from '../../shared/remote/store.js';
+import { tempName } from '../../shared/root.js';
 import { defineCommand, UsageError } from '../command.js';
 import { settingName } from '../limits.js';
 
@@ -120,7 +121,7 @@ function write(key: Setting, value: string | undefined, env: NodeJS.ProcessEnv, 
 	// A credential is its owner's alone: the user's file goes 0600. The machine's file every user's builds must read.
 	const secret = kept.some((line) => /^[ \t]*remote[ \t]*=/.test(line) && hasCredentials(line.replace(/^[^=]*=/, '')));
 	if (secret && !machine) mode &= 0o600;
-	const temp = `${file}.${process.pid}.tmp`;
+	const temp = tempName(file);
 	try {
 		fs.mkdirSync(path.dirname(file), { recursive: true });
 		fs.writeFileSync(temp, kept.length ? `${kept.join('\n')}\n` : '', { mode });

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isShimFile, which } from '../../shared/pathsearch.js';
+import { uniqueTag } from '../../shared/root.js';
 import { defineCommand } from '../command.js';
 import { linkerNames, linkKind, ROOT_PATH, shimFile, target, writing } from '../shimlinks.js';
 
@@ -38,7 +39,7 @@ again changes nothing.`,
 				// Another copy's link (or one into a removed install): ltocache's own, so replaced, in one rename.
 				const was = fs.readlinkSync(file);
 				if (!dryRun) {
-					const temp = `${file}.ltocache-${process.pid}`;
+					const temp = `${file}.ltocache-${uniqueTag()}`;
 					writing(dir, 'install', () => {
 						fs.rmSync(temp, { force: true });
 						fs.symlinkSync(shim, temp);

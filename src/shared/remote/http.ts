@@ -11,6 +11,7 @@
 // Lines without a pack name an entry stored alone, <base>/<namespace>/<entry>.
 // Every object is written whole with one PUT and never read back to be
 // merged: a server needs no If-Match (nginx's WebDAV ignores it).
+import { uniqueTag } from '../root.js';
 import { formatIndex, MAX_INDEX_BYTES, type Manifest, parseIndex, probeBytes, type Sum, sha256, type Upload } from './index.js';
 
 /** Requests in flight at once. */
@@ -250,7 +251,7 @@ export function httpStore(base: URL, signal: AbortSignal) {
 			await Promise.all([...(name === undefined ? [] : [put(ns, `manifest-${name}`, text)]), put(ns, 'head', text)]);
 		},
 		async probe() {
-			const url = at('ltocache-probe', `probe-${process.pid}`);
+			const url = at('ltocache-probe', `probe-${uniqueTag()}`);
 			const data = probeBytes();
 			check('probe', (await request('PUT', url, data)).status, (s) => s >= 200 && s < 300);
 			const back = await request('GET', url, undefined, {}, data.length + 1, true);

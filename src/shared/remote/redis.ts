@@ -4,6 +4,8 @@
 // a server bounded with maxmemory and maxmemory-policy allkeys-lru evicts
 // what was least recently read, and what a link misses is linked and
 // uploaded again.
+
+import { uniqueTag } from '../root.js';
 import { formatIndex, type Manifest, parseIndex, probeBytes, type Sum, type Upload } from './index.js';
 import { RedisError, resp } from './resp.js';
 
@@ -78,7 +80,7 @@ export function redisStore(url: URL, signal: AbortSignal) {
 			await run('MSET', ...(name === undefined ? [] : [key(ns, `manifest-${name}`), text]), key(ns, 'head'), text);
 		},
 		async probe() {
-			const probe = key('ltocache-probe', `probe-${process.pid}`);
+			const probe = key('ltocache-probe', `probe-${uniqueTag()}`);
 			const data = probeBytes();
 			await run('SET', probe, data);
 			const back = await run('GET', probe);
