@@ -182,6 +182,71 @@ describeIf(hasToolchain && isRoot, 'clang, ld.lld and root (read-only mounts)')(
 		expect(temps.some((t) => fs.existsSync(t))).toBe(false);
 	});
 
+	it('gives links with one pid, in PID namespaces of their own sharing one root, temporary names of their own', async () => {
+		const root = scratch('root');
+		const tree = scratch('tree');
+		const out = path.join(scratch('out'), 'ns.o');
+		const { objects, reference } = variants[2];
+		const env = { LTOCACHE_DIR: root, KERNELRELEASE: '6.1.0-ns', KBUILD_EXTMOD: '/src/ns' };
+		/**
+		 * A link whose shim runs in a PID namespace of its own, as in a container: its pids are that namespace's.
+		 * Below a shell as PID 1, as a build's shim is (make starts it; it is never the namespace's init).
+		 */
+		const linkInNamespace = () =>
+			withReadOnly(
+				tree,
+				'unshare',
+				[
+					'-pf',
+					'--mount-proc',
+					'sh',
+					'-c',
+					'cd "$0" && "$@"; exit $?',
+					tree,
+					SHIM,
+					'--thinlto-cache-dir=.thinlto-cache',
+					'-r',
+					'-o',
+					out,
+					...objects,
+				],
+				{ env: { LTOCACHE_AUTO_PRUNE: '0', ...env } },
+			);
+		const first = await linkInNamespace();
+		expect(first).toMatchObject({ exitCode: 0, stderr: '' });
+		const [key] = fs.readdirSync(path.join(root, '6.1.0-ns'));
+		const watched = [path.join(root, '6.1.0-ns', key), path.join(root, 'ltocache.inputs')];
+		/** The names a link in a namespace of its own writes aside and renames in, from the same state of the root each time. */
+		const tempsOfOneLink = async () => {
+			for (const dir of watched) for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name));
+			const seen = new Set<string>();
+			const watchers = watched.map((dir) =>
+				fs.watch(dir, (_, name) => {
+					if (name?.endsWith('.tmp')) seen.add(name);
+				}),
+			);
+			const result = await linkInNamespace();
+			expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(fs.readFileSync(out).equals(reference)).toBe(true);
+			// inotify queued the events as they happened; they reach this process's loop a turn or more later.
+			for (let turns = 0; turns < 500 && ![...seen].some((n) => n.startsWith('ltocache.json.')); turns++)
+				await new Promise((r) => setTimeout(r, 10));
+			for (const watcher of watchers) watcher.close();
+			return [...seen];
+		};
+		const [a, b] = [await tempsOfOneLink(), await tempsOfOneLink()];
+		/** The pid in a temporary name: before <token>-<n>, or alone, as earlier versions named them. */
+		const pidOf = (name: string) => name.match(/\.(\d+)(?:-[0-9a-z]{8}-\d+)?\.tmp$/)?.[1];
+		for (const names of [a, b]) {
+			expect(names.filter((n) => n.startsWith('ltocache.json.'))).toHaveLength(1);
+			expect(names.length).toBeGreaterThan(1); // the memo's too
+		}
+		// The same pid in both (what each namespace gave the shim), and yet no name the two links share.
+		const pids = new Set([...a, ...b].map(pidOf));
+		expect([...pids]).toEqual([expect.stringMatching(/^\d+$/)]);
+		expect(a.filter((name) => b.includes(name))).toEqual([]);
+	});
+
 	/** A link through the shim, the tree read-only and the cache root a 1 MiB tmpfs with `free` 4 KiB pages left. */
 	function linkNearlyFull(free: number) {
 		const tree = scratch('tree');

@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execaSync } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { keyName, NO_KERNEL, releaseName, shortHash } from '../../src/shared/keydir.js';
-import { unusableReason } from '../../src/shared/root.js';
+import { classify, isKeyName, isSeedTemp, keyName, NO_KERNEL, releaseName, seedTemp, shortHash } from '../../src/shared/keydir.js';
+import { tempName, uniqueTag, unusableReason } from '../../src/shared/root.js';
 import { kernelRelease } from '../../src/shim/decide.js';
+import { describeIf, isRoot, onPath, repo } from '../helpers/tools.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltocache-layout-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -68,5 +70,40 @@ describe('unusableReason', () => {
 		fs.writeFileSync(path.join(dir, 'file'), '');
 		expect(unusableReason(path.join(dir, 'file'))).toBe('ENOTDIR');
 		expect(unusableReason(path.join(dir, 'file/below'))).toBe('ENOTDIR');
+	});
+});
+
+describe('temporary names', () => {
+	it('carry the pid, a token drawn once per process and a count: no two from one process are alike', () => {
+		const tags = Array.from({ length: 3 }, () => uniqueTag());
+		const [pid, token] = tags[0].split('-');
+		expect(pid).toBe(String(process.pid));
+		for (const tag of tags) expect(tag).toMatch(new RegExp(`^${process.pid}-${token}-\\d+$`));
+		expect(new Set(tags).size).toBe(3);
+		expect(tempName('/r/k/ltocache.json')).not.toBe(tempName('/r/k/ltocache.json'));
+	});
+
+	it("are what the manager takes for temporaries: in a key directory, and a seed directory's beside it", () => {
+		for (const file of ['ltocache.json', 'ltocache.counts', 'ltocache.remote', 'ltocache.embed-0123456789ab'])
+			expect(classify(path.basename(tempName(path.join(dir, file))))).toBe('temp');
+		const key = keyName('/src/m');
+		const seed = path.basename(seedTemp(path.join(dir, key)));
+		expect(isSeedTemp(seed)).toBe(true);
+		expect(isKeyName(seed)).toBe(false);
+		// What links of earlier versions left (the pid alone) is still known, and a key directory is none.
+		expect(isSeedTemp(`${key}.seed-4242.tmp`)).toBe(true);
+		expect(isSeedTemp(key)).toBe(false);
+		expect(isSeedTemp(`${key}.seed-x.tmp`)).toBe(false);
+	});
+});
+
+describeIf(isRoot && Boolean(onPath('unshare')), 'root and unshare (PID namespaces)')('temporary names in PID namespaces', () => {
+	it('differ between two processes with one pid, each in a PID namespace of its own', () => {
+		const root = path.join(repo, 'dist/shared/root.js');
+		// PID 1 in each: the node unshare forks into its new namespace.
+		const script = `import(${JSON.stringify(root)}).then((r) => console.log(r.tempName('ltocache.json')))`;
+		const names = [0, 1].map(() => execaSync('unshare', ['-pf', '--mount-proc', process.execPath, '-e', script]).stdout);
+		for (const name of names) expect(name).toMatch(/^ltocache\.json\.1-[0-9a-z]{8}-1\.tmp$/);
+		expect(names[0]).not.toBe(names[1]);
 	});
 });

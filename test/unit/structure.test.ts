@@ -217,3 +217,16 @@ it("reads and writes a root's own files only through src/shared/root.ts: never t
 	// identity.ts reads the linker and its libraries with readFileSync; its own list under the root goes through readOwnFile.
 	expect(fs.readFileSync(path.join(repo, 'src/shim/identity.ts'), 'utf8')).toMatch(/readOwnFile\(cacheFile/);
 });
+
+it("names every temporary file by root.ts's uniqueTag, never by the pid alone: processes in other PID namespaces share pids", () => {
+	const offenders: string[] = [];
+	for (const [file] of importGraph()) {
+		// start.ts is bundled alone and draws a token of its own.
+		if (file === 'shared/root.ts' || file === 'shim/start.ts') continue;
+		const text = fs.readFileSync(path.join(repo, 'src', file), 'utf8');
+		if (/\$\{process\.pid\}/.test(text)) offenders.push(file);
+	}
+	expect(offenders).toEqual([]);
+	const start = fs.readFileSync(path.join(repo, 'src/shim/start.ts'), 'utf8');
+	expect(start).toMatch(/`\$\{CACHE_FILE\}\.\$\{process\.pid\}-\$\{Math\.random\(\)[^`]*\}\.tmp`/);
+});

@@ -7,6 +7,7 @@
 // A manifest is text, one line an entry: `name sum size [pack offset]`,
 // over HTTP an object and in Redis a string.
 import { createHash } from 'node:crypto';
+import { uniqueTag } from '../root.js';
 
 /** What the index holds of an entry: its sha256 and size at upload, and over HTTP the pack it is in, at which offset. */
 export type Sum = { sum: string; size: number; pack?: string; offset?: number };
@@ -29,7 +30,7 @@ export const MAX_INDEX_BYTES = 16 * 1024 ** 2;
 export type Manifest = { entries: Map<string, Sum>; exact: boolean };
 
 /** What doctor writes and reads back: bytes no server makes up. */
-export const probeBytes = () => Buffer.from(`ltocache probe ${process.pid} ${Date.now()} ${Math.random()}`);
+export const probeBytes = () => Buffer.from(`ltocache probe ${uniqueTag()} ${Date.now()} ${Math.random()}`);
 
 /** Whether a name may be used as an entry's file name and a remote key (lld's are 40 hex digits; a file name has at most 255 bytes). */
 export const isEntryName = (name: string) => /^llvmcache-[0-9A-Fa-f]{1,128}$/.test(name);
