@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
+import { shown } from '../shared/bytes.js';
 import { LOCK_NAME, readOwnFile, uniqueTag } from '../shared/root.js';
 
 const OWNER_FILE = 'owner.json';
@@ -175,7 +176,7 @@ export async function withLock<T>(
 		}
 		const who = describe(owner);
 		if (Date.now() - waitStart >= SAY_AFTER_MS && who !== said) {
-			say(`waiting for ${who} to release the lock on ${root}`);
+			say(`waiting for ${shown(who)} to release the lock on ${shown(root)}`);
 			said = who;
 		}
 		await sleep(delay);

@@ -4,6 +4,7 @@
 // clear proper-lockfile: stats needs neither, but for --zero).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { shown } from '../shared/bytes.js';
 import { type Command, helpText, parseOptions, splitAtCommand, UsageError } from './command.js';
 import { checkSettings } from './settings.js';
 
@@ -98,7 +99,7 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
 		process.exitCode = await run(argv, env);
 	} catch (error) {
 		const usage = error instanceof UsageError;
-		process.stderr.write(`ltocache: ${usage ? error.message : inOurWords(error)}\n`);
+		process.stderr.write(`ltocache: ${shown(usage ? error.message : inOurWords(error))}\n`);
 		process.exitCode = usage ? 2 : 1;
 	}
 }

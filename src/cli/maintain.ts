@@ -7,7 +7,7 @@
 // and only with rmdir, which refuses a directory a link has just written to.
 import fs from 'node:fs';
 import prettyBytes from 'pretty-bytes';
-import { toBytes } from '../shared/bytes.js';
+import { shown, toBytes } from '../shared/bytes.js';
 import { compactCounters, zeroCounters } from '../shared/counters.js';
 import { baseKeyName, IN_FLIGHT_MS, keyName, lastClaim, NO_KERNEL, removeDir, removeKeyDir, removeStaleSeeds } from '../shared/keydir.js';
 import { pruneMemo } from '../shared/memo.js';
@@ -305,10 +305,10 @@ export function renderReport(report: Report, json: boolean, binary = true): stri
 		r.tempFiles && plural(r.tempFiles, 'stale temporary file'),
 		r.directories && plural(r.directories, 'idle directory', 'idle directories'),
 	].filter(Boolean);
-	const set = report.scope ? ` of ${report.scope}` : '';
+	const set = report.scope ? ` of ${shown(report.scope)}` : '';
 	return (
 		`${verb} ${plural(r.entries, 'entry', 'entries')} (${prettyBytes(r.bytes, { binary })})${extra.length ? `, ${extra.join(', ')}` : ''}\n` +
-		`${report.dryRun ? 'would keep' : 'kept'} ${plural(report.remaining.entries, 'entry', 'entries')} (${prettyBytes(report.remaining.bytes, { binary })})${set} in ${report.root}\n`
+		`${report.dryRun ? 'would keep' : 'kept'} ${plural(report.remaining.entries, 'entry', 'entries')} (${prettyBytes(report.remaining.bytes, { binary })})${set} in ${shown(report.root)}\n`
 	);
 }
 

@@ -5,6 +5,7 @@
 // directories are descended into, so nothing outside the root is ever seen.
 import fs from 'node:fs';
 import path from 'node:path';
+import { shown } from '../shared/bytes.js';
 import { classify, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import { isInstalled, LOCK_NAME, readOwnFile, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
@@ -118,8 +119,8 @@ export function skippedText(skipped: Skip[]): string {
 		.slice(0, 10)
 		.map(([dir, { error, n, entries }]) =>
 			entries
-				? `ltocache: skipped ${plural(n, 'file')} in ${dir} (${error}): cannot remove them`
-				: `ltocache: skipped ${dir} (${error}): cannot read it`,
+				? `ltocache: skipped ${plural(n, 'file')} in ${shown(dir)} (${error}): cannot remove them`
+				: `ltocache: skipped ${shown(dir)} (${error}): cannot read it`,
 		);
 	if (byDir.size > 10) lines.push(`ltocache: ... and ${plural(byDir.size - 10, 'directory', 'directories')} more (--json lists each)`);
 	lines.push(

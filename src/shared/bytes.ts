@@ -14,6 +14,16 @@ export const bytesToText = (bytes: Bytes): string => bytesToBuffer(bytes).toStri
 export const isUtf8 = (bytes: Bytes): boolean => toBytes(bytesToText(bytes)) === bytes;
 
 /**
+ * Text for a terminal that ltocache did not write itself (names and metadata
+ * read from a cache root, another member's lock owner or marker), with every
+ * C0 and C1 control character and DEL as an escape (\x1b): a member of a
+ * shared root could otherwise plant sequences that the terminal of whoever
+ * runs stats or doctor, or links, acts on. JSON needs none: it escapes them.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
+export const shown = (text: string) => text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+/**
  * A name as a process in cwd opens it: joined, not normalized, so the file
  * system resolves `link/..` where the symlink points, as lld and its
  * assembler do (path.resolve would drop both on paper).

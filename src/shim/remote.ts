@@ -31,7 +31,7 @@
 // unless a remote is configured.
 import { closeSync, constants, fstatSync, lstatSync, readdirSync, renameSync, rmSync, statfsSync, utimesSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
-import { toBytes } from '../shared/bytes.js';
+import { shown, toBytes } from '../shared/bytes.js';
 import type { RemoteSettings } from '../shared/config.js';
 import { lastLinkBytes, noRemoteCounts, type RemoteCounts } from '../shared/counters.js';
 import { baseKeyName, classify, KNOWN_FILE, keyName, REMOTE_FILE, readMeta } from '../shared/keydir.js';
@@ -112,7 +112,7 @@ function skipping(marker: string): string | undefined {
 	if (!own) return undefined;
 	const ago = Date.now() - own.mtimeMs;
 	if (ago < 0 || ago >= SKIP_MS) return undefined;
-	const why = own.data.toString('utf8').split('\n')[0];
+	const why = shown(own.data.toString('utf8').split('\n')[0]);
 	return `skipped for ${Math.ceil((SKIP_MS - ago) / 1000)}s more (${why} ${Math.round(ago / 1000)}s ago)`;
 }
 

@@ -306,6 +306,57 @@ describe('ltocache clear', () => {
 });
 
 describe('safety', () => {
+	it('shows what another member planted in a root with its control characters escaped: no escape reaches the terminal', async () => {
+		const root = scratch('root');
+		const ESC = '\x1b';
+		// A title and a clear screen in the metadata, a colour in a release's name, a clear in a file's and a report's.
+		const extmod = `/src/${ESC}]0;owned\x07${ESC}[2Jone\x9b`;
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		fs.writeFileSync(path.join(key, 'ltocache.json'), `${JSON.stringify({ version: 1, release: '6.1.0-1', extmod, original: '/o' })}\n`);
+		makeEntry(key);
+		makeEntry(makeKey(root, `6.1.0-${ESC}[31mred`, '/src/two'));
+		fs.writeFileSync(path.join(key, `notes${ESC}[2J`), 'planted');
+		fs.writeFileSync(path.join(root, `ltocache.mismatch.${ESC}[2J.txt`), 'planted');
+		// biome-ignore lint/suspicious/noControlCharactersInRegex: raw control characters (a newline ends each line) are what must not be there
+		const raw = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/;
+		const escaped = (text: string) => text.replaceAll(ESC, '\\x1b').replaceAll('\x07', '\\x07').replaceAll('\x9b', '\\x9b');
+
+		const stats = await ltocache(root, ['stats']);
+		expect(stats).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(stats.stdout).not.toMatch(raw);
+		expect(stats.stdout).toContain(`  ${escaped(extmod)}  `);
+		expect(stats.stdout).toContain(escaped(`6.1.0-${ESC}[31mred`));
+		// --json keeps the value as it is (JSON escapes it).
+		const json = await ltocache(root, ['stats', '--json']);
+		expect(json.stdout).not.toContain(ESC);
+		const kernel = (JSON.parse(json.stdout) as StatsJson).kernels.find((k) => k.release === '6.1.0-1');
+		expect(kernel?.keys[0].extmod).toBe(extmod);
+
+		const doctor = await ltocache(root, ['doctor'], { LTOCACHE_MODULES: scratch('modules') });
+		expect(doctor.stdout).not.toMatch(raw);
+		expect(doctor.stdout).toContain(escaped(path.join(key, `notes${ESC}[2J`)));
+		expect(doctor.stdout).toContain(escaped(path.join(root, `ltocache.mismatch.${ESC}[2J.txt`)));
+
+		// A prune waits for the lock's holder, named by the owner file another member may have written.
+		const lock = path.join(root, LOCK_NAME);
+		fs.mkdirSync(lock);
+		const owner = { pid: process.pid, host: `else${ESC}[2Jwhere`, command: `ltocache ${ESC}]0;x\x07clear`, start: '', since: Date.now() };
+		fs.writeFileSync(path.join(lock, 'owner.json'), JSON.stringify(owner));
+		const prune = ltocache(root, ['prune', '--max-age', '1d']);
+		const seen = await new Promise<string>((resolve) => {
+			let text = '';
+			prune.stderr?.on('data', (chunk: Buffer) => {
+				text += chunk.toString();
+				if (text.includes('\n')) resolve(text);
+			});
+		});
+		prune.kill();
+		await prune;
+		expect(seen).toBe(
+			`ltocache: waiting for pid ${process.pid} on ${escaped(owner.host)} (${escaped(owner.command)}) to release the lock on ${root}\n`,
+		);
+	});
+
 	it('never deletes foreign files, never follows symlinks, never leaves the root', async () => {
 		const root = scratch('root');
 		const outside = scratch('outside');

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/cli/command.js';
 import { parseDuration, parsePolicy, parseSize } from '../../src/cli/limits.js';
+import { shown } from '../../src/shared/bytes.js';
 import { CACHE_FLAG, scanArgs, tokenizeGnu } from '../../src/shim/argv.js';
 
 const RUNS = 500;
@@ -200,5 +201,29 @@ describe('limits', () => {
 			}),
 			{ numRuns: RUNS },
 		);
+	});
+});
+
+describe('shown', () => {
+	it('leaves no C0 or C1 control character or DEL, keeps all else, and each escape names the character it replaced', () => {
+		const isControl = (c: string) => c.charCodeAt(0) <= 0x1f || (c.charCodeAt(0) >= 0x7f && c.charCodeAt(0) <= 0x9f);
+		fc.assert(
+			fc.property(
+				fc.string({
+					unit: fc.oneof(
+						fc.integer({ min: 0, max: 0xa0 }).map((n) => String.fromCharCode(n)),
+						fc.constantFrom('é', '\u202e', '日'),
+					),
+				}),
+				(text) => {
+					const out = shown(text);
+					expect([...out].some(isControl)).toBe(false);
+					const back = out.replace(/\\x([0-9a-f]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+					if (!text.includes('\\x')) expect(back).toBe(text);
+				},
+			),
+			{ numRuns: RUNS },
+		);
+		expect(shown('a\x1b]0;t\x07\x1b[2J\x7f\x9b\n b/é')).toBe('a\\x1b]0;t\\x07\\x1b[2J\\x7f\\x9b\\x0a b/é');
 	});
 });

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { toBytes } from '../../shared/bytes.js';
+import { shown, toBytes } from '../../shared/bytes.js';
 import { readSettings, redacted, remoteSettings, withCacheDir } from '../../shared/config.js';
 import { classify, isSeedTemp } from '../../shared/keydir.js';
 import { isShimFile, which } from '../../shared/pathsearch.js';
@@ -37,7 +37,7 @@ anything fails.`,
 		if (values.json) {
 			process.stdout.write(`${JSON.stringify({ findings }, null, 2)}\n`);
 		} else {
-			for (const f of findings) process.stdout.write(`${f.level.padEnd(4)}  ${f.check}: ${f.message}\n`);
+			for (const f of findings) process.stdout.write(`${f.level.padEnd(4)}  ${shown(f.check)}: ${shown(f.message)}\n`);
 		}
 		// A configuration that is not right is bad input, exit status 2, as in every command.
 		if (findings.some((f) => f.check === 'configuration' && f.level === 'fail')) return 2;

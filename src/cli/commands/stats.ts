@@ -1,5 +1,6 @@
 // `ltocache stats`: what is cached, per kernel release and per module.
 import prettyBytes from 'pretty-bytes';
+import { shown } from '../../shared/bytes.js';
 import { addCounters, type Counters, readCounters, zeroCounters } from '../../shared/counters.js';
 import { isIncbinVariant, isOptionsVariant, NO_KERNEL } from '../../shared/keydir.js';
 import { defineCommand } from '../command.js';
@@ -38,7 +39,7 @@ nothing else.`,
 			process.stdout.write(
 				values.json
 					? `${JSON.stringify({ root: root ?? null, zeroed })}\n`
-					: `zeroed the counters of ${plural(zeroed, 'module directory', 'module directories')}${root ? ` in ${root}` : ''}\n`,
+					: `zeroed the counters of ${plural(zeroed, 'module directory', 'module directories')}${root ? ` in ${shown(root)}` : ''}\n`,
 			);
 			return 0;
 		}
@@ -264,17 +265,17 @@ function renderStats(stats: StatsJson, binary: boolean): string {
 	const counts = (c: { links: number; hits: number; misses: number }) => [String(c.links), String(c.hits), String(c.misses), rate(c)];
 	for (const kernel of stats.kernels) {
 		const installed = kernel.release === NO_KERNEL ? '-' : kernel.installed ? 'yes' : 'no';
-		rows.push([kernel.release, installed, ...counts(kernel), String(kernel.entries), size(kernel.bytes), when(kernel.lastUse)]);
+		rows.push([shown(kernel.release), installed, ...counts(kernel), String(kernel.entries), size(kernel.bytes), when(kernel.lastUse)]);
 		for (const key of kernel.keys) {
 			// Two rows of one module differ by what their directory's name holds beside it: options, .incbin files.
 			const variants = [isOptionsVariant(key.key) && 'options', isIncbinVariant(key.key) && '.incbin'].filter(Boolean);
-			const name = `  ${key.extmod ?? key.original ?? key.key}${variants.length ? ` (${variants.join(', ')} variant)` : ''}`;
+			const name = `  ${shown(key.extmod ?? key.original ?? key.key)}${variants.length ? ` (${variants.join(', ')} variant)` : ''}`;
 			rows.push([name, '', ...counts(key), String(key.entries), size(key.bytes), when(key.lastUse)]);
 		}
 	}
 	const total = { links: stats.totalLinks, hits: stats.totalHits, misses: stats.totalMisses };
 	rows.push(['total', '', ...counts(total), String(stats.totalEntries), size(stats.totalBytes), '']);
-	const lines = [`cache root: ${stats.root}`, table(rows, 2)];
+	const lines = [`cache root: ${shown(stats.root)}`, table(rows, 2)];
 	if (stats.tempFiles > 0) lines.push(`in-flight temporary files: ${stats.tempFiles}`);
 	const r = stats.remote;
 	if (r.remoteDownloads || r.remoteUploads) {
