@@ -5,7 +5,9 @@
 // the kernel whether that process still runs: a live holder keeps the lock
 // however long the work takes and however loaded the machine is, and a dead
 // one's is taken over at once. A holder on another machine cannot be asked:
-// its lock goes stale as proper-lockfile's does.
+// its lock goes stale as proper-lockfile's does. Nor can one in another PID
+// namespace (a container sharing the root, often with the host's name): its
+// pid means another process here, or none.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +25,20 @@ const STALE_UNOWNED_MS = 10_000;
 /** A waiter says whom it waits for once it has waited this long. */
 const SAY_AFTER_MS = 1000;
 
-type Owner = { pid: number; host: string; command: string; start: string; since: number };
+/** ns: the PID namespace its pid is of (absent in an older ltocache's owner: taken for this one). */
+type Owner = { pid: number; host: string; ns?: string; command: string; start: string; since: number };
+
+/** The PID namespace this process's pids are of ('pid:[4026531836]'), or '' where /proc does not say. */
+function pidNamespace(): string {
+	try {
+		return fs.readlinkSync('/proc/self/ns/pid');
+	} catch {
+		return '';
+	}
+}
+
+/** Whether the holder's pid can be asked about here: this machine, and this PID namespace as far as either knows. */
+const askable = (owner: Owner) => owner.host === os.hostname() && (!owner.ns || !pidNamespace() || owner.ns === pidNamespace());
 
 /** When a process started, in clock ticks since boot (/proc/PID/stat's 22nd field): a pid reused by another process has another. */
 function startOf(pid: number): string {
@@ -48,7 +63,7 @@ const same = (a: Owner | undefined, b: Owner | undefined) => a?.pid === b?.pid &
 
 /** Whether the process that took the lock still runs: asked of the kernel on this machine, told by the lock's refreshes elsewhere. */
 function holderAlive(stat: fs.Stats, owner: Owner | undefined): boolean {
-	if (owner && owner.host === os.hostname()) {
+	if (owner && askable(owner)) {
 		try {
 			process.kill(owner.pid, 0);
 		} catch (error) {
@@ -60,8 +75,11 @@ function holderAlive(stat: fs.Stats, owner: Owner | undefined): boolean {
 	return Date.now() - stat.mtimeMs < (owner ? STALE_MS : STALE_UNOWNED_MS);
 }
 
-const describe = (owner: Owner | undefined) =>
-	owner ? `pid ${owner.pid}${owner.host === os.hostname() ? '' : ` on ${owner.host}`} (${owner.command})` : 'another process';
+function describe(owner: Owner | undefined): string {
+	if (!owner) return 'another process';
+	const where = owner.host !== os.hostname() ? ` on ${owner.host}` : askable(owner) ? '' : ' in another PID namespace';
+	return `pid ${owner.pid}${where} (${owner.command})`;
+}
 
 /**
  * Take over a dead holder's lock: renamed aside (of two waiters, one wins the
@@ -102,6 +120,7 @@ export async function withLock<T>(
 	const me: Owner = {
 		pid: process.pid,
 		host: os.hostname(),
+		ns: pidNamespace(),
 		command: ['ltocache', ...process.argv.slice(2)].join(' '),
 		start: startOf(process.pid),
 		since: Date.now(),

@@ -9,7 +9,7 @@ import type { StatsJson } from '../../src/cli/commands/stats.js';
 import type { Report } from '../../src/cli/maintain.js';
 import { LOCK_NAME, SUMMARY_NAME, TAG_NAME, writeTag } from '../../src/shared/root.js';
 import { ltocache, makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
-import { asNobody, CLI, describeIf, isRoot, NOBODY, repo, scratchRoot } from '../helpers/tools.js';
+import { asNobody, CLI, describeIf, isRoot, NOBODY, onPath, repo, scratchRoot } from '../helpers/tools.js';
 
 const scratch = scratchRoot();
 
@@ -859,5 +859,45 @@ describeIf(isRoot, 'root, to make directories nobody cannot read')('what it cann
 		expect(contents?.level).toBe('fail');
 		expect(contents?.message).toContain(`${path.dirname(sudoKey)} (EACCES)`);
 		expect(contents?.message).toContain(`${rootsKey} (EACCES)`);
+	});
+});
+
+describeIf(isRoot && Boolean(onPath('unshare')), 'root and unshare (PID namespaces)')('a lock held from another PID namespace', () => {
+	it('is waited for while its holder refreshes it, though its pid here is another process, and taken once released', async () => {
+		const root = scratch('root');
+		const files = [1, 2].map(() => makeEntry(makeKey(root, '6.1.0-1', '/src/one'), { ageDays: 100 }));
+		const lockJs = path.join(repo, 'dist/cli/lock.js');
+		const script = `const { withLock } = await import(${JSON.stringify(lockJs)});
+await withLock(${JSON.stringify(root)}, async () => { console.log('held'); await new Promise((r) => setTimeout(r, 600_000)); });`;
+		// As a container sharing the root and the host's name: the holder is PID 1 of a namespace of its own.
+		const holder = execa('unshare', ['-pf', '--mount-proc', process.execPath, '--input-type=module', '-e', script], { reject: false });
+		let node: number | undefined;
+		try {
+			await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+			// Ended below as a container's process would be: its node, not unshare, which would leave it running.
+			node = Number(fs.readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, 'utf8').trim());
+			const owner = JSON.parse(fs.readFileSync(path.join(root, LOCK_NAME, 'owner.json'), 'utf8')) as { pid: number; host: string };
+			// Pid 1 here is this machine's init, alive and started at another time: asked here, the holder would look dead.
+			expect(owner).toMatchObject({ pid: 1, host: os.hostname() });
+			const prune = ltocache(root, ['prune', '--max-age', '1d', '--json']);
+			const seen = await new Promise<string>((resolve) => {
+				let text = '';
+				prune.stderr?.on('data', (chunk: Buffer) => {
+					text += chunk.toString();
+					if (text.includes('\n')) resolve(text);
+				});
+				void prune.then(() => resolve(text)); // took the lock: it did not wait
+			});
+			expect(seen).toBe(`ltocache: waiting for pid 1 in another PID namespace (ltocache) to release the lock on ${root}\n`);
+			expect(files.every((f) => fs.existsSync(f))).toBe(true);
+			process.kill(node, 'SIGTERM');
+			const result = await prune;
+			expect(result.exitCode).toBe(0);
+			expect((JSON.parse(result.stdout) as Report).removed.entries).toBe(2);
+			expect(fs.existsSync(path.join(root, LOCK_NAME))).toBe(false);
+		} finally {
+			if (node) process.kill(node, 'SIGKILL');
+			holder.kill('SIGKILL');
+		}
 	});
 });
