@@ -185,9 +185,11 @@ function restoreEnvironment(env: NodeJS.ProcessEnv): number | undefined {
 		env[name.slice(KEPT_PREFIX.length)] = env[name];
 		delete env[name];
 	}
+	// Only this Node's parent: bin/ld.lld runs it as its child. A value the build set names another process, and
+	// the shell may be pid 1 (a container whose entrypoint the shim is).
 	const shell = Number(env.LTOCACHE_SHELL_PID);
 	delete env.LTOCACHE_SHELL_PID;
-	return shell > 1 ? shell : undefined;
+	return shell > 0 && shell === process.ppid ? shell : undefined;
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];

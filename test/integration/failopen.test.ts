@@ -269,6 +269,16 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 			expect(fs.existsSync(heard) ? fs.readFileSync(heard, 'utf8') : '').toBe('');
 		});
 
+		describeIf(isRoot && Boolean(onPath('unshare')), 'root and unshare (PID namespaces)')('as pid 1', () => {
+			it('has Node take the link, said nothing, when the shim is pid 1 (a container whose entrypoint it is)', async () => {
+				const node = nodeOnlyDir(scratch('node'));
+				const result = await linkWith(SHIM, node, {}, objects, ['unshare', '-pf', '--mount-proc']);
+				expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+				expect(result.output.equals(reference)).toBe(true);
+				expect(said(result.stderr)).toEqual([]);
+			});
+		});
+
 		it('links once, as without ltocache, in add mode too', async () => {
 			const dir = fakeNode('exit 3');
 			const result = await linkWith(SHIM, dir, { LTOCACHE_MODE: 'add' });
