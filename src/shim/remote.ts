@@ -237,11 +237,19 @@ const writeRecord = (dir: string, tag: string, record: Map<string, Sum>) =>
  * used other entries. The remote's manifest for given inputs changes only
  * when a link with them uses other entries, which this link's after phase
  * tells as it would have; an entry pruned here means asking the remote again.
+ * But a remote loses manifests (an evicting Redis, a nightly cleanup by
+ * atime, a restart), and only a link that asks sees one gone and writes it
+ * again: so what is known is taken for the remote's word for KNOWN_MS after
+ * the remote last said it (the file's mtime), then asked again.
  */
 const knownHead = (tag: string, inputs: string) => `ltocache-manifest 1 ${tag} ${inputs}`;
+const KNOWN_MS = 3600_000;
 
 function readKnown(dir: string, tag: string, inputs: string): Map<string, Sum> | undefined {
-	const text = readOwnFile(join(dir, KNOWN_FILE), MAX_INDEX_BYTES)?.data.toString('latin1') ?? '';
+	const own = readOwnFile(join(dir, KNOWN_FILE), MAX_INDEX_BYTES);
+	const age = Date.now() - (own?.mtimeMs ?? 0);
+	if (!own || age < 0 || age >= KNOWN_MS) return undefined;
+	const text = own.data.toString('latin1');
 	const eol = text.indexOf('\n');
 	return eol >= 0 && text.slice(0, eol) === knownHead(tag, inputs) ? parseIndex(text.slice(eol + 1)) : undefined;
 }

@@ -821,6 +821,39 @@ describeIf(
 			expect(asks.stderr).toMatch(/^ltocache: remote \S+: .*refused.*; linking with the local cache$/);
 		});
 
+		it('a manifest the remote lost (evicted) is written again by the machine that knows it, once what it knows is an hour old; a read-only machine then downloads', async () => {
+			const own = await startRedis(scratch('redis-lost'));
+			servers.push(own);
+			const cli = (args: string[]) => execa('redis-cli', ['-p', String(own.port), ...args]);
+			const extmod = { KBUILD_EXTMOD: '/src/known-lost' };
+			const a = scratch('machine');
+			expect(await link(a, own.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const manifests = async () => (await cli(['--scan', '--pattern', '*/manifest-*'])).stdout.split('\n').filter(Boolean);
+			const [manifest] = await manifests();
+			expect(manifest).toBeDefined();
+			// What an allkeys-lru Redis takes first: the manifest and the head, which warm machines no longer read.
+			await cli(['DEL', manifest, manifest.replace(/manifest-[0-9a-f]+$/, 'head')]);
+			// Within the hour the machine that knows the manifest takes it for the remote's word.
+			const warm = await link(a, own.url, extmod);
+			expect(warm).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(warm.output).toEqual(reference);
+			expect(await manifests()).toEqual([]);
+			const release = path.join(a, '6.1.0-team');
+			const known = path.join(release, fs.readdirSync(release)[0], 'ltocache.manifest');
+			const hourAgo = new Date(Date.now() - 61 * 60_000);
+			fs.utimesSync(known, hourAgo, hourAgo);
+			const later = await link(a, own.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+			expect(later.exitCode).toBe(0);
+			expect(later.output).toEqual(reference);
+			expect(later.stderr).toMatch(/: no manifest, 0 downloaded \(0 bytes\), 0 uploaded \(0 bytes\), manifest written$/m);
+			expect(await manifests()).toEqual([manifest]);
+			const b = scratch('machine');
+			const reader = await link(b, own.url, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: 'true' });
+			expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(reader.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 2, hits: 2, misses: 0 });
+		});
+
 		it.each([
 			['a FIFO', (file: string) => execaSync('mkfifo', [file])],
 			['a symlink to /dev/zero', (file: string) => fs.symlinkSync('/dev/zero', file)],
