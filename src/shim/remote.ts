@@ -443,6 +443,14 @@ export function remoteFor(
 				if (counts.downloads > 0) remember();
 				return undefined;
 			}
+			// Nothing was asked before the link (a manifest known here), so the down-marker was not looked at either:
+			// a stalled server would cost every such link its budget, not one link a minute.
+			const skip = known ? skipping(marker) : undefined;
+			if (skip) {
+				failed = true;
+				counts.skipped++;
+				return `remote ${shownUrl(new URL(settings.url))}: ${skip}; the entries this link wrote are not shared`;
+			}
 			try {
 				await phase(async (store, ns) => {
 					// In batches of at most BATCH_BYTES held in memory at once (over HTTP, a pack each).

@@ -107,11 +107,11 @@ export async function startRedis(dir: string, extra: string[] = [], port?: numbe
 	return { url: `redis://127.0.0.1:${port}/0`, port, pid: child.pid, stop: stopper(child) };
 }
 
-/** Accepts connections and never answers: a stalled remote; connections() counts those it took. */
-export async function startSilent(): Promise<Server & { connections: () => number }> {
+/** Accepts connections and never answers: a stalled remote, on port or a free one; connections() counts those it took. */
+export async function startSilent(on = 0): Promise<Server & { connections: () => number }> {
 	const sockets: net.Socket[] = [];
 	const server = net.createServer((socket) => sockets.push(socket));
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	await new Promise<void>((resolve) => server.listen(on, '127.0.0.1', resolve));
 	const { port } = server.address() as net.AddressInfo;
 	return {
 		url: `http://127.0.0.1:${port}/cache/`,

@@ -854,6 +854,47 @@ describeIf(
 			expect(counters(b)).toMatchObject({ downloads: 2, hits: 2, misses: 0 });
 		});
 
+		it('a link that asked nothing before it and must upload after it skips a remote the links of the last minute found down', async () => {
+			const own = await startRedis(scratch('redis-known-down'));
+			servers.push(own);
+			const extmod = { KBUILD_EXTMOD: '/src/known-down' };
+			const a = scratch('machine');
+			// Another commit's link first: its entries are in the directory, and placed in the record.
+			expect(await link(a, own.url, extmod, [], [objects[0]])).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(await link(a, own.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const release = path.join(a, '6.1.0-team');
+			const dir = path.join(release, fs.readdirSync(release)[0]);
+			const known = path.join(dir, 'ltocache.manifest');
+			const listed = parseIndex(fs.readFileSync(known, 'latin1'));
+			const record = parseIndex(fs.readFileSync(path.join(dir, 'ltocache.remote'), 'latin1'));
+			const others = [...record.keys()].filter((name) => !listed.has(name));
+			expect(others.length).toBeGreaterThan(0);
+			// What another machine's manifest for these inputs may list (one on a noatime mount lists its whole directory):
+			// more than this link uses, all here, so the link asks nothing before it, and after it has a manifest to write.
+			const { mtime } = fs.statSync(known);
+			fs.appendFileSync(known, others.map((name) => `${name} ${record.get(name)?.sum} ${record.get(name)?.size}\n`).join(''));
+			fs.utimesSync(known, mtime, mtime);
+			// The server stalls: the first link pays its budget; the next ones, of the same minute, must not.
+			await own.stop();
+			const silent = await startSilent(own.port);
+			servers.push(silent);
+			const first = await link(a, own.url, extmod);
+			expect(first.exitCode).toBe(0);
+			expect(first.output).toEqual(reference);
+			expect(first.stderr).toMatch(/^ltocache: remote \S+: no answer within 1s; the entries this link wrote are not shared$/);
+			const connected = silent.connections();
+			for (let i = 0; i < 2; i++) {
+				const next = await link(a, own.url, extmod);
+				expect(next.exitCode).toBe(0);
+				expect(next.output).toEqual(reference);
+				expect(next.stderr).toMatch(
+					/^ltocache: remote \S+: skipped for \d+s more \(no answer within 1s \d+s ago\); the entries this link wrote are not shared$/,
+				);
+			}
+			expect(silent.connections()).toBe(connected);
+			expect(readCounters(dir)).toMatchObject({ timeouts: 1, skipped: 2 });
+		});
+
 		it.each([
 			['a FIFO', (file: string) => execaSync('mkfifo', [file])],
 			['a symlink to /dev/zero', (file: string) => fs.symlinkSync('/dev/zero', file)],
