@@ -414,10 +414,12 @@ export function remoteFor(
 			const { used } = usedEntries(dir, run, fetched);
 			if (failed || manifest === undefined) return undefined;
 			const listedNow = manifest?.entries ?? new Map<string, Sum>();
-			// Read only for an entry the manifest does not place: a warm link's manifest places them all.
+			// Read only for an entry the manifest does not place: a warm link's manifest places them all. A remote with
+			// neither this link's manifest nor a head (every manifest written is the head too) lost what the record
+			// places there (a restart, an eviction): nothing is taken as placed, and what the link used goes up again.
 			let record: Map<string, Sum> | undefined;
 			const recorded = () => {
-				record ??= readRecord(dir, tag());
+				record ??= manifest === null ? new Map() : readRecord(dir, tag());
 				return record;
 			};
 			const next = new Map<string, Sum>();

@@ -831,8 +831,9 @@ describeIf(
 			const manifests = async () => (await cli(['--scan', '--pattern', '*/manifest-*'])).stdout.split('\n').filter(Boolean);
 			const [manifest] = await manifests();
 			expect(manifest).toBeDefined();
-			// What an allkeys-lru Redis takes first: the manifest and the head, which warm machines no longer read.
-			await cli(['DEL', manifest, manifest.replace(/manifest-[0-9a-f]+$/, 'head')]);
+			// What an allkeys-lru Redis takes first: the manifest, which warm machines no longer read (the head, which
+			// other inputs' links read, stays).
+			await cli(['DEL', manifest]);
 			// Within the hour the machine that knows the manifest takes it for the remote's word.
 			const warm = await link(a, own.url, extmod);
 			expect(warm).toMatchObject({ exitCode: 0, stderr: '' });
@@ -845,8 +846,34 @@ describeIf(
 			const later = await link(a, own.url, { ...extmod, LTOCACHE_VERBOSE: '1' });
 			expect(later.exitCode).toBe(0);
 			expect(later.output).toEqual(reference);
-			expect(later.stderr).toMatch(/: no manifest, 0 downloaded \(0 bytes\), 0 uploaded \(0 bytes\), manifest written$/m);
+			expect(later.stderr).toMatch(
+				/: 2 entries listed \(the latest manifest\), 0 downloaded \(0 bytes\), 0 uploaded \(0 bytes\), manifest written$/m,
+			);
 			expect(await manifests()).toEqual([manifest]);
+			const b = scratch('machine');
+			const reader = await link(b, own.url, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: 'true' });
+			expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(reader.output).toEqual(reference);
+			expect(counters(b)).toMatchObject({ downloads: 2, hits: 2, misses: 0 });
+		});
+
+		it('a remote that lost everything (a Redis restarted without persistence) gets the entries back from the next machine that asks, though its record placed them; a read-only machine then downloads', async () => {
+			const own = await startRedis(scratch('redis-reset'));
+			servers.push(own);
+			const extmod = { KBUILD_EXTMOD: '/src/reset' };
+			const a = scratch('machine');
+			expect(await link(a, own.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(counters(a)).toMatchObject({ uploads: 2 });
+			await execa('redis-cli', ['-p', String(own.port), 'FLUSHALL']);
+			// An hour on, A's link asks again: no manifest, no head.
+			const release = path.join(a, '6.1.0-team');
+			const known = path.join(release, fs.readdirSync(release)[0], 'ltocache.manifest');
+			const hourAgo = new Date(Date.now() - 61 * 60_000);
+			fs.utimesSync(known, hourAgo, hourAgo);
+			const again = await link(a, own.url, extmod);
+			expect(again).toMatchObject({ exitCode: 0, stderr: '' });
+			expect(again.output).toEqual(reference);
+			expect(counters(a)).toMatchObject({ uploads: 4 });
 			const b = scratch('machine');
 			const reader = await link(b, own.url, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: 'true' });
 			expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
