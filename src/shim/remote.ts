@@ -401,7 +401,10 @@ export function remoteFor(
 				return undefined;
 			} catch (error) {
 				const progress = counts.downloads ? `${counts.downloads} of ${wantedCount} entries came down` : '';
-				return say('linking with the local cache', error, manifest !== undefined, progress);
+				// A server that gave the manifest and then not one entry of those wanted is as stalled as a silent one:
+				// not skipped, it would cost every link its budget.
+				const answered = manifest !== undefined && (counts.downloads > 0 || wantedCount === 0);
+				return say('linking with the local cache', error, answered, progress);
 			}
 		},
 		settle(run) {

@@ -666,6 +666,29 @@ describeIf(
 			expect(markers(b)).toEqual([]);
 		});
 
+		it('over http, a server that gives the manifest and then not one entry within the budget is skipped by the links of the following minute', async () => {
+			const modules = ['/src/stall-entries-1', '/src/stall-entries-2'];
+			for (const module of modules) {
+				expect(await link(scratch('machine-a'), nginx.url, { KBUILD_EXTMOD: module })).toMatchObject({ exitCode: 0, stderr: '' });
+			}
+			// Manifests come through; a pack's response never sends a byte of its body.
+			const staller = await startStaller(nginx.port, 0);
+			servers.push(staller);
+			const b = scratch('machine-b');
+			const env = { LTOCACHE_REMOTE_TIMEOUT: '1s' };
+			const first = await link(b, staller.url, { ...env, KBUILD_EXTMOD: modules[0] });
+			expect(first.exitCode).toBe(0);
+			expect(first.output).toEqual(reference);
+			expect(first.stderr).toMatch(/^ltocache: remote \S+: no answer within 1s; linking with the local cache$/);
+			expect(markers(b)).toHaveLength(1);
+			const second = await link(b, staller.url, { ...env, KBUILD_EXTMOD: modules[1] });
+			expect(second.exitCode).toBe(0);
+			expect(second.output).toEqual(reference);
+			expect(second.stderr).toMatch(
+				/^ltocache: remote \S+: skipped for \d+s more \(no answer within 1s \d+s ago\); linking with the local cache$/,
+			);
+		});
+
 		it('an answer that is not unreachability (a full server) is not skipped', async () => {
 			const root = scratch('machine');
 			const full = nginx.url.replace('/cache/', '/full/');
