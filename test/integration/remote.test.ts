@@ -410,23 +410,27 @@ describeIf(
 			expect(await uploaded()).toEqual([true, true]);
 		});
 
-		it('a download that cannot be written (EFBIG: a file size limit) leaves no temporary file behind, and the link goes on', async () => {
-			const extmod = { KBUILD_EXTMOD: '/src/file-size-limit' };
-			// The limit binds the shim only: the "linker" lifts it, then runs the real one.
-			const wrapper = path.join(scratch('wrapper'), 'ld.lld');
-			fs.writeFileSync(wrapper, `#!/bin/sh\nulimit -S -f unlimited\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
-			const a = scratch('machine-a');
-			expect(await link(a, redis.url, { ...extmod, LTOCACHE_LD: wrapper })).toMatchObject({ exitCode: 0, stderr: '' });
-			expect(Math.min(...entriesBelow(a).map((e) => fs.statSync(path.join(a, e)).size))).toBeGreaterThan(512);
-			const b = scratch('machine-b');
-			const result = await link(b, redis.url, { ...extmod, LTOCACHE_LD: wrapper }, ['prlimit', '--fsize=512:unlimited', '--']);
-			expect(result.exitCode).toBe(0);
-			expect(result.output).toEqual(reference);
-			expect(result.stderr).toMatch(/^ltocache: remote \S+: EFBIG: file too large.*; linking with the local cache$/);
-			expect(counters(b)).toMatchObject({ downloads: 0, misses: 2 });
-			const left = (fs.readdirSync(b, { recursive: true }) as string[]).filter((f) => /tmp|Thin-/.test(path.basename(f)));
-			expect(left).toEqual([]);
-		});
+		it.each(['redis', 'http'])(
+			'over %s, a download that cannot be written (EFBIG: a file size limit) leaves no temporary file behind, and the link goes on',
+			async (kind) => {
+				const url = kind === 'http' ? nginx.url : redis.url;
+				const extmod = { KBUILD_EXTMOD: `/src/file-size-limit-${kind}` };
+				// The limit binds the shim only: the "linker" lifts it, then runs the real one.
+				const wrapper = path.join(scratch('wrapper'), 'ld.lld');
+				fs.writeFileSync(wrapper, `#!/bin/sh\nulimit -S -f unlimited\nexec '${LLD}' "$@"\n`, { mode: 0o755 });
+				const a = scratch('machine-a');
+				expect(await link(a, url, { ...extmod, LTOCACHE_LD: wrapper })).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(Math.min(...entriesBelow(a).map((e) => fs.statSync(path.join(a, e)).size))).toBeGreaterThan(512);
+				const b = scratch('machine-b');
+				const result = await link(b, url, { ...extmod, LTOCACHE_LD: wrapper }, ['prlimit', '--fsize=512:unlimited', '--']);
+				expect(result.exitCode).toBe(0);
+				expect(result.output).toEqual(reference);
+				expect(result.stderr).toMatch(/^ltocache: remote \S+: EFBIG: file too large.*; linking with the local cache$/);
+				expect(counters(b)).toMatchObject({ downloads: 0, misses: 2 });
+				const left = (fs.readdirSync(b, { recursive: true }) as string[]).filter((f) => /tmp|Thin-/.test(path.basename(f)));
+				expect(left).toEqual([]);
+			},
+		);
 
 		describeIf(Boolean(onPath('strace')), 'strace (Debian: strace)')('written aside', () => {
 			it("writes each download under a name of its own and renames it in: no process opens an entry's name for writing", async () => {

@@ -150,18 +150,34 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				(res) => {
 					const chunks: Buffer[] = [];
 					const sink = stream?.(res.statusCode ?? 0, res.headers);
-					const keep = sink ?? ((c: Buffer) => chunks.push(c));
 					let got = 0;
+					const stop = () => {
+						res.destroy();
+						req.destroy();
+					};
+					// What the sink throws (a download that cannot be written: a full disk, a quota) fails this request,
+					// where thrown out of a 'data' listener it would be no one's to catch.
+					const keep = (c: Buffer) => {
+						try {
+							if (sink) sink(c);
+							else chunks.push(c);
+							return true;
+						} catch (error) {
+							stop();
+							reject(error);
+							return false;
+						}
+					};
 					const done = () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers });
 					res.on('data', (c: Buffer) => {
 						if (got + c.length <= limit) {
 							got += c.length;
-							return keep(c);
+							keep(c);
+							return;
 						}
-						res.destroy();
-						req.destroy();
+						stop();
 						if (!cut) return reject(new Error(`${url.pathname.split('/').pop()}: a response of more than ${limit} bytes`));
-						keep(c.subarray(0, limit - got));
+						if (!keep(c.subarray(0, limit - got))) return;
 						got = limit;
 						done();
 					});
