@@ -304,3 +304,54 @@ export async function startThrottle(port: number, rate: number, scheme: 'http' |
 			}),
 	};
 }
+
+/**
+ * In front of an HTTP server on port: of the GETs of entries stored alone
+ * (<namespace>/llvmcache-...), the first is answered 500 at once and the
+ * others are held until the file gate exists, then passed through;
+ * everything else passes through.
+ */
+export async function startGate(port: number, gate: string): Promise<Server> {
+	const http = await import('node:http');
+	let failed = false;
+	const timers = new Set<NodeJS.Timeout>();
+	const server = http.createServer((req, res) => {
+		const pass = () => {
+			const upstream = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+				res.writeHead(answer.statusCode ?? 502, answer.headers);
+				answer.pipe(res);
+			});
+			upstream.on('error', () => res.destroy());
+			req.pipe(upstream);
+		};
+		if (req.method !== 'GET' || !/\/llvmcache-[0-9A-Fa-f]+$/.test(req.url ?? '')) return pass();
+		if (!failed) {
+			failed = true;
+			res.writeHead(500, { 'content-length': 0 }).end();
+			return;
+		}
+		const wait = setInterval(() => {
+			if (!fs.existsSync(gate)) return;
+			clearInterval(wait);
+			timers.delete(wait);
+			pass();
+		}, 10);
+		timers.add(wait);
+		res.on('close', () => {
+			clearInterval(wait);
+			timers.delete(wait);
+		});
+	});
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	const { port: own } = server.address() as net.AddressInfo;
+	return {
+		url: `http://127.0.0.1:${own}/cache/`,
+		port: own,
+		stop: () =>
+			new Promise<void>((resolve) => {
+				for (const t of timers) clearInterval(t);
+				server.closeAllConnections();
+				server.close(() => resolve());
+			}),
+	};
+}

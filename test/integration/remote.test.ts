@@ -14,6 +14,7 @@ import {
 	type Server,
 	startBlackHole,
 	startCutter,
+	startGate,
 	startNginx,
 	startRedis,
 	startSilent,
@@ -167,6 +168,57 @@ describeIf(
 		expect(third).toMatchObject({ exitCode: 0, stderr: '' });
 		expect(third.output).toEqual(reference);
 		expect(counters(c)).toMatchObject({ hits: 2, misses: 0, downloads: 2 });
+	});
+
+	it('over http, a download whose one request failed writes nothing into the directory once lld runs: the requests still out end with it', async () => {
+		const extmod = { KBUILD_EXTMOD: '/src/late-download' };
+		// The "linker" (the same on both machines, so one namespace): given GATE, it opens the gate, waits a while for an
+		// entry to appear in its cache directory, notes what is there, then runs lld.
+		const listing = path.join(scratch('listing'), 'names');
+		const wrapper = path.join(scratch('wrapper'), 'ld.lld');
+		fs.writeFileSync(
+			wrapper,
+			`#!/bin/sh
+if [ -n "$GATE" ]; then
+	for a in "$@"; do case $a in --thinlto-cache-dir=*) dir=\${a#*=};; esac; done
+	touch "$GATE"
+	i=0
+	while [ $i -lt 30 ] && ! ls "$dir" | grep -q '^llvmcache-'; do sleep 0.1; i=$((i + 1)); done
+	ls "$dir" > '${listing}'
+fi
+exec '${LLD}' "$@"
+`,
+			{ mode: 0o755 },
+		);
+		const a = scratch('machine-a');
+		expect(await link(a, nginx.url, { ...extmod, LTOCACHE_LD: wrapper })).toMatchObject({ exitCode: 0, stderr: '' });
+		// The entries stored alone, one GET each: one is refused, the other held until the linker runs.
+		const files = (fs.readdirSync(nginx.root, { recursive: true }) as string[]).map((f) => path.join(nginx.root, f));
+		const indexFile = files.find((f) => isManifest(f) && f.includes('late-download'))!;
+		const index = parseIndex(fs.readFileSync(indexFile, 'latin1'));
+		expect(index.size).toBe(2);
+		let lines = '';
+		for (const [name, r] of index) {
+			const pack = fs.readFileSync(path.join(path.dirname(indexFile), r.pack!));
+			fs.writeFileSync(path.join(path.dirname(indexFile), name), pack.subarray(r.offset, (r.offset ?? 0) + r.size));
+			lines += `${name} ${r.sum} ${r.size}\n`;
+		}
+		for (const file of [indexFile, path.join(path.dirname(indexFile), 'head')]) fs.writeFileSync(file, lines);
+		const gate = path.join(scratch('gate'), 'open');
+		const proxy = await startGate(nginx.port, gate);
+		servers.push(proxy);
+		const b = scratch('machine-b');
+		const result = await link(b, proxy.url, { ...extmod, LTOCACHE_LD: wrapper, GATE: gate });
+		expect(result.exitCode).toBe(0);
+		expect(result.output).toEqual(reference);
+		expect(result.stderr).toMatch(/^ltocache: remote \S+: llvmcache-[0-9A-F]+: HTTP 500; linking with the local cache$/);
+		expect(fs.existsSync(gate)).toBe(true);
+		expect(
+			fs
+				.readFileSync(listing, 'utf8')
+				.split('\n')
+				.filter((name) => name.startsWith('llvmcache-')),
+		).toEqual([]);
 	});
 
 	it.each(['http', 'redis'])(

@@ -122,6 +122,8 @@ export function httpStore(base: URL, signal: AbortSignal) {
 		return url;
 	};
 	type Response = { status: number; body: Buffer; headers: Record<string, string | string[] | undefined> };
+	/** The requests not yet over: close() ends them, so that none writes a download once the phase is over (lld running). */
+	const open = new Set<import('node:http').ClientRequest>();
 	/**
 	 * One request, its response body read up to limit bytes: beyond, either
 	 * cut there (a server that sends a whole pack for a range: only its start
@@ -185,6 +187,8 @@ export function httpStore(base: URL, signal: AbortSignal) {
 					res.on('error', reject);
 				},
 			);
+			open.add(req);
+			req.on('close', () => open.delete(req));
 			req.on('error', reject);
 			req.end(body);
 		});
@@ -276,6 +280,8 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				throw new Error(`took a write and gave back ${back.status === 200 ? 'other bytes' : `HTTP ${back.status}`}: it stores nothing`);
 			}
 		},
-		close() {},
+		close() {
+			for (const req of open) req.destroy();
+		},
 	};
 }
