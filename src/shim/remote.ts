@@ -367,6 +367,12 @@ export function remoteFor(
 						return true;
 					});
 					wantedCount = Math.min(wanted.length, MAX_ENTRIES);
+					// A writer with entries of its own inputs' manifest here asks whether the remote still holds them: one
+					// it lost (evicted, cleaned up) goes up again after the link, as one it could not give does. No other
+					// machine would put it back: those that have it never need it, read-only ones cannot.
+					const here = manifest?.exact && !settings.readOnly ? [...entries].filter(([name]) => isEntryName(name) && have.has(name)) : [];
+					const held = here.length > 0 ? store.present(ns, here.slice(0, MAX_ENTRIES)) : undefined;
+					held?.catch(() => {}); // awaited below, once the fetch is over: a failure of both is the fetch's to tell
 					const given = new Set<string>();
 					await store.fetch(ns, wanted.slice(0, MAX_ENTRIES), (name, data) => {
 						const r = entries.get(name);
@@ -392,6 +398,8 @@ export function remoteFor(
 					});
 					// The fetch is over, and these never came: gone from the remote (an eviction, a cleanup).
 					for (const [name] of wanted.slice(0, MAX_ENTRIES)) if (!given.has(name)) refused.add(name);
+					const still = await held;
+					if (still) for (const [name] of here.slice(0, MAX_ENTRIES)) if (!still.has(name)) refused.add(name);
 					// Not with an entry refused: the next link asks again, and uploads it if this one could not.
 					if (manifest?.exact && refused.size === 0) keep(manifest.entries);
 				});

@@ -936,6 +936,43 @@ exec '${LLD}' "$@"
 			expect(counters(b)).toMatchObject({ downloads: 2, hits: 2, misses: 0 });
 		});
 
+		it.each(['http', 'redis'])(
+			'over %s, an entry the remote lost while its manifest stayed is put back by the machine that has it, once it asks again; a read-only machine then downloads it',
+			async (kind) => {
+				const own = kind === 'http' ? await startNginx(scratch('nginx-lost-entry')) : await startRedis(scratch('redis-lost-entry'));
+				servers.push(own);
+				const extmod = { KBUILD_EXTMOD: `/src/lost-entry-${kind}` };
+				const a = scratch('machine');
+				expect(await link(a, own.url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(counters(a)).toMatchObject({ uploads: 2 });
+				const release = path.join(a, '6.1.0-team');
+				const dir = path.join(release, fs.readdirSync(release)[0]);
+				const [lost] = [...parseIndex(fs.readFileSync(path.join(dir, 'ltocache.manifest'), 'latin1')).keys()];
+				// Evicted (Redis) or cleaned up (its pack, over HTTP): the manifest still lists it, and the head.
+				if (kind === 'http') {
+					const root = (own as Server & { root: string }).root;
+					for (const file of fs.readdirSync(root, { recursive: true }) as string[]) {
+						if (path.basename(file).startsWith('pack-')) fs.rmSync(path.join(root, file));
+					}
+				} else {
+					const keys = (await execa('redis-cli', ['-p', String(own.port), '--scan', '--pattern', `*/${lost}`])).stdout;
+					expect(keys).not.toBe('');
+					await execa('redis-cli', ['-p', String(own.port), 'DEL', keys]);
+				}
+				const hourAgo = new Date(Date.now() - 61 * 60_000);
+				fs.utimesSync(path.join(dir, 'ltocache.manifest'), hourAgo, hourAgo);
+				const again = await link(a, own.url, extmod);
+				expect(again).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(again.output).toEqual(reference);
+				expect(counters(a).uploads).toBe(kind === 'http' ? 4 : 3);
+				const b = scratch('machine');
+				const reader = await link(b, own.url, { ...extmod, LTOCACHE_REMOTE_READ_ONLY: 'true' });
+				expect(reader).toMatchObject({ exitCode: 0, stderr: '' });
+				expect(reader.output).toEqual(reference);
+				expect(counters(b)).toMatchObject({ downloads: 2, hits: 2, misses: 0 });
+			},
+		);
+
 		it('a remote that lost everything (a Redis restarted without persistence) gets the entries back from the next machine that asks, though its record placed them; a read-only machine then downloads', async () => {
 			const own = await startRedis(scratch('redis-reset'));
 			servers.push(own);

@@ -251,6 +251,28 @@ export function httpStore(base: URL, signal: AbortSignal) {
 				check(pack, res.status, (s) => s === 200 || s === 206);
 			});
 		},
+		async present(ns: string, listed: [string, Sum][]) {
+			// A HEAD of each pack (or entry stored alone) they are in: gone, or too short to hold one, and it is not there.
+			const objects = new Map<string, [string, Sum][]>();
+			for (const entry of listed) {
+				const object = entry[1].pack ?? entry[0];
+				objects.set(object, [...(objects.get(object) ?? []), entry]);
+			}
+			const held = new Set<string>();
+			await pool(
+				[...objects],
+				() => 0,
+				async ([object, entries]) => {
+					const res = await request('HEAD', at(ns, object));
+					if (res.status === 404) return;
+					check(object, res.status, (s) => s === 200);
+					// Without a length (a chunked answer) it is there, and cannot be told shorter.
+					const length = Number(res.headers['content-length'] ?? Number.POSITIVE_INFINITY);
+					for (const [name, r] of entries) if (length >= (r.offset ?? 0) + r.size) held.add(name);
+				},
+			);
+			return held;
+		},
 		async upload(ns: string, entries: Upload[]) {
 			// In name order: machines uploading the same entries write the same pack.
 			const sorted = [...entries].sort((a, b) => (a.name < b.name ? -1 : 1));

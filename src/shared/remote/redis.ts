@@ -70,6 +70,11 @@ export function redisStore(url: URL, signal: AbortSignal) {
 				}),
 			);
 		},
+		async present(ns: string, listed: [string, Sum][]) {
+			// STRLEN, all sent at once: 0 for a key that is gone (evicted), less than listed for one cut short.
+			const lengths = await Promise.all(listed.map(([name]) => read('STRLEN', key(ns, name))));
+			return new Set(listed.filter(([, r], i) => lengths[i] === r.size).map(([name]) => name));
+		},
 		async upload(ns: string, entries: Upload[]) {
 			// Sent at once, as MGET fetches them: the replies come back in order on the one connection.
 			await Promise.all(entries.map((e) => run('SET', key(ns, e.name), e.data)));

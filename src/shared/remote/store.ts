@@ -15,6 +15,8 @@ export interface Store {
 	manifest(ns: string, key: string | undefined): Promise<Manifest | undefined>;
 	/** Fetch the wanted entries, handing take each one the remote has, as it arrives (unchecked: the caller verifies). */
 	fetch(ns: string, wanted: [string, Sum][], take: (name: string, data: Buffer) => void): Promise<void>;
+	/** Which of the listed entries the remote still holds, whole as far as their size tells, without reading them. */
+	present(ns: string, listed: [string, Sum][]): Promise<Set<string>>;
 	/** Store the entries; returns where each now is (over HTTP, its pack and offset). */
 	upload(ns: string, entries: Upload[]): Promise<Map<string, Sum>>;
 	/** Write a link's manifest under key (if any) and as the namespace's head. */
