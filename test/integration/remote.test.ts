@@ -973,6 +973,37 @@ exec '${LLD}' "$@"
 			},
 		);
 
+		it('a Redis user that may not run STRLEN cannot tell what the remote lost: the link asks, says nothing, and knows the manifest again', async () => {
+			const own = await startRedis(scratch('redis-acl'), [
+				'--user',
+				'default',
+				'off',
+				'--user',
+				'builder',
+				'on',
+				'>pw',
+				'~*',
+				'&*',
+				'+@all',
+				'-strlen',
+			]);
+			servers.push(own);
+			const url = own.url.replace('redis://', 'redis://builder:pw@');
+			const extmod = { KBUILD_EXTMOD: '/src/acl-strlen' };
+			const a = scratch('machine');
+			expect(await link(a, url, extmod)).toMatchObject({ exitCode: 0, stderr: '' });
+			const release = path.join(a, '6.1.0-team');
+			const known = path.join(release, fs.readdirSync(release)[0], 'ltocache.manifest');
+			const hourAgo = new Date(Date.now() - 61 * 60_000);
+			fs.utimesSync(known, hourAgo, hourAgo);
+			const again = await link(a, url, { ...extmod, LTOCACHE_VERBOSE: '1' });
+			expect(again.exitCode).toBe(0);
+			expect(again.output).toEqual(reference);
+			expect(again.stderr).toMatch(/: 2 entries listed \(this link's manifest\), 0 downloaded \(0 bytes\), 0 uploaded \(0 bytes\)$/m);
+			expect(again.stderr).not.toMatch(/NOPERM|given up/);
+			expect(Date.now() - fs.statSync(known).mtimeMs).toBeLessThan(60 * 60_000);
+		});
+
 		it('a remote that lost everything (a Redis restarted without persistence) gets the entries back from the next machine that asks, though its record placed them; a read-only machine then downloads', async () => {
 			const own = await startRedis(scratch('redis-reset'));
 			servers.push(own);

@@ -71,9 +71,15 @@ export function redisStore(url: URL, signal: AbortSignal) {
 			);
 		},
 		async present(ns: string, listed: [string, Sum][]) {
-			// STRLEN, all sent at once: 0 for a key that is gone (evicted), less than listed for one cut short.
-			const lengths = await Promise.all(listed.map(([name]) => read('STRLEN', key(ns, name))));
-			return new Set(listed.filter(([, r], i) => lengths[i] === r.size).map(([name]) => name));
+			// STRLEN, all sent at once: 0 for a key that is gone (evicted), less than listed for one cut short. Refused
+			// (an ACL user without it): cannot tell, so there, as before anything was asked.
+			const length = (name: string) =>
+				read('STRLEN', key(ns, name)).catch((error) => {
+					if (error instanceof RedisError) return undefined;
+					throw error;
+				});
+			const lengths = await Promise.all(listed.map(([name]) => length(name)));
+			return new Set(listed.filter(([, r], i) => lengths[i] === undefined || lengths[i] === r.size).map(([name]) => name));
 		},
 		async upload(ns: string, entries: Upload[]) {
 			// Sent at once, as MGET fetches them: the replies come back in order on the one connection.
