@@ -33,8 +33,10 @@ const RENAMED_NS = 2_000_000_000n;
  * something other than an entry renamed in during the link (the temporary
  * file's removal, at least CLOCK_SLACK_NS after the last such rename), or
  * if its file system has no inode left to create one. An ordinary error
- * either leaves the directory untouched (before ThinLTO) or last changed by
- * the rename of an entry it wrote. before: the directory as lld started,
+ * either leaves the directory untouched (before ThinLTO), last changed by
+ * the rename of an entry it wrote, or pruned by lld after its writes (the
+ * timestamp rewritten during the link; another link's prune in that moment
+ * would pass for this one's). before: the directory as lld started,
  * its names and mtime. A name there is none of this link's lld's renames,
  * though it may have been renamed in a moment before (a download): it is
  * passed over, or a write that failed right after would pass for the
@@ -55,6 +57,10 @@ export function cacheFailed(
 		const changed = statSync(dir, { bigint: true }).mtimeNs;
 		// Untouched by this link: whatever failed, it was not a write into the cache.
 		if (changed < startedNs || changed === before?.mtimeNs) return false;
+		// lld prunes once every entry is written, and its pruning rewrites the timestamp: a link that got that far
+		// failed after its writes, whatever the entries it pruned did to the directory's mtime.
+		const stamp = lstatSync(`${dir}/llvmcache.timestamp`, { bigint: true, throwIfNoEntry: false });
+		if (stamp?.isFile() && stamp.mtimeNs >= startedNs) return false;
 		for (const file of readdirSync(dir)) {
 			if (before?.names.has(file)) continue;
 			const entry = lstatSync(`${dir}/${file}`, { bigint: true, throwIfNoEntry: false });

@@ -22,7 +22,8 @@ describeIf(hasToolchain, 'clang and ld.lld')('a link that fails in the backend',
 			'extern void bad(void) __attribute__((error("boom")));\nint fe(int x) { if (x > 100000) bad(); return x; }\n',
 		);
 		fs.writeFileSync(path.join(dir, 'big.c'), 'int use(char *);\nint big(void) { char b[4096]; return use(b); }\n');
-		for (const name of ['ok', 'bad'])
+		fs.writeFileSync(path.join(dir, 'undef.c'), 'extern int missing_sym;\nint fe(int x) { return x + missing_sym; }\n');
+		for (const name of ['ok', 'bad', 'undef'])
 			execaSync('clang', ['-flto=thin', '-O2', '-c', path.join(dir, `${name}.c`), '-o', path.join(dir, `${name}.o`)]);
 		execaSync('clang', ['-flto=thin', '-O2', '-Wframe-larger-than=1024', '-c', path.join(dir, 'big.c'), '-o', path.join(dir, 'big.o')]);
 	});
@@ -45,6 +46,35 @@ describeIf(hasToolchain, 'clang and ld.lld')('a link that fails in the backend',
 			}
 		});
 	}
+
+	it('runs once a link that fails after lld pruned its directory, as without ltocache', async () => {
+		// The module's directory as a link of a week ago leaves it: an entry last used 10 days ago, the timestamp of
+		// lld's last prune 2 hours old. The next link prunes that entry, changing the directory after its last write,
+		// and then fails on an undefined symbol, the link's own error.
+		const root = scratch('root');
+		const env = { ...NO_CONFIG, LTOCACHE_AUTO_PRUNE: '0', LTOCACHE_MODE: 'add', LTOCACHE_DIR: root };
+		const shared = (file: string, extra: string[]) =>
+			execa(file, ['-shared', ...extra, 'undef.o', '-o', 'undef.so'], { cwd: dir, reject: false, env });
+		expect((await shared(SHIM, [])).exitCode).toBe(0);
+		const entry = path.join(root, entriesBelow(root)[0]);
+		const moduleDir = path.dirname(entry);
+		const old = path.join(moduleDir, `llvmcache-${'0'.repeat(40)}`);
+		fs.copyFileSync(entry, old);
+		const week = new Date(Date.now() - 10 * 86_400_000);
+		fs.utimesSync(old, week, week);
+		const hours = new Date(Date.now() - 2 * 3_600_000);
+		fs.utimesSync(path.join(moduleDir, 'llvmcache.timestamp'), hours, hours);
+
+		const plain = await shared(LLD, ['--no-undefined']);
+		const shimmed = await shared(SHIM, ['--no-undefined']);
+		expect(fs.existsSync(old)).toBe(false); // lld pruned it: the case this is about
+		expect(shimmed.exitCode).toBe(plain.exitCode);
+		expect(plain.exitCode).not.toBe(0);
+		const errors = (text: string) => text.split('\n').filter((line) => line.includes('undefined symbol: missing_sym'));
+		expect(errors(plain.stderr).length).toBe(1);
+		expect(errors(shimmed.stderr)).toEqual(errors(plain.stderr));
+		expect(shimmed.stderr).not.toContain('ltocache:');
+	});
 
 	it('keeps the entries of a link that succeeds (control)', async () => {
 		const root = scratch('root');
