@@ -2,7 +2,7 @@
 // same link without a cache, the one the build would have run, runs instead.
 // Told from the cache directory alone: lld's diagnostics go to the build's
 // stderr untouched (read through a pipe, they would lose their colours).
-import { lstatSync, readdirSync, statfsSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import { classify } from '../shared/keydir.js';
 import type { Outcome } from './run.js';
 
@@ -73,19 +73,74 @@ export function cacheFailed(
 }
 
 /**
- * The name of an entry in dir that is not a regular file, if any: lld fails
- * a link on a directory under an entry's name, and on a symlink to one that
- * is not an object (another member's, in a shared root), and prune leaves
- * both; such a link runs again without a cache. Looked for only after a
- * failed link.
+ * The entries in dir that lld cannot link, if any, said as `NAME, why`
+ * (the first, and how many more): lld
+ * fails a link on a directory under an entry's name, on a symlink to one
+ * that is not an object (another member's, in a shared root), and on a
+ * regular file that is not a whole object: empty or cut short, as an entry
+ * renamed in just before the machine went down is left on a file system
+ * that had not written its data yet, or something else. lld takes any
+ * file under the name for a hit, so every link of that module failed for
+ * good. Prune leaves the first two, and such a link runs again without a
+ * cache; each such regular file is removed, so the next link writes the
+ * entry afresh. Looked for only after a failed link. asm: the link's entries
+ * are assembly (--lto-emit-asm), not objects.
  */
-export function strayEntry(dir: string): string | undefined {
+export function strayEntry(dir: string, asm = false): string | undefined {
+	const found: string[] = [];
 	try {
 		for (const name of readdirSync(dir)) {
 			if (classify(name) !== 'entry') continue;
-			const st = lstatSync(`${dir}/${name}`, { throwIfNoEntry: false });
-			if (st && !st.isFile()) return name;
+			const path = `${dir}/${name}`;
+			const st = lstatSync(path, { throwIfNoEntry: false });
+			if (!st) continue;
+			if (!st.isFile()) {
+				found.push(`${name}, not a regular file`);
+				continue;
+			}
+			const broken = brokenObject(path, asm);
+			if (broken === undefined) continue;
+			try {
+				unlinkSync(path);
+				found.push(`${name}, ${broken} (removed)`);
+			} catch {
+				found.push(`${name}, ${broken}`);
+			}
 		}
 	} catch {} // gone: nothing there failed it
-	return undefined;
+	if (found.length === 0) return undefined;
+	return found.length === 1 ? found[0] : `${found[0]}, and ${found.length - 1} more`;
+}
+
+/** Why a regular file under an entry's name is no object lld can link: empty, not ELF, or shorter than its section headers say. */
+function brokenObject(path: string, asm: boolean): string | undefined {
+	let fd: number;
+	try {
+		fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+	} catch {
+		return undefined; // cannot look: lld could not either, and fails on it as it does on any input
+	}
+	try {
+		const size = fstatSync(fd).size;
+		if (size === 0) return 'empty';
+		const head = Buffer.alloc(64);
+		const got = readSync(fd, head, 0, 64, 0);
+		if (head.toString('latin1', 0, 4) !== '\x7fELF') return asm ? undefined : 'not an object';
+		const wide = head[4] === 2;
+		const big = head[5] === 2;
+		if (got < (wide ? 64 : 52)) return 'cut short';
+		const shoff = wide
+			? big
+				? head.readBigUInt64BE(0x28)
+				: head.readBigUInt64LE(0x28)
+			: BigInt(big ? head.readUInt32BE(0x20) : head.readUInt32LE(0x20));
+		const at = wide ? 0x3a : 0x2e;
+		const entsize = big ? head.readUInt16BE(at) : head.readUInt16LE(at);
+		const count = big ? head.readUInt16BE(at + 2) : head.readUInt16LE(at + 2);
+		return shoff + BigInt(entsize * count) > BigInt(size) ? 'cut short' : undefined;
+	} catch {
+		return undefined;
+	} finally {
+		closeSync(fd);
+	}
 }

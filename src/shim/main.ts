@@ -125,10 +125,12 @@ export async function main(shim: Shim): Promise<void> {
 	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv, shim.stdio);
 	let cached = true;
 	if (dir && plan.uncached && !linked(outcome)) {
-		const stray = strayEntry(dir);
+		const stray = strayEntry(
+			dir,
+			plan.words?.some((w) => w.endsWith('emit-asm')),
+		);
 		if (stray !== undefined || cacheFailed(outcome, dir, startedNs, count?.modules ?? 0, snapshot)) {
-			const why =
-				stray === undefined ? `could not write the ThinLTO cache in ${dir}` : `failed where ${dir} holds ${stray}, not a regular file`;
+			const why = stray === undefined ? `could not write the ThinLTO cache in ${dir}` : `failed where ${dir} holds ${stray}`;
 			process.stderr.write(`ltocache: ${linker.file} ${why}; linking again without a cache\n`);
 			outcome = await spawnLinker(linker.file, linker.argv0, plan.uncached, linkEnv, shim.stdio);
 			cached = false;

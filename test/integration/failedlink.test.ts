@@ -76,6 +76,38 @@ describeIf(hasToolchain, 'clang and ld.lld')('a link that fails in the backend',
 		expect(shimmed.stderr).not.toContain('ltocache:');
 	});
 
+	it('links, byte-identical, where an entry is empty, cut short or no object, and the next link writes them afresh', async () => {
+		// What a machine that went down just after lld renamed entries in can leave (the data not yet written), or
+		// anything else under an entry's name: lld takes the file for a hit and fails on it, every link.
+		const args = ['ok.o', 'big.o', 'undef.o', '-o', 'out.o'];
+		const plain = await link(LLD, args);
+		expect(plain.exitCode).toBe(0);
+		const reference = fs.readFileSync(path.join(dir, 'out.o'));
+		const root = scratch('root');
+		const env = { LTOCACHE_MODE: 'add', LTOCACHE_DIR: root };
+		expect((await link(SHIM, args, env)).exitCode).toBe(0);
+		const entries = entriesBelow(root).map((e) => path.join(root, e));
+		expect(entries.length).toBe(3);
+		const whole = entries.map((e) => fs.readFileSync(e));
+		fs.truncateSync(entries[0], 0);
+		fs.truncateSync(entries[1], Math.floor(whole[1].length / 2));
+		fs.writeFileSync(entries[2], 'not an object\n');
+
+		const broken = await link(SHIM, args, env);
+		expect(broken.exitCode).toBe(0);
+		expect(fs.readFileSync(path.join(dir, 'out.o'))).toEqual(reference);
+		expect(broken.stderr).toMatch(
+			/^ltocache: \S+ failed where \S+ holds llvmcache-\w+, (empty|cut short|not an object) \(removed\), and 2 more; linking again without a cache$/m,
+		);
+		expect(broken.stderr.match(/^ltocache: /gm)).toHaveLength(1);
+		expect(entries.filter((e) => fs.existsSync(e))).toEqual([]);
+
+		const again = await link(SHIM, args, env);
+		expect({ status: again.exitCode, said: again.stderr }).toEqual({ status: 0, said: plain.stderr });
+		expect(fs.readFileSync(path.join(dir, 'out.o'))).toEqual(reference);
+		expect(entries.map((e) => fs.readFileSync(e))).toEqual(whole);
+	});
+
 	it('keeps the entries of a link that succeeds (control)', async () => {
 		const root = scratch('root');
 		expect((await link(SHIM, ['ok.o', '-o', 'ok-out.o'], { LTOCACHE_MODE: 'add', LTOCACHE_DIR: root })).exitCode).toBe(0);

@@ -426,7 +426,7 @@ describeIf(hasToolchain && isRoot, `${TOOLCHAIN}, and root (for nobody and read-
 			fs.mkdirSync(path.join(dir, first));
 			plant(precious, path.join(dir, second));
 			expect(await link()).toMatch(
-				/\nltocache: \S+ failed where \S+ holds llvmcache-\w+, not a regular file; linking again without a cache$/,
+				/\nltocache: \S+ failed where \S+ holds llvmcache-\w+, not a regular file, and 1 more; linking again without a cache$/,
 			);
 			untouched();
 		});
