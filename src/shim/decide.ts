@@ -14,6 +14,7 @@ import { absoluteDir, CACHE_FLAG, scanArgs, withCacheDir } from './argv.js';
 import { codegenKey, identitiesNow, readOptions } from './codegen.js';
 import { concernsGuard, type Guard, incbinGuard, rehash } from './incbin.js';
 import { readInputs } from './inputs.js';
+import { lacksValue } from './options.js';
 import { embedders, recordEmbedders, seedFromSibling } from './seed.js';
 
 export type Plan = {
@@ -189,6 +190,9 @@ async function decideIn(args: Bytes[], cwd: Bytes, env: NodeJS.ProcessEnv, mode:
 
 	const scan = scanArgs(args, cwd);
 	if (scan.kind === 'unsure') return pass(`${scan.why}: passing argv through`);
+	// What the shim would append becomes that option's value: lld's "missing argument" is the link's.
+	const bare = lacksValue(scan.words);
+	if (bare !== undefined) return pass(`${bytesToText(bare)} ends argv without its value: passing argv through`);
 	if (scan.kind === 'none') {
 		if (!adding) return pass();
 		return choose(

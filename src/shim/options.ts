@@ -219,7 +219,21 @@ export type Option = {
 	value?: Bytes;
 	/** How the key spells it: the word without its dashes, with `=value` after a separate value. */
 	text: Bytes;
+	/** The last word, an option whose value should follow: lld fails the link ("missing argument"). */
+	missing?: true;
 };
+
+/**
+ * The last word, when it is an option whose value lld would take from the
+ * next word: a word appended after it (a cache flag, --thinlto-cache-policy)
+ * would become that value, and a link that fails ("missing argument") might
+ * succeed. Undefined otherwise.
+ */
+export function lacksValue(words: Bytes[]): Bytes | undefined {
+	let last: Option | { file: Bytes } | undefined;
+	for (const opt of parse(words)) last = opt;
+	return last && 'missing' in last ? words[words.length - 1] : undefined;
+}
 
 /** The option a word starts (its value maybe the next word), as lld's OptTable matches it; undefined for an input. */
 export function match(word: Bytes): Spelling | undefined {
@@ -253,7 +267,8 @@ export function* parse(words: Bytes[]): Generator<Option | { file: Bytes }> {
 		const s = match(word);
 		const bare = word.replace(/^--?/, '');
 		if (!s) {
-			yield { id: bare, text: bare };
+			// gold's `--plugin-opt X` with no X: lld joins whatever is appended after it.
+			yield { id: bare, text: bare, ...(word === '-plugin-opt' || word === '--plugin-opt' ? { missing: true as const } : {}) };
 			continue;
 		}
 		const joined = word.slice(s.prefix.length + s.name.length);
@@ -261,7 +276,8 @@ export function* parse(words: Bytes[]): Generator<Option | { file: Bytes }> {
 		if (takesNext) {
 			// A missing value fails the link; nothing to read.
 			const value = i + 1 < argv.length ? argv[++i] : undefined;
-			yield { id: s.id, role: s.role, value, text: value === undefined ? bare : `${bare}=${value}` };
+			if (value === undefined) yield { id: s.id, role: s.role, text: bare, missing: true };
+			else yield { id: s.id, role: s.role, value, text: `${bare}=${value}` };
 		} else {
 			yield { id: s.id, role: s.role, value: s.kind === 'flag' ? undefined : joined, text: bare };
 		}

@@ -108,6 +108,24 @@ describeIf(hasToolchain, 'clang and ld.lld')('a link that fails in the backend',
 		expect(entries.map((e) => fs.readFileSync(e))).toEqual(whole);
 	});
 
+	it('fails as without ltocache where argv ends with an option lacking its value: what the shim appends is not taken for it', async () => {
+		fs.writeFileSync(path.join(dir, 'ends.rsp'), 'ok.o -o out.o -u\n');
+		for (const args of [
+			['ok.o', '-o', 'out.o', '-u'],
+			['ok.o', '-o', 'out.o', '--thinlto-cache-policy'],
+			['ok.o', '-o', 'out.o', '-plugin-opt'],
+			['@ends.rsp'],
+		]) {
+			const plain = await link(LLD, args);
+			expect(plain.exitCode).not.toBe(0);
+			const root = scratch('root');
+			const shimmed = await link(SHIM, args, { LTOCACHE_MODE: 'add', LTOCACHE_DIR: root });
+			expect({ args, status: shimmed.exitCode, said: shimmed.stderr }).toEqual({ args, status: plain.exitCode, said: plain.stderr });
+			expect(entriesBelow(root)).toEqual([]);
+			expect(fs.readdirSync(dir).filter((name) => name.startsWith('-'))).toEqual([]);
+		}
+	});
+
 	it('keeps the entries of a link that succeeds (control)', async () => {
 		const root = scratch('root');
 		expect((await link(SHIM, ['ok.o', '-o', 'ok-out.o'], { LTOCACHE_MODE: 'add', LTOCACHE_DIR: root })).exitCode).toBe(0);

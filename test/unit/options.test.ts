@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { CACHE_FLAG } from '../../src/shim/argv.js';
-import { match, parse, SPELLINGS } from '../../src/shim/options.js';
+import { lacksValue, match, parse, SPELLINGS } from '../../src/shim/options.js';
 import { describeIf, onPath, repo } from '../helpers/tools.js';
 
 const versions = [14, 16, 19, 22].filter((v) => onPath(`ld.lld-${v}`));
@@ -83,8 +83,26 @@ describe('reading words as lld does', () => {
 			'save-temps:plugin-opt=save-temps',
 			'plugin-opt:plugin-opt',
 		]);
-		expect([...parse(['a.o', '-o'])]).toEqual([{ file: 'a.o' }, { id: 'output', role: undefined, value: undefined, text: 'o' }]);
-		expect([...parse(['-L'])]).toEqual([{ id: 'library-path', role: 'search', value: undefined, text: 'L' }]);
+		expect([...parse(['a.o', '-o'])]).toEqual([{ file: 'a.o' }, { id: 'output', role: undefined, text: 'o', missing: true }]);
+		expect([...parse(['-L'])]).toEqual([{ id: 'library-path', role: 'search', text: 'L', missing: true }]);
+	});
+
+	it('tells an argv that ends with an option lacking its value, which a word appended after it would become', () => {
+		expect(lacksValue(['a.o', '-u'])).toBe('-u');
+		expect(lacksValue(['a.o', '--thinlto-cache-policy'])).toBe('--thinlto-cache-policy');
+		expect(lacksValue(['a.o', '--plugin-opt'])).toBe('--plugin-opt');
+		expect(lacksValue(['a.o', '-T'])).toBe('-T');
+		// A value given, a flag, a joined option, an input, or the option's spelling taken as another's value.
+		for (const words of [
+			['-u', 'sym'],
+			['a.o', '-r'],
+			['a.o', '-usym'],
+			['a.o', '--thinlto-cache-policy=prune_after=1h'],
+			['a.o'],
+			['-o', '-u'],
+			[],
+		])
+			expect(lacksValue(words)).toBeUndefined();
 	});
 
 	it('gives the roles the readers act on', () => {
