@@ -2,8 +2,9 @@
 // same link without a cache, the one the build would have run, runs instead.
 // Told from the cache directory alone: lld's diagnostics go to the build's
 // stderr untouched (read through a pipe, they would lose their colours).
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, readdirSync, readSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import { classify } from '../shared/keydir.js';
+import { openOwnFile } from '../shared/root.js';
 import type { Outcome } from './run.js';
 
 /**
@@ -116,9 +117,9 @@ export function strayEntry(dir: string, asm = false): string | undefined {
 function brokenObject(path: string, asm: boolean): string | undefined {
 	let fd: number;
 	try {
-		fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+		fd = openOwnFile(path, constants.O_RDONLY);
 	} catch {
-		return undefined; // cannot look: lld could not either, and fails on it as it does on any input
+		return undefined; // unreadable, or no regular file since the lstat: nothing to tell
 	}
 	try {
 		const size = fstatSync(fd).size;
