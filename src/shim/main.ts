@@ -124,7 +124,9 @@ export async function main(shim: Shim): Promise<void> {
 	};
 	let outcome = await spawnLinker(linker.file, linker.argv0, plan.args, linkEnv, shim.stdio);
 	let cached = true;
-	if (dir && plan.uncached && !linked(outcome)) {
+	// A death by a signal other than lld 14's abort is the build's (its Ctrl-C, make's kill) or a crash the cache did
+	// not cause: that link is not run again, whatever the directory holds.
+	if (dir && plan.uncached && !linked(outcome) && (outcome.signal === null || outcome.signal === 'SIGABRT')) {
 		const stray = strayEntry(
 			dir,
 			plan.words?.some((w) => w.endsWith('emit-asm')),

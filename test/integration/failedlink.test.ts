@@ -108,6 +108,31 @@ describeIf(hasToolchain, 'clang and ld.lld')('a link that fails in the backend',
 		expect(entries.map((e) => fs.readFileSync(e))).toEqual(whole);
 	});
 
+	it('dies of the signal that killed the linker, the directory holding a broken entry: a link the build stopped is not run again', async () => {
+		const args = ['ok.o', '-o', 'out.o'];
+		const root = scratch('root');
+		const env = { LTOCACHE_MODE: 'add', LTOCACHE_DIR: root };
+		expect((await link(SHIM, args, env)).exitCode).toBe(0);
+		const [entry] = entriesBelow(root);
+		fs.truncateSync(path.join(root, entry), 0);
+		// The real ld.lld, stopped by SIGTERM the first time it is run (the build's kill, as make sends it).
+		const bin = scratch('bin');
+		const stop = path.join(bin, 'stop');
+		fs.writeFileSync(stop, '');
+		fs.writeFileSync(
+			path.join(bin, 'ld.lld'),
+			`#!/bin/sh\nif [ -e '${stop}' ]; then rm '${stop}'; kill -TERM $$; fi\nexec '${LLD}' "$@"\n`,
+			{ mode: 0o755 },
+		);
+		const stopped = await link(SHIM, args, { ...env, LTOCACHE_LD: path.join(bin, 'ld.lld') });
+		expect(fs.existsSync(stop)).toBe(false);
+		expect({ signal: stopped.signal, status: stopped.exitCode, said: stopped.stderr }).toEqual({
+			signal: 'SIGTERM',
+			status: undefined,
+			said: '',
+		});
+	});
+
 	it('fails as without ltocache where argv ends with an option lacking its value: what the shim appends is not taken for it', async () => {
 		fs.writeFileSync(path.join(dir, 'ends.rsp'), 'ok.o -o out.o -u\n');
 		for (const args of [
