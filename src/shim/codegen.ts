@@ -35,6 +35,8 @@ export type Options = {
 	side?: string;
 	/** The split-DWARF option, if any. */
 	splitDwarf?: string;
+	/** The first option in effect that has lld name the objects it links (options.ts's report role). */
+	report?: string;
 	problem?: string;
 };
 
@@ -91,16 +93,24 @@ export function readOptions(words: Bytes[], cwd: string): Options {
 		const v = value.slice(eq + 1);
 		for (const name of new Set([v, v.slice(v.indexOf('=') + 1), v.slice(v.lastIndexOf('=') + 1)])) file(name);
 	};
+	// By id, the last of an option and its no- form deciding.
+	const reports = new Map<string, string>();
 	for (const opt of parse(words)) {
-		if ('file' in opt || !opt.role || !KEYED.has(opt.role)) continue;
-		out.keyed.push(opt.text);
+		if ('file' in opt || !opt.role) continue;
 		const shown = `-${opt.text.length > 1 ? '-' : ''}${bytesToText(opt.text)}`;
+		if (opt.role === 'report') {
+			if (opt.id.startsWith('no-')) reports.delete(opt.id.slice(3));
+			else if (!reports.has(opt.id)) reports.set(opt.id, shown);
+		}
+		if (!KEYED.has(opt.role)) continue;
+		out.keyed.push(opt.text);
 		if (opt.role === 'side') out.side ??= shown;
 		else if (opt.role === 'split-dwarf') out.splitDwarf ??= shown;
 		else if (opt.role === 'codegen-file' && opt.value !== undefined) file(opt.value);
 		// lld gives LLVM `-` and the value of --plugin-opt=-.
 		else if (opt.role === 'llvm' && opt.value !== undefined) llvm(opt.id === 'plugin-opt=-' ? `-${opt.value}` : opt.value, shown, 0, []);
 	}
+	out.report = reports.values().next().value;
 	return out;
 }
 

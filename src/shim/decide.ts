@@ -293,6 +293,8 @@ async function choose(
 		return refuse(`${opts.splitDwarf}: a cached object would name the .dwo file of the task it was built in, not this link's`, link.added);
 	if (link.added && opts.side)
 		return refuse(`${opts.side} asks the ThinLTO backends for more than the object, which a cache hit skips`, true);
+	// Without a cache the backends' objects are named lto.tmp (lld 22: out.lto.<module>); from one, each by its entry's path.
+	if (link.added && opts.report) return refuse(`${opts.report} names the objects lld links, which a cache would name otherwise`, true);
 
 	const shared = root !== undefined && isShared(root, env);
 	const memo = root === undefined ? undefined : openMemo(root, cwd, link.words, shared);

@@ -44,6 +44,8 @@ export type Role =
 	| 'side'
 	/** The split-DWARF directory: the backends write task-numbered .dwo files there, and the object names its task's file. */
 	| 'split-dwarf'
+	/** Prints or writes the objects lld links by their file names (a map, the sections it removed): an uncached object is named lto.tmp (lld 22: after the output and its module), a cached one by its entry. */
+	| 'report'
 	/** Changes which files lld reads in a way the inputs reader does not follow. */
 	| 'refuse'
 	/** --thinlto-cache-dir=, the flag the shim moves or adds. */
@@ -70,7 +72,7 @@ const CLASSES: Record<string, string> = {
 		build-id icf=all:codegen icf=safe:codegen icf=none:codegen disable-new-dtags discard-all discard-locals discard-none EB EL
 		emit-relocs:codegen enable-new-dtags end-group end-lib error-unresolved-symbols fix-cortex-a53-843419 fix-cortex-a8 help
 		nmagic:static nostdlib:nostdlib no-dynamic-linker noinhibit-exec no-warn-mismatch no-nmagic no-omagic no-undefined pic-veneer
-		pop-state:pop-state push-state:push-state print-map print-memory-usage relocatable shared start-group start-lib strip-all
+		pop-state:pop-state push-state:push-state print-map:report print-memory-usage relocatable shared start-group start-lib strip-all
 		strip-debug target1-rel target1-abs trace unique verbose version warn-unresolved-symbols call_shared:dynamic dy:dynamic
 		dn:static non_shared:static static:static pic-executable Bshareable disable-verify:codegen save-temps:side long-plt
 		no-copy-dt-needed-entries no-ctors-in-init-array no-keep-memory secure-plt sort-common stats warn-execstack warn-once
@@ -79,7 +81,7 @@ const CLASSES: Record<string, string> = {
 		plugin-opt=save-temps:side plugin-opt=thinlto-emit-imports-files:side plugin-opt=thinlto-index-only:side
 		plugin-opt=legacy-pass-manager:codegen plugin-opt=new-pass-manager:codegen plugin-opt=opaque-pointers:codegen
 		plugin-opt=no-opaque-pointers:codegen`,
-	FF: `cmse-implib cref enable-non-contiguous-regions force-group-allocation ignore-function-address-equality
+	FF: `cmse-implib cref:report enable-non-contiguous-regions force-group-allocation ignore-function-address-equality
 		ignore-data-address-equality no-warnings omagic:static verbose-bp-section-orderer vs-diagnostics color-diagnostics
 		no-color-diagnostics no-call-graph-profile-sort call-graph-profile-sort power10-stubs no-power10-stubs
 		no-add-needed lto-debug-pass-manager:side lto-emit-asm:side lto-emit-llvm:side lto-cs-profile-generate:codegen
@@ -97,21 +99,21 @@ const CLASSES: Record<string, string> = {
 		lto-aa-pipeline=:codegen lto-newpm-passes=:codegen lto-O:codegen lto-CGO:codegen lto-partitions=:codegen
 		lto-cs-profile-file=:codegen-file lto-obj-path=:side lto-sample-profile=:codegen-file save-temps=:side
 		lto-basic-block-sections=:codegen-file thinlto-cache-dir=:cache thinlto-index-only=:side thinlto-jobs=
-		thinlto-object-suffix-replace=:codegen thinlto-prefix-replace=:codegen thinlto-single-module=:side print-gc-sections=
+		thinlto-object-suffix-replace=:codegen thinlto-prefix-replace=:codegen thinlto-single-module=:side print-gc-sections=:report
 		thinlto-distributor=:codegen-file thinlto-distributor-arg=:codegen thinlto-remote-compiler=:codegen-file
 		thinlto-remote-compiler-arg=:llvm thinlto-remote-compiler-prepend-arg=:llvm`,
 	Eq: `auxiliary compress-debug-sections defsym split-stack-adjust-size Tbss Tdata Ttext call-graph-ordering-file dynamic-linker
-		dynamic-list entry exclude-libs filter fini format:format hash-style init just-symbols keep-unique Map orphan-handling
+		dynamic-list entry exclude-libs filter fini format:format hash-style init just-symbols keep-unique Map:report orphan-handling
 		print-symbol-order rpath retain-symbols-file script:script section-start soname sort-section sysroot:sysroot target2
 		trace-symbol undefined unresolved-symbols version-script wrap mllvm:llvm plugin mips-got-size library:library
 		library-path:search`,
 	EEq: `compress-sections in-implib out-implib irpgo-profile default-script:default-script dependency-file error-limit
 		error-handling-script export-dynamic-symbol export-dynamic-symbol-list image-base oformat pack-dyn-relocs
 		remap-inputs:refuse reproduce symbol-ordering-file threads time-trace-granularity undefined-glob rsp-quoting:rsp-quoting
-		warn-backrefs-exclude why-live lto-known-safe-vtables:codegen opt-remarks-hotness-threshold shuffle-sections
+		warn-backrefs-exclude why-live:report lto-known-safe-vtables:codegen opt-remarks-hotness-threshold shuffle-sections
 		thinlto-cache-policy load-pass-plugin:codegen-file android-memtag-mode output`,
 	B: `allow-multiple-definition allow-shlib-undefined as-needed demangle eh-frame-hdr export-dynamic fatal-warnings gc-sections
-		merge-exidx-entries pie print-gc-sections print-icf-sections undefined-version warn-common whole-archive check-sections`,
+		merge-exidx-entries pie print-gc-sections:report print-icf-sections:report undefined-version warn-common whole-archive check-sections`,
 	BB: `optimize-bb-jumps fortran-common apply-dynamic-relocs dependent-libraries debug-names execute-only gdb-index gnu-unique
 		mmap-output-file relax relax-gp rosegment xosegment toc-optimize pcrel-optimize use-android-relr-tags warn-backrefs
 		warn-ifunc-textrel warn-symbol-ordering lto-pgo-warn-mismatch:codegen lto-validate-all-vtables-have-type-infos:codegen
@@ -121,7 +123,7 @@ const CLASSES: Record<string, string> = {
 	// Two dashes, the value in the next word only.
 	SS: `chroot:chroot opt-remarks-filename:side opt-remarks-passes opt-remarks-format`,
 	// One dash.
-	f1: `v x X q:codegen ) E n:static N:static M r ( s S t V w d g`,
+	f1: `v x X q:codegen ) E n:static N:static M:report r ( s S t V w d g`,
 	js1: `O l:library L:search m o e R T:script h y u z G`,
 	s1: `dT:default-script f F b:format`,
 	s12: `Ttext-segment rpath-link`,

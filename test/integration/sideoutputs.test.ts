@@ -143,6 +143,21 @@ describeIf(Boolean(LLD && CLANG), 'clang-22 and ld.lld-22 (Debian: clang-22, lld
 		await alike(['-r', '-o', 'out.o', 'a.o', 'b.o', '--lto-emit-asm']);
 	});
 
+	it('a map, a cross-reference table and the sections --gc-sections removed name the objects as without a cache, every time', async () => {
+		const link = ['-e', 'entry', '-o', 'out', 'a.o', 'b.o', 'c.o'];
+		for (const ask of [['-Map=out.map'], ['-M'], ['--print-map', '--cref'], ['--gc-sections', '--print-gc-sections']]) {
+			const cwd = await alike([...link, ...ask]);
+			expect(entriesBelow(path.join(cwd, '.xdg'))).toEqual([]);
+		}
+		const p = await plain(tree(), [...link, '--gc-sections', '--print-gc-sections']);
+		// lld 22 names an uncached object after the output and its module (lld 14: lto.tmp); a cached one by its entry.
+		expect(p.stdout).toMatch(/^removing unused section out\.lto\.a\.o:/m);
+		// Asked for, then not: the link stays cached.
+		const cwd = tree();
+		expect((await shim(cwd, [...link, '--print-gc-sections', '--no-print-gc-sections'])).exitCode).toBe(0);
+		expect(entriesBelow(path.join(cwd, '.xdg')).length).toBe(3);
+	});
+
 	it("redirect mode: a split-DWARF link gets no cache (a hit would name another task's .dwo), said once", async () => {
 		// A cache directory that cannot be made (its parent is a file), so the shim redirects it.
 		const flag = '--thinlto-cache-dir=blocker/cache';
