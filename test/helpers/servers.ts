@@ -137,9 +137,7 @@ export async function startCutter(): Promise<Server> {
 			setTimeout(() => socket.destroy(), 50);
 		});
 	});
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port } = server.address() as net.AddressInfo;
-	return { url: `http://127.0.0.1:${port}/cache/`, port, stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+	return onFreePort(server, (port) => `http://127.0.0.1:${port}/cache/`);
 }
 
 /** Answers every request 201 with an empty body: takes writes and stores nothing. */
@@ -149,17 +147,7 @@ export async function startBlackHole(): Promise<Server> {
 		req.resume();
 		req.on('end', () => res.writeHead(req.method === 'GET' ? 200 : 201, { 'content-length': 0 }).end());
 	});
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port } = server.address() as net.AddressInfo;
-	return {
-		url: `http://127.0.0.1:${port}/cache/`,
-		port,
-		stop: () =>
-			new Promise<void>((resolve) => {
-				server.closeAllConnections();
-				server.close(() => resolve());
-			}),
-	};
+	return onFreePort(server, (port) => `http://127.0.0.1:${port}/cache/`);
 }
 
 /** TLS in front of a local port, with a self-signed certificate for 127.0.0.1 and localhost made by openssl in dir; ca: its PEM file. */
@@ -198,17 +186,15 @@ export async function startTlsProxy(dir: string, target: number): Promise<Server
 		upstream.on('error', () => socket.destroy());
 	});
 	server.on('tlsClientError', () => {});
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port } = server.address() as net.AddressInfo;
 	return {
-		url: `rediss://127.0.0.1:${port}/0`,
-		port,
-		ca,
-		stop: () =>
-			new Promise<void>((resolve) => {
+		...(await onFreePort(
+			server,
+			(port) => `rediss://127.0.0.1:${port}/0`,
+			() => {
 				for (const s of sockets) s.destroy();
-				server.close(() => resolve());
-			}),
+			},
+		)),
+		ca,
 	};
 }
 
@@ -234,18 +220,13 @@ export async function startStaller(port: number, bytes: number): Promise<Server>
 		});
 		req.pipe(upstream);
 	});
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port: own } = server.address() as net.AddressInfo;
-	return {
-		url: `http://127.0.0.1:${own}/cache/`,
-		port: own,
-		stop: () =>
-			new Promise<void>((resolve) => {
-				for (const res of held) res.destroy();
-				server.closeAllConnections();
-				server.close(() => resolve());
-			}),
-	};
+	return onFreePort(
+		server,
+		(port) => `http://127.0.0.1:${port}/cache/`,
+		() => {
+			for (const res of held) res.destroy();
+		},
+	);
 }
 
 /**
@@ -292,17 +273,13 @@ export async function startThrottle(port: number, rate: number, scheme: 'http' |
 			if (queue.length === 0) close();
 		});
 	});
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port: own } = server.address() as net.AddressInfo;
-	return {
-		url: scheme === 'http' ? `http://127.0.0.1:${own}/cache/` : `redis://127.0.0.1:${own}/0`,
-		port: own,
-		stop: () =>
-			new Promise<void>((resolve) => {
-				for (const s of sockets) s.destroy();
-				server.close(() => resolve());
-			}),
-	};
+	return onFreePort(
+		server,
+		(port) => (scheme === 'http' ? `http://127.0.0.1:${port}/cache/` : `redis://127.0.0.1:${port}/0`),
+		() => {
+			for (const s of sockets) s.destroy();
+		},
+	);
 }
 
 /**
@@ -342,16 +319,25 @@ export async function startGate(port: number, gate: string): Promise<Server> {
 			timers.delete(wait);
 		});
 	});
+	return onFreePort(
+		server,
+		(port) => `http://127.0.0.1:${port}/cache/`,
+		() => {
+			for (const t of timers) clearInterval(t);
+		},
+	);
+}
+
+/** A server of the tests' own on a free local port; end: what to let go of first (held responses, sockets, timers). */
+async function onFreePort(server: net.Server, url: (port: number) => string, end: () => void = () => {}): Promise<Server> {
 	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port: own } = server.address() as net.AddressInfo;
-	return {
-		url: `http://127.0.0.1:${own}/cache/`,
-		port: own,
-		stop: () =>
-			new Promise<void>((resolve) => {
-				for (const t of timers) clearInterval(t);
-				server.closeAllConnections();
-				server.close(() => resolve());
-			}),
-	};
+	const { port } = server.address() as net.AddressInfo;
+	const stop = () =>
+		new Promise<void>((resolve) => {
+			end();
+			// An HTTP server's keep-alive connections would hold close() open.
+			if ('closeAllConnections' in server) (server as { closeAllConnections: () => void }).closeAllConnections();
+			server.close(() => resolve());
+		});
+	return { url: url(port), port, stop };
 }
