@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { shown } from '../shared/bytes.js';
-import { LOCK_NAME, readOwnFile, uniqueTag } from '../shared/root.js';
+import { DEAD_LOCK_PREFIX, LOCK_NAME, readOwnFile, uniqueTag } from '../shared/root.js';
 
 const OWNER_FILE = 'owner.json';
 /** How often the holder refreshes the lock's mtime (proper-lockfile's `update`), for waiters on other machines. */
@@ -91,7 +91,7 @@ function describe(owner: Owner | undefined): string {
 function takeOver(lock: string, judged: fs.Stats, dead: Owner | undefined): void {
 	const now = fs.statSync(lock, { throwIfNoEntry: false });
 	if (now?.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs || !same(readOwner(lock), dead)) return;
-	const aside = `${lock}.dead-${uniqueTag()}`;
+	const aside = path.join(path.dirname(lock), `${DEAD_LOCK_PREFIX}${uniqueTag()}`);
 	try {
 		fs.renameSync(lock, aside);
 	} catch {

@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { shown } from '../shared/bytes.js';
 import { classify, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
-import { MEMO_DIR } from '../shared/memo.js';
-import { isInstalled, LOCK_NAME, readOwnFile, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
+import { isInstalled, readOwnFile, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
+import { isRootFile } from './settings.js';
 
 export type Entry = { file: string; bytes: number; lastUse: number };
 export type Temp = { file: string; bytes: number; mtime: number };
@@ -132,10 +132,10 @@ export function skippedText(skipped: Skip[]): string {
 /** `1 entry`, `2 entries`: a count and its noun. */
 export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
-/** The kernel releases a root holds, sorted as stats shows them: not the prune stamp, the summaries, foreign files, the lock or the inputs memo. */
+/** The kernel releases a root holds, sorted as stats shows them: not foreign files, nor ltocache's own at the top (the lock, a dead one, the inputs memo). */
 export function listReleases(root: string, skipped: Skip[] = []): string[] {
 	return dirents(root, skipped)
-		.filter((d) => d.isDirectory() && d.name !== LOCK_NAME && d.name !== MEMO_DIR)
+		.filter((d) => d.isDirectory() && !isRootFile(d.name))
 		.map((d) => d.name)
 		.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }

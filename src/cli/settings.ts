@@ -8,8 +8,10 @@ import { isKeyName, isSeedTemp, META_FILE } from '../shared/keydir.js';
 import { MEMO_DIR } from '../shared/memo.js';
 import {
 	chooseRoot,
+	DEAD_LOCK_PREFIX,
 	describeSkipped,
 	hasOurTag,
+	LINKERS_NAME,
 	LOCK_NAME,
 	MISMATCH_PREFIX,
 	PRUNE_STAMP,
@@ -55,9 +57,12 @@ export function existingRoot(env: NodeJS.ProcessEnv): string {
 }
 
 /** What ltocache keeps at the top of a root, beside the kernel releases. */
-const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, 'ltocache.linkers.json']);
-/** The files of ltocache's own that live by name at the top of a root: the summary's temporaries, a verified link's reports, a down remote's markers. */
-const ROOT_PREFIXES = [`${SUMMARY_NAME}.`, MISMATCH_PREFIX, REMOTE_DOWN_PREFIX];
+const ROOT_FILES = new Set([TAG_NAME, LOCK_NAME, PRUNE_STAMP, SUMMARY_NAME, MEMO_DIR, LINKERS_NAME]);
+/**
+ * The files of ltocache's own that live by name at the top of a root: the summary's and the linkers' temporaries,
+ * a verified link's reports, a down remote's markers, and a dead lock a prune took over but could not remove.
+ */
+const ROOT_PREFIXES = [`${SUMMARY_NAME}.`, `${LINKERS_NAME}.`, MISMATCH_PREFIX, REMOTE_DOWN_PREFIX, DEAD_LOCK_PREFIX];
 export const isRootFile = (name: string) => ROOT_FILES.has(name) || ROOT_PREFIXES.some((prefix) => name.startsWith(prefix));
 
 /**

@@ -24,6 +24,8 @@ import { type Bytes, bytesToBuffer, toBytes } from './bytes.js';
 
 /** The lock prune and clear take, a directory under the root. */
 export const LOCK_NAME = 'ltocache.lock';
+/** A dead holder's lock, renamed aside to be removed (src/cli/lock.ts); it stays where its owner file is not this user's to remove. */
+export const DEAD_LOCK_PREFIX = `${LOCK_NAME}.dead-`;
 /** Touched when the shim starts the daily prune. */
 export const PRUNE_STAMP = 'ltocache.last-prune';
 /** What stats last counted in each key directory (src/cli/scan.ts). */
@@ -105,7 +107,9 @@ export function hasOurTag(root: string): boolean {
 }
 
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).
-// And ltocache.linkers.json, what each real linker is by content, for a remote's namespace (src/shim/remote.ts).
+// And ltocache.linkers.json, what each real linker is by content, for a remote's namespace (src/shim/remote.ts),
+// written aside as ltocache.linkers.json.<tag>.tmp.
+export const LINKERS_NAME = 'ltocache.linkers.json';
 // And ltocache.mismatch.<time>.<tag>.txt, a verified link's report of a cached output that differed (src/shim/verify.ts).
 export const MISMATCH_PREFIX = 'ltocache.mismatch.';
 // And ltocache.remote-down.<hash of the URL>, the marker of a remote the links of the next minute skip (src/shim/remote.ts).

@@ -6,7 +6,7 @@ import { readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:f
 import { basename, dirname, join } from 'node:path';
 import { identityOf } from '../shared/identity.js';
 import { sha256 } from '../shared/remote/index.js';
-import { readOwnFile, tempName, writeOwnFile } from '../shared/root.js';
+import { LINKERS_NAME, readOwnFile, tempName, writeOwnFile } from '../shared/root.js';
 
 /** The file and its identity: a cached hash holds while these hold. */
 const stamp = (file: string): string => `${file}:${identityOf(statSync(file, { bigint: true }))}`;
@@ -57,7 +57,7 @@ type LinkerCache = Record<string, { libs: { path: string; stamp: string }[]; id:
  */
 export function linkerIdentity(file: string, root: string, env: NodeJS.ProcessEnv): string {
 	const linker = realpathSync(file);
-	const cacheFile = join(root, 'ltocache.linkers.json');
+	const cacheFile = join(root, LINKERS_NAME);
 	let cache: LinkerCache = {};
 	try {
 		cache = JSON.parse(readOwnFile(cacheFile, 1024 ** 2)?.data.toString('utf8') ?? '{}') as LinkerCache;

@@ -140,6 +140,27 @@ describe('doctor and exit statuses', () => {
 		expect(found).toMatchObject({ level: 'fail', message: expect.stringMatching(/^2 files or directories that ltocache did not make: /) });
 	});
 
+	it('takes what ltocache itself leaves at the top of a root for its own: a dead lock it could not remove, a linkers file being written', async () => {
+		const root = scratch('root');
+		const key = path.join(root, '6.1.0-1', 'mod-0123456789ab');
+		fs.mkdirSync(key, { recursive: true });
+		fs.writeFileSync(path.join(key, 'llvmcache-0'), 'x');
+		// What a prune leaves when it takes over another member's dead lock whose owner file it may not remove
+		// (src/cli/lock.ts), and the linkers' identities a link is writing (src/shim/identity.ts).
+		const dead = path.join(root, 'ltocache.lock.dead-123-abcdefgh-1');
+		fs.mkdirSync(dead);
+		fs.writeFileSync(path.join(dead, 'owner.json'), '{}');
+		fs.writeFileSync(path.join(root, 'ltocache.linkers.json.123-abcdefgh-2.tmp'), '{}');
+		const result = await doctor({ ...configs(''), LTOCACHE_DIR: root });
+		expect(result.findings.map((f) => f.check)).toContain('cache root');
+		expect(result.findings.filter((f) => f.check === 'cache root contents')).toEqual([]);
+		// Nor is the dead lock a kernel release.
+		const wrong = await cli(['clear', '--kernel', '5.10'], { ...configs(''), LTOCACHE_DIR: root });
+		expect(wrong.exitCode).toBe(1);
+		expect(wrong.stderr).toContain('(releases cached: 6.1.0-1)');
+		expect(fs.existsSync(path.join(key, 'llvmcache-0'))).toBe(true);
+	});
+
 	it('a configuration that is not right is exit status 2 in every command that reads it, doctor included', async () => {
 		const files = configs('max-size = lots\n');
 		const root = scratch('root');
