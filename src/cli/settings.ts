@@ -10,7 +10,6 @@ import {
 	chooseRoot,
 	DEAD_LOCK_PREFIX,
 	describeSkipped,
-	hasOurTag,
 	LINKERS_NAME,
 	LOCK_NAME,
 	MISMATCH_PREFIX,
@@ -19,6 +18,7 @@ import {
 	SUMMARY_NAME,
 	skippedSetting,
 	TAG_NAME,
+	tagOf,
 	writeTag,
 } from '../shared/root.js';
 import { UsageError } from './command.js';
@@ -108,7 +108,11 @@ export function looksLikeRoot(root: string): boolean {
  * @param named whether the user named the directory itself (LTOCACHE_DIR)
  */
 export function ownership(root: string, named: boolean): string | undefined {
-	if (hasOurTag(root)) return undefined;
+	const tag = tagOf(root);
+	if (tag === 'ours') return undefined;
+	// Another tool's cache (the tag names it), whatever a shim link pointed at it wrote there; nor is its tag ours to replace.
+	if (tag === 'theirs' && named)
+		return `is not an ltocache cache root: its ${TAG_NAME} is another tool's; refusing to touch it (point LTOCACHE_DIR at a directory of its own)`;
 	let empty: boolean;
 	try {
 		empty = fs.readdirSync(root).length === 0;
@@ -116,7 +120,7 @@ export function ownership(root: string, named: boolean): string | undefined {
 		return `cannot be read (${(error as NodeJS.ErrnoException).code})`;
 	}
 	if (!named || looksLikeRoot(root)) {
-		writeTag(root);
+		if (tag === undefined) writeTag(root);
 		return undefined;
 	}
 	if (empty) return undefined;

@@ -100,10 +100,11 @@ export function writeTag(root: string): boolean {
 	}
 }
 
-/** Whether a root carries ltocache's tag. */
-export function hasOurTag(root: string): boolean {
+/** Whose cache directory tag a root carries: ltocache's, another tool's, or none. */
+export function tagOf(root: string): 'ours' | 'theirs' | undefined {
 	const text = readOwnFile(join(root, TAG_NAME), 64 * 1024)?.data.toString('latin1') ?? '';
-	return text.startsWith(TAG_SIGNATURE) && text.includes('created by ltocache');
+	if (!text.startsWith(TAG_SIGNATURE)) return undefined;
+	return text.includes('created by ltocache') ? 'ours' : 'theirs';
 }
 
 // Also at the root: ltocache.inputs/, what the shim remembers of each link's inputs (src/shared/memo.ts).

@@ -780,6 +780,22 @@ describe("a root is ltocache's only when it says so", () => {
 		expect(fs.existsSync(path.join(dir, TAG_NAME))).toBe(false);
 	});
 
+	it("refuses a directory another tool tagged as its cache, however ltocache's its layout, and leaves its tag as it is", async () => {
+		const dir = scratch('other-cache');
+		const theirs = 'Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by ccache.\n';
+		fs.writeFileSync(path.join(dir, TAG_NAME), theirs);
+		// A shim link whose LTOCACHE_DIR named it wrote a module directory of ltocache's into it.
+		makeEntry(makeKey(dir, '6.1.0-1', '/src/one'), { bytes: 10 });
+		const before = tree(dir);
+		for (const args of [['stats'], ['clear'], ['prune', '--max-size', '1B']]) {
+			const result = await ltocache(dir, args);
+			expect(result.exitCode, args.join(' ')).toBe(2);
+			expect(result.stderr).toContain(`LTOCACHE_DIR=${dir} is not an ltocache cache root`);
+		}
+		expect(tree(dir)).toEqual(before);
+		expect(fs.readFileSync(path.join(dir, TAG_NAME), 'utf8')).toBe(theirs);
+	});
+
 	it('refuses / as root: lists nothing, writes nothing', async () => {
 		const result = await ltocache('/', ['stats']);
 		expect(result).toMatchObject({ exitCode: 2, stdout: '' });
