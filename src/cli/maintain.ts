@@ -15,12 +15,14 @@ import type { Limits } from './limits.js';
 import { withLock } from './lock.js';
 import {
 	type Entry,
+	enterDir,
 	type Kernel,
 	type Key,
 	type Progress,
 	plural,
 	type Scope,
 	type Skip,
+	SWAPPED,
 	scanRoot,
 	type Temp,
 	totals,
@@ -81,16 +83,6 @@ function byDirectory(entries: Entry[]): Map<string, Entry[]> {
 	return groups;
 }
 
-/** Change into a directory; false where that is not allowed (a worker thread) or it is gone. */
-function chdirTo(dir: string): boolean {
-	try {
-		process.chdir(dir);
-		return true;
-	} catch {
-		return false;
-	}
-}
-
 /**
  * Remove a file; false if it was gone already or cannot be removed (then added to skipped).
  * @param name the file's name, when the process is in its directory
@@ -106,15 +98,23 @@ function unlink(file: string, skipped: Skip[], name?: string): boolean {
 	}
 }
 
-/** Remove a key directory that holds nothing but bookkeeping and has been idle for an hour. */
-function removeIfIdle(key: Key, evicted: Set<string>, skipped: Skip[]): boolean {
+/**
+ * Remove a key directory that holds nothing but bookkeeping and has been idle for an hour.
+ * @param back the working directory to return to from inside it
+ */
+function removeIfIdle(key: Key, evicted: Set<string>, skipped: Skip[], back: string): boolean {
 	if (key.foreign > 0 || key.temps.length > 0 || key.entries.some((e) => !evicted.has(e.file))) return false;
 	// Looked at again now, not at scan time: the shim claims the directory
 	// before it runs lld, and lld needs milliseconds to start writing, so a
 	// link that starts after this check finds no directory and creates it.
 	if (Date.now() - (lastClaim(key.dir) ?? Date.now()) < IN_FLIGHT_MS) return false;
+	const where = enterDir(key.dir, key.id);
+	if (where === undefined) {
+		skipped.push({ path: key.dir, error: SWAPPED });
+		return false;
+	}
 	try {
-		return removeKeyDir(key.dir);
+		return removeKeyDir(key.dir, where === 'elsewhere' ? undefined : back);
 	} catch (error) {
 		skipped.push({ path: key.dir, error: (error as NodeJS.ErrnoException).code ?? String(error) });
 		return false;
@@ -151,11 +151,18 @@ async function carryOut(
 	let yielded = Date.now();
 	let i = 0;
 	const cwd = process.cwd();
+	const keys = new Map(kernels.flatMap((k) => k.keys.map((key) => [key.dir, key])));
 	try {
 		// A directory at a time, from inside it with bare names: the kernel then resolves one component per
-		// unlink instead of the whole path. The set is decided; only its order within a directory is kept.
+		// unlink instead of the whole path, and never follows a symlink put at the directory's name since
+		// the scan. The set is decided; only its order within a directory is kept.
 		for (const [dir, entries] of byDirectory(evict)) {
-			const inside = !dryRun && chdirTo(dir);
+			const where = dryRun ? 'elsewhere' : enterDir(dir, keys.get(dir)?.id);
+			if (where === undefined) {
+				skipped.push({ path: dir, error: SWAPPED });
+				continue;
+			}
+			const inside = where !== 'elsewhere';
 			for (const entry of entries) {
 				// Timers (the lock's refresh) and progress run every tenth of a second, however slow the unlinks are.
 				if (++i % 64 === 0 && Date.now() - yielded > 100) {
@@ -171,27 +178,34 @@ async function carryOut(
 				evicted.add(entry.file);
 			}
 		}
+		for (const key of keys.values()) {
+			const stale: Temp[] = key.temps.filter((t) => now - t.mtime > IN_FLIGHT_MS);
+			if (stale.length === 0) continue;
+			const where = dryRun ? 'elsewhere' : enterDir(key.dir, key.id);
+			if (where === undefined) {
+				skipped.push({ path: key.dir, error: SWAPPED });
+				continue;
+			}
+			for (const temp of stale) {
+				if (dryRun || unlink(temp.file, skipped, where === 'elsewhere' ? undefined : temp.file.slice(key.dir.length + 1)))
+					report.removed.tempFiles++;
+			}
+			key.temps = key.temps.filter((t) => !stale.includes(t));
+		}
+		for (const kernel of kernels) {
+			let removedKeys = 0;
+			if (!dryRun) {
+				try {
+					removeStaleSeeds(kernel.dir, now);
+				} catch {} // the release directory is read again below, and what cannot be removed is said there
+			}
+			for (const key of kernel.keys) if (!dryRun && removeIfIdle(key, evicted, skipped, cwd)) removedKeys++;
+			report.removed.directories += removedKeys;
+			if (!dryRun && removedKeys > 0 && removedKeys === kernel.keys.length && removeRelease(kernel.dir, skipped))
+				report.removed.directories++;
+		}
 	} finally {
 		if (process.cwd() !== cwd) process.chdir(cwd);
-	}
-	const staleTemps: Temp[] = kernels.flatMap((k) => k.keys.flatMap((key) => key.temps.filter((t) => now - t.mtime > IN_FLIGHT_MS)));
-	for (const temp of staleTemps) {
-		if (dryRun || unlink(temp.file, skipped)) report.removed.tempFiles++;
-	}
-	for (const kernel of kernels) {
-		let removedKeys = 0;
-		if (!dryRun) {
-			try {
-				removeStaleSeeds(kernel.dir, now);
-			} catch {} // the release directory is read again below, and what cannot be removed is said there
-		}
-		for (const key of kernel.keys) {
-			key.temps = key.temps.filter((t) => !staleTemps.includes(t));
-			if (!dryRun && removeIfIdle(key, evicted, skipped)) removedKeys++;
-		}
-		report.removed.directories += removedKeys;
-		if (!dryRun && removedKeys > 0 && removedKeys === kernel.keys.length && removeRelease(kernel.dir, skipped))
-			report.removed.directories++;
 	}
 	const left = totals(kernels.flatMap((k) => k.keys));
 	const evictedBytes = evict.reduce((sum, e) => sum + e.bytes, 0);
@@ -287,12 +301,18 @@ export async function clear(root: string, scope: Scope & { extmod?: string }, dr
 	});
 }
 
-/** For the key directories that are still there; one that fails is left as it is. */
+/** For the key directories that are still there, each as the scan read it (fn is given '.' inside it); one that fails is left as it is. */
 function forEachKey(kernels: Kernel[], fn: (dir: string) => void): void {
-	for (const key of kernels.flatMap((k) => k.keys)) {
-		try {
-			if (fs.existsSync(key.dir)) fn(key.dir);
-		} catch {}
+	const cwd = process.cwd();
+	try {
+		for (const key of kernels.flatMap((k) => k.keys)) {
+			try {
+				const where = enterDir(key.dir, key.id);
+				if (where === 'elsewhere' ? fs.existsSync(key.dir) : where !== undefined) fn(where === 'elsewhere' ? key.dir : '.');
+			} catch {}
+		}
+	} finally {
+		if (process.cwd() !== cwd) process.chdir(cwd);
 	}
 }
 

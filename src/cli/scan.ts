@@ -16,6 +16,8 @@ export type Temp = { file: string; bytes: number; mtime: number };
 export type Key = {
 	name: string;
 	dir: string;
+	/** The directory as it was read (see enterDir): prune and clear act only in that one. */
+	id?: DirId;
 	meta?: Metadata;
 	/** When a link last used the directory (the shim touches the metadata on each link). */
 	touched: number;
@@ -58,6 +60,35 @@ const dirents = (dir: string, skipped: Skip[]) => listing(() => fs.readdirSync(d
 /** Names only in key directories: every one is lstat-ed anyway, so file types from readdir would be paid for twice. */
 const names = (dir: string, skipped: Skip[]) => listing(() => fs.readdirSync(dir), dir, skipped);
 
+/** Which directory a path named when it was read: another put at the name later is not it. */
+export type DirId = { dev: number; ino: number };
+
+/**
+ * Change into a module directory, and only if it is the one meant: a real
+ * directory, not a symlink another member of a shared root renamed into its
+ * place (chdir follows it, and prune run by root would count and delete
+ * where it leads), and, given id, the very one read before. Checked from
+ * inside, so the bare names used there stay in it whatever is renamed
+ * meanwhile. Returns its id; 'elsewhere' where chdir fails (not allowed in
+ * a worker thread; a directory gone or unsearchable, which its listing
+ * tells), and paths are then used whole; undefined for another directory.
+ */
+export function enterDir(dir: string, id?: DirId): DirId | 'elsewhere' | undefined {
+	try {
+		process.chdir(dir);
+	} catch {
+		return 'elsewhere';
+	}
+	const here = fs.statSync('.');
+	const named = fs.lstatSync(dir, { throwIfNoEntry: false });
+	if (!named?.isDirectory() || named.dev !== here.dev || named.ino !== here.ino) return undefined;
+	if (id && (id.dev !== here.dev || id.ino !== here.ino)) return undefined;
+	return { dev: here.dev, ino: here.ino };
+}
+
+/** What a directory that enterDir refused is skipped for: the errno of opening a symlink with O_NOFOLLOW. */
+export const SWAPPED = 'ELOOP';
+
 /**
  * Reads one key directory. It runs lstat once per entry, 100,000s of times:
  * from inside the directory with the bare name (the kernel then resolves one
@@ -66,12 +97,13 @@ const names = (dir: string, skipped: Skip[]) => listing(() => fs.readdirSync(dir
  */
 export function scanKey(dir: string, name: string, collect = true, skipped: Skip[] = []): Key | undefined {
 	const key: Key = { name, dir, touched: 0, count: 0, bytes: 0, lastUse: 0, entries: [], temps: [], foreign: 0 };
-	let inside = true;
-	try {
-		process.chdir(dir);
-	} catch {
-		inside = false;
+	const id = enterDir(dir);
+	if (id === undefined) {
+		skipped.push({ path: dir, error: SWAPPED });
+		return undefined;
 	}
+	const inside = id !== 'elsewhere';
+	if (inside) key.id = id;
 	const before = skipped.length;
 	for (const entry of names(dir, skipped)) {
 		// Only regular files are ours to count; lstat (not stat) so a symlink is never followed.
@@ -90,7 +122,7 @@ export function scanKey(dir: string, name: string, collect = true, skipped: Skip
 			if (lastUse > key.lastUse) key.lastUse = lastUse;
 			if (collect) key.entries.push({ file: `${dir}/${entry}`, bytes: st!.size, lastUse });
 		} else if (kind === 'meta') {
-			key.meta = readMeta(dir);
+			key.meta = readMeta(inside ? '.' : dir);
 			key.touched = st!.mtimeMs;
 		} else if (kind === 'temp') {
 			key.temps.push({ file: `${dir}/${entry}`, bytes: st!.size, mtime: st!.mtimeMs });

@@ -230,12 +230,16 @@ export function readMeta(dir: string): Metadata | undefined {
 /**
  * Remove a directory that holds nothing but bookkeeping. Only rmdir, which
  * refuses a directory a link has written to meanwhile; returns whether it went.
+ * @param back given when the process is in it (see enterDir in src/cli/scan.ts): its files are removed by bare
+ * name, then the process goes back there, or its working directory would be gone
  */
-export function removeKeyDir(dir: string): boolean {
-	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, REMOTE_FILE, KNOWN_FILE, META_FILE]) rmSync(join(dir, name), { force: true });
+export function removeKeyDir(dir: string, back?: string): boolean {
+	const here = back === undefined ? dir : '.';
+	for (const name of [TIMESTAMP_FILE, COUNTS_FILE, REMOTE_FILE, KNOWN_FILE, META_FILE]) rmSync(join(here, name), { force: true });
 	try {
-		for (const name of readdirSync(dir)) if (name.startsWith(EMBED_PREFIX)) rmSync(join(dir, name), { force: true });
+		for (const name of readdirSync(here)) if (name.startsWith(EMBED_PREFIX)) rmSync(join(here, name), { force: true });
 	} catch {} // gone already, or unreadable: rmdir says
+	if (back !== undefined) process.chdir(back);
 	return removeDir(dir);
 }
 

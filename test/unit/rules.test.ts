@@ -161,6 +161,41 @@ describe('the deletion rules', () => {
 		expect(fs.existsSync(target)).toBe(true);
 	});
 
+	it('never count or delete through a module directory another member swapped for a symlink, before or after it was read', async () => {
+		const root = scratch('root');
+		const keys = ['/src/a', '/src/b'].map((m) => makeKey(root, '6.1.0-1', m, 2));
+		const day30 = { ageDays: 30 };
+		for (const key of keys) {
+			makeEntry(key, day30);
+			fs.writeFileSync(path.join(key, 'Thin-1.tmp.o'), 'x');
+			fs.writeFileSync(path.join(key, 'ltocache.counts'), '');
+			for (const name of ['Thin-1.tmp.o', 'ltocache.counts']) setAge(path.join(key, name), 1);
+		}
+		// Where the symlinks lead: directories of someone else's holding files of the same names, all old.
+		const targets = keys.map((key) => {
+			const dir = scratch('elsewhere');
+			for (const name of fs.readdirSync(key)) fs.writeFileSync(path.join(dir, name), 'not ltocache');
+			fs.writeFileSync(path.join(dir, 'llvmcache-theirs'), 'not ltocache');
+			for (const name of fs.readdirSync(dir)) setAge(path.join(dir, name), 30);
+			return dir;
+		});
+		const before = targets.map((dir) => fs.readdirSync(dir).sort());
+		let swapped = false;
+		// Told after the first module directory is read: it is swapped after its scan, the other before its own.
+		const report = await prune(root, { maxAge: 86_400_000 }, {}, false, () => {
+			if (swapped) return;
+			swapped = true;
+			keys.forEach((key, i) => {
+				fs.renameSync(key, `${key}.moved`);
+				fs.symlinkSync(targets[i], key);
+			});
+		});
+		expect(swapped).toBe(true);
+		expect(targets.map((dir) => fs.readdirSync(dir).sort())).toEqual(before);
+		expect(report.removed).toEqual({ entries: 0, bytes: 0, tempFiles: 0, directories: 0 });
+		expect(report.skipped.map((s) => s.error)).toContain('ELOOP');
+	});
+
 	it('remove temporaries only once stale, and a key directory only when empty and idle for an hour', async () => {
 		const root = scratch('root');
 		const idle = makeKey(root, '6.1.0-1', '/src/idle', 1);
