@@ -65,10 +65,11 @@ export type DirId = { dev: number; ino: number };
 
 /**
  * Change into a module directory, and only if it is the one meant: a real
- * directory, not a symlink another member of a shared root renamed into its
- * place (chdir follows it, and prune run by root would count and delete
- * where it leads), and, given id, the very one read before. Checked from
- * inside, so the bare names used there stay in it whatever is renamed
+ * directory in a real release directory, neither a symlink another member
+ * of a shared root renamed into its place (chdir follows it, and prune run
+ * by root would count and delete where it leads, another root of
+ * ltocache's included), and, given id, the very one read before. Checked
+ * from inside, so the bare names used there stay in it whatever is renamed
  * meanwhile. Returns its id; 'elsewhere' where chdir fails (not allowed in
  * a worker thread; a directory gone or unsearchable, which its listing
  * tells), and paths are then used whole; undefined for another directory.
@@ -79,9 +80,12 @@ export function enterDir(dir: string, id?: DirId): DirId | 'elsewhere' | undefin
 	} catch {
 		return 'elsewhere';
 	}
+	const same = (name: string, st: fs.Stats) => {
+		const named = fs.lstatSync(name, { throwIfNoEntry: false });
+		return named?.isDirectory() && named.dev === st.dev && named.ino === st.ino;
+	};
 	const here = fs.statSync('.');
-	const named = fs.lstatSync(dir, { throwIfNoEntry: false });
-	if (!named?.isDirectory() || named.dev !== here.dev || named.ino !== here.ino) return undefined;
+	if (!same(dir, here) || !same(path.dirname(dir), fs.statSync('..'))) return undefined;
 	if (id && (id.dev !== here.dev || id.ino !== here.ino)) return undefined;
 	return { dev: here.dev, ino: here.ino };
 }

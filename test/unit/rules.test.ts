@@ -196,6 +196,28 @@ describe('the deletion rules', () => {
 		expect(report.skipped.map((s) => s.error)).toContain('ELOOP');
 	});
 
+	it('never count or delete in another root through a release directory swapped for a symlink before it was read', async () => {
+		const root = scratch('root');
+		makeEntry(makeKey(root, '6.1.0-1', '/src/a', 2), { ageDays: 30 });
+		makeEntry(makeKey(root, '6.1.0-2', '/src/b', 2), { ageDays: 30 });
+		// Another root (root's own, say), with a module directory of ltocache's under a release of the same name.
+		const other = scratch('other-root');
+		const theirs = makeEntry(makeKey(other, '6.1.0-2', '/src/theirs', 2), { ageDays: 30 });
+		let swapped = false;
+		// Told after 6.1.0-1's module directory is read (releases are read in order): 6.1.0-2 is swapped before its turn.
+		const report = await prune(root, { maxAge: 86_400_000 }, {}, false, () => {
+			if (swapped) return;
+			swapped = true;
+			fs.renameSync(path.join(root, '6.1.0-2'), path.join(root, 'moved'));
+			fs.symlinkSync(path.join(other, '6.1.0-2'), path.join(root, '6.1.0-2'));
+		});
+		expect(swapped).toBe(true);
+		expect(fs.existsSync(theirs)).toBe(true);
+		expect(fs.readdirSync(path.dirname(theirs)).sort()).toEqual([path.basename(theirs), 'ltocache.json']);
+		expect(report.removed.entries).toBe(1); // 6.1.0-1's
+		expect(report.skipped.map((s) => s.error)).toContain('ELOOP');
+	});
+
 	it('remove temporaries only once stale, and a key directory only when empty and idle for an hour', async () => {
 		const root = scratch('root');
 		const idle = makeKey(root, '6.1.0-1', '/src/idle', 1);
