@@ -14,6 +14,7 @@ import { pruneMemo } from '../shared/memo.js';
 import type { Limits } from './limits.js';
 import { withLock } from './lock.js';
 import {
+	diskBytes,
 	type Entry,
 	enterDir,
 	type Kernel,
@@ -54,7 +55,10 @@ export function planPrune(kernels: Kernel[], limits: Limits, now: number, freeBy
 			}
 		}
 	}
-	let bytes = keep.reduce((sum, e) => sum + e.bytes, 0);
+	// A file with several names (src/cli/scan.ts's Entry) takes its bytes once, and frees them with its last name.
+	const names = new Map<string, number>();
+	for (const e of keep) if (e.link !== undefined) names.set(e.link, (names.get(e.link) ?? 0) + 1);
+	let bytes = diskBytes(keep);
 	let maxBytes = limits.maxBytes ?? Infinity;
 	if (limits.maxPercent !== undefined) {
 		maxBytes = Math.min(maxBytes, Math.floor(((freeBytes + bytes) * limits.maxPercent) / 100));
@@ -64,8 +68,11 @@ export function planPrune(kernels: Kernel[], limits: Limits, now: number, freeBy
 		keep = keep.sort((a, b) => a.lastUse - b.lastUse);
 		let i = 0;
 		while (i < keep.length && (bytes > maxBytes || keep.length - i > maxFiles)) {
-			bytes -= keep[i].bytes;
-			evict.push(keep[i++]);
+			const e = keep[i++];
+			const left = e.link === undefined ? 0 : names.get(e.link)! - 1;
+			if (e.link !== undefined) names.set(e.link, left);
+			if (left === 0) bytes -= e.bytes;
+			evict.push(e);
 		}
 	}
 	return evict;
@@ -148,6 +155,10 @@ async function carryOut(
 	const report = emptyReport(root, dryRun, scope);
 	report.skipped = skipped;
 	const evicted = new Set<string>();
+	const all = kernels.flatMap((k) => k.keys.flatMap((key) => key.entries));
+	/** How many names each file with several has (src/cli/scan.ts's Entry): its bytes are freed with the last. */
+	const names = new Map<string, number>();
+	for (const e of all) if (e.link !== undefined) names.set(e.link, (names.get(e.link) ?? 0) + 1);
 	let yielded = Date.now();
 	let i = 0;
 	const cwd = process.cwd();
@@ -173,7 +184,9 @@ async function carryOut(
 				if (lost()) throw new Error(`lost the lock on ${root}; stopped`);
 				if (dryRun || unlink(entry.file, skipped, inside ? entry.file.slice(dir.length + 1) : undefined)) {
 					report.removed.entries++;
-					report.removed.bytes += entry.bytes;
+					const left = entry.link === undefined ? 0 : names.get(entry.link)! - 1;
+					if (entry.link !== undefined) names.set(entry.link, left);
+					if (left === 0) report.removed.bytes += entry.bytes;
 				}
 				evicted.add(entry.file);
 			}
@@ -208,8 +221,7 @@ async function carryOut(
 		if (process.cwd() !== cwd) process.chdir(cwd);
 	}
 	const left = totals(kernels.flatMap((k) => k.keys));
-	const evictedBytes = evict.reduce((sum, e) => sum + e.bytes, 0);
-	report.remaining = { entries: left.entries - evicted.size, bytes: left.bytes - evictedBytes };
+	report.remaining = { entries: left.entries - evicted.size, bytes: diskBytes(all.filter((e) => !evicted.has(e.file))) };
 	return report;
 }
 

@@ -6,11 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { shown } from '../shared/bytes.js';
-import { classify, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
+import { classify, isIncbinVariant, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
 import { isInstalled, readOwnFile, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
 import { isRootFile } from './settings.js';
 
-export type Entry = { file: string; bytes: number; lastUse: number };
+/** link: the file's device and inode when it has more than one name (an .incbin sibling seeded with hard links, src/shim/seed.ts). */
+export type Entry = { file: string; bytes: number; lastUse: number; link?: string };
 export type Temp = { file: string; bytes: number; mtime: number };
 
 export type Key = {
@@ -25,6 +26,8 @@ export type Key = {
 	count: number;
 	bytes: number;
 	lastUse: number;
+	/** The entries with more than one name, as link and size (see Entry): counted once in totals. */
+	linked?: [string, number][];
 	/** Each entry; only collected when asked for (prune and clear), stats needs the sums. */
 	entries: Entry[];
 	temps: Temp[];
@@ -121,10 +124,15 @@ export function scanKey(dir: string, name: string, collect = true, skipped: Skip
 		const kind = st?.isFile() ? classify(entry) : 'foreign';
 		if (kind === 'entry') {
 			const lastUse = Math.max(st!.atimeMs, st!.mtimeMs);
+			const link = st!.nlink > 1 ? `${st!.dev}:${st!.ino}` : undefined;
 			key.count++;
 			key.bytes += st!.size;
 			if (lastUse > key.lastUse) key.lastUse = lastUse;
-			if (collect) key.entries.push({ file: `${dir}/${entry}`, bytes: st!.size, lastUse });
+			if (link !== undefined) {
+				key.linked ??= [];
+				key.linked.push([link, st!.size]);
+			}
+			if (collect) key.entries.push({ file: `${dir}/${entry}`, bytes: st!.size, lastUse, ...(link === undefined ? {} : { link }) });
 		} else if (kind === 'meta') {
 			key.meta = readMeta(inside ? '.' : dir);
 			key.touched = st!.mtimeMs;
@@ -255,7 +263,7 @@ async function scanReleases(
 	return kernels;
 }
 
-type Summary = Pick<Key, 'count' | 'bytes' | 'lastUse' | 'temps' | 'foreign'> & { id: string };
+type Summary = Pick<Key, 'count' | 'bytes' | 'lastUse' | 'temps' | 'foreign' | 'linked'> & { id: string };
 
 /**
  * What stats counted in each key directory, kept in <root>/ltocache.summary.json
@@ -297,7 +305,9 @@ class Summaries {
 
 	key(dir: string, name: string): Key | undefined {
 		const st = fs.lstatSync(dir, { bigint: true, throwIfNoEntry: false });
-		if (!st) return scanKey(dir, name, false, this.skipped);
+		// An .incbin variant shares its entries' files with siblings seeded from it or it from them: a seeding
+		// adds names to them without changing this directory, so which have more than one is read each time.
+		if (!st || isIncbinVariant(name)) return scanKey(dir, name, false, this.skipped);
 		const id = `${st.dev}:${st.ino}:${st.mtimeNs}`;
 		const rel = path.relative(this.root, dir);
 		this.visited.add(rel);
@@ -305,7 +315,7 @@ class Summaries {
 		if (known?.id === id) {
 			this.fresh[rel] = known;
 			const meta = fs.lstatSync(path.join(dir, META_FILE), { throwIfNoEntry: false });
-			const { count, bytes, lastUse, temps, foreign } = known;
+			const { count, bytes, lastUse, temps, foreign, linked } = known;
 			return {
 				name,
 				dir,
@@ -314,6 +324,7 @@ class Summaries {
 				lastUse,
 				temps,
 				foreign,
+				...(linked ? { linked } : {}),
 				entries: [],
 				...(meta?.isFile() ? { meta: readMeta(dir), touched: meta.mtimeMs } : { touched: 0 }),
 			};
@@ -321,7 +332,8 @@ class Summaries {
 		const key = scanKey(dir, name, false, this.skipped);
 		if (!key) return undefined;
 		if (Number(st.mtimeNs / 1_000_000n) < this.started - 2000) {
-			this.fresh[rel] = { id, count: key.count, bytes: key.bytes, lastUse: key.lastUse, temps: key.temps, foreign: key.foreign };
+			const { count, bytes, lastUse, temps, foreign, linked } = key;
+			this.fresh[rel] = { id, count, bytes, lastUse, temps, foreign, ...(linked ? { linked } : {}) };
 			this.changed = true;
 		}
 		return key;
@@ -348,16 +360,36 @@ class Summaries {
 
 export type Totals = { entries: number; bytes: number; lastUse: number | null; temps: number };
 
+/** Entries are names; bytes are what they take on disk, a file with several names (in several keys) once. */
 export function totals(keys: Key[]): Totals {
 	let entries = 0;
 	let bytes = 0;
 	let lastUse = 0;
 	let temps = 0;
+	const seen = new Set<string>();
 	for (const key of keys) {
 		entries += key.count;
 		bytes += key.bytes;
 		temps += key.temps.length;
 		lastUse = Math.max(lastUse, key.touched, key.lastUse);
+		for (const [link, size] of key.linked ?? []) {
+			if (seen.has(link)) bytes -= size;
+			else seen.add(link);
+		}
 	}
 	return { entries, bytes, lastUse: lastUse || null, temps };
+}
+
+/** What entries take on disk: a file with several names once. */
+export function diskBytes(entries: Entry[]): number {
+	const seen = new Set<string>();
+	let bytes = 0;
+	for (const e of entries) {
+		if (e.link !== undefined) {
+			if (seen.has(e.link)) continue;
+			seen.add(e.link);
+		}
+		bytes += e.bytes;
+	}
+	return bytes;
 }

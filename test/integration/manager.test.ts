@@ -158,6 +158,41 @@ describe('ltocache stats', () => {
 	});
 });
 
+describe('entries hard-linked into an .incbin sibling', () => {
+	it('are counted once in the bytes stats shows and prune holds to the limits, as on disk', async () => {
+		const root = scratch('root');
+		const base = makeKey(root, '6.1.0-1', '/src/fw');
+		// Two .incbin variants of one module: the newer seeded from the older with hard links (src/shim/seed.ts).
+		const [older, newer] = ['+incbin-aaaa', '+incbin-bbbb'].map((variant) => {
+			const dir = `${base}${variant}`;
+			fs.mkdirSync(dir);
+			fs.copyFileSync(path.join(base, 'ltocache.json'), path.join(dir, 'ltocache.json'));
+			return dir;
+		});
+		fs.rmSync(base, { recursive: true });
+		const files = [2, 1].map((ageDays) => makeEntry(older, { bytes: 100, ageDays }));
+		// Counted once, and summarized (directories changed over two seconds before).
+		const past = new Date(Date.now() - 3600_000);
+		for (const dir of [older, newer]) fs.utimesSync(dir, past, past);
+		expect((await stats(root)).totalBytes).toBe(200);
+		for (const file of files) fs.linkSync(file, path.join(newer, path.basename(file)));
+		// Four names, 200 bytes on disk (as du counts them: each file once).
+		const s = await stats(root);
+		expect(s.totalEntries).toBe(4);
+		expect(s.totalBytes).toBe(200);
+		expect(s.kernels[0].bytes).toBe(200);
+		// Under a 300-byte cap nothing needs to go: the four names take 200 bytes.
+		const report = await run(root, ['prune', '--max-size', '300B']);
+		expect(report.removed.entries).toBe(0);
+		expect(onDisk(root).size).toBe(4);
+		// Under 150 bytes both names of one entry go, which frees its 100 bytes; the other entry stays under both.
+		const pruned = await run(root, ['prune', '--max-size', '150B']);
+		expect(pruned.removed).toMatchObject({ entries: 2, bytes: 100 });
+		expect(pruned.remaining).toEqual({ entries: 2, bytes: 100 });
+		expect([...onDisk(root).keys()].map((f) => path.basename(f)).sort()).toEqual([path.basename(files[1]), path.basename(files[1])]);
+	});
+});
+
 describe('ltocache prune', () => {
 	it('evicts least recently used first, where last use is the later of atime and mtime', async () => {
 		const root = scratch('root');
