@@ -31,14 +31,19 @@ export function linkerNames(pathDirs: string[]): string[] {
 	return [...names].sort();
 }
 
-/** What a file on PATH is to this copy of ltocache: its own link, another copy's (or a dangling one's), or not ltocache's. */
+/**
+ * What a file on PATH is to this copy of ltocache: its own link, another copy's (or a dangling one's), or
+ * not ltocache's. A copy of a shim that is a file, not a link to one, is someone's (perhaps edited): not
+ * ltocache's to replace or remove.
+ */
 export function linkKind(file: string, shim = shimFile()): 'this' | 'other' | undefined {
 	if (!isShimLink(file)) return undefined;
 	try {
-		return fs.realpathSync(file) === fs.realpathSync(shim) ? 'this' : 'other';
+		if (fs.realpathSync(file) === fs.realpathSync(shim)) return 'this';
 	} catch {
 		return 'other'; // dangling: into an install that is gone
 	}
+	return fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink() ? 'other' : undefined;
 }
 
 /** Why root is needed, for a directory only root can write. */

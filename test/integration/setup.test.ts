@@ -65,6 +65,24 @@ describeIf(hasToolchain, 'clang and ld.lld (Debian: clang lld)')('ltocache insta
 		expect(fs.readFileSync(custom, 'utf8')).toContain('custom LLVM');
 	});
 
+	it('leaves a copy of the shim (a file, not a link to it) alone: install links the other names, uninstall removes only its links', async () => {
+		const dir = scratch('bin');
+		const copy = path.join(dir, 'ld.lld');
+		// Someone's own copy, perhaps edited: a file, which install replaces only when it is a link.
+		fs.copyFileSync(SHIM, copy);
+		fs.appendFileSync(copy, '# edited\n');
+		const versions = fs.readdirSync('/usr/bin').filter((n) => /^ld\.lld-\d+$/.test(n));
+		const install = await cli(['install', '--dir', dir]);
+		expect(install).toMatchObject({ exitCode: 1, stderr: '' });
+		expect(install.stdout).toContain(`left ${copy} alone`);
+		expect(fs.readFileSync(copy, 'utf8')).toBe(`${fs.readFileSync(SHIM, 'utf8')}# edited\n`);
+		for (const name of versions) expect(fs.readlinkSync(path.join(dir, name))).toBe(SHIM);
+		const uninstall = await cli(['uninstall', '--dir', dir]);
+		expect(uninstall.exitCode).toBe(0);
+		expect(fs.readdirSync(dir)).toEqual(['ld.lld']);
+		expect(fs.lstatSync(copy).isFile()).toBe(true);
+	});
+
 	it('--dry-run changes nothing; --system with --dir is a usage error', async () => {
 		const dir = path.join(scratch('bin'), 'new');
 		const dry = await cli(['install', '--dir', dir, '--dry-run']);
