@@ -218,10 +218,25 @@ export function lastClaim(dir: string): number | undefined {
 /** Far above any metadata ltocache writes (a few KiB, the .incbin files' names and sums). */
 const MAX_META_BYTES = 1024 * 1024;
 
+const isStrings = (value: unknown) => Array.isArray(value) && value.every((v) => typeof v === 'string');
+
+/**
+ * A directory's metadata, or undefined when it is not as ltocache writes it: in a shared root another
+ * member may write any JSON there, and a field of another type (an extmod that is an object) would
+ * throw wherever it is used as text, in every stats of the root.
+ */
 export function readMeta(dir: string): Metadata | undefined {
 	try {
 		const meta = JSON.parse(readOwnFile(join(dir, META_FILE), MAX_META_BYTES)?.data.toString('utf8') ?? '') as Metadata;
-		return typeof meta === 'object' && meta !== null && typeof meta.original === 'string' ? meta : undefined;
+		if (typeof meta !== 'object' || meta === null || typeof meta.original !== 'string') return undefined;
+		const optional = (value: unknown, ok: boolean) => value === undefined || ok;
+		return optional(meta.release, typeof meta.release === 'string') &&
+			optional(meta.extmod, typeof meta.extmod === 'string') &&
+			optional(meta.added, meta.added === true) &&
+			optional(meta.incbin, isStrings(meta.incbin)) &&
+			optional(meta.sums, isStrings(meta.sums))
+			? meta
+			: undefined;
 	} catch {
 		return undefined;
 	}

@@ -392,6 +392,24 @@ describe('safety', () => {
 		);
 	});
 
+	it('shows a module whose metadata another member wrote with fields of the wrong types by its directory, and goes on', async () => {
+		const root = scratch('root');
+		const keys = ['/src/one', '/src/two', '/src/three'].map((m) => makeKey(root, '6.1.0-1', m));
+		for (const key of keys) makeEntry(key);
+		const planted = [{ extmod: { a: 1 } }, { extmod: 7, incbin: 5 }, { extmod: ['/src/x'], sums: 'x' }];
+		keys.forEach((key, i) => {
+			fs.writeFileSync(path.join(key, 'ltocache.json'), JSON.stringify({ version: 1, release: '6.1.0-1', original: '/o', ...planted[i] }));
+		});
+		const result = await ltocache(root, ['stats']);
+		expect(result).toMatchObject({ exitCode: 0, stderr: '' });
+		for (const key of keys) expect(result.stdout).toContain(`  ${path.basename(key)}  `);
+		const json = (JSON.parse((await ltocache(root, ['stats', '--json'])).stdout) as StatsJson).kernels[0].keys;
+		expect(json.map((k) => k.extmod)).toEqual([null, null, null]);
+		const cleared = await ltocache(root, ['clear', '--extmod', '/src/two']);
+		expect(cleared).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(onDisk(root).size).toBe(2);
+	});
+
 	it('never deletes foreign files, never follows symlinks, never leaves the root', async () => {
 		const root = scratch('root');
 		const outside = scratch('outside');
