@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { shown } from '../shared/bytes.js';
 import { classify, isIncbinVariant, isKeyName, META_FILE, type Metadata, NO_KERNEL, readMeta } from '../shared/keydir.js';
-import { isInstalled, readOwnFile, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
+import { isInstalled, openOwnFile, readOwnFd, SUMMARY_NAME, tempName, writeOwnFile } from '../shared/root.js';
 import { isRootFile } from './settings.js';
 
 /** link: the file's device and inode when it has more than one name (an .incbin sibling seeded with hard links, src/shim/seed.ts). */
@@ -265,6 +265,23 @@ async function scanReleases(
 
 type Summary = Pick<Key, 'count' | 'bytes' | 'lastUse' | 'temps' | 'foreign' | 'linked'> & { id: string };
 
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isTemp = (t: unknown) =>
+	typeof t === 'object' && t !== null && typeof (t as Temp).file === 'string' && isNumber((t as Temp).bytes) && isNumber((t as Temp).mtime);
+const isLinked = (l: unknown) => Array.isArray(l) && l.every((e) => Array.isArray(e) && typeof e[0] === 'string' && isNumber(e[1]));
+
+function isSummary(value: unknown): value is Summary {
+	if (typeof value !== 'object' || value === null) return false;
+	const s = value as Summary;
+	return (
+		typeof s.id === 'string' &&
+		[s.count, s.bytes, s.lastUse, s.foreign].every(isNumber) &&
+		Array.isArray(s.temps) &&
+		s.temps.every(isTemp) &&
+		(s.linked === undefined || isLinked(s.linked))
+	);
+}
+
 /**
  * What stats counted in each key directory, kept in <root>/ltocache.summary.json
  * so that stats reads only the directories that changed since: a summary
@@ -294,12 +311,25 @@ class Summaries {
 		private readonly skipped: Skip[],
 	) {
 		this.file = path.join(root, SUMMARY_NAME);
+		this.old = this.load();
+	}
+
+	/**
+	 * The summaries this user's stats wrote: another member of a shared root may replace the file (the
+	 * root is theirs to write in too), and one of theirs would be taken for what is on disk. Each is taken
+	 * only with the fields it must have, of their types (a count that is a string would be added as text).
+	 */
+	private load(): Record<string, Summary> {
+		let fd: number | undefined;
 		try {
-			this.old =
-				(JSON.parse(readOwnFile(this.file, 64 * 1024 ** 2)?.data.toString('utf8') ?? '') as { version: 1; dirs: Record<string, Summary> })
-					.dirs ?? {};
+			fd = openOwnFile(this.file, fs.constants.O_RDONLY);
+			if (fs.fstatSync(fd).uid !== process.getuid?.()) return {};
+			const { dirs } = JSON.parse(readOwnFd(fd, 64 * 1024 ** 2)?.data.toString('utf8') ?? '') as { dirs?: unknown };
+			return Object.fromEntries(Object.entries(dirs ?? {}).filter(([, summary]) => isSummary(summary)));
 		} catch {
-			this.old = {};
+			return {};
+		} finally {
+			if (fd !== undefined) fs.closeSync(fd);
 		}
 	}
 

@@ -883,6 +883,35 @@ describe("a root is ltocache's only when it says so", () => {
 	});
 });
 
+describeIf(isRoot, 'root, to write a file as another user')('a summary stats did not write', () => {
+	it('is not taken for what is on disk: one of another user, or one whose fields are not numbers and lists', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		makeEntry(key, { bytes: 10 });
+		const past = new Date(Date.now() - 3600_000);
+		fs.utimesSync(key, past, past);
+		const st = fs.lstatSync(key, { bigint: true });
+		const id = `${st.dev}:${st.ino}:${st.mtimeNs}`;
+		const file = path.join(root, SUMMARY_NAME);
+		const plant = (summary: object, uid: number) => {
+			fs.rmSync(file, { force: true });
+			fs.writeFileSync(file, JSON.stringify({ version: 1, dirs: { [path.relative(root, key)]: { id, ...summary } } }));
+			fs.chownSync(file, uid, uid);
+		};
+		// Another member of a shared root may replace the file: a summary that lies, with the directory's very id.
+		plant({ count: 1000, bytes: 1e9, lastUse: 0, temps: [], foreign: 0 }, NOBODY);
+		expect(await stats(root)).toMatchObject({ totalEntries: 1, totalBytes: 10 });
+		for (const wrong of [
+			{ temps: 5 },
+			{ count: 'x', bytes: 1, lastUse: 0, temps: [], foreign: 0 },
+			{ count: 1, bytes: 10, lastUse: 0, temps: [], foreign: 0, linked: 5 },
+		]) {
+			plant(wrong, 0);
+			expect(await stats(root)).toMatchObject({ totalEntries: 1, totalBytes: 10 });
+		}
+	});
+});
+
 describeIf(isRoot, 'root, to make directories nobody cannot read')('what it cannot read or remove', () => {
 	it('is skipped, named and counted; the rest is done, then exit status 1; doctor names it', async () => {
 		const root = scratch('root');
