@@ -128,6 +128,9 @@ export function lastLinkBytes(dir: string): number {
 	}
 }
 
+const isWritten = (w: unknown) => Array.isArray(w) && typeof w[0] === 'string' && typeof w[1] === 'number' && Number.isFinite(w[2]);
+
+/** The lines as written; one of other types (another member's, in a shared root) is skipped as a torn one is: it would throw where its entries are taken apart. */
 function parse(text: string): (LinkLine | FoldedLine)[] {
 	const lines: (LinkLine | FoldedLine)[] = [];
 	for (const raw of text.split('\n')) {
@@ -135,7 +138,7 @@ function parse(text: string): (LinkLine | FoldedLine)[] {
 		try {
 			const v = JSON.parse(raw) as LinkLine & FoldedLine;
 			if (v.folded && typeof v.folded.links === 'number') lines.push({ folded: v.folded });
-			else if (typeof v.t === 'number' && typeof v.m === 'number' && Array.isArray(v.w)) lines.push(v);
+			else if (typeof v.t === 'number' && typeof v.m === 'number' && Array.isArray(v.w) && v.w.every(isWritten)) lines.push(v);
 		} catch {}
 	}
 	return lines;

@@ -410,6 +410,21 @@ describe('safety', () => {
 		expect(onDisk(root).size).toBe(2);
 	});
 
+	it('counts the links of a counts file with lines of the wrong types planted among them, and skips those', async () => {
+		const root = scratch('root');
+		const key = makeKey(root, '6.1.0-1', '/src/one');
+		makeEntry(key);
+		const good = { t: Date.now(), ms: 5, m: 3, w: [['0'.repeat(40), 1, 100]] };
+		const planted = [
+			{ t: 1, m: 1, w: [5] },
+			{ t: 1, m: 1, w: [null] },
+			{ t: 1, m: 1, w: [[1, 'x', 3]] },
+			{ t: 1, m: '1', w: [] },
+		];
+		fs.writeFileSync(path.join(key, 'ltocache.counts'), [good, ...planted].map((l) => `${JSON.stringify(l)}\n`).join(''));
+		expect(await stats(root)).toMatchObject({ totalLinks: 1, totalHits: 2, totalMisses: 1 });
+	});
+
 	it('never deletes foreign files, never follows symlinks, never leaves the root', async () => {
 		const root = scratch('root');
 		const outside = scratch('outside');
