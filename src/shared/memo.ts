@@ -29,7 +29,19 @@
 //
 // On the shim's hot path: node built-ins only.
 import type { BigIntStats } from 'node:fs';
-import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import {
+	closeSync,
+	fstatSync,
+	lstatSync,
+	mkdirSync,
+	openSync,
+	readdirSync,
+	renameSync,
+	rmSync,
+	statfsSync,
+	statSync,
+	writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { type Bytes, bytesToBuffer, inDir } from './bytes.js';
 import { identityOf as identity } from './identity.js';
@@ -200,14 +212,27 @@ export function openMemo(root: string, cwd: Bytes, words: Bytes[], shared = fals
  */
 export function pruneMemo(root: string, now: number, maxAge = MEMO_MAX_AGE_MS): number {
 	const dir = join(root, MEMO_DIR);
-	let names: string[];
+	const cwd = process.cwd();
 	try {
-		// Another member's symlink there would have prune remove what is in the directory it leads to (/etc, as root).
-		if (!lstatSync(dir).isDirectory()) return 0;
-		names = readdirSync(dir);
+		// Another member's symlink there would have prune remove what is in the directory it leads to (/etc, as
+		// root). Looked at from inside, with bare names: a symlink renamed in after a look at the path would be
+		// followed by every call that names the path.
+		process.chdir(dir);
+		const here = statSync('.');
+		const named = lstatSync(dir);
+		if (!named.isDirectory() || named.dev !== here.dev || named.ino !== here.ino) return 0;
+		return pruneHere(now, maxAge);
 	} catch {
 		return 0;
+	} finally {
+		process.chdir(cwd);
 	}
+}
+
+/** pruneMemo's work, in the memo directory. */
+function pruneHere(now: number, maxAge: number): number {
+	const dir = '.';
+	const names = readdirSync(dir);
 	const kept: { file: string; lastUse: number }[] = [];
 	let removed = 0;
 	const remove = (file: string) => {

@@ -3,10 +3,12 @@
 // the same rules through the real commands.
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { clear, prune } from '../../src/cli/maintain.js';
 import { toBytes } from '../../src/shared/bytes.js';
 import { keyName } from '../../src/shared/keydir.js';
+import { MEMO_DIR, pruneMemo } from '../../src/shared/memo.js';
 import { isShared } from '../../src/shared/root.js';
 import { decide, type Plan } from '../../src/shim/decide.js';
 import { makeEntry, makeKey, onDisk, setAge } from '../helpers/cache.js';
@@ -216,6 +218,36 @@ describe('the deletion rules', () => {
 		expect(fs.readdirSync(path.dirname(theirs)).sort()).toEqual([path.basename(theirs), 'ltocache.json']);
 		expect(report.removed.entries).toBe(1); // 6.1.0-1's
 		expect(report.skipped.map((s) => s.error)).toContain('ELOOP');
+	});
+
+	it('forget the inputs memo only inside its own directory, while another member swaps a symlink in and out of its place', async () => {
+		const root = scratch('root');
+		const memo = path.join(root, MEMO_DIR);
+		fs.mkdirSync(memo);
+		const victim = scratch('victim');
+		const files = Array.from({ length: 20 }, (_, i) => path.join(victim, `file-${i}`));
+		for (const file of files) fs.writeFileSync(file, 'not ltocache');
+		// Renames the directory aside and a symlink to the victim into its place, and back, as fast as it can.
+		const swapper = execa(process.execPath, [
+			'-e',
+			`const fs = require('fs'); const [memo, victim] = process.argv.slice(1); console.log('swapping');
+			for (;;) { fs.renameSync(memo, memo + '.real'); fs.symlinkSync(victim, memo); fs.unlinkSync(memo); fs.renameSync(memo + '.real', memo); }`,
+			memo,
+			victim,
+		]);
+		await new Promise((resolve) => swapper.stdout?.once('data', resolve));
+		try {
+			// What clear does with the memo (maxAge 0: every file goes), many times over, each time in a window of microseconds.
+			for (let i = 0; i < 20_000 && files.every((f) => fs.existsSync(f)); i++) {
+				try {
+					pruneMemo(root, Date.now(), 0);
+				} catch {} // the directory renamed away at that moment
+			}
+		} finally {
+			swapper.kill();
+			await swapper.catch(() => {});
+		}
+		expect(files.filter((f) => !fs.existsSync(f))).toEqual([]);
 	});
 
 	it('remove temporaries only once stale, and a key directory only when empty and idle for an hour', async () => {
