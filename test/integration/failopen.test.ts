@@ -94,29 +94,33 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 		});
 	}
 
-	it("gives the linker the build's NODE_OPTIONS as it was, unset staying unset", async () => {
+	/** A redirect-mode link through the shim to a stand-in linker, Node first on PATH; returns the environment the linker got. */
+	const linkRecordingEnv = async (extra: Record<string, string>) => {
 		const fake = scratch('fake');
 		fakeLinker(fake, ['ld.lld']);
 		const record = path.join(scratch('rec'), 'r');
 		const node = nodeOnlyDir(scratch('node'));
-		const run = async (extra: Record<string, string>) => {
-			const result = await execa(path.join(shims, 'ld.lld'), [`--thinlto-cache-dir=${blocker}/x`, 'x.o'], {
-				reject: false,
-				extendEnv: false,
-				env: {
-					...NO_CONFIG,
-					PATH: `${shims}:${fake}:${node}:/usr/bin:/bin`,
-					FAKE_LD_RECORD: record,
-					LTOCACHE_DIR: scratch('root'),
-					...extra,
-				},
-			});
-			expect(result.exitCode).toBe(0);
-			expect(said(result.stderr)).toEqual([]);
-			return recordedEnv(record).filter(
+		const result = await execa(path.join(shims, 'ld.lld'), [`--thinlto-cache-dir=${blocker}/x`, 'x.o'], {
+			reject: false,
+			extendEnv: false,
+			env: {
+				...NO_CONFIG,
+				PATH: `${shims}:${fake}:${node}:/usr/bin:/bin`,
+				FAKE_LD_RECORD: record,
+				LTOCACHE_DIR: scratch('root'),
+				...extra,
+			},
+		});
+		expect(result.exitCode).toBe(0);
+		expect(said(result.stderr)).toEqual([]);
+		return recordedEnv(record);
+	};
+
+	it("gives the linker the build's NODE_OPTIONS as it was, unset staying unset", async () => {
+		const run = async (extra: Record<string, string>) =>
+			(await linkRecordingEnv(extra)).filter(
 				(v) => v.startsWith('NODE_OPTIONS=') || v.startsWith('LTOCACHE_NODE') || v.startsWith('LTOCACHE_FALLBACK'),
 			);
-		};
 		expect(await run({ NODE_OPTIONS: '--input-type=module' })).toEqual(['NODE_OPTIONS=--input-type=module']);
 		expect(await run({ NODE_OPTIONS: '' })).toEqual(['NODE_OPTIONS=']);
 		expect(await run({})).toEqual([]);
@@ -366,10 +370,6 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 		});
 
 		it('reach the linker exactly as the build set them, unset staying unset', async () => {
-			const fake = scratch('fake');
-			fakeLinker(fake, ['ld.lld']);
-			const record = path.join(scratch('rec'), 'r');
-			const node = nodeOnlyDir(scratch('node'));
 			const names = [
 				'NODE_V8_COVERAGE',
 				'NODE_DEBUG',
@@ -378,24 +378,10 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 				'NODE_CHANNEL_FD',
 				'NODE_UNIQUE_ID',
 			];
-			const run = async (extra: Record<string, string>) => {
-				const result = await execa(path.join(shims, 'ld.lld'), [`--thinlto-cache-dir=${blocker}/x`, 'x.o'], {
-					reject: false,
-					extendEnv: false,
-					env: {
-						...NO_CONFIG,
-						PATH: `${shims}:${fake}:${node}:/usr/bin:/bin`,
-						FAKE_LD_RECORD: record,
-						LTOCACHE_DIR: scratch('root'),
-						...extra,
-					},
-				});
-				expect(result.exitCode).toBe(0);
-				expect(said(result.stderr)).toEqual([]);
-				return recordedEnv(record)
+			const run = async (extra: Record<string, string>) =>
+				(await linkRecordingEnv(extra))
 					.filter((v) => names.some((n) => v.startsWith(`${n}=`)) || v.startsWith('LTOCACHE_NODE') || v.startsWith('LTOCACHE_SHELL'))
 					.sort();
-			};
 			const set = { NODE_V8_COVERAGE: scratch('coverage'), NODE_DEBUG: 'module', NODE_REDIRECT_WARNINGS: '', NODE_UNIQUE_ID: '' };
 			expect(await run(set)).toEqual(
 				Object.entries(set)

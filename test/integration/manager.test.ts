@@ -832,12 +832,8 @@ describe("a root is ltocache's only when it says so", () => {
 		expect(tree(home)).toEqual(before);
 	});
 
-	it('refuses, and does not tag, a directory of other things that one shim link wrote into (/var/cache-like)', async () => {
-		const dir = scratch('var-cache');
-		fs.mkdirSync(path.join(dir, 'apt', 'archives'), { recursive: true });
-		fs.writeFileSync(path.join(dir, 'apt', 'archives', 'lock'), '');
-		fs.mkdirSync(path.join(dir, 'man', 'cat1'), { recursive: true });
-		makeEntry(makeKey(dir, '_no-kernel', '/src/one'), { bytes: 10 });
+	/** stats, clear and prune each refuse dir as a root, exit 2, and leave every file in it as it was. */
+	const expectRefused = async (dir: string) => {
 		const before = tree(dir);
 		for (const args of [['stats'], ['clear'], ['prune', '--max-size', '1B']]) {
 			const result = await ltocache(dir, args);
@@ -845,6 +841,15 @@ describe("a root is ltocache's only when it says so", () => {
 			expect(result.stderr).toContain(`LTOCACHE_DIR=${dir} is not an ltocache cache root`);
 		}
 		expect(tree(dir)).toEqual(before);
+	};
+
+	it('refuses, and does not tag, a directory of other things that one shim link wrote into (/var/cache-like)', async () => {
+		const dir = scratch('var-cache');
+		fs.mkdirSync(path.join(dir, 'apt', 'archives'), { recursive: true });
+		fs.writeFileSync(path.join(dir, 'apt', 'archives', 'lock'), '');
+		fs.mkdirSync(path.join(dir, 'man', 'cat1'), { recursive: true });
+		makeEntry(makeKey(dir, '_no-kernel', '/src/one'), { bytes: 10 });
+		await expectRefused(dir);
 		expect(fs.existsSync(path.join(dir, TAG_NAME))).toBe(false);
 	});
 
@@ -854,13 +859,7 @@ describe("a root is ltocache's only when it says so", () => {
 		fs.writeFileSync(path.join(dir, TAG_NAME), theirs);
 		// A shim link whose LTOCACHE_DIR named it wrote a module directory of ltocache's into it.
 		makeEntry(makeKey(dir, '6.1.0-1', '/src/one'), { bytes: 10 });
-		const before = tree(dir);
-		for (const args of [['stats'], ['clear'], ['prune', '--max-size', '1B']]) {
-			const result = await ltocache(dir, args);
-			expect(result.exitCode, args.join(' ')).toBe(2);
-			expect(result.stderr).toContain(`LTOCACHE_DIR=${dir} is not an ltocache cache root`);
-		}
-		expect(tree(dir)).toEqual(before);
+		await expectRefused(dir);
 		expect(fs.readFileSync(path.join(dir, TAG_NAME), 'utf8')).toBe(theirs);
 	});
 
