@@ -208,26 +208,28 @@ export function usedEntries(dir: string, run: LinkRun, fetched: ReadonlySet<stri
 /** The first line of a directory's record: which remote and namespace its locations are of. */
 const recordHead = (tag: string) => `ltocache-remote 1 ${tag}`;
 
-/** Where the directory's entries are on the remote, as this directory last learned it; empty for another remote or namespace. */
-function readRecord(dir: string, tag: string): Map<string, Sum> {
-	const text = readOwnFile(join(dir, REMOTE_FILE), MAX_INDEX_BYTES)?.data.toString('latin1') ?? '';
+/** One of the directory's remote files (the record, the known manifest): a first line saying whose it is, then manifest lines; undefined if absent or another's. */
+function readIndexFile(dir: string, name: string, head: string): { entries: Map<string, Sum>; mtimeMs: number } | undefined {
+	const own = readOwnFile(join(dir, name), MAX_INDEX_BYTES);
+	const text = own?.data.toString('latin1') ?? '';
 	const eol = text.indexOf('\n');
-	return eol >= 0 && text.slice(0, eol) === recordHead(tag) ? parseIndex(text.slice(eol + 1)) : new Map();
+	if (!own || eol < 0 || text.slice(0, eol) !== head) return undefined;
+	return { entries: parseIndex(text.slice(eol + 1)), mtimeMs: own.mtimeMs };
 }
 
-/** Replace one of the directory's remote files (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */
-function replaceFile(dir: string, name: string, text: string): void {
+/** Where the directory's entries are on the remote, as this directory last learned it; empty for another remote or namespace. */
+const readRecord = (dir: string, tag: string) => readIndexFile(dir, REMOTE_FILE, recordHead(tag))?.entries ?? new Map<string, Sum>();
+
+/** Replace one of the directory's remote files read by readIndexFile (written aside and renamed in: a parallel link reads it whole or not at all); never throws. */
+function writeIndexFile(dir: string, name: string, head: string, entries: Map<string, Sum>): void {
 	const temp = tempName(join(dir, name));
 	try {
-		writeOwnFile(temp, text);
+		writeOwnFile(temp, `${head}\n${formatIndex(entries)}`);
 		renameSync(temp, join(dir, name));
 	} catch {
 		rmSync(temp, { force: true }); // then the next link asks the remote, or uploads what it cannot place
 	}
 }
-
-const writeRecord = (dir: string, tag: string, record: Map<string, Sum>) =>
-	replaceFile(dir, REMOTE_FILE, `${recordHead(tag)}\n${formatIndex(record)}`);
 
 /**
  * The manifest the remote holds for a link's inputs, as this directory last
@@ -246,12 +248,9 @@ const knownHead = (tag: string, inputs: string) => `ltocache-manifest 1 ${tag} $
 const KNOWN_MS = 3600_000;
 
 function readKnown(dir: string, tag: string, inputs: string): Map<string, Sum> | undefined {
-	const own = readOwnFile(join(dir, KNOWN_FILE), MAX_INDEX_BYTES);
-	const age = Date.now() - (own?.mtimeMs ?? 0);
-	if (!own || age < 0 || age >= KNOWN_MS) return undefined;
-	const text = own.data.toString('latin1');
-	const eol = text.indexOf('\n');
-	return eol >= 0 && text.slice(0, eol) === knownHead(tag, inputs) ? parseIndex(text.slice(eol + 1)) : undefined;
+	const known = readIndexFile(dir, KNOWN_FILE, knownHead(tag, inputs));
+	const age = Date.now() - (known?.mtimeMs ?? 0);
+	return known && age >= 0 && age < KNOWN_MS ? known.entries : undefined;
 }
 
 const sameSum = (a: Sum | undefined, b: Sum) => a?.sum === b.sum && a.size === b.size && a.pack === b.pack && a.offset === b.offset;
@@ -319,7 +318,7 @@ export function remoteFor(
 	const listed = () => manifest?.entries.size ?? 0;
 	/** What the remote holds for this link's inputs, kept here (readKnown): a link with them and its entries here then asks nothing. */
 	const keep = (entries: Map<string, Sum>) => {
-		if (inputs !== undefined && entries.size > 0) replaceFile(dir, KNOWN_FILE, `${knownHead(tag(), inputs)}\n${formatIndex(entries)}`);
+		if (inputs !== undefined && entries.size > 0) writeIndexFile(dir, KNOWN_FILE, knownHead(tag(), inputs), entries);
 	};
 	return {
 		counts,
@@ -447,7 +446,8 @@ export function remoteFor(
 				const here = new Set(readdirSync(dir));
 				const learned = new Map([...old, ...listedNow].filter(([name]) => here.has(name) && !refused.has(name)));
 				for (const [name, r] of next) learned.set(name, r);
-				if (learned.size !== old.size || [...learned].some(([name, r]) => !sameSum(old.get(name), r))) writeRecord(dir, tag(), learned);
+				if (learned.size !== old.size || [...learned].some(([name, r]) => !sameSum(old.get(name), r)))
+					writeIndexFile(dir, REMOTE_FILE, recordHead(tag()), learned);
 			};
 			const exact = manifest?.exact ? manifest.entries : undefined;
 			const unchanged = () => exact?.size === next.size && [...next].every(([name, r]) => sameSum(exact.get(name), r));
