@@ -185,11 +185,12 @@ function restoreEnvironment(env: NodeJS.ProcessEnv): number | undefined {
 		env[name.slice(KEPT_PREFIX.length)] = env[name];
 		delete env[name];
 	}
-	// Only this Node's parent: bin/ld.lld runs it as its child. A value the build set names another process, and
-	// the shell may be pid 1 (a container whose entrypoint the shim is).
+	// bin/ld.lld sets it to its own pid ($$), which is this Node's parent or, where `node` on PATH is a wrapper that
+	// runs the real one as its child (a version manager's shim), its grandparent. Pid 1 only as the parent: the
+	// shell as a container's entrypoint, never init by mistake.
 	const shell = Number(env.LTOCACHE_SHELL_PID);
 	delete env.LTOCACHE_SHELL_PID;
-	return shell > 0 && shell === process.ppid ? shell : undefined;
+	return shell > 1 || (shell === 1 && process.ppid === 1) ? shell : undefined;
 }
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];

@@ -273,6 +273,14 @@ describeIf(hasToolchain, 'clang and ld.lld')('failing open', () => {
 			expect(fs.existsSync(heard) ? fs.readFileSync(heard, 'utf8') : '').toBe('');
 		});
 
+		it('has Node take the link, said nothing, when the node on PATH is a wrapper that runs the real one as its child', async () => {
+			const dir = fakeNode(`'${process.execPath}' "$@"; exit $?`);
+			const result = await linkWith(SHIM, dir);
+			expect(result).toMatchObject({ exitCode: 0, runs: 1 });
+			expect(result.output.equals(reference)).toBe(true);
+			expect(said(result.stderr)).toEqual([]);
+		});
+
 		describeIf(isRoot && Boolean(onPath('unshare')), 'root and unshare (PID namespaces)')('as pid 1', () => {
 			it('has Node take the link, said nothing, when the shim is pid 1 (a container whose entrypoint it is)', async () => {
 				const node = nodeOnlyDir(scratch('node'));
